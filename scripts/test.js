@@ -1,0 +1,36 @@
+// Runs the whole suite with Node's test runner (integration tests one file at a time: they start real
+// etcd and QEMU processes), then fails if any test process was left behind.
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+
+const only = process.argv[2]; // "unit" or "integration"
+const dirs = (only ? [only] : ["unit", "integration"]).map((dir) => `dist/test/${dir}`);
+const files = dirs.flatMap((dir) =>
+  readdirSync(dir)
+    .filter((file) => file.endsWith(".test.js"))
+    .sort()
+    .map((file) => `${dir}/${file}`),
+);
+const result = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], {
+  stdio: "inherit",
+});
+
+const leaked = readdirSync("/proc")
+  .filter((entry) => /^\d+$/.test(entry))
+  .map((pid) => {
+    try {
+      return { pid, cmdline: readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ") };
+    } catch {
+      return { pid, cmdline: "" };
+    }
+  })
+  .filter(({ cmdline }) => cmdline.includes("haven-test-"));
+for (const { pid, cmdline } of leaked) {
+  console.error(`test suite leaked process ${pid}: ${cmdline}`);
+  try {
+    process.kill(Number(pid), "SIGKILL");
+  } catch {
+    /* gone meanwhile */
+  }
+}
+process.exit(result.status !== 0 || leaked.length > 0 ? 1 : 0);

@@ -1,0 +1,203 @@
+// Haven's etcd layout (design brief, "Cluster state"): typed reads and compare-and-swap writes of nodes,
+// VM specs, placements, statuses and events, all under one configurable prefix.
+import { randomBytes } from "node:crypto";
+import type { z } from "zod";
+import { conflict } from "../../core/errors.js";
+import {
+  eventSchema,
+  nodeInfoSchema,
+  placementSchema,
+  vmSpecSchema,
+  vmStatusSchema,
+  type HavenEvent,
+  type NodeInfo,
+  type Placement,
+  type VmSpec,
+  type VmStatus,
+} from "../../core/model.js";
+import type { EtcdClient, KeyValue } from "./port.js";
+
+export interface Versioned<T> {
+  value: T;
+  modRevision: number;
+}
+
+export type VmKeyKind = "spec" | "placement" | "status";
+
+/** Everything known about VMs, keyed by VM name; kept current by a watch. */
+export interface VmMaps {
+  specs: Map<string, VmSpec>;
+  placements: Map<string, Placement>;
+  statuses: Map<string, VmStatus>;
+}
+
+export const emptyVmMaps = (): VmMaps => ({ specs: new Map(), placements: new Map(), statuses: new Map() });
+
+export class ClusterStore {
+  constructor(
+    readonly etcd: EtcdClient,
+    readonly prefix: string,
+  ) {}
+
+  // --- keys ---
+  nodeKey = (node: string) => `${this.prefix}nodes/${node}`;
+  vmKey = (vm: string, kind: VmKeyKind) => `${this.prefix}vms/${vm}/${kind}`;
+  get nodesPrefix() {
+    return `${this.prefix}nodes/`;
+  }
+  get vmsPrefix() {
+    return `${this.prefix}vms/`;
+  }
+  get eventsPrefix() {
+    return `${this.prefix}events/`;
+  }
+  get controllerKey() {
+    return `${this.prefix}controller/leader`;
+  }
+
+  /** Splits `<prefix>vms/<vm>/<kind>` into its parts, or undefined for other keys. */
+  parseVmKey(key: string): { vm: string; kind: VmKeyKind } | undefined {
+    if (!key.startsWith(this.vmsPrefix)) return undefined;
+    const [vm, kind, ...rest] = key.slice(this.vmsPrefix.length).split("/");
+    if (!vm || rest.length > 0 || (kind !== "spec" && kind !== "placement" && kind !== "status")) return undefined;
+    return { vm, kind };
+  }
+
+  // --- nodes ---
+  async putNode(info: NodeInfo, lease: string): Promise<void> {
+    await this.etcd.put(this.nodeKey(info.name), JSON.stringify(info), { lease });
+  }
+
+  async listNodes(): Promise<NodeInfo[]> {
+    const { kvs } = await this.etcd.list(this.nodesPrefix);
+    return kvs.map((kv) => decode(nodeInfoSchema, kv));
+  }
+
+  // --- VM spec ---
+  async getSpec(vm: string): Promise<Versioned<VmSpec> | undefined> {
+    return versioned(vmSpecSchema, await this.etcd.get(this.vmKey(vm, "spec")));
+  }
+
+  async listSpecs(): Promise<VmSpec[]> {
+    const { kvs } = await this.etcd.list(this.vmsPrefix);
+    return kvs.filter((kv) => this.parseVmKey(kv.key)?.kind === "spec").map((kv) => decode(vmSpecSchema, kv));
+  }
+
+  /** Creates the spec only if no VM of that name exists. */
+  async createSpec(spec: VmSpec): Promise<void> {
+    const key = this.vmKey(spec.name, "spec");
+    const result = await this.etcd.txn(
+      [{ key, target: "version", result: "equal", value: 0 }],
+      [{ type: "put", key, value: JSON.stringify(spec) }],
+    );
+    if (!result.succeeded) throw conflict(`VM ${spec.name} already exists`);
+  }
+
+  /** Replaces the spec if nobody changed it since it was read. */
+  async updateSpec(spec: VmSpec, expectedModRevision: number): Promise<void> {
+    const key = this.vmKey(spec.name, "spec");
+    const result = await this.etcd.txn(
+      [{ key, target: "mod", result: "equal", value: expectedModRevision }],
+      [{ type: "put", key, value: JSON.stringify(spec) }],
+    );
+    if (!result.succeeded) throw conflict(`VM ${spec.name} was changed concurrently; try again`);
+  }
+
+  /** Deletes every key of a VM if its spec is unchanged and it has no placement. */
+  async deleteVm(vm: string, expectedModRevision: number): Promise<void> {
+    const result = await this.etcd.txn(
+      [
+        { key: this.vmKey(vm, "spec"), target: "mod", result: "equal", value: expectedModRevision },
+        { key: this.vmKey(vm, "placement"), target: "version", result: "equal", value: 0 },
+      ],
+      [{ type: "delete", key: `${this.vmsPrefix}${vm}/`, prefix: true }],
+    );
+    if (!result.succeeded) throw conflict(`VM ${vm} changed or is still placed on a node; stop it first`);
+  }
+
+  // --- placement (controller only) ---
+  async getPlacement(vm: string): Promise<Versioned<Placement> | undefined> {
+    return versioned(placementSchema, await this.etcd.get(this.vmKey(vm, "placement")));
+  }
+
+  /**
+   * Writes (or with `null` removes) a placement if the current one still has `expectedGeneration`
+   * (0: none may exist). Returns false when somebody else changed it first.
+   */
+  async swapPlacement(vm: string, next: Placement | null, expectedGeneration: number): Promise<boolean> {
+    const key = this.vmKey(vm, "placement");
+    const current = await this.getPlacement(vm);
+    if ((current?.value.generation ?? 0) !== expectedGeneration) return false;
+    const result = await this.etcd.txn(
+      [
+        current
+          ? { key, target: "mod", result: "equal", value: current.modRevision }
+          : { key, target: "version", result: "equal", value: 0 },
+        // A placement only makes sense while the VM exists.
+        { key: this.vmKey(vm, "spec"), target: "version", result: "greater", value: 0 },
+      ],
+      [next ? { type: "put", key, value: JSON.stringify(next) } : { type: "delete", key }],
+    );
+    return result.succeeded;
+  }
+
+  // --- status (agents, under their node lease) ---
+  async putStatus(vm: string, status: VmStatus, lease: string): Promise<void> {
+    await this.etcd.put(this.vmKey(vm, "status"), JSON.stringify(status), { lease });
+  }
+
+  async getStatus(vm: string): Promise<VmStatus | undefined> {
+    return versioned(vmStatusSchema, await this.etcd.get(this.vmKey(vm, "status")))?.value;
+  }
+
+  // --- everything about VMs in one consistent read ---
+  async snapshotVms(): Promise<VmMaps> {
+    const { kvs } = await this.etcd.list(this.vmsPrefix);
+    return this.vmMapsOf(kvs);
+  }
+
+  vmMapsOf(kvs: KeyValue[]): VmMaps {
+    const maps = emptyVmMaps();
+    for (const kv of kvs) this.applyVmKey(maps, kv);
+    return maps;
+  }
+
+  /** Updates maps of specs/placements/statuses from one key (put) or its absence (delete). */
+  applyVmKey(maps: VmMaps, kv: KeyValue, deleted = false): void {
+    const parsed = this.parseVmKey(kv.key);
+    if (!parsed) return;
+    const { vm, kind } = parsed;
+    if (kind === "spec") setOrDelete(maps.specs, vm, deleted ? undefined : decode(vmSpecSchema, kv));
+    if (kind === "placement") setOrDelete(maps.placements, vm, deleted ? undefined : decode(placementSchema, kv));
+    if (kind === "status") setOrDelete(maps.statuses, vm, deleted ? undefined : decode(vmStatusSchema, kv));
+  }
+
+  // --- events ---
+  async appendEvent(event: Omit<HavenEvent, "time">, now = new Date()): Promise<HavenEvent> {
+    const full = { time: now.toISOString(), ...event };
+    // Keys sort by time; the random tail keeps two events of the same millisecond apart.
+    const key = `${this.eventsPrefix}${now.getTime().toString().padStart(15, "0")}-${randomBytes(4).toString("hex")}`;
+    await this.etcd.put(key, JSON.stringify(full));
+    return full;
+  }
+
+  async listEvents(): Promise<HavenEvent[]> {
+    const { kvs } = await this.etcd.list(this.eventsPrefix);
+    return kvs.map((kv) => decode(eventSchema, kv));
+  }
+}
+
+function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {
+  if (value === undefined) map.delete(key);
+  else map.set(key, value);
+}
+
+function decode<T>(schema: z.ZodType<T>, kv: KeyValue): T {
+  const parsed = schema.safeParse(JSON.parse(kv.value));
+  if (!parsed.success) throw new Error(`malformed value at ${kv.key}: ${parsed.error.message}`);
+  return parsed.data;
+}
+
+function versioned<T>(schema: z.ZodType<T>, kv: KeyValue | undefined): Versioned<T> | undefined {
+  return kv ? { value: decode(schema, kv), modRevision: kv.modRevision } : undefined;
+}

@@ -1,0 +1,401 @@
+// The real Hypervisor: daemonized QEMU per VM under <runDir>/<vm>/, supervised through QMP and /proc.
+// QEMU outlives the agent on purpose; a new agent finds it again through the pidfile (list()).
+import { spawn } from "node:child_process";
+import { mkdir, readdir, rm, stat, readFile, writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { z } from "zod";
+import { sleep } from "../../lib/async.js";
+import { buildQemuArgs } from "./cmdline.js";
+import {
+  argAfter,
+  guestFiles,
+  ourQemuArgv,
+  readPid,
+  removeRuntimeFiles,
+  signal,
+  writeRbdKeys,
+  type GuestFiles,
+} from "./guest-files.js";
+import type { Accelerator, GuestLaunch, GuestProcess, Hypervisor } from "./port.js";
+import { QmpClient } from "./qmp.js";
+
+export interface QemuHypervisorOptions {
+  /** Node state dir for guests; one subdirectory per VM. */
+  runDir: string;
+  qemuBinary?: string;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** Generation reported for a live QEMU whose launch.json is missing or belongs to an older QEMU. */
+export const unknownGeneration = -1;
+
+const pollMs = 500;
+const fastPollMs = 50;
+const daemonizeTimeoutMs = 30_000;
+const qmpStartTimeoutMs = 10_000;
+const killTimeoutMs = 30_000;
+const quitGraceMs = 3000;
+
+// VM names become directory names and QEMU option values: no separators, no commas, no leading dot.
+const vmNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+const launchFileSchema = z.object({
+  launch: z.object({ generation: z.number().int(), accel: z.enum(["kvm", "tcg"]) }),
+  startedAt: z.string(),
+  pid: z.number().int(),
+});
+
+interface Guest {
+  info: GuestProcess;
+  files: GuestFiles;
+  qmp: QmpClient | undefined;
+  poll: NodeJS.Timeout;
+  exited: boolean;
+}
+
+export class QemuHypervisor implements Hypervisor {
+  private readonly runDir: string;
+  private readonly qemuBinary: string;
+  private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
+  private readonly guests = new Map<string, Guest>();
+  private readonly starting = new Set<string>();
+  private readonly exitListeners = new Set<(vm: string, generation: number) => void>();
+  private isClosed = false;
+
+  constructor(options: QemuHypervisorOptions) {
+    // Absolute: QEMU chdirs to / when it daemonizes, and /proc cmdline comparisons need one spelling.
+    this.runDir = resolve(options.runDir);
+    this.qemuBinary = options.qemuBinary ?? "qemu-system-x86_64";
+    this.log = options.log ?? (() => undefined);
+  }
+
+  async start(launch: GuestLaunch): Promise<GuestProcess> {
+    const vm = checkVmName(launch.vm);
+    this.checkOpen();
+    if (this.starting.has(vm)) throw new Error(`QEMU for ${vm} is already being started`);
+    this.starting.add(vm);
+    try {
+      return await this.startUnlocked(launch);
+    } finally {
+      this.starting.delete(vm);
+    }
+  }
+
+  async list(): Promise<GuestProcess[]> {
+    this.checkOpen();
+    let names: string[];
+    try {
+      names = (await readdir(this.runDir, { withFileTypes: true }))
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+    const found: GuestProcess[] = [];
+    for (const vm of names.filter((name) => vmNamePattern.test(name))) {
+      if (this.starting.has(vm)) continue;
+      const guest = await this.guestFor(vm);
+      if (guest) found.push({ ...guest.info });
+    }
+    return found;
+  }
+
+  async stop(vm: string, graceMs: number): Promise<void> {
+    const guest = await this.guestFor(checkVmName(vm));
+    if (!guest) return;
+    const qmp = await this.qmpFor(guest);
+    try {
+      if (!qmp) throw new Error("no QMP connection");
+      await qmp.systemPowerdown();
+    } catch (err) {
+      this.log("system_powerdown failed", { vm, error: String(err) });
+    }
+    if (await this.waitGone(guest, graceMs)) return;
+    this.log("guest did not power down in time, quitting QEMU", { vm, graceMs });
+    try {
+      if (!qmp) throw new Error("no QMP connection");
+      await qmp.quit();
+    } catch {
+      // SIGTERM is QEMU's other orderly exit: it flushes and closes its block devices like quit does.
+      signal(guest.info.pid, "SIGTERM");
+    }
+    if (await this.waitGone(guest, quitGraceMs)) return;
+    this.log("QEMU did not quit in time, killing it", { vm, pid: guest.info.pid });
+    await this.killGuest(guest);
+  }
+
+  async kill(vm: string): Promise<void> {
+    const guest = await this.guestFor(checkVmName(vm));
+    if (guest) await this.killGuest(guest);
+  }
+
+  onExit(listener: (vm: string, generation: number) => void): () => void {
+    this.exitListeners.add(listener);
+    return () => this.exitListeners.delete(listener);
+  }
+
+  consolePaths(vm: string): { socket: string; log: string } {
+    const files = guestFiles(this.runDir, checkVmName(vm));
+    return { socket: files.consoleSocket, log: files.serialLog };
+  }
+
+  /** Drops QMP connections and timers WITHOUT stopping guests (agent shutdown); a later list() re-attaches. */
+  close(): void {
+    this.isClosed = true;
+    for (const guest of this.guests.values()) {
+      clearInterval(guest.poll);
+      guest.qmp?.close();
+    }
+    this.guests.clear();
+  }
+
+  private async startUnlocked(launch: GuestLaunch): Promise<GuestProcess> {
+    const vm = launch.vm;
+    const files = guestFiles(this.runDir, vm);
+    if (await this.guestFor(vm)) throw new Error(`QEMU for ${vm} is already running`);
+    await mkdir(files.dir, { recursive: true });
+    removeRuntimeFiles(files);
+
+    const startedAt = new Date().toISOString();
+    const begun = Date.now();
+    let pid: number | undefined;
+    let qmp: QmpClient | undefined;
+    let keyFiles: string[] = [];
+    try {
+      keyFiles = await writeRbdKeys(launch, files.dir);
+      const args = buildQemuArgs(launch, { ...files, secretDir: files.dir });
+      await this.runDaemonizing(args);
+      pid = await readPid(files.pidFile);
+      if (pid === undefined) throw new Error(`QEMU for ${vm} started but wrote no pidfile`);
+      if (!(await ourQemuArgv(pid, vm, files.pidFile)))
+        throw new Error(`QEMU for ${vm} exited right after start`);
+      qmp = await connectQmp(files, qmpStartTimeoutMs);
+      const status = await qmp.queryStatus();
+      if (!status.running)
+        throw new Error(`guest ${vm} is not running after start (QMP status ${status.status})`);
+      await writeFile(files.launchFile, JSON.stringify({ launch, startedAt, pid }, null, 2) + "\n");
+      const info: GuestProcess = { vm, generation: launch.generation, pid, accel: launch.accel, startedAt };
+      this.supervise(info, files, qmp);
+      this.log("guest started", {
+        vm,
+        pid,
+        generation: launch.generation,
+        accel: launch.accel,
+        ms: Date.now() - begun,
+      });
+      return { ...info };
+    } catch (err) {
+      // Rollback: no stray QEMU and no pidfile may survive a failed start (one writer per disk).
+      qmp?.close();
+      const victim = pid ?? (await readPid(files.pidFile));
+      if (victim !== undefined && (await ourQemuArgv(victim, vm, files.pidFile))) {
+        signal(victim, "SIGKILL");
+        const dead = await waitUntil(
+          async () => !(await ourQemuArgv(victim, vm, files.pidFile)),
+          killTimeoutMs,
+        );
+        if (!dead) this.log("QEMU survived SIGKILL after a failed start", { vm, pid: victim });
+      }
+      removeRuntimeFiles(files);
+      this.log("guest start failed", { vm, error: String(err) });
+      throw err;
+    } finally {
+      // QEMU reads its secrets once while starting; they need not stay on disk.
+      await Promise.all(keyFiles.map((path) => rm(path, { force: true })));
+    }
+  }
+
+  /** Runs QEMU until its -daemonize parent exits, i.e. until the daemon is initialised or has failed. */
+  private runDaemonizing(args: string[]): Promise<void> {
+    return new Promise((resolvePromise, reject) => {
+      const child = spawn(this.qemuBinary, args, { stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr
+        .setEncoding("utf8")
+        .on("data", (chunk: string) => (stderr = (stderr + chunk).slice(-4000)));
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new Error(`QEMU did not finish starting within ${daemonizeTimeoutMs} ms: ${stderr.trim()}`));
+      }, daemonizeTimeoutMs);
+      child.once("error", (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      // "close" (not "exit"): stderr is complete then. The daemon points its stderr at /dev/null before
+      // releasing the parent, so the pipe does close.
+      child.once("close", (code, sig) => {
+        clearTimeout(timer);
+        if (code === 0) resolvePromise();
+        else
+          reject(
+            new Error(
+              `QEMU failed to start (${sig ?? `exit code ${code}`}): ${stderr.trim() || "no stderr"}`,
+            ),
+          );
+      });
+    });
+  }
+
+  private supervise(info: GuestProcess, files: GuestFiles, qmp: QmpClient | undefined): Guest {
+    const guest: Guest = {
+      info,
+      files,
+      qmp: undefined,
+      exited: false,
+      // The poll is the source of truth (QMP may be unavailable); QMP closing only makes us look sooner.
+      poll: setInterval(() => void this.checkAlive(guest), pollMs),
+    };
+    this.guests.set(info.vm, guest);
+    if (qmp) this.attachQmp(guest, qmp);
+    return guest;
+  }
+
+  private attachQmp(guest: Guest, qmp: QmpClient): void {
+    guest.qmp = qmp;
+    qmp.onEvent((event) =>
+      this.log("qmp event", { vm: guest.info.vm, event: event.event, data: event.data }),
+    );
+    void qmp.closed.then(() => {
+      if (guest.qmp === qmp) guest.qmp = undefined;
+      if (guest.exited || this.isClosed) return;
+      return this.waitGone(guest, 5000).then(() => undefined);
+    });
+  }
+
+  private async checkAlive(guest: Guest): Promise<boolean> {
+    if (guest.exited) return false;
+    const alive = (await ourQemuArgv(guest.info.pid, guest.info.vm, guest.files.pidFile)) !== undefined;
+    if (!alive) this.handleExit(guest);
+    return alive;
+  }
+
+  /** True once the guest's QEMU is gone (exit handled), false if still alive after `ms`. */
+  private async waitGone(guest: Guest, ms: number): Promise<boolean> {
+    return waitUntil(async () => !(await this.checkAlive(guest)), ms);
+  }
+
+  private async killGuest(guest: Guest): Promise<void> {
+    if (!(await this.checkAlive(guest))) return;
+    signal(guest.info.pid, "SIGKILL");
+    if (!(await this.waitGone(guest, killTimeoutMs))) {
+      throw new Error(
+        `QEMU for ${guest.info.vm} (pid ${guest.info.pid}) still alive ${killTimeoutMs} ms after SIGKILL`,
+      );
+    }
+  }
+
+  private handleExit(guest: Guest): void {
+    if (guest.exited || this.isClosed) return;
+    guest.exited = true;
+    clearInterval(guest.poll);
+    guest.qmp?.close();
+    const { vm, pid, generation } = guest.info;
+    if (this.guests.get(vm) === guest) this.guests.delete(vm);
+    try {
+      if (!this.starting.has(vm)) removeRuntimeFiles(guest.files, pid);
+    } catch (err) {
+      this.log("could not clean up after guest exit", { vm, error: String(err) });
+    }
+    this.log("guest exited", { vm, pid, generation });
+    for (const listener of [...this.exitListeners]) {
+      try {
+        listener(vm, generation);
+      } catch (err) {
+        this.log("exit listener failed", { vm, error: String(err) });
+      }
+    }
+  }
+
+  /** The supervised guest for `vm`, re-attaching to a live QEMU found through its pidfile; else undefined. */
+  private async guestFor(vm: string): Promise<Guest | undefined> {
+    const known = this.guests.get(vm);
+    if (known) return (await this.checkAlive(known)) ? known : undefined;
+    const files = guestFiles(this.runDir, vm);
+    const pid = await readPid(files.pidFile);
+    const argv = pid === undefined ? undefined : await ourQemuArgv(pid, vm, files.pidFile);
+    if (pid === undefined || argv === undefined) {
+      if (pid !== undefined && !this.starting.has(vm)) removeRuntimeFiles(files, pid);
+      return undefined;
+    }
+    const info = await this.describe(vm, pid, argv, files);
+    const raced = this.guests.get(vm);
+    if (raced) return raced;
+    const guest = this.supervise(info, files, undefined);
+    this.log("re-attached to running guest", { vm, pid, generation: info.generation });
+    try {
+      const qmp = await connectQmp(files, 3000);
+      if (guest.exited || this.isClosed) qmp.close();
+      else this.attachQmp(guest, qmp);
+    } catch (err) {
+      // Still supervised through /proc; stop() falls back to signals.
+      this.log("re-attached without QMP", { vm, error: String(err) });
+    }
+    return guest;
+  }
+
+  private async describe(vm: string, pid: number, argv: string[], files: GuestFiles): Promise<GuestProcess> {
+    const accel: Accelerator = argAfter(argv, "-accel") === "kvm" ? "kvm" : "tcg";
+    try {
+      const saved = launchFileSchema.parse(JSON.parse(await readFile(files.launchFile, "utf8")));
+      if (saved.pid === pid)
+        return { vm, pid, generation: saved.launch.generation, accel, startedAt: saved.startedAt };
+    } catch {
+      // Missing or unreadable: fall through.
+    }
+    // A live QEMU without its launch record (the agent died mid-start) must still be visible, or it would be
+    // an unsupervised writer; an unknown generation never matches a placement, so the agent stops it.
+    const startedAt = (await stat(files.pidFile)).mtime.toISOString();
+    return { vm, pid, generation: unknownGeneration, accel, startedAt };
+  }
+
+  private async qmpFor(guest: Guest): Promise<QmpClient | undefined> {
+    if (guest.qmp) return guest.qmp;
+    try {
+      const qmp = await connectQmp(guest.files, 2000);
+      if (guest.exited) {
+        qmp.close();
+        return undefined;
+      }
+      this.attachQmp(guest, qmp);
+      return qmp;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.isClosed) throw new Error("QemuHypervisor is closed");
+  }
+}
+
+function checkVmName(vm: string): string {
+  if (!vmNamePattern.test(vm)) throw new Error(`invalid VM name for the hypervisor: ${JSON.stringify(vm)}`);
+  return vm;
+}
+
+/** Connects to QMP, retrying while the socket does not exist yet or another client holds it. */
+async function connectQmp(files: GuestFiles, timeoutMs: number): Promise<QmpClient> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const remaining = deadline - Date.now();
+    try {
+      return await QmpClient.connect(files.qmpSocket, {
+        timeoutMs: Math.max(100, Math.min(remaining, 3000)),
+        transcriptFile: files.transcript,
+      });
+    } catch (err) {
+      if (Date.now() + fastPollMs >= deadline) throw err;
+      await sleep(fastPollMs);
+    }
+  }
+}
+
+async function waitUntil(done: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await done()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(fastPollMs);
+  }
+}

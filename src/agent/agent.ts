@@ -1,0 +1,256 @@
+// The node agent: runs the guests the controller placed on this node, and reports what it observes.
+// It never restarts a crashed guest by itself; the controller decides (restart limit, relocation).
+import { open } from "node:fs/promises";
+import { emptyVmMaps, type ClusterStore, type VmMaps } from "../adapters/etcd/cluster-store.js";
+import { runInformer } from "../adapters/etcd/informer.js";
+import type { GuestLaunch, GuestProcess, Hypervisor, Accelerator } from "../adapters/qemu/port.js";
+import type { StorageBackend } from "../adapters/storage/port.js";
+import { planAgent, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
+import { highestAckInLog } from "../core/canary.js";
+import type { Placement, VmSpec, VmStatus } from "../core/model.js";
+import { serialized, sleep } from "../lib/async.js";
+import type { Logger } from "../lib/log.js";
+
+export interface AgentDeps {
+  node: string;
+  store: ClusterStore;
+  hypervisor: Hypervisor;
+  storage: StorageBackend;
+  accel: Accelerator;
+  /** The current node lease; status keys live and die with it. */
+  lease: () => string;
+  log: Logger;
+}
+
+const TICK_MS = 1000;
+
+export class Agent {
+  private vms: VmMaps = emptyVmMaps();
+  private readonly running = new Map<string, GuestProcess>();
+  private readonly outcomes = new Map<string, LocalOutcome & { message: string }>();
+  private readonly busy = new Map<string, "starting" | "stopping">();
+  private readonly reported = new Map<string, string>();
+  private readonly acks = new Map<string, number>();
+  private synced = false;
+  readonly reconcile: () => void;
+
+  constructor(private readonly deps: AgentDeps) {
+    this.reconcile = serialized(() => this.reconcileOnce(), (err) => deps.log.error("reconcile failed", { err }));
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const { hypervisor, log } = this.deps;
+    for (const guest of await hypervisor.list()) {
+      this.running.set(guest.vm, guest);
+      log.info("re-attached to running guest", { vm: guest.vm, pid: guest.pid, generation: guest.generation });
+    }
+    const unsubscribe = hypervisor.onExit((vm, generation) => this.onGuestExit(vm, generation));
+    const informer = runInformer(
+      this.deps.store.etcd,
+      this.deps.store.vmsPrefix,
+      {
+        onSnapshot: (kvs) => {
+          this.vms = this.deps.store.vmMapsOf(kvs);
+          this.seedOutcomesFromStatus();
+          this.synced = true;
+          this.reconcile();
+        },
+        onEvents: (events) => {
+          for (const event of events) {
+            this.deps.store.applyVmKey(this.vms, event.kv, event.type === "delete");
+            if (!this.vms.placements.has(this.deps.store.parseVmKey(event.kv.key)?.vm ?? "")) {
+              this.forgetReleased(event.kv.key);
+            }
+          }
+          this.reconcile();
+        },
+        onError: (err, retryInMs) => log.warn("watch failed", { err, retryInMs }),
+      },
+      signal,
+    );
+    while (!signal.aborted) {
+      await sleep(TICK_MS, signal);
+      this.reconcile();
+    }
+    unsubscribe();
+    await informer;
+  }
+
+  /** A crash reported by an earlier run of this agent stays a crash: the controller decides what follows. */
+  private seedOutcomesFromStatus(): void {
+    for (const [vm, status] of this.vms.statuses) {
+      if (status.node !== this.deps.node || this.running.has(vm)) continue;
+      if (status.state === "crashed" || status.state === "failed") {
+        this.outcomes.set(vm, { generation: status.generation, state: status.state, message: status.message ?? "" });
+      }
+    }
+  }
+
+  /** A released placement ends the story of its last start here. */
+  private forgetReleased(key: string): void {
+    const vm = this.deps.store.parseVmKey(key)?.vm;
+    if (!vm || this.running.has(vm)) return;
+    this.outcomes.delete(vm);
+    this.acks.delete(vm);
+    this.reported.delete(vm);
+  }
+
+  private onGuestExit(vm: string, generation: number): void {
+    const guest = this.running.get(vm);
+    if (!guest || guest.generation !== generation) return;
+    this.running.delete(vm);
+    if (this.busy.get(vm) !== "stopping") {
+      this.outcomes.set(vm, { generation, state: "crashed", message: "QEMU exited unexpectedly" });
+      this.deps.log.warn("guest exited unexpectedly", { vm, generation, pid: guest.pid });
+      this.event("crashed", vm, `QEMU (pid ${guest.pid}) exited unexpectedly`);
+    }
+    this.reconcile();
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    if (!this.synced) return;
+    const actions = planAgent({
+      node: this.deps.node,
+      specs: this.vms.specs,
+      placements: this.vms.placements,
+      running: this.running,
+      outcomes: this.outcomes,
+    });
+    for (const action of actions) {
+      if (!this.busy.has(action.vm)) void this.execute(action);
+    }
+    await this.readCanaryAcks();
+    await this.reportStatuses();
+  }
+
+  private async execute(action: AgentAction): Promise<void> {
+    const { log, hypervisor } = this.deps;
+    this.busy.set(action.vm, action.type === "start" ? "starting" : "stopping");
+    try {
+      await this.reportStatuses();
+      if (action.type === "start") await this.start(action.vm, action.generation);
+      else if (action.type === "stop") {
+        log.info("stopping guest", { vm: action.vm, reason: action.reason });
+        await hypervisor.stop(action.vm, (this.vms.specs.get(action.vm)?.stopGraceSeconds ?? 0) * 1000);
+        this.running.delete(action.vm);
+        this.event("stopped", action.vm, action.reason);
+      } else {
+        log.info("killing guest", { vm: action.vm, reason: action.reason });
+        await hypervisor.kill(action.vm);
+        this.running.delete(action.vm);
+        this.event("killed", action.vm, action.reason);
+      }
+    } catch (err) {
+      log.error("guest action failed", { vm: action.vm, action: action.type, err });
+    } finally {
+      this.busy.delete(action.vm);
+      this.reconcile();
+    }
+  }
+
+  private async start(vm: string, generation: number): Promise<void> {
+    const spec = this.vms.specs.get(vm);
+    if (!spec) return;
+    try {
+      const guest = await this.deps.hypervisor.start(this.launchOf(spec, generation));
+      this.running.set(vm, guest);
+      this.outcomes.delete(vm);
+      this.deps.log.info("guest started", { vm, generation, pid: guest.pid, accel: guest.accel });
+      this.event("started", vm, `QEMU pid ${guest.pid} (${guest.accel}), generation ${generation}`);
+    } catch (err) {
+      const message = `QEMU failed to start: ${(err as Error).message}`;
+      this.outcomes.set(vm, { generation, state: "failed", message });
+      this.deps.log.error("guest failed to start", { vm, generation, err });
+      this.event("start-failed", vm, message);
+    }
+  }
+
+  private launchOf(spec: VmSpec, generation: number): GuestLaunch {
+    return {
+      vm: spec.name,
+      generation,
+      memoryMb: spec.memoryMb,
+      vcpus: spec.vcpus,
+      kernel: spec.kernel,
+      initrd: spec.initrd,
+      append: spec.append,
+      disks: spec.disks.map((disk) => ({ image: disk.image, source: this.deps.storage.driveSource(disk.image) })),
+      accel: this.deps.accel,
+    };
+  }
+
+  /** Canary guests print `ack N` after each fsync; the newest N shows that the guest is making progress. */
+  private async readCanaryAcks(): Promise<void> {
+    for (const vm of this.running.keys()) {
+      if (!this.vms.specs.get(vm)?.canary) continue;
+      const tail = await readTail(this.deps.hypervisor.consolePaths(vm).log, 4096);
+      const ack = highestAckInLog(tail);
+      if (ack > 0) this.acks.set(vm, ack);
+      else if (!this.acks.has(vm)) this.acks.set(vm, 0);
+    }
+  }
+
+  private desiredStatus(vm: string, placement: Placement): VmStatus | undefined {
+    const now = new Date().toISOString();
+    const base = { node: this.deps.node, generation: placement.generation, updatedAt: now };
+    const guest = this.running.get(vm);
+    const busy = this.busy.get(vm);
+    if (busy === "stopping") return { ...base, generation: guest?.generation ?? placement.generation, state: "stopping" };
+    if (guest) {
+      return {
+        ...base,
+        generation: guest.generation,
+        state: busy ?? "running",
+        pid: guest.pid,
+        accel: guest.accel,
+        startedAt: guest.startedAt,
+        lastAck: this.acks.get(vm),
+      };
+    }
+    if (busy === "starting") return { ...base, state: "starting" };
+    const outcome = this.outcomes.get(vm);
+    if (outcome && outcome.generation === placement.generation) {
+      return { ...base, state: outcome.state, message: outcome.message };
+    }
+    if (this.vms.specs.get(vm)?.state === "stopped" || placement.state !== "active") return { ...base, state: "stopped" };
+    return undefined;
+  }
+
+  private async reportStatuses(): Promise<void> {
+    for (const [vm, placement] of this.vms.placements) {
+      if (placement.node !== this.deps.node || !this.vms.specs.has(vm)) continue;
+      const status = this.desiredStatus(vm, placement);
+      if (!status) continue;
+      const fingerprint = JSON.stringify({ ...status, updatedAt: undefined });
+      if (this.reported.get(vm) === fingerprint) continue;
+      await this.deps.store.putStatus(vm, status, this.deps.lease());
+      this.reported.set(vm, fingerprint);
+    }
+  }
+
+  /** Forget what was reported, so every status is written again (after a new lease). */
+  resetReported(): void {
+    this.reported.clear();
+    this.reconcile();
+  }
+
+  private event(type: string, vm: string, reason: string): void {
+    this.deps.store
+      .appendEvent({ type, vm, node: this.deps.node, reason })
+      .catch((err: unknown) => this.deps.log.warn("event not recorded", { err, type, vm }));
+  }
+}
+
+async function readTail(path: string, bytes: number): Promise<string> {
+  const file = await open(path, "r").catch(() => undefined);
+  if (!file) return "";
+  try {
+    const { size } = await file.stat();
+    const length = Math.min(bytes, size);
+    const buffer = Buffer.alloc(length);
+    await file.read(buffer, 0, length, size - length);
+    return buffer.toString("latin1");
+  } finally {
+    await file.close();
+  }
+}

@@ -1,0 +1,38 @@
+// havend's configuration file: one per node, written by `haven cluster up` for local clusters.
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { nodeNameSchema } from "../core/model.js";
+
+export const storageConfigSchema = z.object({ type: z.literal("dir"), path: z.string().min(1) });
+
+export const nodeConfigSchema = z.object({
+  cluster: z.string().min(1),
+  /** Key prefix in etcd, so several clusters can share one etcd. */
+  prefix: z.string().min(1).endsWith("/"),
+  node: nodeNameSchema,
+  etcd: z.array(z.url()).min(1),
+  listen: z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }),
+  tokenFile: z.string().min(1),
+  /** This node's own state: guests' pidfiles, sockets, serial logs. */
+  stateDir: z.string().min(1),
+  storage: storageConfigSchema,
+  leaseTtlSeconds: z.number().int().min(2).max(300).default(5),
+  accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+  /** Where the canary guest's kernel and initramfs are (guest/build in a checkout). */
+  guestDir: z.string().min(1),
+  capacity: z.object({ vcpus: z.number().int().min(1), memoryMb: z.number().int().min(1) }).optional(),
+  attributes: z.record(z.string(), z.string()).default({}),
+});
+export type NodeConfig = z.infer<typeof nodeConfigSchema>;
+
+export function loadNodeConfig(path: string): NodeConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new Error(`cannot read havend config ${path}: ${(err as Error).message}`);
+  }
+  const parsed = nodeConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(`invalid havend config ${path}: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}

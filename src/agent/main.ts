@@ -1,0 +1,120 @@
+// havend: the node daemon. Composition root: wires etcd, storage, QEMU, the agent, the controller
+// (when elected) and the HTTP API by hand.
+import { readFileSync } from "node:fs";
+import { readFile, writeFile, mkdir } from "node:fs/promises";
+import { availableParallelism, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { ClusterStore } from "../adapters/etcd/cluster-store.js";
+import { GatewayEtcdClient } from "../adapters/etcd/gateway-client.js";
+import { probeAccelerator } from "../adapters/qemu/accel.js";
+import { QemuHypervisor } from "../adapters/qemu/hypervisor.js";
+import type { Accelerator } from "../adapters/qemu/port.js";
+import { DirStorage } from "../adapters/storage/dir.js";
+import { createApiServer } from "../api/server.js";
+import { HavenService } from "../api/service.js";
+import { Controller } from "../controller/controller.js";
+import type { NodeInfo } from "../core/model.js";
+import { sleep } from "../lib/async.js";
+import { createLogger, type Logger } from "../lib/log.js";
+import { VERSION } from "../lib/version.js";
+import { Agent } from "./agent.js";
+import { loadNodeConfig, type NodeConfig } from "./config.js";
+import { NodeLease } from "./node-lease.js";
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { config: { type: "string" } } });
+  if (!values.config) throw new Error("usage: havend --config FILE");
+  const config = loadNodeConfig(values.config);
+  const log = createLogger(`havend.${config.node}`);
+  const shutdown = new AbortController();
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => shutdown.abort());
+
+  await mkdir(config.stateDir, { recursive: true });
+  const token = readFileSync(config.tokenFile, "utf8").trim();
+  const etcd = new GatewayEtcdClient({ endpoints: config.etcd });
+  const store = new ClusterStore(etcd, config.prefix);
+  const storage = new DirStorage(config.storage.path);
+  const hypervisor = new QemuHypervisor({
+    runDir: join(config.stateDir, "guests"),
+    log: (message, fields) => log.child("qemu").info(message, fields),
+  });
+  const accel = await chooseAccelerator(config, log);
+  const info = nodeInfo(config, accel);
+  const lease = new NodeLease(store, info, config.leaseTtlSeconds, join(config.stateDir, "lease"), log.child("lease"));
+  await registerUntilReachable(lease, log, shutdown.signal);
+  if (shutdown.signal.aborted) return;
+
+  const agent = new Agent({ node: config.node, store, hypervisor, storage, accel: accel.accel, lease: () => lease.id, log: log.child("agent") });
+  const controller = new Controller({ node: config.node, store, lease: () => lease.id, log: log.child("controller") });
+  const service = new HavenService(store, storage, { name: config.cluster, guestDir: config.guestDir });
+  const server = createApiServer({
+    service,
+    token,
+    log: log.child("api"),
+    consoleSocket: (vm) => hypervisor.consolePaths(vm).socket,
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.listen.port, config.listen.host, resolve);
+  });
+  log.info("havend ready", { api: info.api, accel: accel.accel, version: VERSION });
+
+  await Promise.all([
+    lease.keepAlive(shutdown.signal, () => agent.resetReported()),
+    agent.run(shutdown.signal),
+    controller.run(shutdown.signal),
+  ]);
+  // Guests keep running: a stopped agent is not a stopped node. The next havend re-attaches to them.
+  server.close();
+  server.closeAllConnections();
+  hypervisor.close();
+  etcd.close();
+  log.info("havend stopped; guests left running");
+}
+
+function nodeInfo(config: NodeConfig, accel: { accel: Accelerator; reason: string }): NodeInfo {
+  return {
+    name: config.node,
+    api: `http://${config.listen.host}:${config.listen.port}`,
+    capacity: config.capacity ?? { vcpus: availableParallelism(), memoryMb: Math.floor(totalmem() / 1024 / 1024) },
+    attributes: config.attributes,
+    accel: accel.accel,
+    accelReason: accel.reason,
+    startedAt: new Date().toISOString(),
+    version: VERSION,
+  };
+}
+
+/** KVM only when a short probe boot really works; the answer is kept in the node's state dir. */
+async function chooseAccelerator(config: NodeConfig, log: Logger): Promise<{ accel: Accelerator; reason: string }> {
+  if (config.accel !== "auto") return { accel: config.accel, reason: `configured: ${config.accel}` };
+  const cacheFile = join(config.stateDir, "accel.json");
+  const cached = await readFile(cacheFile, "utf8").then((text) => JSON.parse(text) as { accel: Accelerator; reason: string }, () => undefined);
+  if (cached) return cached;
+  log.info("probing accelerator");
+  const result = await probeAccelerator({
+    kernel: join(config.guestDir, "vmlinuz"),
+    initrd: join(config.guestDir, "initramfs.img"),
+  });
+  await writeFile(cacheFile, JSON.stringify(result));
+  log.info("accelerator chosen", { ...result });
+  return result;
+}
+
+async function registerUntilReachable(lease: NodeLease, log: Logger, signal: AbortSignal): Promise<void> {
+  for (let delay = 200; !signal.aborted; delay = Math.min(delay * 2, 5000)) {
+    try {
+      await lease.register();
+      return;
+    } catch (err) {
+      log.warn("cannot register node yet", { err, retryInMs: delay });
+      await sleep(delay, signal);
+    }
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`havend: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,67 @@
+// The node's liveness in etcd: a lease kept alive every TTL/3 and the node record written under it, so the
+// record vanishes when the node stops renewing. The lease id is kept on disk so that a restarted agent
+// continues the same lease instead of flapping the node offline.
+import { readFile, writeFile } from "node:fs/promises";
+import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
+import type { NodeInfo } from "../core/model.js";
+import { sleep } from "../lib/async.js";
+import type { Logger } from "../lib/log.js";
+
+export class NodeLease {
+  private leaseId: string | undefined;
+  /** When the last keep-alive that etcd answered was sent (ms); the self-fencing deadline counts from it. */
+  lastRenewSentAt = 0;
+
+  constructor(
+    private readonly store: ClusterStore,
+    private readonly info: NodeInfo,
+    private readonly ttlSeconds: number,
+    private readonly leaseFile: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** The current lease id; throws before the first registration. */
+  get id(): string {
+    if (!this.leaseId) throw new Error("node is not registered yet");
+    return this.leaseId;
+  }
+
+  /** Registers the node (reusing a still-valid lease from a previous run) and returns the lease id. */
+  async register(): Promise<string> {
+    const previous = await readFile(this.leaseFile, "utf8").catch(() => "");
+    const sentAt = Date.now();
+    if (previous.trim() && (await this.store.etcd.keepAlive(previous.trim()).catch(() => 0)) > 0) {
+      this.leaseId = previous.trim();
+      this.log.info("continuing lease", { leaseId: this.leaseId });
+    } else {
+      this.leaseId = await this.store.etcd.grantLease(this.ttlSeconds);
+      await writeFile(this.leaseFile, this.leaseId, { mode: 0o600 });
+      this.log.info("lease granted", { leaseId: this.leaseId, ttlSeconds: this.ttlSeconds });
+    }
+    this.lastRenewSentAt = sentAt;
+    await this.store.putNode(this.info, this.leaseId);
+    return this.leaseId;
+  }
+
+  /** Keeps the lease alive until the signal aborts; re-registers when the lease was lost. */
+  async keepAlive(signal: AbortSignal, onNewLease: (leaseId: string) => void): Promise<void> {
+    const intervalMs = (this.ttlSeconds * 1000) / 3;
+    while (!signal.aborted) {
+      await sleep(intervalMs, signal);
+      if (signal.aborted) return;
+      const sentAt = Date.now();
+      try {
+        const ttl = await this.store.etcd.keepAlive(this.id);
+        if (ttl > 0) {
+          this.lastRenewSentAt = sentAt;
+          continue;
+        }
+        this.log.warn("lease lost, registering again", { leaseId: this.leaseId });
+        await writeFile(this.leaseFile, "", { mode: 0o600 });
+        onNewLease(await this.register());
+      } catch (err) {
+        this.log.warn("lease keep-alive failed", { err, leaseId: this.leaseId });
+      }
+    }
+  }
+}

@@ -1,0 +1,160 @@
+// The HTTP API of havend: JSON over HTTP on the node's own loopback address, behind a bearer token.
+// Errors map to status codes in one place (core/errors.ts); user errors carry one clear message.
+import { timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { connect } from "node:net";
+import type { Duplex } from "node:stream";
+import { z } from "zod";
+import { HavenError, httpStatusOf, inputError, notFound } from "../core/errors.js";
+import type { Logger } from "../lib/log.js";
+import { createDiskRequest, createVmRequest, resizeDiskRequest } from "./requests.js";
+import type { HavenService } from "./service.js";
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+type Handler = (params: string[], body: () => Promise<unknown>, query: URLSearchParams) => Promise<unknown>;
+interface Route {
+  method: string;
+  pattern: RegExp;
+  handler: Handler;
+}
+
+export interface ApiOptions {
+  service: HavenService;
+  token: string;
+  log: Logger;
+  /** Serial console socket of a VM running on this node, or undefined when it does not run here. */
+  consoleSocket: (vm: string) => string | undefined;
+}
+
+export function createApiServer(options: ApiOptions): Server {
+  const routes = buildRoutes(options.service);
+  const server = createServer((req, res) => {
+    void handle(req, res, routes, options);
+  });
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex) => upgradeConsole(req, socket, options));
+  return server;
+}
+
+function buildRoutes(service: HavenService): Route[] {
+  const parse = async <T>(schema: z.ZodType<T>, body: () => Promise<unknown>): Promise<T> => {
+    const result = schema.safeParse(await body());
+    if (!result.success) throw inputError(describeIssues(result.error));
+    return result.data;
+  };
+  const route = (method: string, path: string, handler: Handler): Route => ({
+    method,
+    pattern: new RegExp(`^${path.replace(/:name/g, "([^/]+)")}$`),
+    handler,
+  });
+  return [
+    route("GET", "/v1/status", () => service.status()),
+    route("GET", "/v1/nodes", () => service.listNodes()),
+    route("GET", "/v1/vms", () => service.listVms()),
+    route("POST", "/v1/vms", async (_, body) => service.createVm(await parse(createVmRequest, body))),
+    route("GET", "/v1/vms/:name", ([name]) => service.showVm(name!)),
+    route("DELETE", "/v1/vms/:name", async ([name]) => {
+      await service.deleteVm(name!);
+      return { deleted: name };
+    }),
+    route("POST", "/v1/vms/:name/start", ([name]) => service.setDesiredState(name!, "started")),
+    route("POST", "/v1/vms/:name/stop", ([name]) => service.setDesiredState(name!, "stopped")),
+    route("GET", "/v1/vms/:name/canary", ([name]) => service.verifyCanary(name!)),
+    route("GET", "/v1/disks", () => service.listDisks()),
+    route("POST", "/v1/disks", async (_, body) => {
+      const { name, sizeMb } = await parse(createDiskRequest, body);
+      return service.createDisk(name, sizeMb);
+    }),
+    route("GET", "/v1/disks/:name", ([name]) => service.diskInfo(name!)),
+    route("POST", "/v1/disks/:name/resize", async ([name], body) => {
+      const { sizeMb, allowShrink } = await parse(resizeDiskRequest, body);
+      return service.resizeDisk(name!, sizeMb, allowShrink);
+    }),
+    route("DELETE", "/v1/disks/:name", async ([name]) => {
+      await service.deleteDisk(name!);
+      return { deleted: name };
+    }),
+    route("GET", "/v1/events", (_, __, query) => service.events(limitOf(query))),
+  ];
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, routes: Route[], options: ApiOptions) {
+  const url = new URL(req.url ?? "/", "http://haven");
+  try {
+    if (!authorized(req, options.token)) {
+      return send(res, 401, { error: { code: "UNAUTHORIZED", message: "missing or wrong bearer token" } });
+    }
+    const matches = routes.filter((r) => r.pattern.test(url.pathname));
+    if (matches.length === 0) throw notFound(`no API route ${url.pathname}`);
+    const route = matches.find((r) => r.method === req.method);
+    if (!route) return send(res, 405, { error: { code: "METHOD", message: `${req.method} not allowed here` } });
+    const params = (route.pattern.exec(url.pathname) ?? []).slice(1).map(decodeURIComponent);
+    send(res, 200, await route.handler(params, () => readJson(req), url.searchParams));
+  } catch (err) {
+    if (err instanceof HavenError) return send(res, httpStatusOf(err.code), { error: { code: err.code, message: err.message } });
+    options.log.error("request failed", { method: req.method, path: url.pathname, err });
+    send(res, 500, { error: { code: "INTERNAL", message: (err as Error).message } });
+  }
+}
+
+function authorized(req: IncomingMessage, token: string): boolean {
+  const given = Buffer.from(req.headers.authorization ?? "");
+  const expected = Buffer.from(`Bearer ${token}`);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw inputError(`request body larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw inputError("request body is not valid JSON");
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown) {
+  const text = JSON.stringify(body ?? null);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function limitOf(query: URLSearchParams): number {
+  const limit = Number(query.get("limit") ?? 100);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10000) throw inputError("limit must be 1-10000");
+  return limit;
+}
+
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => (issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message))
+    .join("; ");
+}
+
+/** `GET /v1/vms/NAME/console` with `Upgrade: haven-console` turns the connection into the raw serial line. */
+function upgradeConsole(req: IncomingMessage, socket: Duplex, options: ApiOptions): void {
+  const refuse = (status: number, message: string) => {
+    socket.end(`HTTP/1.1 ${status} ${message}\r\ncontent-type: text/plain\r\n\r\n${message}\n`);
+  };
+  const match = /^\/v1\/vms\/([^/]+)\/console$/.exec(new URL(req.url ?? "/", "http://haven").pathname);
+  if (!authorized(req, options.token)) return refuse(401, "missing or wrong bearer token");
+  if (!match || req.headers.upgrade !== "haven-console") return refuse(404, "no such upgrade");
+  const vm = decodeURIComponent(match[1]!);
+  const path = options.consoleSocket(vm);
+  if (!path) return refuse(409, `VM ${vm} is not running on this node`);
+  const guest = connect(path);
+  guest.once("error", (err) => refuse(409, `console of ${vm} is not available: ${err.message}`));
+  guest.once("connect", () => {
+    socket.write("HTTP/1.1 101 Switching Protocols\r\nupgrade: haven-console\r\nconnection: Upgrade\r\n\r\n");
+    socket.pipe(guest).pipe(socket);
+    socket.on("error", () => guest.destroy());
+    guest.on("close", () => socket.end());
+  });
+}

@@ -1,0 +1,201 @@
+// What the API does, independent of HTTP: reads that combine etcd state into views, and writes that
+// validate, keep invariants and roll back half-done work.
+import { access, constants } from "node:fs/promises";
+import { join } from "node:path";
+import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
+import type { ImageInfo, StorageBackend } from "../adapters/storage/port.js";
+import { verifyCanaryImage, type CanaryReport } from "../core/canary.js";
+import { conflict, inputError, notFound } from "../core/errors.js";
+import { viewVm, type HavenEvent, type NodeInfo, type VmSpec, type VmView } from "../core/model.js";
+import { nodeLoads } from "../core/placement.js";
+import { Rollback } from "../lib/rollback.js";
+import type { CreateVmRequest } from "./requests.js";
+
+export const CANARY_DEFAULTS = { memoryMb: 128, vcpus: 1, diskSizeMb: 64, stopGraceSeconds: 0 };
+const MB = 1024 * 1024;
+
+export interface NodeView {
+  name: string;
+  state: "online";
+  api: string;
+  accel: string;
+  accelReason: string;
+  capacity: NodeInfo["capacity"];
+  used: { vcpus: number; memoryMb: number };
+  vms: string[];
+  attributes: Record<string, string>;
+}
+
+export class HavenService {
+  constructor(
+    private readonly store: ClusterStore,
+    private readonly storage: StorageBackend,
+    private readonly cluster: { name: string; guestDir: string },
+  ) {}
+
+  // --- reads ---
+  async status() {
+    const [nodes, vms, leader] = await Promise.all([
+      this.listNodes(),
+      this.listVms(),
+      this.store.etcd.get(this.store.controllerKey),
+    ]);
+    const byState: Record<string, number> = {};
+    for (const vm of vms) byState[vm.state] = (byState[vm.state] ?? 0) + 1;
+    return {
+      cluster: this.cluster.name,
+      controller: leader?.value ?? null,
+      storage: { kind: this.storage.kind, health: "ok" },
+      nodes: { online: nodes.length, names: nodes.map((node) => node.name) },
+      vms: { total: vms.length, byState },
+    };
+  }
+
+  async listNodes(): Promise<NodeView[]> {
+    const [nodes, vms] = await Promise.all([this.store.listNodes(), this.store.snapshotVms()]);
+    const loads = nodeLoads(nodes, vms.specs, vms.placements);
+    return loads.map(({ node, usedVcpus, usedMemoryMb }) => ({
+      name: node.name,
+      state: "online",
+      api: node.api,
+      accel: node.accel,
+      accelReason: node.accelReason,
+      capacity: node.capacity,
+      used: { vcpus: usedVcpus, memoryMb: usedMemoryMb },
+      vms: [...vms.placements].filter(([, p]) => p.node === node.name).map(([vm]) => vm).sort(),
+      attributes: node.attributes,
+    }));
+  }
+
+  async listVms(): Promise<VmView[]> {
+    const { specs, placements, statuses } = await this.store.snapshotVms();
+    return [...specs.values()]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((spec) => viewVm(spec, placements.get(spec.name), statuses.get(spec.name)));
+  }
+
+  async showVm(name: string): Promise<VmView & { spec: VmSpec }> {
+    const spec = await this.requireSpec(name);
+    const [placement, status] = await Promise.all([this.store.getPlacement(name), this.store.getStatus(name)]);
+    return { ...viewVm(spec.value, placement?.value, status), spec: spec.value };
+  }
+
+  async events(limit: number): Promise<HavenEvent[]> {
+    const events = await this.store.listEvents();
+    return events.slice(-limit);
+  }
+
+  async verifyCanary(name: string): Promise<CanaryReport & { vm: string; disk: string }> {
+    const spec = (await this.requireSpec(name)).value;
+    const disk = spec.disks[0]?.image;
+    if (!spec.canary || !disk) throw inputError(`VM ${name} is not a canary guest`);
+    const info = await this.storage.info(disk);
+    const bytes = await this.storage.read(disk, 0, info.sizeBytes);
+    return { vm: name, disk, ...verifyCanaryImage(bytes) };
+  }
+
+  // --- VM writes ---
+  async createVm(request: CreateVmRequest): Promise<VmView> {
+    if (await this.store.getSpec(request.name)) throw conflict(`VM ${request.name} already exists`);
+    const kernel = request.canary ? join(this.cluster.guestDir, "vmlinuz") : request.kernel!;
+    const initrd = request.canary ? join(this.cluster.guestDir, "initramfs.img") : request.initrd;
+    await requireFile(kernel, request.canary ? "canary kernel (run the setup to build the guest)" : "kernel");
+    if (initrd) await requireFile(initrd, request.canary ? "canary initramfs" : "initrd");
+    const diskSizeMb = request.diskSizeMb ?? (request.canary ? CANARY_DEFAULTS.diskSizeMb : undefined);
+    const image = `${request.name}-disk0`;
+    const rollback = new Rollback();
+    try {
+      if (diskSizeMb !== undefined) {
+        await this.storage.create(image, diskSizeMb * MB);
+        rollback.push(() => this.storage.delete(image));
+      }
+      const spec: VmSpec = {
+        name: request.name,
+        state: request.start ? "started" : "stopped",
+        memoryMb: request.memoryMb ?? (request.canary ? CANARY_DEFAULTS.memoryMb : 512),
+        vcpus: request.vcpus ?? 1,
+        kernel,
+        initrd,
+        append: request.canary ? "console=ttyS0 quiet" : request.append,
+        disks: diskSizeMb !== undefined ? [{ image }] : [],
+        canary: request.canary,
+        restartLimit: request.restartLimit,
+        stopGraceSeconds: request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
+        createdAt: new Date().toISOString(),
+      };
+      await this.store.createSpec(spec);
+      rollback.clear();
+      await this.store.appendEvent({ type: "created", vm: spec.name, reason: "created by user" });
+      return viewVm(spec, undefined, undefined);
+    } catch (err) {
+      const failures = await rollback.run();
+      if (failures.length > 0) {
+        throw new Error(`${(err as Error).message}; rollback also failed: ${failures.map(String).join("; ")}`);
+      }
+      throw err;
+    }
+  }
+
+  async setDesiredState(name: string, state: "started" | "stopped"): Promise<VmView> {
+    const { value: spec, modRevision } = await this.requireSpec(name);
+    if (spec.state !== state) {
+      await this.store.updateSpec({ ...spec, state }, modRevision);
+      await this.store.appendEvent({ type: state === "started" ? "start-requested" : "stop-requested", vm: name, reason: "by user" });
+    }
+    return (await this.showVm(name)) satisfies VmView;
+  }
+
+  async deleteVm(name: string): Promise<void> {
+    const { value: spec, modRevision } = await this.requireSpec(name);
+    if (spec.state !== "stopped") throw conflict(`VM ${name} is ${spec.state}; stop it before deleting`);
+    if (await this.store.getPlacement(name)) throw conflict(`VM ${name} is still stopping; try again in a moment`);
+    await this.store.deleteVm(name, modRevision);
+    for (const disk of spec.disks) {
+      await this.storage.delete(disk.image).catch((err: unknown) => {
+        if (!(err instanceof Error && "code" in err && err.code === "NOT_FOUND")) throw err;
+      });
+    }
+    await this.store.appendEvent({ type: "deleted", vm: name, reason: "deleted by user" });
+  }
+
+  // --- disks ---
+  listDisks(): Promise<ImageInfo[]> {
+    return this.storage.list();
+  }
+
+  diskInfo(name: string): Promise<ImageInfo> {
+    return this.storage.info(name);
+  }
+
+  createDisk(name: string, sizeMb: number): Promise<ImageInfo> {
+    return this.storage.create(name, sizeMb * MB);
+  }
+
+  async resizeDisk(name: string, sizeMb: number, allowShrink: boolean): Promise<ImageInfo> {
+    if (allowShrink) await this.refuseIfUsed(name, "shrink");
+    return this.storage.resize(name, sizeMb * MB, { allowShrink });
+  }
+
+  async deleteDisk(name: string): Promise<void> {
+    await this.refuseIfUsed(name, "delete");
+    await this.storage.delete(name);
+  }
+
+  private async refuseIfUsed(image: string, what: string): Promise<void> {
+    const user = (await this.store.listSpecs()).find((spec) => spec.disks.some((disk) => disk.image === image));
+    if (user) throw conflict(`cannot ${what} disk ${image}: VM ${user.name} uses it`);
+  }
+
+  private async requireSpec(name: string) {
+    const spec = await this.store.getSpec(name);
+    if (!spec) throw notFound(`VM ${name} does not exist`);
+    return spec;
+  }
+}
+
+async function requireFile(path: string, what: string): Promise<void> {
+  if (!path.startsWith("/")) throw inputError(`${what} path must be absolute: ${path}`);
+  await access(path, constants.R_OK).catch(() => {
+    throw inputError(`${what} file ${path} does not exist or is not readable`);
+  });
+}

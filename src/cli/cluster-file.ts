@@ -1,0 +1,48 @@
+// A cluster's description on the admin's machine: where etcd and the nodes' APIs are, and the token.
+// `haven cluster up` writes it into the state directory; every other command reads it.
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { z } from "zod";
+import { inputError } from "../core/errors.js";
+
+export const clusterFileSchema = z.object({
+  name: z.string(),
+  prefix: z.string(),
+  etcd: z.object({
+    endpoints: z.array(z.string()).min(1),
+    /** Present when Haven started this etcd itself. */
+    local: z.object({ dataDir: z.string(), clientPort: z.number(), peerPort: z.number() }).nullable(),
+  }),
+  nodes: z.array(z.object({ name: z.string(), api: z.string(), dir: z.string() })),
+  tokenFile: z.string(),
+  storage: z.object({ type: z.literal("dir"), path: z.string() }),
+  guestDir: z.string(),
+  leaseTtlSeconds: z.number(),
+  accel: z.object({ accel: z.enum(["kvm", "tcg"]), reason: z.string() }),
+});
+export type ClusterFile = z.infer<typeof clusterFileSchema>;
+
+/** --state-dir, else $HAVEN_STATE_DIR, else ~/.local/state/haven. */
+export function resolveStateDir(flag: string | undefined): string {
+  return resolve(flag ?? process.env.HAVEN_STATE_DIR ?? join(homedir(), ".local", "state", "haven"));
+}
+
+export const clusterFilePath = (stateDir: string) => join(stateDir, "cluster.json");
+
+export async function readClusterFile(stateDir: string): Promise<ClusterFile | undefined> {
+  const text = await readFile(clusterFilePath(stateDir), "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+  if (text === undefined) return undefined;
+  const parsed = clusterFileSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw inputError(`${clusterFilePath(stateDir)} is not a Haven cluster file`);
+  return parsed.data;
+}
+
+export async function requireClusterFile(stateDir: string): Promise<ClusterFile> {
+  const file = await readClusterFile(stateDir);
+  if (!file) throw inputError(`no cluster in ${stateDir}; run 'haven cluster up' or pass --state-dir`);
+  return file;
+}

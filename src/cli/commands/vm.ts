@@ -1,0 +1,145 @@
+// haven vm create|list|show|start|stop|delete|console
+import type { Command } from "commander";
+import { resolve } from "node:path";
+import { HavenError } from "../../core/errors.js";
+import type { VmView } from "../../core/model.js";
+import { sleep } from "../../lib/async.js";
+import { openConsole } from "../console.js";
+import type { CliContext } from "../context.js";
+import { progress } from "../context.js";
+import { printJson, printTable } from "../output.js";
+import { intOption, sizeOption } from "../parse.js";
+
+interface CreateOptions {
+  canary?: boolean;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  memory?: number;
+  vcpus?: number;
+  diskSize?: number;
+  restartLimit?: number;
+  start?: boolean;
+  wait: boolean;
+  json?: boolean;
+}
+
+const WAIT_TIMEOUT_MS = 120_000;
+
+export function registerVm(program: Command, ctx: CliContext): void {
+  const vm = program.command("vm").description("create, start, stop and inspect virtual machines");
+  vm.command("create <name>")
+    .description("create a VM (stopped unless --start): the canary guest, or your own kernel and initrd")
+    .option("--canary", "the canary guest: writes checksummed records and prints 'ack N' after each fsync")
+    .option("--kernel <file>", "kernel image to boot")
+    .option("--initrd <file>", "initramfs for the kernel")
+    .option("--append <cmdline>", "kernel command line")
+    .option("--memory <MB>", "memory in megabytes (canary: 128, else 512)", intOption("--memory"))
+    .option("--vcpus <n>", "virtual CPUs (default 1)", intOption("--vcpus"))
+    .option("--disk-size <size>", "create a disk of this size (MB, or with G/T suffix; canary: 64)", sizeOption("--disk-size"))
+    .option("--restart-limit <n>", "restarts after crashes before the VM goes to error", intOption("--restart-limit"))
+    .option("--start", "start it right away")
+    .option("--no-wait", "with --start: return without waiting for the guest to run")
+    .option("--json", "machine-readable output")
+    .action(async (name: string, options: CreateOptions) => {
+      const api = await ctx.api();
+      const created = await api.post<VmView>("/v1/vms", {
+        name,
+        canary: options.canary ?? false,
+        kernel: options.kernel === undefined ? undefined : resolve(options.kernel),
+        initrd: options.initrd === undefined ? undefined : resolve(options.initrd),
+        append: options.append,
+        memoryMb: options.memory,
+        vcpus: options.vcpus,
+        diskSizeMb: options.diskSize,
+        restartLimit: options.restartLimit,
+        start: options.start ?? false,
+      });
+      const view = options.start && options.wait ? await waitForState(ctx, name, "running") : created;
+      if (options.json) printJson(view);
+      else progress(`created VM ${name}${options.start ? `, ${view.state}${view.node ? ` on ${view.node}` : ""}` : " (stopped; 'haven vm start " + name + "' to run it)"}`);
+    });
+
+  vm.command("list")
+    .description("all VMs with their state and node")
+    .option("--json", "machine-readable output")
+    .action(async (options: { json?: boolean }) => {
+      const vms = await (await ctx.api()).get<VmView[]>("/v1/vms");
+      if (options.json) return printJson(vms);
+      printTable(
+        ["NAME", "STATE", "NODE", "MEMORY", "VCPUS", "RESTARTS", "LAST ACK"],
+        vms.map((v) => [v.name, v.state, v.node, `${v.memoryMb} MB`, v.vcpus, v.restarts, v.canary ? v.lastAck : null]),
+      );
+    });
+
+  vm.command("show <name>")
+    .description("one VM in detail")
+    .option("--json", "machine-readable output")
+    .action(async (name: string, options: { json?: boolean }) => {
+      const view = await (await ctx.api()).get<VmView & { spec: Record<string, unknown> }>(`/v1/vms/${encodeURIComponent(name)}`);
+      if (options.json) return printJson(view);
+      const lines: Array<[string, unknown]> = [
+        ["name", view.name],
+        ["state", view.state],
+        ["desired", view.desired],
+        ["node", view.node],
+        ["pid", view.pid],
+        ["accelerator", view.accel],
+        ["generation", view.generation],
+        ["restarts", view.restarts],
+        ["memory", `${view.memoryMb} MB`],
+        ["vcpus", view.vcpus],
+        ["disks", view.disks.join(", ") || "-"],
+        ["canary", view.canary ? `yes, last ack ${view.lastAck ?? "-"}` : "no"],
+        ["reason", view.reason],
+      ];
+      for (const [key, value] of lines) console.log(`${(key + ":").padEnd(13)}${value === null || value === undefined ? "-" : String(value)}`);
+    });
+
+  for (const [verb, target] of [
+    ["start", "running"],
+    ["stop", "stopped"],
+  ] as const) {
+    vm.command(`${verb} <name>`)
+      .description(verb === "start" ? "start a VM and wait until it runs" : "stop a VM and wait until it is stopped")
+      .option("--no-wait", "return as soon as the request is recorded")
+      .option("--json", "machine-readable output")
+      .action(async (name: string, options: { wait: boolean; json?: boolean }) => {
+        const view = await (await ctx.api()).post<VmView>(`/v1/vms/${encodeURIComponent(name)}/${verb}`);
+        const final = options.wait ? await waitForState(ctx, name, target) : view;
+        if (options.json) printJson(final);
+        else progress(`VM ${name} is ${final.state}${final.node ? ` on ${final.node}` : ""}`);
+      });
+  }
+
+  vm.command("delete <name>")
+    .description("delete a stopped VM and its disks")
+    .action(async (name: string) => {
+      await (await ctx.api()).delete(`/v1/vms/${encodeURIComponent(name)}`);
+      progress(`deleted VM ${name}`);
+    });
+
+  vm.command("console <name>")
+    .description("attach to the VM's serial console (leave with Ctrl-])")
+    .action(async (name: string) => {
+      await openConsole(ctx, name);
+    });
+}
+
+/** Polls until the VM reaches `target`; fails early on error states, with the reason. */
+async function waitForState(ctx: CliContext, name: string, target: "running" | "stopped"): Promise<VmView> {
+  const api = await ctx.api();
+  const deadline = Date.now() + WAIT_TIMEOUT_MS;
+  let last = "";
+  for (;;) {
+    const view = await api.get<VmView>(`/v1/vms/${encodeURIComponent(name)}`);
+    if (view.state === target) return view;
+    if (target === "running" && ["error", "failed"].includes(view.state)) {
+      throw new HavenError("CONFLICT", `VM ${name} is ${view.state}: ${view.reason ?? "no reason given"}`);
+    }
+    if (view.state !== last && process.stderr.isTTY) progress(`${name}: ${view.state}${view.node ? ` on ${view.node}` : ""}`);
+    last = view.state;
+    if (Date.now() > deadline) throw new HavenError("UNAVAILABLE", `VM ${name} did not become ${target} within ${WAIT_TIMEOUT_MS / 1000} s (now ${view.state})`);
+    await sleep(250);
+  }
+}

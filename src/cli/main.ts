@@ -1,0 +1,48 @@
+// haven: the command line. Composition root: one commander program, one context, commands by area.
+// User errors print one line and exit with the code of their kind; bugs keep their stack.
+import { Command, CommanderError } from "commander";
+import { exitCodeOf, HavenError } from "../core/errors.js";
+import { VERSION } from "../lib/version.js";
+import { registerCluster } from "./commands/cluster.js";
+import { registerDisk } from "./commands/disk.js";
+import { registerMisc } from "./commands/misc.js";
+import { registerVm } from "./commands/vm.js";
+import { CliContext } from "./context.js";
+
+const program = new Command("haven")
+  .description("Haven: highly available virtual machines on etcd, QEMU and shared storage")
+  .version(VERSION)
+  .option("--state-dir <dir>", "cluster state directory (default: $HAVEN_STATE_DIR, else ~/.local/state/haven)")
+  .showHelpAfterError("(run with --help for usage)")
+  .exitOverride();
+
+const ctx = new CliContext(program);
+registerCluster(program, ctx);
+registerMisc(program, ctx);
+registerVm(program, ctx);
+registerDisk(program, ctx);
+for (const command of program.commands) applyToTree(command);
+
+function applyToTree(command: Command): void {
+  command.exitOverride();
+  command.commands.forEach(applyToTree);
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = exitCodeFor(err);
+}
+
+function exitCodeFor(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // Commander already printed help, the version or the usage error.
+    return err.exitCode === 0 ? 0 : 2;
+  }
+  if (err instanceof HavenError) {
+    process.stderr.write(`haven: ${err.message}\n`);
+    return exitCodeOf(err.code);
+  }
+  process.stderr.write(`haven: internal error: ${(err as Error).stack ?? String(err)}\n`);
+  return 1;
+}

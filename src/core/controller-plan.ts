@@ -1,0 +1,101 @@
+// The controller's decisions as a pure function of the cluster state: place started VMs, restart crashed
+// ones within their limit, give up with a reason, and release placements of stopped VMs.
+import type { NodeInfo, Placement, VmSpec, VmStatus } from "./model.js";
+import { chooseNode, nodeLoads } from "./placement.js";
+
+export interface ClusterView {
+  nodes: NodeInfo[];
+  specs: ReadonlyMap<string, VmSpec>;
+  placements: ReadonlyMap<string, Placement>;
+  statuses: ReadonlyMap<string, VmStatus>;
+}
+
+export type ControllerAction =
+  /** Write a new placement; `expectedGeneration` 0 means "no placement may exist". */
+  | { type: "place"; vm: string; placement: Omit<Placement, "updatedAt">; expectedGeneration: number; event: string }
+  | { type: "release"; vm: string; expectedGeneration: number; reason: string }
+  | { type: "unplaceable"; vm: string; reason: string };
+
+export function planController(view: ClusterView): ControllerAction[] {
+  const actions: ControllerAction[] = [];
+  // Placements decided in this round count against capacity for the next VM.
+  const placements = new Map(view.placements);
+  for (const spec of [...view.specs.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    const action = planVm(spec, placements.get(spec.name), view.statuses.get(spec.name), view, placements);
+    if (!action) continue;
+    actions.push(action);
+    if (action.type === "place") placements.set(spec.name, { ...action.placement, updatedAt: "" });
+  }
+  return actions;
+}
+
+function planVm(
+  spec: VmSpec,
+  placement: Placement | undefined,
+  status: VmStatus | undefined,
+  view: ClusterView,
+  placements: ReadonlyMap<string, Placement>,
+): ControllerAction | undefined {
+  const statusOfPlacement =
+    placement && status && status.node === placement.node && status.generation === placement.generation
+      ? status
+      : undefined;
+
+  if (spec.state === "stopped") {
+    if (!placement) return undefined;
+    const guestGone =
+      placement.state === "error" ||
+      (statusOfPlacement !== undefined && ["stopped", "crashed", "failed"].includes(statusOfPlacement.state));
+    return guestGone
+      ? { type: "release", vm: spec.name, expectedGeneration: placement.generation, reason: "stopped by user" }
+      : undefined;
+  }
+
+  if (!placement) {
+    const choice = chooseNode(spec, nodeLoads(view.nodes, view.specs, placements));
+    if (choice.node === null) return { type: "unplaceable", vm: spec.name, reason: choice.reason };
+    return {
+      type: "place",
+      vm: spec.name,
+      // Generations only grow, so a status left from an earlier run never matches the new placement.
+      placement: { node: choice.node, generation: (status?.generation ?? 0) + 1, restarts: 0, state: "active", reason: "started by user" },
+      expectedGeneration: 0,
+      event: `placed on ${choice.node}: most free memory among online nodes`,
+    };
+  }
+
+  if (placement.state === "active" && statusOfPlacement && ["crashed", "failed"].includes(statusOfPlacement.state)) {
+    return restartOrGiveUp(spec, placement, statusOfPlacement);
+  }
+  return undefined;
+}
+
+function restartOrGiveUp(spec: VmSpec, placement: Placement, status: VmStatus): ControllerAction {
+  const why = status.message ?? `guest ${status.state}`;
+  if (placement.restarts < spec.restartLimit) {
+    const restarts = placement.restarts + 1;
+    return {
+      type: "place",
+      vm: spec.name,
+      placement: {
+        ...placement,
+        generation: placement.generation + 1,
+        restarts,
+        reason: `restart ${restarts} of ${spec.restartLimit} after: ${why}`,
+      },
+      expectedGeneration: placement.generation,
+      event: `restarting on ${placement.node} (${restarts}/${spec.restartLimit}): ${why}`,
+    };
+  }
+  return {
+    type: "place",
+    vm: spec.name,
+    placement: {
+      ...placement,
+      state: "error",
+      reason: `gave up after ${placement.restarts} restarts (limit ${spec.restartLimit}); last: ${why}`,
+    },
+    expectedGeneration: placement.generation,
+    event: `error: restart limit ${spec.restartLimit} reached; last: ${why}`,
+  };
+}

@@ -1,0 +1,161 @@
+// Haven's data model: what lives in etcd, validated with schemas at every boundary.
+import { z } from "zod";
+
+/** Names of VMs, nodes and disk images: safe as etcd key parts, file names and RBD image names. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+export const nameSchema = (what: string) =>
+  z
+    .string({ error: `${what} name is required` })
+    .min(1, `${what} name is empty`)
+    .regex(
+      NAME_PATTERN,
+      `${what} name must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    )
+    .refine((name) => !name.includes(".."), `${what} name must not contain '..'`);
+
+export const vmNameSchema = nameSchema("VM");
+export const nodeNameSchema = nameSchema("node");
+export const imageNameSchema = nameSchema("disk");
+
+export const MAX_MEMORY_MB = 1024 * 1024;
+export const MAX_VCPUS = 256;
+/** 64 TiB, the largest disk Haven creates. */
+export const MAX_DISK_MB = 64 * 1024 * 1024;
+
+export const memoryMbSchema = z
+  .number({ error: "memory must be a number of megabytes" })
+  .int("memory must be a whole number of megabytes")
+  .min(16, "memory must be at least 16 MB")
+  .max(MAX_MEMORY_MB, `memory must be at most ${MAX_MEMORY_MB} MB`);
+
+export const vcpusSchema = z
+  .number({ error: "vcpus must be a number" })
+  .int("vcpus must be a whole number")
+  .min(1, "vcpus must be at least 1")
+  .max(MAX_VCPUS, `vcpus must be at most ${MAX_VCPUS}`);
+
+export const diskSizeMbSchema = z
+  .number({ error: "disk size must be a number of megabytes" })
+  .int("disk size must be a whole number of megabytes")
+  .min(1, "disk size must be at least 1 MB")
+  .max(MAX_DISK_MB, `disk size must be at most ${MAX_DISK_MB} MB (64 TiB)`);
+
+export const desiredStateSchema = z.enum(["started", "stopped"]);
+export type DesiredState = z.infer<typeof desiredStateSchema>;
+
+export const vmSpecSchema = z.object({
+  name: vmNameSchema,
+  state: desiredStateSchema,
+  memoryMb: memoryMbSchema,
+  vcpus: vcpusSchema,
+  kernel: z.string().min(1),
+  initrd: z.string().min(1).optional(),
+  append: z.string().optional(),
+  disks: z.array(z.object({ image: imageNameSchema })),
+  /** The canary guest: its disk can be verified with `haven canary verify`. */
+  canary: z.boolean(),
+  /** How often the controller restarts a crashed guest before giving up (state error). */
+  restartLimit: z.number().int().min(0).max(100),
+  /** How long a stop waits for the guest to power down before QEMU is told to quit. */
+  stopGraceSeconds: z.number().int().min(0).max(3600),
+  createdAt: z.string(),
+});
+export type VmSpec = z.infer<typeof vmSpecSchema>;
+
+/** Where a VM should run; written only by the controller, with compare-and-swap. */
+export const placementSchema = z.object({
+  node: nodeNameSchema,
+  /** Increases on every (re)start decision; the agent tags its QEMU with it. */
+  generation: z.number().int().min(1),
+  /** Restarts after crashes since the VM was last started by a user. */
+  restarts: z.number().int().min(0),
+  state: z.enum(["active", "error"]),
+  reason: z.string(),
+  updatedAt: z.string(),
+});
+export type Placement = z.infer<typeof placementSchema>;
+
+export const guestStateSchema = z.enum(["starting", "running", "stopping", "stopped", "crashed", "failed"]);
+export type GuestState = z.infer<typeof guestStateSchema>;
+
+/** What the agent on the placed node observes; written under that node's lease. */
+export const vmStatusSchema = z.object({
+  node: nodeNameSchema,
+  generation: z.number().int().min(0),
+  state: guestStateSchema,
+  pid: z.number().int().optional(),
+  accel: z.enum(["kvm", "tcg"]).optional(),
+  startedAt: z.string().optional(),
+  message: z.string().optional(),
+  /** Highest `ack N` seen on a canary guest's serial console. */
+  lastAck: z.number().int().optional(),
+  updatedAt: z.string(),
+});
+export type VmStatus = z.infer<typeof vmStatusSchema>;
+
+export const nodeInfoSchema = z.object({
+  name: nodeNameSchema,
+  api: z.string(),
+  capacity: z.object({ vcpus: z.number().int().min(1), memoryMb: z.number().int().min(1) }),
+  attributes: z.record(z.string(), z.string()),
+  accel: z.enum(["kvm", "tcg"]),
+  accelReason: z.string(),
+  startedAt: z.string(),
+  version: z.string(),
+});
+export type NodeInfo = z.infer<typeof nodeInfoSchema>;
+
+export const eventSchema = z.object({
+  time: z.string(),
+  type: z.string(),
+  vm: z.string().optional(),
+  node: z.string().optional(),
+  reason: z.string(),
+});
+export type HavenEvent = z.infer<typeof eventSchema>;
+
+/** What a user sees as a VM's state, combining spec, placement and status. */
+export type VmView = {
+  name: string;
+  desired: DesiredState;
+  state: string;
+  node: string | null;
+  generation: number | null;
+  restarts: number;
+  pid: number | null;
+  accel: string | null;
+  lastAck: number | null;
+  reason: string | null;
+  memoryMb: number;
+  vcpus: number;
+  disks: string[];
+  canary: boolean;
+};
+
+export function viewVm(spec: VmSpec, placement: Placement | undefined, status: VmStatus | undefined): VmView {
+  const current = status && placement && status.node === placement.node ? status : undefined;
+  return {
+    name: spec.name,
+    desired: spec.state,
+    state: userVisibleState(spec, placement, current),
+    node: placement?.node ?? null,
+    generation: placement?.generation ?? null,
+    restarts: placement?.restarts ?? 0,
+    pid: current?.pid ?? null,
+    accel: current?.accel ?? null,
+    lastAck: current?.lastAck ?? null,
+    reason: placement?.state === "error" ? placement.reason : (current?.message ?? null),
+    memoryMb: spec.memoryMb,
+    vcpus: spec.vcpus,
+    disks: spec.disks.map((disk) => disk.image),
+    canary: spec.canary,
+  };
+}
+
+function userVisibleState(spec: VmSpec, placement: Placement | undefined, status: VmStatus | undefined): string {
+  if (placement?.state === "error") return "error";
+  if (!placement) return spec.state === "started" ? "pending" : "stopped";
+  if (!status) return "unknown";
+  return status.state;
+}

@@ -1,0 +1,63 @@
+// Process helpers for pidfiles: a pid only counts as ours while its command line still names our state
+// directory, so a recycled pid is never signalled.
+import { readFileSync } from "node:fs";
+import { readFile, readdir } from "node:fs/promises";
+import { sleep } from "./async.js";
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return "";
+  }
+}
+
+/** The pid in `pidFile` if that process is alive and its command line contains `marker`. */
+export async function livePid(pidFile: string, marker: string): Promise<number | undefined> {
+  const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
+  return commandLine(pid).includes(marker) && !isZombie(pid) ? pid : undefined;
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    return / Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\)/, ""));
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM, then SIGKILL after graceMs; resolves when the process is gone. */
+export async function terminate(pid: number, graceMs: number): Promise<void> {
+  const signalIfAlive = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      /* already gone */
+    }
+  };
+  signalIfAlive("SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (isAlive(pid) && !isZombie(pid) && Date.now() < deadline) await sleep(50);
+  if (!isAlive(pid) || isZombie(pid)) return;
+  signalIfAlive("SIGKILL");
+  while (isAlive(pid) && !isZombie(pid)) await sleep(50);
+}
+
+/** Every live process whose command line contains `marker` (for leak checks and cleanup). */
+export async function processesMatching(marker: string): Promise<Array<{ pid: number; cmdline: string }>> {
+  const entries = await readdir("/proc");
+  return entries
+    .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
+    .map((entry) => ({ pid: Number(entry), cmdline: commandLine(Number(entry)) }))
+    .filter(({ pid, cmdline }) => cmdline.includes(marker) && !isZombie(pid));
+}

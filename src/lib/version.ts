@@ -1,0 +1,2 @@
+// Haven's version, as published in node records and `haven --version`.
+export const VERSION = "0.1.0";

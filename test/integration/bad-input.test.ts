@@ -1,0 +1,112 @@
+// Bad input through the CLI and the HTTP API: one clear line, the right exit code or HTTP status, and
+// nothing half-created.
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { TestCluster } from "./harness.js";
+
+describe("bad input", { timeout: 300_000 }, () => {
+  let cluster: TestCluster;
+  let api: string;
+  let token: string;
+
+  before(async () => {
+    cluster = await TestCluster.start({ nodes: 1 });
+    const file = JSON.parse(await readFile(join(cluster.stateDir, "cluster.json"), "utf8")) as {
+      nodes: Array<{ api: string }>;
+      tokenFile: string;
+    };
+    api = file.nodes[0]!.api;
+    token = (await readFile(file.tokenFile, "utf8")).trim();
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  const disks = async () => (await cluster.json<Array<{ name: string }>>(["disk", "list"])).map((d) => d.name);
+
+  async function refused(args: string[], exitCode: number, message: RegExp): Promise<void> {
+    const result = await cluster.haven(args);
+    assert.equal(result.code, exitCode, `haven ${args.join(" ")}: ${result.stderr}`);
+    assert.match(result.stderr, message);
+    assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace for user errors");
+  }
+
+  test("sizes: missing, zero, negative, absurd, not a number", async () => {
+    await refused(["disk", "create", "d1"], 2, /--size/);
+    await refused(["disk", "create", "d1", "--size", "0"], 2, /greater than zero/);
+    await refused(["disk", "create", "d1", "--size=-5"], 2, /greater than zero/);
+    await refused(["disk", "create", "d1", "--size", "100000T"], 2, /at most/);
+    await refused(["disk", "create", "d1", "--size", "lots"], 2, /not a number/);
+    await refused(["vm", "create", "v1", "--canary", "--memory", "-1"], 2, /memory must be at least/);
+    assert.deepEqual(await disks(), []);
+  });
+
+  test("names with '/', '..', spaces or nothing", async () => {
+    await refused(["disk", "create", "a/b", "--size", "8"], 2, /name/);
+    await refused(["disk", "create", "a..b", "--size", "8"], 2, /'\.\.'/);
+    await refused(["disk", "create", "a b", "--size", "8"], 2, /name/);
+    await refused(["vm", "create", "", "--canary"], 2, /name/);
+    assert.deepEqual(await disks(), []);
+  });
+
+  test("unknown VM, unknown disk", async () => {
+    await refused(["vm", "show", "ghost"], 3, /VM ghost does not exist/);
+    await refused(["vm", "start", "ghost"], 3, /VM ghost does not exist/);
+    await refused(["disk", "info", "ghost"], 3, /disk ghost does not exist/);
+    await refused(["canary", "verify", "ghost"], 3, /VM ghost does not exist/);
+  });
+
+  test("a kernel file that does not exist creates nothing", async () => {
+    await refused(["vm", "create", "k1", "--kernel", "/nonexistent/vmlinuz", "--disk-size", "16"], 2, /kernel file .* does not exist/);
+    await refused(["vm", "create", "k2", "--canary", "--kernel", "/boot/x"], 2, /either canary or kernel/);
+    assert.deepEqual(await disks(), []);
+    assert.deepEqual(await cluster.json<unknown[]>(["vm", "list"]), []);
+  });
+
+  test("a duplicate name is refused and leaves the first VM and its disk alone", async () => {
+    const first = await cluster.haven(["vm", "create", "dup", "--canary"]);
+    assert.equal(first.code, 0, first.stderr);
+    await refused(["vm", "create", "dup", "--canary"], 4, /already exists/);
+    await refused(["disk", "create", "dup-disk0", "--size", "8"], 4, /already exists/);
+    assert.deepEqual(await disks(), ["dup-disk0"]);
+    await refused(["disk", "delete", "dup-disk0"], 4, /VM dup uses it/);
+    const del = await cluster.haven(["vm", "delete", "dup"]);
+    assert.equal(del.code, 0, del.stderr);
+    assert.deepEqual(await disks(), []);
+  });
+
+  test("disk lifecycle: create, grow, refuse to shrink, delete", async () => {
+    assert.equal((await cluster.haven(["disk", "create", "data", "--size", "1G"])).code, 0);
+    const info = await cluster.json<{ sizeBytes: number; usedBytes: number }>(["disk", "info", "data"]);
+    assert.equal(info.sizeBytes, 1024 ** 3);
+    assert.ok(info.usedBytes < 1024 * 1024, "thin: a new disk uses almost nothing");
+    assert.equal((await cluster.haven(["disk", "resize", "data", "--size", "2048"])).code, 0);
+    assert.equal((await cluster.json<{ sizeBytes: number }>(["disk", "info", "data"])).sizeBytes, 2 * 1024 ** 3);
+    await refused(["disk", "resize", "data", "--size", "1024"], 2, /--allow-shrink/);
+    assert.equal((await cluster.haven(["disk", "resize", "data", "--size", "1024", "--allow-shrink"])).code, 0);
+    assert.equal((await cluster.haven(["disk", "delete", "data"])).code, 0);
+    assert.deepEqual(await disks(), []);
+  });
+
+  test("API: malformed JSON, unknown fields, no token, unknown route", async () => {
+    const post = (body: string, auth = `Bearer ${token}`) =>
+      fetch(`${api}/v1/vms`, { method: "POST", headers: { authorization: auth, "content-type": "application/json" }, body });
+    const malformed = await post("{not json");
+    assert.equal(malformed.status, 400);
+    assert.match(((await malformed.json()) as { error: { message: string } }).error.message, /not valid JSON/);
+    const unknown = await post(JSON.stringify({ name: "x", canary: true, colour: "red" }));
+    assert.equal(unknown.status, 400);
+    assert.equal((await post("{}", "Bearer wrong")).status, 401);
+    const missing = await fetch(`${api}/v1/nope`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(missing.status, 404);
+    assert.deepEqual(await cluster.json<unknown[]>(["vm", "list"]), []);
+  });
+
+  test("commands without a cluster say so", async () => {
+    const result = await cluster.haven(["--state-dir", "/nonexistent/haven", "status"]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /no cluster in \/nonexistent\/haven/);
+  });
+});

@@ -1,0 +1,266 @@
+// Real QEMU (TCG) under QemuHypervisor: start, console log, re-attach from a new instance, exit detection,
+// stop, kill, failed start, and the KVM probe. Every QEMU started here has the temp dir in its argv, so the
+// leak check at the end can find any survivor.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { probeAccelerator } from "../../src/adapters/qemu/accel.js";
+import { QemuHypervisor } from "../../src/adapters/qemu/hypervisor.js";
+import type { GuestLaunch } from "../../src/adapters/qemu/port.js";
+import { sleep, waitFor } from "../../src/lib/async.js";
+
+const root = mkdtempSync(join(tmpdir(), "haven-test-qemu-"));
+const runDir = join(root, "guests");
+const guest = pickGuest();
+const hypervisors: QemuHypervisor[] = [];
+
+/**
+ * The canary guest if it has been built (guest/build, or $HAVEN_GUEST_DIR), else the Debian cloud kernel
+ * and initrd (which print to the serial console and drop to a shell: enough for start/stop/kill).
+ */
+function pickGuest(): { kernel: string; initrd: string; canary: boolean } {
+  const built = process.env.HAVEN_GUEST_DIR ?? join(import.meta.dirname, "../../../guest/build");
+  if (existsSync(join(built, "vmlinuz")) && existsSync(join(built, "initramfs.img"))) {
+    return { kernel: join(built, "vmlinuz"), initrd: join(built, "initramfs.img"), canary: true };
+  }
+  const version = readdirSync("/boot")
+    .filter((name) => /^vmlinuz-.*-cloud-amd64$/.test(name))
+    .sort()
+    .at(-1);
+  assert.ok(version, "no /boot/vmlinuz-*-cloud-amd64 to boot");
+  const suffix = version.slice("vmlinuz-".length);
+  return { kernel: `/boot/${version}`, initrd: `/boot/initrd.img-${suffix}`, canary: false };
+}
+
+function hypervisor(): QemuHypervisor {
+  const h = new QemuHypervisor({ runDir });
+  hypervisors.push(h);
+  return h;
+}
+
+function launch(vm: string, generation: number, overrides: Partial<GuestLaunch> = {}): GuestLaunch {
+  const disk = join(root, `${vm}.img`);
+  if (!existsSync(disk)) writeFileSync(disk, Buffer.alloc(16 * 1024 * 1024));
+  return {
+    vm,
+    generation,
+    memoryMb: 256,
+    vcpus: 1,
+    kernel: guest.kernel,
+    initrd: guest.initrd,
+    append: "console=ttyS0 quiet",
+    disks: [{ image: `${vm}-root`, source: { driver: "file", filename: disk } }],
+    accel: "tcg",
+    ...overrides,
+  };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+  } catch {
+    return false;
+  }
+}
+
+/** Pids of processes whose command line mentions `pattern` (pgrep exits 1 when there are none). */
+function pgrep(pattern: string): number[] {
+  try {
+    return execFileSync("pgrep", ["-f", pattern], { encoding: "utf8" }).trim().split("\n").map(Number);
+  } catch {
+    return [];
+  }
+}
+
+after(async () => {
+  for (const h of hypervisors) h.close();
+  const sweeper = new QemuHypervisor({ runDir });
+  for (const g of await sweeper.list()) await sweeper.kill(g.vm);
+  sweeper.close();
+  const leaked = pgrep(root);
+  for (const pid of leaked) process.kill(pid, "SIGKILL");
+  rmSync(root, { recursive: true, force: true });
+  assert.deepEqual(leaked, [], "QEMU processes left behind");
+  assert.deepEqual(pgrep("haven.probe=1"), [], "KVM probe QEMU left behind");
+});
+
+void describe("QemuHypervisor with real QEMU (TCG)", { timeout: 180_000 }, () => {
+  const vm = "canary1";
+  let firstPid = 0;
+  const h1 = hypervisor();
+
+  void it("starts a guest whose console reaches serial.log", async (t) => {
+    const began = Date.now();
+    const started = await h1.start(launch(vm, 1));
+    t.diagnostic(
+      `start() took ${Date.now() - began} ms (pid ${started.pid}, ${guest.canary ? "canary" : "cloud"} guest)`,
+    );
+    firstPid = started.pid;
+    assert.equal(started.vm, vm);
+    assert.equal(started.generation, 1);
+    assert.equal(started.accel, "tcg");
+    assert.ok(alive(started.pid));
+    const dir = join(runDir, vm);
+    assert.equal(readFileSync(join(dir, "qemu.pid"), "utf8").trim(), String(started.pid));
+    assert.equal(
+      (JSON.parse(readFileSync(join(dir, "launch.json"), "utf8")) as { pid: number }).pid,
+      started.pid,
+    );
+    assert.match(readFileSync(join(dir, "qmp.log"), "utf8"), /query-status/);
+    const { socket, log } = h1.consolePaths(vm);
+    assert.ok(statSync(socket).isSocket());
+    const marker = guest.canary ? "haven-guest: up" : "BusyBox";
+    const bootStart = Date.now();
+    await waitFor(
+      "the guest's console output in serial.log",
+      () => (statSync(log).size > 0 ? true : undefined),
+      60_000,
+    );
+    t.diagnostic(`first serial bytes ${Date.now() - bootStart} ms after start() returned`);
+    await waitFor(
+      `"${marker}" in serial.log`,
+      () => (readFileSync(log, "utf8").includes(marker) ? true : undefined),
+      90_000,
+    );
+    t.diagnostic(`"${marker}" ${Date.now() - bootStart} ms after start() returned`);
+    await assert.rejects(h1.start(launch(vm, 1)), /already running/);
+  });
+
+  void it("is re-attached by a new instance through list()", async () => {
+    h1.close(); // the agent "restarts"; QEMU keeps running
+    const h2 = hypervisor();
+    const listed = await h2.list();
+    assert.deepEqual(
+      listed.map((g) => [g.vm, g.pid, g.generation, g.accel]),
+      [[vm, firstPid, 1, "tcg"]],
+    );
+    assert.ok(alive(firstPid));
+    h2.close();
+  });
+
+  void it("reports an external kill -9 through onExit once", async (t) => {
+    const h3 = hypervisor();
+    assert.equal((await h3.list()).length, 1);
+    const exits: Array<[string, number]> = [];
+    h3.onExit((name, generation) => exits.push([name, generation]));
+    const killedAt = Date.now();
+    process.kill(firstPid, "SIGKILL");
+    await waitFor("onExit", () => (exits.length > 0 ? true : undefined), 5000, 20);
+    const noticedMs = Date.now() - killedAt;
+    t.diagnostic(`kill -9 noticed after ${noticedMs} ms`);
+    assert.ok(noticedMs < 2000, `exit noticed after ${noticedMs} ms`);
+    await sleep(700);
+    assert.deepEqual(exits, [[vm, 1]]);
+    const dir = join(runDir, vm);
+    assert.ok(!existsSync(join(dir, "qemu.pid")), "pidfile removed");
+    assert.ok(!existsSync(join(dir, "qmp.sock")), "QMP socket removed");
+    assert.ok(existsSync(join(dir, "serial.log")), "serial.log kept");
+    assert.ok(existsSync(join(dir, "qmp.log")), "qmp.log kept");
+    assert.deepEqual(await h3.list(), []);
+    h3.close();
+  });
+
+  void it("stop() ends the guest within grace + quit", async (t) => {
+    const h = hypervisor();
+    const exits: number[] = [];
+    h.onExit((_vm, generation) => exits.push(generation));
+    const started = await h.start(launch(vm, 2));
+    const began = Date.now();
+    await h.stop(vm, 1000);
+    t.diagnostic(`stop() took ${Date.now() - began} ms`);
+    assert.ok(!alive(started.pid));
+    assert.deepEqual(exits, [2]);
+    assert.deepEqual(await h.list(), []);
+    await h.stop(vm, 1000); // stopping a stopped guest is a no-op
+    h.close();
+  });
+
+  void it("kill() ends the guest at once", async () => {
+    const h = hypervisor();
+    const started = await h.start(launch("canary2", 7));
+    await h.kill("canary2");
+    assert.ok(!alive(started.pid));
+    assert.ok(!existsSync(join(runDir, "canary2", "qemu.pid")));
+    h.close();
+  });
+
+  void it("ends QEMU when the guest powers off", async (t) => {
+    if (!guest.canary) return t.skip("needs the canary guest (guest/build.sh)");
+    const h = hypervisor();
+    const exits: string[] = [];
+    h.onExit((name) => exits.push(name));
+    // haven.probe=1 makes the canary power off right after boot; without -no-shutdown QEMU must exit.
+    await h.start(launch("canary3", 1, { append: "console=ttyS0 quiet haven.probe=1" }));
+    await waitFor("onExit after guest poweroff", () => (exits.length > 0 ? true : undefined), 60_000, 50);
+    assert.deepEqual(exits, ["canary3"]);
+    assert.match(readFileSync(join(runDir, "canary3", "qmp.log"), "utf8"), /"SHUTDOWN"/);
+    h.close();
+  });
+
+  void it("a failed start leaves no process and no pidfile", async () => {
+    const h = hypervisor();
+    const broken = launch("broken", 1, { kernel: join(root, "no-such-vmlinuz") });
+    await assert.rejects(h.start(broken), /QEMU failed to start.*could not (load|open) kernel/s);
+    assert.ok(!existsSync(join(runDir, "broken", "qemu.pid")));
+    assert.deepEqual(pgrep(join(runDir, "broken")), []);
+    assert.deepEqual(await h.list(), []);
+    h.close();
+  });
+});
+
+/** A stand-in qemu-system-x86_64 that edits the probe's argv with `sed`-free shell, then execs QEMU. */
+function qemuWrapper(name: string, rewrite: string): string {
+  const path = join(root, name);
+  const script = [
+    "#!/bin/sh",
+    'for arg in "$@"; do shift; case "$arg" in ' + rewrite + ' esac; set -- "$@" "$arg"; done',
+    'exec qemu-system-x86_64 "$@"',
+  ];
+  writeFileSync(path, script.join("\n") + "\n", { mode: 0o755 });
+  return path;
+}
+
+void describe("probeAccelerator", () => {
+  void it("really tries KVM and settles on TCG on this machine", { timeout: 120_000 }, async (t) => {
+    const began = Date.now();
+    const choice = await probeAccelerator({ kernel: guest.kernel, initrd: guest.initrd });
+    const took = Date.now() - began;
+    t.diagnostic(`probe: ${choice.accel} after ${took} ms: ${choice.reason}`);
+    assert.equal(choice.accel, "tcg");
+    assert.ok(took < 8000 + 30_000, `probe took ${took} ms`);
+  });
+
+  void it("kills a KVM guest that hangs and settles on TCG", { timeout: 120_000 }, async (t) => {
+    // On this machine a KVM guest with a plain qemu64 CPU hangs silently: exactly the case the probe's
+    // timeout is for. The wrapper swaps "-cpu host" for that CPU.
+    const qemuBinary = qemuWrapper("qemu-kvm-hang", "host) arg=qemu64 ;;");
+    const began = Date.now();
+    const choice = await probeAccelerator({
+      kernel: guest.kernel,
+      initrd: guest.initrd,
+      timeoutMs: 3000,
+      qemuBinary,
+    });
+    t.diagnostic(`probe: ${choice.accel} after ${Date.now() - began} ms: ${choice.reason}`);
+    assert.deepEqual(choice, { accel: "tcg", reason: "KVM guest did not boot within 3 s" });
+    assert.deepEqual(pgrep("haven.probe=1"), [], "the hung QEMU is dead and reaped");
+  });
+
+  void it("chooses KVM when the probe guest boots", { timeout: 120_000 }, async (t) => {
+    if (!guest.canary) return t.skip("needs the canary guest (guest/build.sh)");
+    // Pretend: run the probe under TCG so the canary can print "probe ok" here.
+    const qemuBinary = qemuWrapper("qemu-fake-kvm", "kvm) arg=tcg ;; host) arg=max ;;");
+    const choice = await probeAccelerator({
+      kernel: guest.kernel,
+      initrd: guest.initrd,
+      timeoutMs: 60_000,
+      qemuBinary,
+    });
+    t.diagnostic(`probe: ${choice.accel}: ${choice.reason}`);
+    assert.equal(choice.accel, "kvm");
+  });
+});

@@ -1,0 +1,214 @@
+// The controller's and the agent's decisions, as pure functions of the cluster state.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { planAgent, type LocalGuest, type LocalOutcome } from "../../src/core/agent-plan.js";
+import { planController, type ClusterView } from "../../src/core/controller-plan.js";
+import type { NodeInfo, Placement, VmSpec, VmStatus } from "../../src/core/model.js";
+import { viewVm } from "../../src/core/model.js";
+import { parseSizeMb } from "../../src/core/units.js";
+
+const node = (name: string, memoryMb = 1024, vcpus = 4): NodeInfo => ({
+  name,
+  api: `http://127.0.10.1:1/${name}`,
+  capacity: { vcpus, memoryMb },
+  attributes: {},
+  accel: "tcg",
+  accelReason: "test",
+  startedAt: "t0",
+  version: "0",
+});
+
+const spec = (name: string, extra: Partial<VmSpec> = {}): VmSpec => ({
+  name,
+  state: "started",
+  memoryMb: 256,
+  vcpus: 1,
+  kernel: "/k",
+  disks: [],
+  canary: false,
+  restartLimit: 2,
+  stopGraceSeconds: 0,
+  createdAt: "t0",
+  ...extra,
+});
+
+const placement = (nodeName: string, extra: Partial<Placement> = {}): Placement => ({
+  node: nodeName,
+  generation: 1,
+  restarts: 0,
+  state: "active",
+  reason: "",
+  updatedAt: "t0",
+  ...extra,
+});
+
+const status = (nodeName: string, state: VmStatus["state"], generation = 1): VmStatus => ({
+  node: nodeName,
+  generation,
+  state,
+  updatedAt: "t0",
+});
+
+function view(parts: {
+  nodes?: NodeInfo[];
+  specs?: VmSpec[];
+  placements?: Record<string, Placement>;
+  statuses?: Record<string, VmStatus>;
+}): ClusterView {
+  return {
+    nodes: parts.nodes ?? [node("n1"), node("n2")],
+    specs: new Map((parts.specs ?? []).map((s) => [s.name, s])),
+    placements: new Map(Object.entries(parts.placements ?? {})),
+    statuses: new Map(Object.entries(parts.statuses ?? {})),
+  };
+}
+
+describe("controller plan", () => {
+  test("places a started VM on the node with the most free memory", () => {
+    const actions = planController(
+      view({ specs: [spec("a"), spec("b")], placements: { b: placement("n1") }, nodes: [node("n1"), node("n2")] }),
+    );
+    assert.deepEqual(
+      actions.map((a) => [a.type, a.vm, a.type === "place" ? a.placement.node : null]),
+      [["place", "a", "n2"]],
+    );
+  });
+
+  test("counts placements made in the same round against capacity", () => {
+    const actions = planController(view({ specs: [spec("a", { memoryMb: 600 }), spec("b", { memoryMb: 600 })] }));
+    const nodes = actions.map((a) => (a.type === "place" ? a.placement.node : null));
+    assert.deepEqual(nodes.sort(), ["n1", "n2"]);
+  });
+
+  test("explains a VM that fits nowhere, and one with no node online", () => {
+    const [tooBig] = planController(view({ specs: [spec("big", { memoryMb: 4096 })] }));
+    assert.equal(tooBig?.type, "unplaceable");
+    assert.match(tooBig?.type === "unplaceable" ? tooBig.reason : "", /4096 MB/);
+    const [noNode] = planController(view({ nodes: [], specs: [spec("a")] }));
+    assert.deepEqual(noNode, { type: "unplaceable", vm: "a", reason: "no node is online" });
+  });
+
+  test("a new placement's generation is above any status left from an earlier run", () => {
+    const [action] = planController(view({ specs: [spec("a")], statuses: { a: status("n1", "crashed", 7) } }));
+    assert.equal(action?.type === "place" ? action.placement.generation : 0, 8);
+  });
+
+  test("restarts a crashed guest in place, counting restarts, then gives up", () => {
+    const crashed = { a: status("n1", "crashed") };
+    const [restart] = planController(view({ specs: [spec("a")], placements: { a: placement("n1") }, statuses: crashed }));
+    assert.ok(restart?.type === "place");
+    assert.deepEqual([restart.placement.node, restart.placement.generation, restart.placement.restarts], ["n1", 2, 1]);
+    assert.equal(restart.expectedGeneration, 1);
+
+    const [giveUp] = planController(
+      view({
+        specs: [spec("a")],
+        placements: { a: placement("n1", { generation: 3, restarts: 2 }) },
+        statuses: { a: status("n1", "failed", 3) },
+      }),
+    );
+    assert.ok(giveUp?.type === "place");
+    assert.equal(giveUp.placement.state, "error");
+    assert.match(giveUp.placement.reason, /gave up after 2 restarts/);
+  });
+
+  test("ignores a crash report of an older generation", () => {
+    const actions = planController(
+      view({ specs: [spec("a")], placements: { a: placement("n1", { generation: 2 }) }, statuses: { a: status("n1", "crashed", 1) } }),
+    );
+    assert.deepEqual(actions, []);
+  });
+
+  test("releases a stopped VM's placement only once its guest is gone", () => {
+    const stopped = spec("a", { state: "stopped" });
+    const stillRunning = planController(
+      view({ specs: [stopped], placements: { a: placement("n1") }, statuses: { a: status("n1", "stopping") } }),
+    );
+    assert.deepEqual(stillRunning, []);
+    const gone = planController(view({ specs: [stopped], placements: { a: placement("n1") }, statuses: { a: status("n1", "stopped") } }));
+    assert.deepEqual(gone, [{ type: "release", vm: "a", expectedGeneration: 1, reason: "stopped by user" }]);
+    // Safety: a node that went silent may still run the guest; its placement stays.
+    assert.deepEqual(planController(view({ specs: [stopped], placements: { a: placement("n1") } })), []);
+  });
+});
+
+describe("agent plan", () => {
+  const agentView = (parts: {
+    specs?: VmSpec[];
+    placements?: Record<string, Placement>;
+    running?: Record<string, LocalGuest>;
+    outcomes?: Record<string, LocalOutcome>;
+  }) => ({
+    node: "n1",
+    specs: new Map((parts.specs ?? []).map((s) => [s.name, s])),
+    placements: new Map(Object.entries(parts.placements ?? {})),
+    running: new Map(Object.entries(parts.running ?? {})),
+    outcomes: new Map(Object.entries(parts.outcomes ?? {})),
+  });
+
+  test("starts what is placed here, leaves other nodes' guests alone", () => {
+    const actions = planAgent(agentView({ specs: [spec("a"), spec("b")], placements: { a: placement("n1"), b: placement("n2") } }));
+    assert.deepEqual(actions, [{ type: "start", vm: "a", generation: 1 }]);
+  });
+
+  test("never restarts a crashed generation by itself", () => {
+    const actions = planAgent(
+      agentView({ specs: [spec("a")], placements: { a: placement("n1") }, outcomes: { a: { generation: 1, state: "crashed" } } }),
+    );
+    assert.deepEqual(actions, []);
+    const next = planAgent(
+      agentView({
+        specs: [spec("a")],
+        placements: { a: placement("n1", { generation: 2 }) },
+        outcomes: { a: { generation: 1, state: "crashed" } },
+      }),
+    );
+    assert.deepEqual(next, [{ type: "start", vm: "a", generation: 2 }]);
+  });
+
+  test("stops guests that are stopped, deleted, moved away or in error", () => {
+    const running = { a: { vm: "a", generation: 1 }, b: { vm: "b", generation: 1 }, c: { vm: "c", generation: 1 }, d: { vm: "d", generation: 1 } };
+    const actions = planAgent(
+      agentView({
+        specs: [spec("a", { state: "stopped" }), spec("c"), spec("d")],
+        placements: { a: placement("n1"), c: placement("n2"), d: placement("n1", { state: "error" }) },
+        running,
+      }),
+    );
+    assert.deepEqual(actions, [
+      { type: "stop", vm: "a", reason: "stopped by user" },
+      { type: "stop", vm: "b", reason: "VM was deleted" },
+      { type: "stop", vm: "c", reason: "placed on n2" },
+      { type: "stop", vm: "d", reason: "placement is in state error" },
+    ]);
+  });
+
+  test("kills a guest superseded by a newer generation", () => {
+    const actions = planAgent(
+      agentView({ specs: [spec("a")], placements: { a: placement("n1", { generation: 3 }) }, running: { a: { vm: "a", generation: 2 } } }),
+    );
+    assert.deepEqual(actions, [{ type: "kill", vm: "a", reason: "superseded by a newer start" }]);
+  });
+});
+
+describe("views and units", () => {
+  test("a VM's visible state combines spec, placement and status", () => {
+    assert.equal(viewVm(spec("a"), undefined, undefined).state, "pending");
+    assert.equal(viewVm(spec("a", { state: "stopped" }), undefined, undefined).state, "stopped");
+    assert.equal(viewVm(spec("a"), placement("n1"), undefined).state, "unknown");
+    assert.equal(viewVm(spec("a"), placement("n1"), status("n1", "running")).state, "running");
+    assert.equal(viewVm(spec("a"), placement("n1"), status("n2", "running")).state, "unknown");
+    assert.equal(viewVm(spec("a"), placement("n1", { state: "error", reason: "r" }), undefined).reason, "r");
+  });
+
+  test("sizes in megabytes with suffixes", () => {
+    assert.equal(parseSizeMb("1024"), 1024);
+    assert.equal(parseSizeMb("2G"), 2048);
+    assert.equal(parseSizeMb("1T"), 1024 * 1024);
+    assert.equal(parseSizeMb("1.5G"), 1536);
+    assert.deepEqual(parseSizeMb("0"), { error: 'size "0" must be greater than zero' });
+    assert.ok(typeof parseSizeMb("-5") === "object");
+    assert.ok(typeof parseSizeMb("ten") === "object");
+    assert.ok(typeof parseSizeMb("0.1") === "object");
+  });
+});

@@ -50,7 +50,9 @@ console.log("\n== haven node list");
 show(["node", "list"]);
 console.log("\n== haven vm show canary");
 show(["vm", "show", "canary"]);
-console.log(`\nThe canary on ${second.node} acknowledged ${first.lastAck} → ${second.lastAck} fsynced records in 2 s.`);
+console.log(
+  `\nThe canary on ${second.node} acknowledged ${first.lastAck} → ${second.lastAck} fsynced records in 2 s.`,
+);
 console.log(`Demo ready in ${Math.round((Date.now() - started) / 1000)} s. Try next (add --state-dir ${stateDir} or export HAVEN_STATE_DIR=${stateDir}):
   npx haven vm show canary --json        # state, node, pid, last ack
   npx haven vm console canary            # the serial console (leave with Ctrl-])

@@ -11,9 +11,13 @@ const files = dirs.flatMap((dir) =>
     .sort()
     .map((file) => `${dir}/${file}`),
 );
-const result = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], {
-  stdio: "inherit",
-});
+const result = spawnSync(
+  process.execPath,
+  ["--test", "--test-concurrency=1", "--test-timeout=600000", "--test-reporter=spec", ...files],
+  {
+    stdio: "inherit",
+  },
+);
 
 const leaked = readdirSync("/proc")
   .filter((entry) => /^\d+$/.test(entry))

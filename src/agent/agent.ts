@@ -35,14 +35,21 @@ export class Agent {
   readonly reconcile: () => void;
 
   constructor(private readonly deps: AgentDeps) {
-    this.reconcile = serialized(() => this.reconcileOnce(), (err) => deps.log.error("reconcile failed", { err }));
+    this.reconcile = serialized(
+      () => this.reconcileOnce(),
+      (err) => deps.log.error("reconcile failed", { err }),
+    );
   }
 
   async run(signal: AbortSignal): Promise<void> {
     const { hypervisor, log } = this.deps;
     for (const guest of await hypervisor.list()) {
       this.running.set(guest.vm, guest);
-      log.info("re-attached to running guest", { vm: guest.vm, pid: guest.pid, generation: guest.generation });
+      log.info("re-attached to running guest", {
+        vm: guest.vm,
+        pid: guest.pid,
+        generation: guest.generation,
+      });
     }
     const unsubscribe = hypervisor.onExit((vm, generation) => this.onGuestExit(vm, generation));
     const informer = runInformer(
@@ -81,7 +88,11 @@ export class Agent {
     for (const [vm, status] of this.vms.statuses) {
       if (status.node !== this.deps.node || this.running.has(vm)) continue;
       if (status.state === "crashed" || status.state === "failed") {
-        this.outcomes.set(vm, { generation: status.generation, state: status.state, message: status.message ?? "" });
+        this.outcomes.set(vm, {
+          generation: status.generation,
+          state: status.state,
+          message: status.message ?? "",
+        });
       }
     }
   }
@@ -174,7 +185,10 @@ export class Agent {
       kernel: spec.kernel,
       initrd: spec.initrd,
       append: spec.append,
-      disks: spec.disks.map((disk) => ({ image: disk.image, source: this.deps.storage.driveSource(disk.image) })),
+      disks: spec.disks.map((disk) => ({
+        image: disk.image,
+        source: this.deps.storage.driveSource(disk.image),
+      })),
       accel: this.deps.accel,
     };
   }
@@ -195,7 +209,8 @@ export class Agent {
     const base = { node: this.deps.node, generation: placement.generation, updatedAt: now };
     const guest = this.running.get(vm);
     const busy = this.busy.get(vm);
-    if (busy === "stopping") return { ...base, generation: guest?.generation ?? placement.generation, state: "stopping" };
+    if (busy === "stopping")
+      return { ...base, generation: guest?.generation ?? placement.generation, state: "stopping" };
     if (guest) {
       return {
         ...base,
@@ -212,7 +227,8 @@ export class Agent {
     if (outcome && outcome.generation === placement.generation) {
       return { ...base, state: outcome.state, message: outcome.message };
     }
-    if (this.vms.specs.get(vm)?.state === "stopped" || placement.state !== "active") return { ...base, state: "stopped" };
+    if (this.vms.specs.get(vm)?.state === "stopped" || placement.state !== "active")
+      return { ...base, state: "stopped" };
     return undefined;
   }
 

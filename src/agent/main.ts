@@ -41,12 +41,31 @@ async function main(): Promise<void> {
   });
   const accel = await chooseAccelerator(config, log);
   const info = nodeInfo(config, accel);
-  const lease = new NodeLease(store, info, config.leaseTtlSeconds, join(config.stateDir, "lease"), log.child("lease"));
+  const lease = new NodeLease(
+    store,
+    info,
+    config.leaseTtlSeconds,
+    join(config.stateDir, "lease"),
+    log.child("lease"),
+  );
   await registerUntilReachable(lease, log, shutdown.signal);
   if (shutdown.signal.aborted) return;
 
-  const agent = new Agent({ node: config.node, store, hypervisor, storage, accel: accel.accel, lease: () => lease.id, log: log.child("agent") });
-  const controller = new Controller({ node: config.node, store, lease: () => lease.id, log: log.child("controller") });
+  const agent = new Agent({
+    node: config.node,
+    store,
+    hypervisor,
+    storage,
+    accel: accel.accel,
+    lease: () => lease.id,
+    log: log.child("agent"),
+  });
+  const controller = new Controller({
+    node: config.node,
+    store,
+    lease: () => lease.id,
+    log: log.child("controller"),
+  });
   const service = new HavenService(store, storage, { name: config.cluster, guestDir: config.guestDir });
   const server = createApiServer({
     service,
@@ -77,7 +96,10 @@ function nodeInfo(config: NodeConfig, accel: { accel: Accelerator; reason: strin
   return {
     name: config.node,
     api: `http://${config.listen.host}:${config.listen.port}`,
-    capacity: config.capacity ?? { vcpus: availableParallelism(), memoryMb: Math.floor(totalmem() / 1024 / 1024) },
+    capacity: config.capacity ?? {
+      vcpus: availableParallelism(),
+      memoryMb: Math.floor(totalmem() / 1024 / 1024),
+    },
     attributes: config.attributes,
     accel: accel.accel,
     accelReason: accel.reason,
@@ -87,10 +109,16 @@ function nodeInfo(config: NodeConfig, accel: { accel: Accelerator; reason: strin
 }
 
 /** KVM only when a short probe boot really works; the answer is kept in the node's state dir. */
-async function chooseAccelerator(config: NodeConfig, log: Logger): Promise<{ accel: Accelerator; reason: string }> {
+async function chooseAccelerator(
+  config: NodeConfig,
+  log: Logger,
+): Promise<{ accel: Accelerator; reason: string }> {
   if (config.accel !== "auto") return { accel: config.accel, reason: `configured: ${config.accel}` };
   const cacheFile = join(config.stateDir, "accel.json");
-  const cached = await readFile(cacheFile, "utf8").then((text) => JSON.parse(text) as { accel: Accelerator; reason: string }, () => undefined);
+  const cached = await readFile(cacheFile, "utf8").then(
+    (text) => JSON.parse(text) as { accel: Accelerator; reason: string },
+    () => undefined,
+  );
   if (cached) return cached;
   log.info("probing accelerator");
   const result = await probeAccelerator({

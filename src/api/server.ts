@@ -87,11 +87,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, routes: Route[]
     const matches = routes.filter((r) => r.pattern.test(url.pathname));
     if (matches.length === 0) throw notFound(`no API route ${url.pathname}`);
     const route = matches.find((r) => r.method === req.method);
-    if (!route) return send(res, 405, { error: { code: "METHOD", message: `${req.method} not allowed here` } });
+    if (!route)
+      return send(res, 405, { error: { code: "METHOD", message: `${req.method} not allowed here` } });
     const params = (route.pattern.exec(url.pathname) ?? []).slice(1).map(decodeURIComponent);
     send(res, 200, await route.handler(params, () => readJson(req), url.searchParams));
   } catch (err) {
-    if (err instanceof HavenError) return send(res, httpStatusOf(err.code), { error: { code: err.code, message: err.message } });
+    if (err instanceof HavenError)
+      return send(res, httpStatusOf(err.code), { error: { code: err.code, message: err.message } });
     options.log.error("request failed", { method: req.method, path: url.pathname, err });
     send(res, 500, { error: { code: "INTERNAL", message: (err as Error).message } });
   }

@@ -35,20 +35,31 @@ export class HavenService {
 
   // --- reads ---
   async status() {
-    const [nodes, vms, leader] = await Promise.all([
+    const [nodes, vms, leader, storage] = await Promise.all([
       this.listNodes(),
       this.listVms(),
       this.store.etcd.get(this.store.controllerKey),
+      this.storageHealth(),
     ]);
     const byState: Record<string, number> = {};
     for (const vm of vms) byState[vm.state] = (byState[vm.state] ?? 0) + 1;
     return {
       cluster: this.cluster.name,
       controller: leader?.value ?? null,
-      storage: { kind: this.storage.kind, health: "ok" },
+      storage,
       nodes: { online: nodes.length, names: nodes.map((node) => node.name) },
       vms: { total: vms.length, byState },
     };
+  }
+
+  /** Storage is healthy when this node can list its images. */
+  private async storageHealth(): Promise<{ kind: string; health: string; disks: number | null }> {
+    try {
+      const disks = await this.storage.list();
+      return { kind: this.storage.kind, health: "ok", disks: disks.length };
+    } catch (err) {
+      return { kind: this.storage.kind, health: `error: ${(err as Error).message}`, disks: null };
+    }
   }
 
   async listNodes(): Promise<NodeView[]> {
@@ -62,7 +73,10 @@ export class HavenService {
       accelReason: node.accelReason,
       capacity: node.capacity,
       used: { vcpus: usedVcpus, memoryMb: usedMemoryMb },
-      vms: [...vms.placements].filter(([, p]) => p.node === node.name).map(([vm]) => vm).sort(),
+      vms: [...vms.placements]
+        .filter(([, p]) => p.node === node.name)
+        .map(([vm]) => vm)
+        .sort(),
       attributes: node.attributes,
     }));
   }
@@ -76,7 +90,10 @@ export class HavenService {
 
   async showVm(name: string): Promise<VmView & { spec: VmSpec }> {
     const spec = await this.requireSpec(name);
-    const [placement, status] = await Promise.all([this.store.getPlacement(name), this.store.getStatus(name)]);
+    const [placement, status] = await Promise.all([
+      this.store.getPlacement(name),
+      this.store.getStatus(name),
+    ]);
     return { ...viewVm(spec.value, placement?.value, status), spec: spec.value };
   }
 
@@ -120,7 +137,8 @@ export class HavenService {
         disks: diskSizeMb !== undefined ? [{ image }] : [],
         canary: request.canary,
         restartLimit: request.restartLimit,
-        stopGraceSeconds: request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
+        stopGraceSeconds:
+          request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
         createdAt: new Date().toISOString(),
       };
       await this.store.createSpec(spec);
@@ -130,7 +148,9 @@ export class HavenService {
     } catch (err) {
       const failures = await rollback.run();
       if (failures.length > 0) {
-        throw new Error(`${(err as Error).message}; rollback also failed: ${failures.map(String).join("; ")}`);
+        throw new Error(
+          `${(err as Error).message}; rollback also failed: ${failures.map(String).join("; ")}`,
+        );
       }
       throw err;
     }
@@ -140,7 +160,11 @@ export class HavenService {
     const { value: spec, modRevision } = await this.requireSpec(name);
     if (spec.state !== state) {
       await this.store.updateSpec({ ...spec, state }, modRevision);
-      await this.store.appendEvent({ type: state === "started" ? "start-requested" : "stop-requested", vm: name, reason: "by user" });
+      await this.store.appendEvent({
+        type: state === "started" ? "start-requested" : "stop-requested",
+        vm: name,
+        reason: "by user",
+      });
     }
     return (await this.showVm(name)) satisfies VmView;
   }
@@ -148,7 +172,8 @@ export class HavenService {
   async deleteVm(name: string): Promise<void> {
     const { value: spec, modRevision } = await this.requireSpec(name);
     if (spec.state !== "stopped") throw conflict(`VM ${name} is ${spec.state}; stop it before deleting`);
-    if (await this.store.getPlacement(name)) throw conflict(`VM ${name} is still stopping; try again in a moment`);
+    if (await this.store.getPlacement(name))
+      throw conflict(`VM ${name} is still stopping; try again in a moment`);
     await this.store.deleteVm(name, modRevision);
     for (const disk of spec.disks) {
       await this.storage.delete(disk.image).catch((err: unknown) => {
@@ -182,7 +207,9 @@ export class HavenService {
   }
 
   private async refuseIfUsed(image: string, what: string): Promise<void> {
-    const user = (await this.store.listSpecs()).find((spec) => spec.disks.some((disk) => disk.image === image));
+    const user = (await this.store.listSpecs()).find((spec) =>
+      spec.disks.some((disk) => disk.image === image),
+    );
     if (user) throw conflict(`cannot ${what} disk ${image}: VM ${user.name} uses it`);
   }
 

@@ -34,10 +34,14 @@ export class ApiClient {
           signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         });
       } catch (err) {
-        failures.push(`${endpoint}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+        failures.push(
+          `${endpoint}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`,
+        );
         continue;
       }
-      const payload = (await response.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
+      const payload = (await response.json().catch(() => null)) as {
+        error?: { code: string; message: string };
+      } | null;
       if (response.ok) return payload as T;
       const message = payload?.error?.message ?? `HTTP ${response.status}`;
       if (response.status === 401) throw new HavenError("INPUT", `API refused the token: ${message}`);
@@ -49,6 +53,8 @@ export class ApiClient {
       if (code) throw new HavenError(code, message);
       throw new Error(`${method} ${path} failed: ${message}`);
     }
-    throw unavailable(`no Haven node answered (${failures.join("; ")}); is the cluster up? ('haven cluster up')`);
+    throw unavailable(
+      `no Haven node answered (${failures.join("; ")}); is the cluster up? ('haven cluster up')`,
+    );
   }
 }

@@ -25,7 +25,9 @@ export async function openConsole(ctx: CliContext, vm: string): Promise<void> {
 
 function upgrade(url: string, token: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { authorization: `Bearer ${token}`, connection: "Upgrade", upgrade: "haven-console" } });
+    const req = request(url, {
+      headers: { authorization: `Bearer ${token}`, connection: "Upgrade", upgrade: "haven-console" },
+    });
     req.on("upgrade", (_res, socket) => resolve(socket));
     req.on("response", (res) => {
       let body = "";

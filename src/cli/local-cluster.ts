@@ -35,7 +35,9 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   const cluster = (await readClusterFile(options.stateDir)) ?? (await createClusterFile(options));
   if (cluster.nodes.length !== options.nodes) {
-    options.progress(`cluster in ${options.stateDir} already has ${cluster.nodes.length} nodes; keeping them`);
+    options.progress(
+      `cluster in ${options.stateDir} already has ${cluster.nodes.length} nodes; keeping them`,
+    );
   }
   if (cluster.etcd.local) await ensureEtcd(options.stateDir, cluster, options.progress);
   for (const node of cluster.nodes) await ensureHavend(cluster, node, options.progress);
@@ -54,7 +56,11 @@ async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
   for (let i = 1; i <= options.nodes; i++) {
     // Each node gets its own loopback address, as separate hosts would have.
     const host = `127.0.10.${i}`;
-    nodes.push({ name: `node${i}`, api: `http://${host}:${await freePort(host)}`, dir: join(stateDir, "nodes", `node${i}`) });
+    nodes.push({
+      name: `node${i}`,
+      api: `http://${host}:${await freePort(host)}`,
+      dir: join(stateDir, "nodes", `node${i}`),
+    });
   }
   const cluster: ClusterFile = {
     name: "haven",
@@ -68,17 +74,29 @@ async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
     accel,
   };
   await writeFile(clusterFilePath(stateDir), JSON.stringify(cluster, null, 2) + "\n", { mode: 0o600 });
-  progress(`created cluster ${cluster.name} in ${stateDir} (${nodes.length} nodes, accelerator ${accel.accel}: ${accel.reason})`);
+  progress(
+    `created cluster ${cluster.name} in ${stateDir} (${nodes.length} nodes, accelerator ${accel.accel}: ${accel.reason})`,
+  );
   return cluster;
 }
 
-async function chooseAccel(setting: UpOptions["accel"], progress: (line: string) => void): Promise<AcceleratorChoice> {
+async function chooseAccel(
+  setting: UpOptions["accel"],
+  progress: (line: string) => void,
+): Promise<AcceleratorChoice> {
   if (setting !== "auto") return { accel: setting, reason: `chosen with --accel ${setting}` };
   progress("checking whether KVM guests really run here (a short test boot, up to 10 s)…");
-  return probeAccelerator({ kernel: join(DEFAULT_GUEST_DIR, "vmlinuz"), initrd: join(DEFAULT_GUEST_DIR, "initramfs.img") });
+  return probeAccelerator({
+    kernel: join(DEFAULT_GUEST_DIR, "vmlinuz"),
+    initrd: join(DEFAULT_GUEST_DIR, "initramfs.img"),
+  });
 }
 
-async function ensureEtcd(stateDir: string, cluster: ClusterFile, progress: (line: string) => void): Promise<void> {
+async function ensureEtcd(
+  stateDir: string,
+  cluster: ClusterFile,
+  progress: (line: string) => void,
+): Promise<void> {
   const local = cluster.etcd.local!;
   const pidFile = join(stateDir, "etcd", "etcd.pid");
   if (await livePid(pidFile, local.dataDir)) return;
@@ -139,7 +157,11 @@ async function ensureHavend(
 }
 
 /** Stops havends, then guests, then etcd; with purge removes the state directory. */
-export async function clusterDown(stateDir: string, purge: boolean, progress: (line: string) => void): Promise<void> {
+export async function clusterDown(
+  stateDir: string,
+  purge: boolean,
+  progress: (line: string) => void,
+): Promise<void> {
   const cluster = await readClusterFile(stateDir);
   if (!cluster) {
     if (purge) await rm(stateDir, { recursive: true, force: true });

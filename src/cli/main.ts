@@ -12,7 +12,10 @@ import { CliContext } from "./context.js";
 const program = new Command("haven")
   .description("Haven: highly available virtual machines on etcd, QEMU and shared storage")
   .version(VERSION)
-  .option("--state-dir <dir>", "cluster state directory (default: $HAVEN_STATE_DIR, else ~/.local/state/haven)")
+  .option(
+    "--state-dir <dir>",
+    "cluster state directory (default: $HAVEN_STATE_DIR, else ~/.local/state/haven)",
+  )
   .showHelpAfterError("(run with --help for usage)")
   .exitOverride();
 

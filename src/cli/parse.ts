@@ -3,7 +3,8 @@ import { InvalidArgumentError } from "commander";
 import { parseSizeMb } from "../core/units.js";
 
 export const intOption = (name: string) => (value: string) => {
-  if (!/^-?\d+$/.test(value.trim())) throw new InvalidArgumentError(`${name} must be a whole number, got "${value}"`);
+  if (!/^-?\d+$/.test(value.trim()))
+    throw new InvalidArgumentError(`${name} must be a whole number, got "${value}"`);
   return Number(value);
 };
 

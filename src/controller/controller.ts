@@ -27,7 +27,10 @@ export class Controller {
   private readonly reconcile: () => void;
 
   constructor(private readonly deps: ControllerDeps) {
-    this.reconcile = serialized(() => this.reconcileOnce(), (err) => deps.log.error("reconcile failed", { err }));
+    this.reconcile = serialized(
+      () => this.reconcileOnce(),
+      (err) => deps.log.error("reconcile failed", { err }),
+    );
   }
 
   /** Campaigns for leadership and leads while elected, until the signal aborts. */
@@ -44,7 +47,9 @@ export class Controller {
         continue;
       }
       log.info("elected controller", { lease });
-      await store.appendEvent({ type: "leader", node: this.deps.node, reason: "elected controller" }).catch(() => undefined);
+      await store
+        .appendEvent({ type: "leader", node: this.deps.node, reason: "elected controller" })
+        .catch(() => undefined);
       const term = new AbortController();
       const stop = () => term.abort();
       signal.addEventListener("abort", stop, { once: true });
@@ -59,7 +64,9 @@ export class Controller {
   private async watchLeadership(lease: string, term: AbortController): Promise<void> {
     while (!term.signal.aborted) {
       await sleep(TICK_MS, term.signal);
-      const kv = await this.deps.store.etcd.get(this.deps.store.controllerKey).catch(() => "unknown" as const);
+      const kv = await this.deps.store.etcd
+        .get(this.deps.store.controllerKey)
+        .catch(() => "unknown" as const);
       if (kv === "unknown") continue;
       if (!kv || kv.lease !== lease || lease !== this.deps.lease()) term.abort();
     }
@@ -75,7 +82,11 @@ export class Controller {
       {
         onSnapshot: (kvs) => {
           this.nodes.clear();
-          for (const kv of kvs) this.nodes.set(kv.key.slice(store.nodesPrefix.length), nodeInfoSchema.parse(JSON.parse(kv.value)));
+          for (const kv of kvs)
+            this.nodes.set(
+              kv.key.slice(store.nodesPrefix.length),
+              nodeInfoSchema.parse(JSON.parse(kv.value)),
+            );
           this.synced.nodes = true;
           this.reconcile();
         },
@@ -123,7 +134,8 @@ export class Controller {
     });
     for (const action of actions) await this.apply(action);
     for (const vm of this.unplaceable.keys()) {
-      if (!actions.some((action) => action.type === "unplaceable" && action.vm === vm)) this.unplaceable.delete(vm);
+      if (!actions.some((action) => action.type === "unplaceable" && action.vm === vm))
+        this.unplaceable.delete(vm);
     }
   }
 
@@ -146,7 +158,8 @@ export class Controller {
     const placement = { ...action.placement, updatedAt: new Date().toISOString() };
     if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration))) return;
     this.vms.placements.set(action.vm, placement);
-    const type = placement.state === "error" ? "error" : action.expectedGeneration === 0 ? "placed" : "restarting";
+    const type =
+      placement.state === "error" ? "error" : action.expectedGeneration === 0 ? "placed" : "restarting";
     log.info("placement", { vm: action.vm, node: placement.node, generation: placement.generation, type });
     await store.appendEvent({ type, vm: action.vm, node: placement.node, reason: action.event });
   }

@@ -32,7 +32,8 @@ export function planAgent(view: AgentView): AgentAction[] {
     const wanted = wantedGeneration(view, vm);
     if (wanted === undefined) actions.push({ type: "stop", vm, reason: stopReason(view, vm) });
     // A newer generation means the controller decided on a fresh start; the old QEMU must go first.
-    else if (wanted > guest.generation) actions.push({ type: "kill", vm, reason: "superseded by a newer start" });
+    else if (wanted > guest.generation)
+      actions.push({ type: "kill", vm, reason: "superseded by a newer start" });
   }
   for (const [vm, placement] of view.placements) {
     const wanted = wantedGeneration(view, vm);

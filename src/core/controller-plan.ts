@@ -12,7 +12,13 @@ export interface ClusterView {
 
 export type ControllerAction =
   /** Write a new placement; `expectedGeneration` 0 means "no placement may exist". */
-  | { type: "place"; vm: string; placement: Omit<Placement, "updatedAt">; expectedGeneration: number; event: string }
+  | {
+      type: "place";
+      vm: string;
+      placement: Omit<Placement, "updatedAt">;
+      expectedGeneration: number;
+      event: string;
+    }
   | { type: "release"; vm: string; expectedGeneration: number; reason: string }
   | { type: "unplaceable"; vm: string; reason: string };
 
@@ -47,7 +53,12 @@ function planVm(
       placement.state === "error" ||
       (statusOfPlacement !== undefined && ["stopped", "crashed", "failed"].includes(statusOfPlacement.state));
     return guestGone
-      ? { type: "release", vm: spec.name, expectedGeneration: placement.generation, reason: "stopped by user" }
+      ? {
+          type: "release",
+          vm: spec.name,
+          expectedGeneration: placement.generation,
+          reason: "stopped by user",
+        }
       : undefined;
   }
 
@@ -58,13 +69,23 @@ function planVm(
       type: "place",
       vm: spec.name,
       // Generations only grow, so a status left from an earlier run never matches the new placement.
-      placement: { node: choice.node, generation: (status?.generation ?? 0) + 1, restarts: 0, state: "active", reason: "started by user" },
+      placement: {
+        node: choice.node,
+        generation: (status?.generation ?? 0) + 1,
+        restarts: 0,
+        state: "active",
+        reason: "started by user",
+      },
       expectedGeneration: 0,
       event: `placed on ${choice.node}: most free memory among online nodes`,
     };
   }
 
-  if (placement.state === "active" && statusOfPlacement && ["crashed", "failed"].includes(statusOfPlacement.state)) {
+  if (
+    placement.state === "active" &&
+    statusOfPlacement &&
+    ["crashed", "failed"].includes(statusOfPlacement.state)
+  ) {
     return restartOrGiveUp(spec, placement, statusOfPlacement);
   }
   return undefined;

@@ -153,7 +153,11 @@ export function viewVm(spec: VmSpec, placement: Placement | undefined, status: V
   };
 }
 
-function userVisibleState(spec: VmSpec, placement: Placement | undefined, status: VmStatus | undefined): string {
+function userVisibleState(
+  spec: VmSpec,
+  placement: Placement | undefined,
+  status: VmStatus | undefined,
+): string {
   if (placement?.state === "error") return "error";
   if (!placement) return spec.state === "started" ? "pending" : "stopped";
   if (!status) return "unknown";

@@ -8,9 +8,16 @@ export interface Logger {
   child(part: string): Logger;
 }
 
-export function createLogger(part: string, write: (line: string) => void = (line) => process.stderr.write(line)): Logger {
-  const emit = (level: string) => (message: string, fields: Fields = {}) =>
-    write(JSON.stringify({ time: new Date().toISOString(), level, part, message, ...serialize(fields) }) + "\n");
+export function createLogger(
+  part: string,
+  write: (line: string) => void = (line) => process.stderr.write(line),
+): Logger {
+  const emit =
+    (level: string) =>
+    (message: string, fields: Fields = {}) =>
+      write(
+        JSON.stringify({ time: new Date().toISOString(), level, part, message, ...serialize(fields) }) + "\n",
+      );
   return {
     info: emit("info"),
     warn: emit("warn"),
@@ -28,6 +35,7 @@ export const silentLogger: Logger = {
 
 function serialize(fields: Fields): Fields {
   const out: Fields = {};
-  for (const [key, value] of Object.entries(fields)) out[key] = value instanceof Error ? value.message : value;
+  for (const [key, value] of Object.entries(fields))
+    out[key] = value instanceof Error ? value.message : value;
   return out;
 }

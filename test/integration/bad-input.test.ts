@@ -24,7 +24,8 @@ describe("bad input", { timeout: 300_000 }, () => {
     await cluster?.stop();
   });
 
-  const disks = async () => (await cluster.json<Array<{ name: string }>>(["disk", "list"])).map((d) => d.name);
+  const disks = async () =>
+    (await cluster.json<Array<{ name: string }>>(["disk", "list"])).map((d) => d.name);
 
   async function refused(args: string[], exitCode: number, message: RegExp): Promise<void> {
     const result = await cluster.haven(args);
@@ -59,7 +60,11 @@ describe("bad input", { timeout: 300_000 }, () => {
   });
 
   test("a kernel file that does not exist creates nothing", async () => {
-    await refused(["vm", "create", "k1", "--kernel", "/nonexistent/vmlinuz", "--disk-size", "16"], 2, /kernel file .* does not exist/);
+    await refused(
+      ["vm", "create", "k1", "--kernel", "/nonexistent/vmlinuz", "--disk-size", "16"],
+      2,
+      /kernel file .* does not exist/,
+    );
     await refused(["vm", "create", "k2", "--canary", "--kernel", "/boot/x"], 2, /either canary or kernel/);
     assert.deepEqual(await disks(), []);
     assert.deepEqual(await cluster.json<unknown[]>(["vm", "list"]), []);
@@ -83,19 +88,32 @@ describe("bad input", { timeout: 300_000 }, () => {
     assert.equal(info.sizeBytes, 1024 ** 3);
     assert.ok(info.usedBytes < 1024 * 1024, "thin: a new disk uses almost nothing");
     assert.equal((await cluster.haven(["disk", "resize", "data", "--size", "2048"])).code, 0);
-    assert.equal((await cluster.json<{ sizeBytes: number }>(["disk", "info", "data"])).sizeBytes, 2 * 1024 ** 3);
+    assert.equal(
+      (await cluster.json<{ sizeBytes: number }>(["disk", "info", "data"])).sizeBytes,
+      2 * 1024 ** 3,
+    );
     await refused(["disk", "resize", "data", "--size", "1024"], 2, /--allow-shrink/);
-    assert.equal((await cluster.haven(["disk", "resize", "data", "--size", "1024", "--allow-shrink"])).code, 0);
+    assert.equal(
+      (await cluster.haven(["disk", "resize", "data", "--size", "1024", "--allow-shrink"])).code,
+      0,
+    );
     assert.equal((await cluster.haven(["disk", "delete", "data"])).code, 0);
     assert.deepEqual(await disks(), []);
   });
 
   test("API: malformed JSON, unknown fields, no token, unknown route", async () => {
     const post = (body: string, auth = `Bearer ${token}`) =>
-      fetch(`${api}/v1/vms`, { method: "POST", headers: { authorization: auth, "content-type": "application/json" }, body });
+      fetch(`${api}/v1/vms`, {
+        method: "POST",
+        headers: { authorization: auth, "content-type": "application/json" },
+        body,
+      });
     const malformed = await post("{not json");
     assert.equal(malformed.status, 400);
-    assert.match(((await malformed.json()) as { error: { message: string } }).error.message, /not valid JSON/);
+    assert.match(
+      ((await malformed.json()) as { error: { message: string } }).error.message,
+      /not valid JSON/,
+    );
     const unknown = await post(JSON.stringify({ name: "x", canary: true, colour: "red" }));
     assert.equal(unknown.status, 400);
     assert.equal((await post("{}", "Bearer wrong")).status, 401);

@@ -57,7 +57,9 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
     const disks = await cluster.json<Array<{ name: string; location: string }>>(["disk", "list"]);
     const disk = disks.find((d) => d.name === "canary-disk0");
     assert.ok(disk, "the canary's disk exists");
-    const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", "-U", disk.location], { encoding: "utf8" })) as {
+    const info = JSON.parse(
+      execFileSync("qemu-img", ["info", "--output=json", "-U", disk.location], { encoding: "utf8" }),
+    ) as {
       format: string;
       "virtual-size": number;
     };
@@ -107,7 +109,15 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
   });
 
   test("a guest that keeps crashing goes to error after its restart limit", async () => {
-    const created = await cluster.haven(["vm", "create", "flaky", "--canary", "--restart-limit", "1", "--start"]);
+    const created = await cluster.haven([
+      "vm",
+      "create",
+      "flaky",
+      "--canary",
+      "--restart-limit",
+      "1",
+      "--start",
+    ]);
     assert.equal(created.code, 0, created.stderr);
     const first = await ackAbove("flaky", 0);
     process.kill(first.pid!, "SIGKILL");
@@ -150,6 +160,9 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
     assert.deepEqual(report.gaps, []);
     assert.deepEqual(report.corrupt, []);
     assert.deepEqual(report.forks, []);
-    assert.ok(report.highestSeq >= acked, `every acknowledged record is on disk (${report.highestSeq} >= ${acked})`);
+    assert.ok(
+      report.highestSeq >= acked,
+      `every acknowledged record is on disk (${report.highestSeq} >= ${acked})`,
+    );
   }
 });

@@ -21,7 +21,14 @@ export class TestCluster {
 
   static async start(options: { nodes?: number; accel?: "auto" | "tcg" } = {}): Promise<TestCluster> {
     const cluster = new TestCluster(await mkdtemp(join(tmpdir(), "haven-test-")));
-    const up = await cluster.haven(["cluster", "up", "--nodes", String(options.nodes ?? 3), "--accel", options.accel ?? "tcg"]);
+    const up = await cluster.haven([
+      "cluster",
+      "up",
+      "--nodes",
+      String(options.nodes ?? 3),
+      "--accel",
+      options.accel ?? "tcg",
+    ]);
     if (up.code !== 0) {
       await cluster.stop();
       throw new Error(`cluster up failed (${up.code}): ${up.stderr}`);
@@ -52,7 +59,8 @@ export class TestCluster {
   /** Runs a read command with --json; fails the test on a non-zero exit. */
   async json<T>(args: string[]): Promise<T> {
     const result = await this.haven([...args, "--json"]);
-    if (result.code !== 0) throw new Error(`haven ${args.join(" ")} failed (${result.code}): ${result.stderr}`);
+    if (result.code !== 0)
+      throw new Error(`haven ${args.join(" ")} failed (${result.code}): ${result.stderr}`);
     return JSON.parse(result.stdout) as T;
   }
 
@@ -61,11 +69,16 @@ export class TestCluster {
     await this.haven(["cluster", "down", "--purge"]);
     const leaked = await processesMatching(this.stateDir);
     await Promise.all(leaked.map(({ pid }) => terminate(pid, 1000)));
-    if (leaked.length > 0) throw new Error(`processes left behind: ${leaked.map((p) => p.cmdline).join("; ")}`);
+    if (leaked.length > 0)
+      throw new Error(`processes left behind: ${leaked.map((p) => p.cmdline).join("; ")}`);
   }
 }
 
-export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {

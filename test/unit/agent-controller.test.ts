@@ -46,10 +46,15 @@ describe("agent + controller on fakes", () => {
 
   const show = (vm: string) => service.showVm(vm);
   const until = (what: string, check: (view: VmView) => boolean, vm = "a") =>
-    waitFor(what, async () => {
-      const view = await show(vm);
-      return check(view) ? view : undefined;
-    }, 5000, 20);
+    waitFor(
+      what,
+      async () => {
+        const view = await show(vm);
+        return check(view) ? view : undefined;
+      },
+      5000,
+      20,
+    );
 
   beforeEach(() => {
     etcd = new FakeEtcd({ now: () => Date.now() });
@@ -68,7 +73,15 @@ describe("agent + controller on fakes", () => {
   });
 
   const create = (name: string, extra: Record<string, unknown> = {}) =>
-    service.createVm({ name, canary: false, kernel: KERNEL, start: true, restartLimit: 1, diskSizeMb: 8, ...extra });
+    service.createVm({
+      name,
+      canary: false,
+      kernel: KERNEL,
+      start: true,
+      restartLimit: 1,
+      diskSizeMb: 8,
+      ...extra,
+    });
 
   test("a started VM is placed, started once and reported running", async () => {
     await startNode("n1");
@@ -79,7 +92,10 @@ describe("agent + controller on fakes", () => {
     assert.equal(hv.started.length, 1);
     assert.equal(hv.started[0]!.disks[0]!.image, "a-disk0");
     const others = [...hypervisors.entries()].filter(([name]) => name !== view.node);
-    assert.ok(others.every(([, other]) => other.started.length === 0), "exactly one node runs it");
+    assert.ok(
+      others.every(([, other]) => other.started.length === 0),
+      "exactly one node runs it",
+    );
   });
 
   test("crashes are restarted up to the limit, then the VM is in error", async () => {
@@ -94,7 +110,8 @@ describe("agent + controller on fakes", () => {
     assert.match(failed.reason ?? "", /gave up after 1 restarts/);
     assert.equal(hv.started.length, 2);
     const types = (await service.events(100)).map((e) => e.type);
-    for (const type of ["created", "placed", "started", "crashed", "restarting", "error"]) assert.ok(types.includes(type), type);
+    for (const type of ["created", "placed", "started", "crashed", "restarting", "error"])
+      assert.ok(types.includes(type), type);
   });
 
   test("a QEMU that fails to start counts against the restart limit", async () => {
@@ -123,7 +140,17 @@ describe("agent + controller on fakes", () => {
     const before = await until("running", (v) => v.state === "running");
     // A second agent on the same node (same hypervisor state) as after a havend restart.
     const lease = await etcd.grantLease(5);
-    running.push(new Agent({ node: "n1", store, hypervisor: hv, storage, accel: "tcg", lease: () => lease, log: silentLogger }).run(shutdown.signal));
+    running.push(
+      new Agent({
+        node: "n1",
+        store,
+        hypervisor: hv,
+        storage,
+        accel: "tcg",
+        lease: () => lease,
+        log: silentLogger,
+      }).run(shutdown.signal),
+    );
     await new Promise((r) => setTimeout(r, 300));
     const after = await show("a");
     assert.equal(hv.started.length, 1);

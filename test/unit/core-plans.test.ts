@@ -66,7 +66,11 @@ function view(parts: {
 describe("controller plan", () => {
   test("places a started VM on the node with the most free memory", () => {
     const actions = planController(
-      view({ specs: [spec("a"), spec("b")], placements: { b: placement("n1") }, nodes: [node("n1"), node("n2")] }),
+      view({
+        specs: [spec("a"), spec("b")],
+        placements: { b: placement("n1") },
+        nodes: [node("n1"), node("n2")],
+      }),
     );
     assert.deepEqual(
       actions.map((a) => [a.type, a.vm, a.type === "place" ? a.placement.node : null]),
@@ -75,7 +79,9 @@ describe("controller plan", () => {
   });
 
   test("counts placements made in the same round against capacity", () => {
-    const actions = planController(view({ specs: [spec("a", { memoryMb: 600 }), spec("b", { memoryMb: 600 })] }));
+    const actions = planController(
+      view({ specs: [spec("a", { memoryMb: 600 }), spec("b", { memoryMb: 600 })] }),
+    );
     const nodes = actions.map((a) => (a.type === "place" ? a.placement.node : null));
     assert.deepEqual(nodes.sort(), ["n1", "n2"]);
   });
@@ -89,15 +95,22 @@ describe("controller plan", () => {
   });
 
   test("a new placement's generation is above any status left from an earlier run", () => {
-    const [action] = planController(view({ specs: [spec("a")], statuses: { a: status("n1", "crashed", 7) } }));
+    const [action] = planController(
+      view({ specs: [spec("a")], statuses: { a: status("n1", "crashed", 7) } }),
+    );
     assert.equal(action?.type === "place" ? action.placement.generation : 0, 8);
   });
 
   test("restarts a crashed guest in place, counting restarts, then gives up", () => {
     const crashed = { a: status("n1", "crashed") };
-    const [restart] = planController(view({ specs: [spec("a")], placements: { a: placement("n1") }, statuses: crashed }));
+    const [restart] = planController(
+      view({ specs: [spec("a")], placements: { a: placement("n1") }, statuses: crashed }),
+    );
     assert.ok(restart?.type === "place");
-    assert.deepEqual([restart.placement.node, restart.placement.generation, restart.placement.restarts], ["n1", 2, 1]);
+    assert.deepEqual(
+      [restart.placement.node, restart.placement.generation, restart.placement.restarts],
+      ["n1", 2, 1],
+    );
     assert.equal(restart.expectedGeneration, 1);
 
     const [giveUp] = planController(
@@ -114,7 +127,11 @@ describe("controller plan", () => {
 
   test("ignores a crash report of an older generation", () => {
     const actions = planController(
-      view({ specs: [spec("a")], placements: { a: placement("n1", { generation: 2 }) }, statuses: { a: status("n1", "crashed", 1) } }),
+      view({
+        specs: [spec("a")],
+        placements: { a: placement("n1", { generation: 2 }) },
+        statuses: { a: status("n1", "crashed", 1) },
+      }),
     );
     assert.deepEqual(actions, []);
   });
@@ -122,10 +139,20 @@ describe("controller plan", () => {
   test("releases a stopped VM's placement only once its guest is gone", () => {
     const stopped = spec("a", { state: "stopped" });
     const stillRunning = planController(
-      view({ specs: [stopped], placements: { a: placement("n1") }, statuses: { a: status("n1", "stopping") } }),
+      view({
+        specs: [stopped],
+        placements: { a: placement("n1") },
+        statuses: { a: status("n1", "stopping") },
+      }),
     );
     assert.deepEqual(stillRunning, []);
-    const gone = planController(view({ specs: [stopped], placements: { a: placement("n1") }, statuses: { a: status("n1", "stopped") } }));
+    const gone = planController(
+      view({
+        specs: [stopped],
+        placements: { a: placement("n1") },
+        statuses: { a: status("n1", "stopped") },
+      }),
+    );
     assert.deepEqual(gone, [{ type: "release", vm: "a", expectedGeneration: 1, reason: "stopped by user" }]);
     // Safety: a node that went silent may still run the guest; its placement stays.
     assert.deepEqual(planController(view({ specs: [stopped], placements: { a: placement("n1") } })), []);
@@ -147,13 +174,19 @@ describe("agent plan", () => {
   });
 
   test("starts what is placed here, leaves other nodes' guests alone", () => {
-    const actions = planAgent(agentView({ specs: [spec("a"), spec("b")], placements: { a: placement("n1"), b: placement("n2") } }));
+    const actions = planAgent(
+      agentView({ specs: [spec("a"), spec("b")], placements: { a: placement("n1"), b: placement("n2") } }),
+    );
     assert.deepEqual(actions, [{ type: "start", vm: "a", generation: 1 }]);
   });
 
   test("never restarts a crashed generation by itself", () => {
     const actions = planAgent(
-      agentView({ specs: [spec("a")], placements: { a: placement("n1") }, outcomes: { a: { generation: 1, state: "crashed" } } }),
+      agentView({
+        specs: [spec("a")],
+        placements: { a: placement("n1") },
+        outcomes: { a: { generation: 1, state: "crashed" } },
+      }),
     );
     assert.deepEqual(actions, []);
     const next = planAgent(
@@ -167,7 +200,12 @@ describe("agent plan", () => {
   });
 
   test("stops guests that are stopped, deleted, moved away or in error", () => {
-    const running = { a: { vm: "a", generation: 1 }, b: { vm: "b", generation: 1 }, c: { vm: "c", generation: 1 }, d: { vm: "d", generation: 1 } };
+    const running = {
+      a: { vm: "a", generation: 1 },
+      b: { vm: "b", generation: 1 },
+      c: { vm: "c", generation: 1 },
+      d: { vm: "d", generation: 1 },
+    };
     const actions = planAgent(
       agentView({
         specs: [spec("a", { state: "stopped" }), spec("c"), spec("d")],
@@ -185,7 +223,11 @@ describe("agent plan", () => {
 
   test("kills a guest superseded by a newer generation", () => {
     const actions = planAgent(
-      agentView({ specs: [spec("a")], placements: { a: placement("n1", { generation: 3 }) }, running: { a: { vm: "a", generation: 2 } } }),
+      agentView({
+        specs: [spec("a")],
+        placements: { a: placement("n1", { generation: 3 }) },
+        running: { a: { vm: "a", generation: 2 } },
+      }),
     );
     assert.deepEqual(actions, [{ type: "kill", vm: "a", reason: "superseded by a newer start" }]);
   });

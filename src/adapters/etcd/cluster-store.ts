@@ -59,7 +59,8 @@ export class ClusterStore {
   parseVmKey(key: string): { vm: string; kind: VmKeyKind } | undefined {
     if (!key.startsWith(this.vmsPrefix)) return undefined;
     const [vm, kind, ...rest] = key.slice(this.vmsPrefix.length).split("/");
-    if (!vm || rest.length > 0 || (kind !== "spec" && kind !== "placement" && kind !== "status")) return undefined;
+    if (!vm || rest.length > 0 || (kind !== "spec" && kind !== "placement" && kind !== "status"))
+      return undefined;
     return { vm, kind };
   }
 
@@ -168,7 +169,8 @@ export class ClusterStore {
     if (!parsed) return;
     const { vm, kind } = parsed;
     if (kind === "spec") setOrDelete(maps.specs, vm, deleted ? undefined : decode(vmSpecSchema, kv));
-    if (kind === "placement") setOrDelete(maps.placements, vm, deleted ? undefined : decode(placementSchema, kv));
+    if (kind === "placement")
+      setOrDelete(maps.placements, vm, deleted ? undefined : decode(placementSchema, kv));
     if (kind === "status") setOrDelete(maps.statuses, vm, deleted ? undefined : decode(vmStatusSchema, kv));
   }
 

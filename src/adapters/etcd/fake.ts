@@ -288,28 +288,17 @@ class Mutator {
 /** etcd's compare: a missing key has version, create and mod revision 0 and lease 0; a value compare fails. */
 function compareHolds(c: Compare, kv: KeyValue | undefined): boolean {
   if (c.target === "value" && !kv) return false;
-  let order: number;
-  switch (c.target) {
-    case "version":
-      order = Math.sign((kv?.version ?? 0) - Number(c.value));
-      break;
-    case "create":
-      order = Math.sign((kv?.createRevision ?? 0) - Number(c.value));
-      break;
-    case "mod":
-      order = Math.sign((kv?.modRevision ?? 0) - Number(c.value));
-      break;
-    case "value":
-      order = Buffer.compare(Buffer.from(kv?.value ?? ""), Buffer.from(String(c.value)));
-      break;
-    case "lease": {
-      const diff = BigInt(kv?.lease ?? "0") - BigInt(c.value);
-      order = diff === 0n ? 0 : diff > 0n ? 1 : -1;
-      break;
-    }
-  }
-  const want = { equal: order === 0, not_equal: order !== 0, greater: order > 0, less: order < 0 };
-  return want[c.result];
+  const order =
+    c.target === "value"
+      ? Buffer.compare(Buffer.from(kv?.value ?? ""), Buffer.from(String(c.value)))
+      : c.target === "lease" // int64: compare exactly
+        ? Math.sign(Number(BigInt(kv?.lease ?? "0") - BigInt(c.value)))
+        : Math.sign(
+            ({ version: kv?.version, create: kv?.createRevision, mod: kv?.modRevision }[c.target] ?? 0) -
+              Number(c.value),
+          );
+  const holds = { equal: order === 0, not_equal: order !== 0, greater: order > 0, less: order < 0 };
+  return holds[c.result];
 }
 
 function toError(err: unknown): Error {

@@ -372,10 +372,20 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Validates a gateway answer (a JSON text, or a value already parsed from a stream line). */
 function parse<T>(schema: z.ZodType<T>, json: unknown, path: string): T {
-  const parsed = schema.safeParse(typeof json === "string" ? JSON.parse(json) : json);
-  if (!parsed.success)
+  let value = json;
+  if (typeof json === "string") {
+    try {
+      value = JSON.parse(json);
+    } catch {
+      throw new EtcdRequestError(`etcd answered ${path} with non-JSON: ${json.slice(0, 200)}`, undefined);
+    }
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
     throw new EtcdRequestError(`unexpected etcd answer on ${path}: ${parsed.error.message}`, undefined);
+  }
   return parsed.data;
 }
 

@@ -16,7 +16,14 @@ export class FakeHypervisor implements Hypervisor {
       this.failNextStart = undefined;
       return Promise.reject(new Error(message));
     }
-    const guest = { vm: launch.vm, generation: launch.generation, pid: this.nextPid++, accel: launch.accel, startedAt: "now", launch };
+    const guest = {
+      vm: launch.vm,
+      generation: launch.generation,
+      pid: this.nextPid++,
+      accel: launch.accel,
+      startedAt: "now",
+      launch,
+    };
     this.guests.set(launch.vm, guest);
     this.started.push(launch);
     return Promise.resolve(guest);

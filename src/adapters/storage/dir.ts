@@ -61,7 +61,9 @@ export class DirStorage implements StorageBackend {
       if (err.code === "ENOENT") return [];
       throw err;
     });
-    const names = entries.filter((entry) => entry.endsWith(SUFFIX)).map((entry) => entry.slice(0, -SUFFIX.length));
+    const names = entries
+      .filter((entry) => entry.endsWith(SUFFIX))
+      .map((entry) => entry.slice(0, -SUFFIX.length));
     return Promise.all(names.sort().map((name) => this.info(name)));
   }
 

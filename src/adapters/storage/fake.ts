@@ -21,13 +21,9 @@ export class FakeStorage implements StorageBackend {
     return this.info(name);
   }
 
-  info(name: string): Promise<ImageInfo> {
-    try {
-      const image = this.get(name);
-      return Promise.resolve({ name, sizeBytes: image.length, usedBytes: 0, format: "raw", location: `fake:${name}` });
-    } catch (err) {
-      return Promise.reject(err as Error);
-    }
+  async info(name: string): Promise<ImageInfo> {
+    await Promise.resolve();
+    return { name, sizeBytes: this.get(name).length, usedBytes: 0, format: "raw", location: `fake:${name}` };
   }
 
   list(): Promise<ImageInfo[]> {
@@ -39,12 +35,9 @@ export class FakeStorage implements StorageBackend {
     return Promise.resolve();
   }
 
-  read(name: string, offset: number, length: number): Promise<Uint8Array> {
-    try {
-      return Promise.resolve(this.get(name).slice(offset, offset + length));
-    } catch (err) {
-      return Promise.reject(err as Error);
-    }
+  async read(name: string, offset: number, length: number): Promise<Uint8Array> {
+    await Promise.resolve();
+    return this.get(name).slice(offset, offset + length);
   }
 
   driveSource(name: string) {

@@ -11,7 +11,7 @@ import { intOption } from "../parse.js";
 interface StatusView {
   cluster: string;
   controller: string | null;
-  storage: { kind: string; health: string };
+  storage: { kind: string; health: string; disks: number | null };
   nodes: { online: number; names: string[] };
   vms: { total: number; byState: Record<string, number> };
 }
@@ -20,41 +20,53 @@ export function registerCluster(program: Command, ctx: CliContext): void {
   const cluster = program.command("cluster").description("create, start and stop a local cluster");
   cluster
     .command("up")
-    .description("start a local cluster (etcd and N havend nodes on loopback); starts what is missing if it exists")
+    .description(
+      "start a local cluster (etcd and N havend nodes on loopback); starts what is missing if it exists",
+    )
     .option("--nodes <n>", "number of nodes", intOption("--nodes"), 3)
-    .option("--etcd <urls>", "use an existing etcd cluster (comma-separated client URLs) instead of starting one")
+    .option(
+      "--etcd <urls>",
+      "use an existing etcd cluster (comma-separated client URLs) instead of starting one",
+    )
     .option("--accel <mode>", "auto (probe KVM, fall back to TCG), kvm or tcg", "auto")
     .option("--lease-ttl <seconds>", "node lease TTL", intOption("--lease-ttl"), 5)
     .option("--json", "print the cluster description as JSON")
-    .action(async (options: { nodes: number; etcd?: string; accel: string; leaseTtl: number; json?: boolean }) => {
-      if (!["auto", "kvm", "tcg"].includes(options.accel)) throw inputError("--accel must be auto, kvm or tcg");
-      if (options.leaseTtl < 2 || options.leaseTtl > 300) throw inputError("--lease-ttl must be 2-300 seconds");
-      const etcd = options.etcd?.split(",").map((url) => url.trim());
-      for (const url of etcd ?? []) {
-        if (!URL.canParse(url)) throw inputError(`--etcd: "${url}" is not a URL`);
-      }
-      const file = await clusterUp({
-        stateDir: ctx.stateDir,
-        nodes: options.nodes,
-        etcd,
-        accel: options.accel as "auto" | "kvm" | "tcg",
-        leaseTtlSeconds: options.leaseTtl,
-        progress,
-      });
-      const api = await ctx.api();
-      progress(`waiting for ${file.nodes.length} nodes to come online…`);
-      const status = await waitFor(
-        "all nodes online",
-        async () => {
-          const current = await api.get<StatusView>("/v1/status").catch(() => undefined);
-          return current && current.nodes.online >= file.nodes.length ? current : undefined;
-        },
-        60_000,
-        300,
-      );
-      if (options.json) printJson({ stateDir: ctx.stateDir, ...file, status });
-      else progress(`cluster ${file.name} is up: ${status.nodes.names.join(", ")} online (state in ${ctx.stateDir})`);
-    });
+    .action(
+      async (options: { nodes: number; etcd?: string; accel: string; leaseTtl: number; json?: boolean }) => {
+        if (!["auto", "kvm", "tcg"].includes(options.accel))
+          throw inputError("--accel must be auto, kvm or tcg");
+        if (options.leaseTtl < 2 || options.leaseTtl > 300)
+          throw inputError("--lease-ttl must be 2-300 seconds");
+        const etcd = options.etcd?.split(",").map((url) => url.trim());
+        for (const url of etcd ?? []) {
+          if (!URL.canParse(url)) throw inputError(`--etcd: "${url}" is not a URL`);
+        }
+        const file = await clusterUp({
+          stateDir: ctx.stateDir,
+          nodes: options.nodes,
+          etcd,
+          accel: options.accel as "auto" | "kvm" | "tcg",
+          leaseTtlSeconds: options.leaseTtl,
+          progress,
+        });
+        const api = await ctx.api();
+        progress(`waiting for ${file.nodes.length} nodes to come online…`);
+        const status = await waitFor(
+          "all nodes online",
+          async () => {
+            const current = await api.get<StatusView>("/v1/status").catch(() => undefined);
+            return current && current.nodes.online >= file.nodes.length ? current : undefined;
+          },
+          60_000,
+          300,
+        );
+        if (options.json) printJson({ stateDir: ctx.stateDir, ...file, status });
+        else
+          progress(
+            `cluster ${file.name} is up: ${status.nodes.names.join(", ")} online (state in ${ctx.stateDir})`,
+          );
+      },
+    );
   cluster
     .command("down")
     .description("stop the local cluster's havends, guests and etcd")
@@ -75,6 +87,7 @@ export function registerCluster(program: Command, ctx: CliContext): void {
       console.log(`controller: ${status.controller ?? "none elected"}`);
       console.log(`nodes:      ${status.nodes.online} online (${status.nodes.names.join(", ")})`);
       console.log(`vms:        ${status.vms.total}${states.length ? ` (${states.join(", ")})` : ""}`);
-      console.log(`storage:    ${status.storage.kind}, ${status.storage.health}`);
+      const disks = status.storage.disks === null ? "" : ` (${status.storage.disks} disks)`;
+      console.log(`storage:    ${status.storage.kind}, ${status.storage.health}${disks}`);
     });
 }

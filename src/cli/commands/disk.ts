@@ -29,7 +29,9 @@ export function registerDisk(program: Command, ctx: CliContext): void {
     .option("--allow-shrink", "allow making the disk smaller")
     .option("--json", "machine-readable output")
     .action(async (name: string, options: { size: number; allowShrink?: boolean; json?: boolean }) => {
-      const info = await (await ctx.api()).post<ImageInfo>(`${path(name)}/resize`, {
+      const info = await (
+        await ctx.api()
+      ).post<ImageInfo>(`${path(name)}/resize`, {
         sizeMb: options.size,
         allowShrink: options.allowShrink ?? false,
       });
@@ -44,7 +46,9 @@ export function registerDisk(program: Command, ctx: CliContext): void {
     .action(async (name: string, options: { json?: boolean }) => {
       const info = await (await ctx.api()).get<ImageInfo>(path(name));
       if (options.json) return printJson(info);
-      console.log(`name:      ${info.name}\nsize:      ${formatBytes(info.sizeBytes)}\nused:      ${formatBytes(info.usedBytes)}\nformat:    ${info.format}\nlocation:  ${info.location}`);
+      console.log(
+        `name:      ${info.name}\nsize:      ${formatBytes(info.sizeBytes)}\nused:      ${formatBytes(info.usedBytes)}\nformat:    ${info.format}\nlocation:  ${info.location}`,
+      );
     });
 
   disk
@@ -54,7 +58,10 @@ export function registerDisk(program: Command, ctx: CliContext): void {
     .action(async (options: { json?: boolean }) => {
       const disks = await (await ctx.api()).get<ImageInfo[]>("/v1/disks");
       if (options.json) return printJson(disks);
-      printTable(["NAME", "SIZE", "USED", "LOCATION"], disks.map((d) => [d.name, formatBytes(d.sizeBytes), formatBytes(d.usedBytes), d.location]));
+      printTable(
+        ["NAME", "SIZE", "USED", "LOCATION"],
+        disks.map((d) => [d.name, formatBytes(d.sizeBytes), formatBytes(d.usedBytes), d.location]),
+      );
     });
 
   disk

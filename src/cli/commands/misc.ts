@@ -35,13 +35,19 @@ export function registerMisc(program: Command, ctx: CliContext): void {
     .command("canary")
     .description("the canary guest, Haven's data-integrity oracle")
     .command("verify <vm>")
-    .description("read the canary's disk through the storage layer: highest sequence, gaps, corrupt records, forks")
+    .description(
+      "read the canary's disk through the storage layer: highest sequence, gaps, corrupt records, forks",
+    )
     .option("--json", "machine-readable output")
     .action(async (vm: string, options: { json?: boolean }) => {
-      const report = await (await ctx.api()).get<CanaryReport & { disk: string }>(`/v1/vms/${encodeURIComponent(vm)}/canary`);
+      const report = await (
+        await ctx.api()
+      ).get<CanaryReport & { disk: string }>(`/v1/vms/${encodeURIComponent(vm)}/canary`);
       if (options.json) return printJson(report);
       const clean = report.gaps.length === 0 && report.corrupt.length === 0 && report.forks.length === 0;
-      console.log(`${vm} (${report.disk}): highest sequence ${report.highestSeq}, ${report.records} records, ${clean ? "clean" : "PROBLEMS"}`);
+      console.log(
+        `${vm} (${report.disk}): highest sequence ${report.highestSeq}, ${report.records} records, ${clean ? "clean" : "PROBLEMS"}`,
+      );
       for (const gap of report.gaps) console.log(`  gap: ${gap.from}-${gap.to}`);
       for (const bad of report.corrupt) console.log(`  corrupt slot ${bad.slot}: ${bad.reason}`);
       for (const fork of report.forks) console.log(`  fork at ${fork.seq}: ${fork.reason}`);
@@ -56,6 +62,9 @@ export function registerMisc(program: Command, ctx: CliContext): void {
     .action(async (options: { limit: number; json?: boolean }) => {
       const events = await (await ctx.api()).get<HavenEvent[]>(`/v1/events?limit=${options.limit}`);
       if (options.json) return printJson(events);
-      printTable(["TIME", "TYPE", "VM", "NODE", "REASON"], events.map((e) => [e.time, e.type, e.vm, e.node, e.reason]));
+      printTable(
+        ["TIME", "TYPE", "VM", "NODE", "REASON"],
+        events.map((e) => [e.time, e.type, e.vm, e.node, e.reason]),
+      );
     });
 }

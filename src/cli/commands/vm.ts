@@ -36,8 +36,16 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("--append <cmdline>", "kernel command line")
     .option("--memory <MB>", "memory in megabytes (canary: 128, else 512)", intOption("--memory"))
     .option("--vcpus <n>", "virtual CPUs (default 1)", intOption("--vcpus"))
-    .option("--disk-size <size>", "create a disk of this size (MB, or with G/T suffix; canary: 64)", sizeOption("--disk-size"))
-    .option("--restart-limit <n>", "restarts after crashes before the VM goes to error", intOption("--restart-limit"))
+    .option(
+      "--disk-size <size>",
+      "create a disk of this size (MB, or with G/T suffix; canary: 64)",
+      sizeOption("--disk-size"),
+    )
+    .option(
+      "--restart-limit <n>",
+      "restarts after crashes before the VM goes to error",
+      intOption("--restart-limit"),
+    )
     .option("--start", "start it right away")
     .option("--no-wait", "with --start: return without waiting for the guest to run")
     .option("--json", "machine-readable output")
@@ -57,7 +65,10 @@ export function registerVm(program: Command, ctx: CliContext): void {
       });
       const view = options.start && options.wait ? await waitForState(ctx, name, "running") : created;
       if (options.json) printJson(view);
-      else progress(`created VM ${name}${options.start ? `, ${view.state}${view.node ? ` on ${view.node}` : ""}` : " (stopped; 'haven vm start " + name + "' to run it)"}`);
+      else
+        progress(
+          `created VM ${name}${options.start ? `, ${view.state}${view.node ? ` on ${view.node}` : ""}` : " (stopped; 'haven vm start " + name + "' to run it)"}`,
+        );
     });
 
   vm.command("list")
@@ -68,7 +79,15 @@ export function registerVm(program: Command, ctx: CliContext): void {
       if (options.json) return printJson(vms);
       printTable(
         ["NAME", "STATE", "NODE", "MEMORY", "VCPUS", "RESTARTS", "LAST ACK"],
-        vms.map((v) => [v.name, v.state, v.node, `${v.memoryMb} MB`, v.vcpus, v.restarts, v.canary ? v.lastAck : null]),
+        vms.map((v) => [
+          v.name,
+          v.state,
+          v.node,
+          `${v.memoryMb} MB`,
+          v.vcpus,
+          v.restarts,
+          v.canary ? v.lastAck : null,
+        ]),
       );
     });
 
@@ -76,9 +95,11 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .description("one VM in detail")
     .option("--json", "machine-readable output")
     .action(async (name: string, options: { json?: boolean }) => {
-      const view = await (await ctx.api()).get<VmView & { spec: Record<string, unknown> }>(`/v1/vms/${encodeURIComponent(name)}`);
+      const view = await (
+        await ctx.api()
+      ).get<VmView & { spec: Record<string, unknown> }>(`/v1/vms/${encodeURIComponent(name)}`);
       if (options.json) return printJson(view);
-      const lines: Array<[string, unknown]> = [
+      const lines: Array<[string, string | number | null]> = [
         ["name", view.name],
         ["state", view.state],
         ["desired", view.desired],
@@ -93,7 +114,10 @@ export function registerVm(program: Command, ctx: CliContext): void {
         ["canary", view.canary ? `yes, last ack ${view.lastAck ?? "-"}` : "no"],
         ["reason", view.reason],
       ];
-      for (const [key, value] of lines) console.log(`${(key + ":").padEnd(13)}${value === null || value === undefined ? "-" : String(value)}`);
+      for (const [key, value] of lines)
+        console.log(
+          `${(key + ":").padEnd(13)}${value === null || value === undefined ? "-" : String(value)}`,
+        );
     });
 
   for (const [verb, target] of [
@@ -101,7 +125,9 @@ export function registerVm(program: Command, ctx: CliContext): void {
     ["stop", "stopped"],
   ] as const) {
     vm.command(`${verb} <name>`)
-      .description(verb === "start" ? "start a VM and wait until it runs" : "stop a VM and wait until it is stopped")
+      .description(
+        verb === "start" ? "start a VM and wait until it runs" : "stop a VM and wait until it is stopped",
+      )
       .option("--no-wait", "return as soon as the request is recorded")
       .option("--json", "machine-readable output")
       .action(async (name: string, options: { wait: boolean; json?: boolean }) => {
@@ -137,9 +163,14 @@ async function waitForState(ctx: CliContext, name: string, target: "running" | "
     if (target === "running" && ["error", "failed"].includes(view.state)) {
       throw new HavenError("CONFLICT", `VM ${name} is ${view.state}: ${view.reason ?? "no reason given"}`);
     }
-    if (view.state !== last && process.stderr.isTTY) progress(`${name}: ${view.state}${view.node ? ` on ${view.node}` : ""}`);
+    if (view.state !== last && process.stderr.isTTY)
+      progress(`${name}: ${view.state}${view.node ? ` on ${view.node}` : ""}`);
     last = view.state;
-    if (Date.now() > deadline) throw new HavenError("UNAVAILABLE", `VM ${name} did not become ${target} within ${WAIT_TIMEOUT_MS / 1000} s (now ${view.state})`);
+    if (Date.now() > deadline)
+      throw new HavenError(
+        "UNAVAILABLE",
+        `VM ${name} did not become ${target} within ${WAIT_TIMEOUT_MS / 1000} s (now ${view.state})`,
+      );
     await sleep(250);
   }
 }

@@ -2,7 +2,6 @@
 // It never restarts a crashed guest by itself; the controller decides (restart limit, relocation).
 import { open } from "node:fs/promises";
 import { emptyVmMaps, type ClusterStore, type VmMaps } from "../adapters/etcd/cluster-store.js";
-import { runInformer } from "../adapters/etcd/informer.js";
 import type { GuestLaunch, GuestProcess, Hypervisor, Accelerator } from "../adapters/qemu/port.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
 import { planAgent, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
@@ -52,28 +51,21 @@ export class Agent {
       });
     }
     const unsubscribe = hypervisor.onExit((vm, generation) => this.onGuestExit(vm, generation));
-    const informer = runInformer(
-      this.deps.store.etcd,
-      this.deps.store.vmsPrefix,
-      {
-        onSnapshot: (kvs) => {
-          this.vms = this.deps.store.vmMapsOf(kvs);
+    const informer = this.deps.store.watchVms(
+      signal,
+      (vms, events) => {
+        this.vms = vms;
+        if (events === null) {
           this.seedOutcomesFromStatus();
           this.synced = true;
-          this.reconcile();
-        },
-        onEvents: (events) => {
-          for (const event of events) {
-            this.deps.store.applyVmKey(this.vms, event.kv, event.type === "delete");
-            if (!this.vms.placements.has(this.deps.store.parseVmKey(event.kv.key)?.vm ?? "")) {
-              this.forgetReleased(event.kv.key);
-            }
-          }
-          this.reconcile();
-        },
-        onError: (err, retryInMs) => log.warn("watch failed", { err, retryInMs }),
+        }
+        for (const event of events ?? []) {
+          const vm = this.deps.store.parseVmKey(event.kv.key)?.vm;
+          if (vm && !vms.placements.has(vm)) this.forgetReleased(vm);
+        }
+        this.reconcile();
       },
-      signal,
+      (err, retryInMs) => log.warn("watch failed", { err, retryInMs }),
     );
     while (!signal.aborted) {
       await sleep(TICK_MS, signal);
@@ -98,9 +90,8 @@ export class Agent {
   }
 
   /** A released placement ends the story of its last start here. */
-  private forgetReleased(key: string): void {
-    const vm = this.deps.store.parseVmKey(key)?.vm;
-    if (!vm || this.running.has(vm)) return;
+  private forgetReleased(vm: string): void {
+    if (this.running.has(vm)) return;
     this.outcomes.delete(vm);
     this.acks.delete(vm);
     this.reported.delete(vm);
@@ -187,7 +178,7 @@ export class Agent {
       append: spec.append,
       disks: spec.disks.map((disk) => ({
         image: disk.image,
-        source: this.deps.storage.driveSource(disk.image),
+        source: this.deps.storage.driveSource(disk.image, this.deps.node),
       })),
       accel: this.deps.accel,
     };

@@ -102,22 +102,14 @@ export class Controller {
       },
       signal,
     );
-    const vms = runInformer(
-      store.etcd,
-      store.vmsPrefix,
-      {
-        onSnapshot: (kvs) => {
-          this.vms = store.vmMapsOf(kvs);
-          this.synced.vms = true;
-          this.reconcile();
-        },
-        onEvents: (events) => {
-          for (const event of events) store.applyVmKey(this.vms, event.kv, event.type === "delete");
-          this.reconcile();
-        },
-        onError,
-      },
+    const vms = store.watchVms(
       signal,
+      (maps, events) => {
+        this.vms = maps;
+        if (events === null) this.synced.vms = true;
+        this.reconcile();
+      },
+      onError,
     );
     while (!signal.aborted) {
       await sleep(TICK_MS, signal);

@@ -15,7 +15,8 @@ import {
   type VmSpec,
   type VmStatus,
 } from "../../core/model.js";
-import type { EtcdClient, KeyValue } from "./port.js";
+import { runInformer } from "./informer.js";
+import type { EtcdClient, KeyValue, WatchEvent } from "./port.js";
 
 export interface Versioned<T> {
   value: T;
@@ -155,6 +156,30 @@ export class ClusterStore {
   async snapshotVms(): Promise<VmMaps> {
     const { kvs } = await this.etcd.list(this.vmsPrefix);
     return this.vmMapsOf(kvs);
+  }
+
+  /**
+   * Keeps one VmMaps current from a watch of every VM key. `onChange` runs after each snapshot
+   * (`events` null: everything may have changed) and after each batch of events.
+   */
+  watchVms(
+    signal: AbortSignal,
+    onChange: (vms: VmMaps, events: WatchEvent[] | null) => void,
+    onError: (err: unknown, retryInMs: number) => void,
+  ): Promise<void> {
+    let vms = emptyVmMaps();
+    const handlers = {
+      onSnapshot: (kvs: KeyValue[]) => {
+        vms = this.vmMapsOf(kvs);
+        onChange(vms, null);
+      },
+      onEvents: (events: WatchEvent[]) => {
+        for (const event of events) this.applyVmKey(vms, event.kv, event.type === "delete");
+        onChange(vms, events);
+      },
+      onError,
+    };
+    return runInformer(this.etcd, this.vmsPrefix, handlers, signal);
   }
 
   vmMapsOf(kvs: KeyValue[]): VmMaps {

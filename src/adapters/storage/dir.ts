@@ -4,7 +4,8 @@ import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { conflict, inputError, notFound } from "../../core/errors.js";
 import { imageNameSchema } from "../../core/model.js";
-import type { ImageInfo, StorageBackend } from "./port.js";
+import { run } from "../ceph/exec.js";
+import type { ImageInfo, SnapshotInfo, StorageBackend, StorageHealth, StorageUsage } from "./port.js";
 
 const SUFFIX = ".raw";
 
@@ -53,7 +54,15 @@ export class DirStorage implements StorageBackend {
     const stats = await stat(path).catch((err: NodeJS.ErrnoException) => {
       throw err.code === "ENOENT" ? notFound(`disk ${name} does not exist`) : err;
     });
-    return { name, sizeBytes: stats.size, usedBytes: stats.blocks * 512, format: "raw", location: path };
+    return {
+      name,
+      pool: null,
+      sizeBytes: stats.size,
+      usedBytes: stats.blocks * 512,
+      format: "raw",
+      location: path,
+      parent: null,
+    };
   }
 
   async list(): Promise<ImageInfo[]> {
@@ -89,9 +98,81 @@ export class DirStorage implements StorageBackend {
     return { driver: "file" as const, filename: this.pathOf(name) };
   }
 
+  async health(): Promise<StorageHealth> {
+    try {
+      await mkdir(this.dir, { recursive: true });
+      await readdir(this.dir);
+      return { ok: true, summary: `directory ${this.dir} is readable` };
+    } catch (err) {
+      return { ok: false, summary: `directory ${this.dir}: ${(err as Error).message}` };
+    }
+  }
+
+  async usage(): Promise<StorageUsage> {
+    const images = await this.list();
+    const sum = (pick: (image: ImageInfo) => number) =>
+      images.reduce((total, image) => total + pick(image), 0);
+    return {
+      provisionedBytes: sum((i) => i.sizeBytes),
+      usedBytes: sum((i) => i.usedBytes),
+      images: images.length,
+    };
+  }
+
+  /** Converts a raw or qcow2 file into a new raw image (qemu-img keeps it sparse). */
+  async importFile(
+    path: string,
+    target: string,
+    onProgress?: (fraction: number) => void,
+  ): Promise<ImageInfo> {
+    const destination = this.pathOf(target);
+    await this.create(target, 0);
+    try {
+      await run("qemu-img", ["convert", "-p", "-O", "raw", path, destination], {
+        timeoutMs: 3_600_000,
+        onStderr: () => undefined,
+        onStdout: (chunk) => {
+          const percent = /\((\d+(?:\.\d+)?)\/100%\)/.exec(chunk);
+          if (percent) onProgress?.(Number(percent[1]) / 100);
+        },
+      });
+    } catch (err) {
+      await rm(destination, { force: true });
+      throw inputError(`cannot import ${path}: ${(err as Error).message}`);
+    }
+    return this.info(target);
+  }
+
+  watchers(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+
+  createSnapshot(): Promise<SnapshotInfo> {
+    return Promise.reject(unsupported("snapshots"));
+  }
+
+  listSnapshots(): Promise<SnapshotInfo[]> {
+    return Promise.reject(unsupported("snapshots"));
+  }
+
+  rollbackSnapshot(): Promise<void> {
+    return Promise.reject(unsupported("snapshots"));
+  }
+
+  deleteSnapshot(): Promise<void> {
+    return Promise.reject(unsupported("snapshots"));
+  }
+
+  clone(): Promise<ImageInfo> {
+    return Promise.reject(unsupported("clones"));
+  }
+
   private pathOf(name: string): string {
     const parsed = imageNameSchema.safeParse(name);
     if (!parsed.success) throw inputError(parsed.error.issues[0]?.message ?? "invalid disk name");
     return join(this.dir, name + SUFFIX);
   }
 }
+
+const unsupported = (what: string) =>
+  inputError(`${what} need Ceph RBD storage; this cluster uses dir storage`);

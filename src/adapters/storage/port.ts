@@ -1,15 +1,42 @@
 // The storage-backend port: guest disk images that every node can open. The `dir` backend keeps sparse raw
-// files in one shared directory; the Ceph RBD backend implements the same interface.
+// files in one shared directory; the Ceph RBD backend (`rbd.ts`) implements the same interface and adds
+// snapshots, clones and imports. Backends refuse what they cannot do with an INPUT error.
 import type { DriveSource } from "../qemu/port.js";
 
 export interface ImageInfo {
   name: string;
+  /** Pool for RBD images; null for the dir backend. */
+  pool: string | null;
   sizeBytes: number;
   /** Bytes really allocated (thin provisioning). */
   usedBytes: number;
   format: "raw";
-  /** Where the image lives, for humans: a file path or pool/image. */
+  /** Where the image lives, for humans and tools: a file path or `rbd:POOL/IMAGE`. */
   location: string;
+  /** The snapshot this image was cloned from (`pool/image@snap`), if any. */
+  parent: string | null;
+}
+
+export interface SnapshotInfo {
+  name: string;
+  image: string;
+  sizeBytes: number;
+  protected: boolean;
+  createdAt: string | null;
+}
+
+export interface StorageUsage {
+  /** Sum of the images' sizes. */
+  provisionedBytes: number;
+  /** What the images really occupy (before replication). */
+  usedBytes: number;
+  images: number;
+}
+
+export interface StorageHealth {
+  ok: boolean;
+  /** One line: "HEALTH_OK", or what is wrong. */
+  summary: string;
 }
 
 export interface StorageBackend {
@@ -21,6 +48,19 @@ export interface StorageBackend {
   delete(name: string): Promise<void>;
   /** Read part of an image (the canary verifier reads disks through this). */
   read(name: string, offset: number, length: number): Promise<Uint8Array>;
-  /** How QEMU on a node opens the image. */
-  driveSource(name: string): DriveSource;
+  /** How QEMU on `node` opens the image (RBD: with that node's cephx identity). */
+  driveSource(name: string, node: string): DriveSource;
+  health(): Promise<StorageHealth>;
+  usage(): Promise<StorageUsage>;
+
+  createSnapshot(image: string, snapshot: string): Promise<SnapshotInfo>;
+  listSnapshots(image: string): Promise<SnapshotInfo[]>;
+  rollbackSnapshot(image: string, snapshot: string): Promise<void>;
+  deleteSnapshot(image: string, snapshot: string): Promise<void>;
+  /** A new image from a snapshot (protecting the snapshot first, as RBD requires). */
+  clone(image: string, snapshot: string, target: string): Promise<ImageInfo>;
+  /** A new image from a local raw or qcow2 file; `onProgress` gets 0..1. */
+  importFile(path: string, target: string, onProgress?: (fraction: number) => void): Promise<ImageInfo>;
+  /** Client addresses (IP:port/nonce) that have the image open right now; [] for the dir backend. */
+  watchers(image: string): Promise<string[]>;
 }

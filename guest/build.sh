@@ -112,6 +112,7 @@ done
 
 install -m 0755 "$HERE/init" "$root/init"
 install -m 0755 "$HERE/canary.sh" "$root/canary.sh"
+install -m 0755 "$HERE/bench.sh" "$root/bench.sh"
 cat >"$root/etc/fstab" <<'EOF'
 proc /proc proc defaults 0 0
 sysfs /sys sysfs defaults 0 0

@@ -24,6 +24,7 @@ idle() {
 }
 
 # --- POSIX cksum CRC (polynomial 0x04C11DB7, MSB first) in shell arithmetic: no forks ---------
+# (Debian's busybox has no cksum applet; crc32 is a different CRC.) Table: T<i> = CRC of byte i.
 T0=0 T1=79764919 T2=159529838 T3=222504665 T4=319059676 T5=398814059 T6=445009330 T7=507990021
 T8=638119352 T9=583659535 T10=797628118 T11=726387553 T12=890018660 T13=835552979 T14=1015980042 T15=944750013
 T16=1276238704 T17=1221641927 T18=1167319070 T19=1095957929 T20=1595256236 T21=1540665371 T22=1452775106 T23=1381403509
@@ -169,36 +170,52 @@ if [ -n "$slot0" ] && [ "$slot0" != "$HEADER" ]; then
 	idle
 fi
 
-# Read the used region in growing chunks until a chunk that is all zero (or the end of the disk).
-# tr -s turns each run of NULs into one newline, so every slot's text is a line of its own.
-off=512 size=65536 k=0 files=
-while [ $off -lt $((slots * 512)) ]; do
-	k=$((k + 1))
-	dd if="$DEV" bs=$size skip=$off count=1 iflag=skip_bytes 2>/dev/null | tr -s '\0' '\n' >"$WORK/chunk.$k"
-	files="$files $WORK/chunk.$k"
-	a= b=
-	{ IFS= read -r a; IFS= read -r b; } <"$WORK/chunk.$k"
-	[ -n "$a$b" ] || break
-	off=$((off + size))
-	[ $size -ge 4194304 ] || size=$((size * 2))
-done
+# Records are contiguous from slot 1, so the used region ends in the last non-empty 64 KiB chunk:
+# find it by galloping and bisection (a few dozen reads even on a full disk, where a linear scan of
+# a long-running canary's disk would take many seconds under TCG), then look for the highest valid
+# record there, going down chunk by chunk if that one holds none.
+CHUNK=65536
+chunks=$(((slots * 512 + CHUNK - 1) / CHUNK))
+# probe C: chunk C's text in $WORK/chunk (each run of NULs turned into one newline, so every
+# slot's text is a line of its own); true if the chunk is not all zero.
+probe() {
+	dd if="$DEV" bs=$CHUNK skip="$1" count=1 2>/dev/null | tr -s '\0' '\n' >"$WORK/chunk"
+	_a= _b=
+	{ IFS= read -r _a; IFS= read -r _b; } <"$WORK/chunk"
+	[ -n "$_a$_b" ]
+}
+end=-1 # last non-empty chunk
+if probe 0; then
+	lo=0 step=1
+	while [ $((lo + step)) -lt $chunks ] && probe $((lo + step)); do
+		lo=$((lo + step)) step=$((step * 2))
+	done
+	hi=$((lo + step))
+	[ $hi -le $chunks ] || hi=$chunks
+	while [ $((hi - lo)) -gt 1 ]; do
+		mid=$(((lo + hi) / 2))
+		if probe $mid; then lo=$mid; else hi=$mid; fi
+	done
+	end=$lo
+fi
 
-# Well-formed record lines, highest seq first; then check crc and slot position going downward.
+# Well-formed record lines of a chunk, highest seq first; check crc and slot position going down.
 last=0 lastcrc=0
-if [ -n "$files" ]; then
-	# shellcheck disable=SC2086
+c=$end
+while [ $c -ge 0 ] && [ $last = 0 ]; do
+	probe $c
 	awk -v slots="$slots" '/^HVN1 [1-9][0-9]* (0|[1-9][0-9]*) [0-9a-f]{8} (0|[1-9][0-9]*) (0|[1-9][0-9]*)$/ &&
-		length($2) <= 12 && $2 + 0 < slots' $files | sort -t ' ' -k 2,2nr >"$WORK/candidates"
-	while read -r _ s t b p c; do
+		length($2) <= 12 && $2 + 0 < slots' "$WORK/chunk" | sort -t ' ' -k 2,2nr >"$WORK/candidates"
+	while read -r _ s t b p crc; do
 		record_crc "$s $t $b $p"
-		[ "$CK" = "$c" ] || continue
+		[ "$CK" = "$crc" ] || continue
 		read_slot "$s"
-		[ "$SLOT_LINE" = "HVN1 $s $t $b $p $c" ] || continue
-		last=$s lastcrc=$c
+		[ "$SLOT_LINE" = "HVN1 $s $t $b $p $crc" ] || continue
+		last=$s lastcrc=$crc
 		break
 	done <"$WORK/candidates"
-	rm -f $files
-fi
+	c=$((c - 1))
+done
 
 if [ -z "$slot0" ]; then
 	until put 0 "$HEADER"; do

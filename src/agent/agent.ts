@@ -30,6 +30,7 @@ export class Agent {
   private readonly busy = new Map<string, "starting" | "stopping">();
   private readonly reported = new Map<string, string>();
   private readonly acks = new Map<string, number>();
+  private readonly rbdClients = new Map<string, string[]>();
   private synced = false;
   readonly reconcile: () => void;
 
@@ -94,6 +95,7 @@ export class Agent {
     if (this.running.has(vm)) return;
     this.outcomes.delete(vm);
     this.acks.delete(vm);
+    this.rbdClients.delete(vm);
     this.reported.delete(vm);
   }
 
@@ -122,6 +124,7 @@ export class Agent {
       if (!this.busy.has(action.vm)) void this.execute(action);
     }
     await this.readCanaryAcks();
+    await this.readRbdClients();
     await this.reportStatuses();
   }
 
@@ -157,6 +160,7 @@ export class Agent {
       const guest = await this.deps.hypervisor.start(this.launchOf(spec, generation));
       this.running.set(vm, guest);
       this.outcomes.delete(vm);
+      this.rbdClients.delete(vm);
       this.deps.log.info("guest started", { vm, generation, pid: guest.pid, accel: guest.accel });
       this.event("started", vm, `QEMU pid ${guest.pid} (${guest.accel}), generation ${generation}`);
     } catch (err) {
@@ -182,6 +186,18 @@ export class Agent {
       })),
       accel: this.deps.accel,
     };
+  }
+
+  /** The RBD client addresses of each running guest's QEMU, which fencing will blocklist. */
+  private async readRbdClients(): Promise<void> {
+    for (const vm of this.running.keys()) {
+      if (this.rbdClients.get(vm)?.length) continue;
+      const disks = this.vms.specs.get(vm)?.disks ?? [];
+      const lists = await Promise.all(
+        disks.map((disk) => this.deps.storage.watchers(disk.image).catch(() => [])),
+      );
+      this.rbdClients.set(vm, [...new Set(lists.flat())].sort());
+    }
   }
 
   /** Canary guests print `ack N` after each fsync; the newest N shows that the guest is making progress. */
@@ -211,6 +227,7 @@ export class Agent {
         accel: guest.accel,
         startedAt: guest.startedAt,
         lastAck: this.acks.get(vm),
+        rbdClients: this.rbdClients.get(vm),
       };
     }
     if (busy === "starting") return { ...base, state: "starting" };

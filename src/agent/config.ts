@@ -1,9 +1,8 @@
 // havend's configuration file: one per node, written by `haven cluster up` for local clusters.
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { storageConfigSchema } from "../adapters/storage/config.js";
 import { nodeNameSchema } from "../core/model.js";
-
-export const storageConfigSchema = z.object({ type: z.literal("dir"), path: z.string().min(1) });
 
 export const nodeConfigSchema = z.object({
   cluster: z.string().min(1),

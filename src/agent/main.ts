@@ -10,7 +10,8 @@ import { GatewayEtcdClient } from "../adapters/etcd/gateway-client.js";
 import { probeAccelerator } from "../adapters/qemu/accel.js";
 import { QemuHypervisor } from "../adapters/qemu/hypervisor.js";
 import type { Accelerator } from "../adapters/qemu/port.js";
-import { DirStorage } from "../adapters/storage/dir.js";
+import { cephExtras, openStorage } from "../adapters/storage/config.js";
+import type { StorageBackend, StorageHealth } from "../adapters/storage/port.js";
 import { createApiServer } from "../api/server.js";
 import { HavenService } from "../api/service.js";
 import { Controller } from "../controller/controller.js";
@@ -21,6 +22,8 @@ import { VERSION } from "../lib/version.js";
 import { Agent } from "./agent.js";
 import { loadNodeConfig, type NodeConfig } from "./config.js";
 import { NodeLease } from "./node-lease.js";
+
+const STORAGE_HEALTH_INTERVAL_MS = 10_000;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: "string" } } });
@@ -34,13 +37,13 @@ async function main(): Promise<void> {
   const token = readFileSync(config.tokenFile, "utf8").trim();
   const etcd = new GatewayEtcdClient({ endpoints: config.etcd });
   const store = new ClusterStore(etcd, config.prefix);
-  const storage = new DirStorage(config.storage.path);
+  const storage = openStorage(config.storage);
   const hypervisor = new QemuHypervisor({
     runDir: join(config.stateDir, "guests"),
     log: (message, fields) => log.child("qemu").info(message, fields),
   });
   const accel = await chooseAccelerator(config, log);
-  const info = nodeInfo(config, accel);
+  const info = nodeInfo(config, accel, await storage.health());
   const lease = new NodeLease(
     store,
     info,
@@ -66,7 +69,11 @@ async function main(): Promise<void> {
     lease: () => lease.id,
     log: log.child("controller"),
   });
-  const service = new HavenService(store, storage, { name: config.cluster, guestDir: config.guestDir });
+  const service = new HavenService(store, storage, {
+    name: config.cluster,
+    guestDir: config.guestDir,
+    ...cephExtras(config.storage),
+  });
   const server = createApiServer({
     service,
     token,
@@ -83,6 +90,7 @@ async function main(): Promise<void> {
     lease.keepAlive(shutdown.signal, () => agent.resetReported()),
     agent.run(shutdown.signal),
     controller.run(shutdown.signal),
+    watchStorageHealth(storage, lease, log, shutdown.signal),
   ]);
   // Guests keep running: a stopped agent is not a stopped node. The next havend re-attaches to them.
   server.close();
@@ -92,7 +100,11 @@ async function main(): Promise<void> {
   log.info("havend stopped; guests left running");
 }
 
-function nodeInfo(config: NodeConfig, accel: { accel: Accelerator; reason: string }): NodeInfo {
+function nodeInfo(
+  config: NodeConfig,
+  accel: { accel: Accelerator; reason: string },
+  storage: StorageHealth,
+): NodeInfo {
   return {
     name: config.node,
     api: `http://${config.listen.host}:${config.listen.port}`,
@@ -103,6 +115,7 @@ function nodeInfo(config: NodeConfig, accel: { accel: Accelerator; reason: strin
     attributes: config.attributes,
     accel: accel.accel,
     accelReason: accel.reason,
+    storage,
     startedAt: new Date().toISOString(),
     version: VERSION,
   };
@@ -128,6 +141,28 @@ async function chooseAccelerator(
   await writeFile(cacheFile, JSON.stringify(result));
   log.info("accelerator chosen", { ...result });
   return result;
+}
+
+/** Republishes the node record whenever the node's view of storage health changes. */
+async function watchStorageHealth(
+  storage: StorageBackend,
+  lease: NodeLease,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  let last = "";
+  while (!signal.aborted) {
+    const health = await storage.health();
+    const fingerprint = JSON.stringify(health);
+    if (fingerprint !== last) {
+      if (last) log.info("storage health changed", { ...health });
+      await lease
+        .update({ storage: health })
+        .catch((err: unknown) => log.warn("node update failed", { err }));
+      last = fingerprint;
+    }
+    await sleep(STORAGE_HEALTH_INTERVAL_MS, signal);
+  }
 }
 
 async function registerUntilReachable(lease: NodeLease, log: Logger, signal: AbortSignal): Promise<void> {

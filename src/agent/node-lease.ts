@@ -14,7 +14,7 @@ export class NodeLease {
 
   constructor(
     private readonly store: ClusterStore,
-    private readonly info: NodeInfo,
+    private info: NodeInfo,
     private readonly ttlSeconds: number,
     private readonly leaseFile: string,
     private readonly log: Logger,
@@ -41,6 +41,12 @@ export class NodeLease {
     this.lastRenewSentAt = sentAt;
     await this.store.putNode(this.info, this.leaseId);
     return this.leaseId;
+  }
+
+  /** Publishes a changed node record (e.g. storage health) under the current lease. */
+  async update(change: Partial<NodeInfo>): Promise<void> {
+    this.info = { ...this.info, ...change };
+    if (this.leaseId) await this.store.putNode(this.info, this.leaseId);
   }
 
   /** Keeps the lease alive until the signal aborts; re-registers when the lease was lost. */

@@ -4,6 +4,7 @@ import {
   diskSizeMbSchema,
   imageNameSchema,
   memoryMbSchema,
+  nameSchema,
   vcpusSchema,
   vmNameSchema,
 } from "../core/model.js";
@@ -32,3 +33,8 @@ export const createDiskRequest = z.object({ name: imageNameSchema, sizeMb: diskS
 export const resizeDiskRequest = z
   .object({ sizeMb: diskSizeMbSchema, allowShrink: z.boolean().default(false) })
   .strict();
+
+export const poolNameSchema = nameSchema("pool");
+export const snapshotNameSchema = nameSchema("snapshot");
+export const snapshotRequest = z.object({ snapshot: snapshotNameSchema }).strict();
+export const cloneRequest = z.object({ snapshot: snapshotNameSchema, target: imageNameSchema }).strict();

@@ -7,7 +7,14 @@ import type { Duplex } from "node:stream";
 import { z } from "zod";
 import { HavenError, httpStatusOf, inputError, notFound } from "../core/errors.js";
 import type { Logger } from "../lib/log.js";
-import { createDiskRequest, createVmRequest, resizeDiskRequest } from "./requests.js";
+import {
+  cloneRequest,
+  createDiskRequest,
+  createVmRequest,
+  poolNameSchema,
+  resizeDiskRequest,
+  snapshotRequest,
+} from "./requests.js";
 import type { HavenService } from "./service.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -60,20 +67,40 @@ function buildRoutes(service: HavenService): Route[] {
     route("POST", "/v1/vms/:name/start", ([name]) => service.setDesiredState(name!, "started")),
     route("POST", "/v1/vms/:name/stop", ([name]) => service.setDesiredState(name!, "stopped")),
     route("GET", "/v1/vms/:name/canary", ([name]) => service.verifyCanary(name!)),
-    route("GET", "/v1/disks", () => service.listDisks()),
-    route("POST", "/v1/disks", async (_, body) => {
+    route("GET", "/v1/disks", (_, __, query) => service.listDisks(poolOf(query))),
+    route("POST", "/v1/disks", async (_, body, query) => {
       const { name, sizeMb } = await parse(createDiskRequest, body);
-      return service.createDisk(name, sizeMb);
+      return service.createDisk(name, sizeMb, poolOf(query));
     }),
-    route("GET", "/v1/disks/:name", ([name]) => service.diskInfo(name!)),
-    route("POST", "/v1/disks/:name/resize", async ([name], body) => {
+    route("GET", "/v1/disks/:name", ([name], __, query) => service.diskInfo(name!, poolOf(query))),
+    route("POST", "/v1/disks/:name/resize", async ([name], body, query) => {
       const { sizeMb, allowShrink } = await parse(resizeDiskRequest, body);
-      return service.resizeDisk(name!, sizeMb, allowShrink);
+      return service.resizeDisk(name!, sizeMb, allowShrink, poolOf(query));
     }),
-    route("DELETE", "/v1/disks/:name", async ([name]) => {
-      await service.deleteDisk(name!);
+    route("DELETE", "/v1/disks/:name", async ([name], __, query) => {
+      await service.deleteDisk(name!, poolOf(query));
       return { deleted: name };
     }),
+    route("GET", "/v1/disks/:name/snapshots", ([name], __, query) =>
+      service.listSnapshots(name!, poolOf(query)),
+    ),
+    route("POST", "/v1/disks/:name/snapshots", async ([name], body, query) => {
+      const { snapshot } = await parse(snapshotRequest, body);
+      return service.createSnapshot(name!, snapshot, poolOf(query));
+    }),
+    route("POST", "/v1/disks/:name/snapshots/:name/rollback", async ([name, snapshot], __, query) => {
+      await service.rollbackSnapshot(name!, snapshot!, poolOf(query));
+      return { rolledBack: `${name}@${snapshot}` };
+    }),
+    route("DELETE", "/v1/disks/:name/snapshots/:name", async ([name, snapshot], __, query) => {
+      await service.deleteSnapshot(name!, snapshot!, poolOf(query));
+      return { deleted: `${name}@${snapshot}` };
+    }),
+    route("POST", "/v1/disks/:name/clone", async ([name], body, query) => {
+      const { snapshot, target } = await parse(cloneRequest, body);
+      return service.cloneDisk(name!, snapshot, target, poolOf(query));
+    }),
+    route("GET", "/v1/storage/ceph", () => service.cephStatus()),
     route("GET", "/v1/events", (_, __, query) => service.events(limitOf(query))),
   ];
 }
@@ -132,6 +159,14 @@ function limitOf(query: URLSearchParams): number {
   const limit = Number(query.get("limit") ?? 100);
   if (!Number.isInteger(limit) || limit < 1 || limit > 10000) throw inputError("limit must be 1-10000");
   return limit;
+}
+
+function poolOf(query: URLSearchParams): string | undefined {
+  const pool = query.get("pool");
+  if (pool === null) return undefined;
+  const parsed = poolNameSchema.safeParse(pool);
+  if (!parsed.success) throw inputError(describeIssues(parsed.error));
+  return parsed.data;
 }
 
 export function describeIssues(error: z.ZodError): string {

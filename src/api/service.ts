@@ -22,6 +22,7 @@ export interface NodeView {
   accelReason: string;
   capacity: NodeInfo["capacity"];
   used: { vcpus: number; memoryMb: number };
+  storage: NodeInfo["storage"];
   vms: string[];
   attributes: Record<string, string>;
 }
@@ -30,7 +31,14 @@ export class HavenService {
   constructor(
     private readonly store: ClusterStore,
     private readonly storage: StorageBackend,
-    private readonly cluster: { name: string; guestDir: string },
+    private readonly cluster: {
+      name: string;
+      guestDir: string;
+      /** Ceph's own view, when the cluster's storage is Ceph. */
+      cephStatus?: () => Promise<unknown>;
+      /** The backend for another pool than the default one (RBD only); rejects with NOT_FOUND for a missing pool. */
+      storageForPool?: (pool: string) => Promise<StorageBackend>;
+    },
   ) {}
 
   // --- reads ---
@@ -52,14 +60,16 @@ export class HavenService {
     };
   }
 
-  /** Storage is healthy when this node can list its images. */
-  private async storageHealth(): Promise<{ kind: string; health: string; disks: number | null }> {
-    try {
-      const disks = await this.storage.list();
-      return { kind: this.storage.kind, health: "ok", disks: disks.length };
-    } catch (err) {
-      return { kind: this.storage.kind, health: `error: ${(err as Error).message}`, disks: null };
-    }
+  private async storageHealth() {
+    const health = await this.storage.health();
+    const usage = health.ok ? await this.storage.usage().catch(() => null) : null;
+    return { kind: this.storage.kind, ...health, usage };
+  }
+
+  async cephStatus(): Promise<unknown> {
+    if (!this.cluster.cephStatus)
+      throw inputError(`this cluster's storage is ${this.storage.kind}, not Ceph`);
+    return this.cluster.cephStatus();
   }
 
   async listNodes(): Promise<NodeView[]> {
@@ -73,6 +83,7 @@ export class HavenService {
       accelReason: node.accelReason,
       capacity: node.capacity,
       used: { vcpus: usedVcpus, memoryMb: usedMemoryMb },
+      storage: node.storage,
       vms: [...vms.placements]
         .filter(([, p]) => p.node === node.name)
         .map(([vm]) => vm)
@@ -133,7 +144,7 @@ export class HavenService {
         vcpus: request.vcpus ?? 1,
         kernel,
         initrd,
-        append: request.canary ? "console=ttyS0 quiet" : request.append,
+        append: request.canary ? "console=ttyS0 quiet cryptomgr.notests" : request.append,
         disks: diskSizeMb !== undefined ? [{ image }] : [],
         canary: request.canary,
         restartLimit: request.restartLimit,
@@ -184,33 +195,70 @@ export class HavenService {
   }
 
   // --- disks ---
-  listDisks(): Promise<ImageInfo[]> {
-    return this.storage.list();
+  async listDisks(pool?: string): Promise<ImageInfo[]> {
+    return (await this.storageFor(pool)).list();
   }
 
-  diskInfo(name: string): Promise<ImageInfo> {
-    return this.storage.info(name);
+  async diskInfo(name: string, pool?: string): Promise<ImageInfo> {
+    return (await this.storageFor(pool)).info(name);
   }
 
-  createDisk(name: string, sizeMb: number): Promise<ImageInfo> {
-    return this.storage.create(name, sizeMb * MB);
+  async createDisk(name: string, sizeMb: number, pool?: string): Promise<ImageInfo> {
+    return (await this.storageFor(pool)).create(name, sizeMb * MB);
   }
 
-  async resizeDisk(name: string, sizeMb: number, allowShrink: boolean): Promise<ImageInfo> {
-    if (allowShrink) await this.refuseIfUsed(name, "shrink");
-    return this.storage.resize(name, sizeMb * MB, { allowShrink });
+  async resizeDisk(name: string, sizeMb: number, allowShrink: boolean, pool?: string): Promise<ImageInfo> {
+    const storage = await this.storageFor(pool);
+    if (allowShrink) await this.refuseIfUsed(name, "shrink", pool);
+    return storage.resize(name, sizeMb * MB, { allowShrink });
   }
 
-  async deleteDisk(name: string): Promise<void> {
-    await this.refuseIfUsed(name, "delete");
-    await this.storage.delete(name);
+  async deleteDisk(name: string, pool?: string): Promise<void> {
+    const storage = await this.storageFor(pool);
+    await this.refuseIfUsed(name, "delete", pool);
+    await storage.delete(name);
   }
 
-  private async refuseIfUsed(image: string, what: string): Promise<void> {
+  async listSnapshots(image: string, pool?: string) {
+    return (await this.storageFor(pool)).listSnapshots(image);
+  }
+
+  async createSnapshot(image: string, snapshot: string, pool?: string) {
+    return (await this.storageFor(pool)).createSnapshot(image, snapshot);
+  }
+
+  async rollbackSnapshot(image: string, snapshot: string, pool?: string): Promise<void> {
+    const storage = await this.storageFor(pool);
+    await this.refuseIfUsed(image, "roll back", pool);
+    await storage.rollbackSnapshot(image, snapshot);
+  }
+
+  async deleteSnapshot(image: string, snapshot: string, pool?: string): Promise<void> {
+    await (await this.storageFor(pool)).deleteSnapshot(image, snapshot);
+  }
+
+  async cloneDisk(image: string, snapshot: string, target: string, pool?: string): Promise<ImageInfo> {
+    return (await this.storageFor(pool)).clone(image, snapshot, target);
+  }
+
+  private async storageFor(pool: string | undefined): Promise<StorageBackend> {
+    if (pool === undefined) return this.storage;
+    if (!this.cluster.storageForPool)
+      throw inputError(`pools need Ceph RBD storage; this cluster uses ${this.storage.kind}`);
+    return this.cluster.storageForPool(pool);
+  }
+
+  /** VM disks live in the default pool, so only images there can belong to a VM. */
+  private async refuseIfUsed(image: string, what: string, pool?: string): Promise<void> {
+    if (pool !== undefined && pool !== this.defaultPool()) return;
     const user = (await this.store.listSpecs()).find((spec) =>
       spec.disks.some((disk) => disk.image === image),
     );
     if (user) throw conflict(`cannot ${what} disk ${image}: VM ${user.name} uses it`);
+  }
+
+  private defaultPool(): string | undefined {
+    return this.storage.kind === "rbd" ? (this.storage as { pool?: string }).pool : undefined;
   }
 
   private async requireSpec(name: string) {

@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { z } from "zod";
+import { storageConfigSchema } from "../adapters/storage/config.js";
 import { inputError } from "../core/errors.js";
 
 export const clusterFileSchema = z.object({
@@ -16,7 +17,7 @@ export const clusterFileSchema = z.object({
   }),
   nodes: z.array(z.object({ name: z.string(), api: z.string(), dir: z.string() })),
   tokenFile: z.string(),
-  storage: z.object({ type: z.literal("dir"), path: z.string() }),
+  storage: storageConfigSchema,
   guestDir: z.string(),
   leaseTtlSeconds: z.number(),
   accel: z.object({ accel: z.enum(["kvm", "tcg"]), reason: z.string() }),

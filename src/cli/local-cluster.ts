@@ -12,7 +12,9 @@ import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel
 import type { NodeConfig } from "../agent/config.js";
 import { inputError } from "../core/errors.js";
 import { livePid, processesMatching, terminate } from "../lib/process.js";
+import { stopLocalCeph } from "../adapters/ceph/bootstrap.js";
 import { clusterFilePath, readClusterFile, type ClusterFile } from "./cluster-file.js";
+import { ensureStorage, prepareStorage, stopStorage, type StorageChoice } from "./local-storage.js";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const DEFAULT_GUEST_DIR = join(REPO_ROOT, "guest", "build");
@@ -25,6 +27,7 @@ export interface UpOptions {
   etcd?: string[];
   accel: "auto" | "kvm" | "tcg";
   leaseTtlSeconds: number;
+  storage: StorageChoice;
   progress: (line: string) => void;
 }
 
@@ -40,14 +43,13 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
     );
   }
   if (cluster.etcd.local) await ensureEtcd(options.stateDir, cluster, options.progress);
+  await ensureStorage(cluster.storage, nodeAddresses(cluster.nodes), options.progress);
   for (const node of cluster.nodes) await ensureHavend(cluster, node, options.progress);
   return cluster;
 }
 
 async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
   const { stateDir, progress } = options;
-  const tokenFile = join(stateDir, "token");
-  await writeFile(tokenFile, randomBytes(32).toString("hex") + "\n", { mode: 0o600 });
   const accel = await chooseAccel(options.accel, progress);
   const local = options.etcd
     ? null
@@ -62,13 +64,17 @@ async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
       dir: join(stateDir, "nodes", `node${i}`),
     });
   }
+  // Storage first: when it cannot be had, no cluster file is written and nothing else is started.
+  const storage = await prepareStorage(options.storage, stateDir, nodeAddresses(nodes), progress);
+  const tokenFile = join(stateDir, "token");
+  await writeFile(tokenFile, randomBytes(32).toString("hex") + "\n", { mode: 0o600 });
   const cluster: ClusterFile = {
     name: "haven",
     prefix: `/haven/${randomBytes(4).toString("hex")}/`,
     etcd: { endpoints: options.etcd ?? [`http://127.0.0.1:${local!.clientPort}`], local },
     nodes,
     tokenFile,
-    storage: { type: "dir", path: join(stateDir, "images") },
+    storage,
     guestDir: DEFAULT_GUEST_DIR,
     leaseTtlSeconds: options.leaseTtlSeconds,
     accel,
@@ -164,6 +170,7 @@ export async function clusterDown(
 ): Promise<void> {
   const cluster = await readClusterFile(stateDir);
   if (!cluster) {
+    await stopLocalCeph(join(stateDir, "ceph")).catch(() => undefined);
     if (purge) await rm(stateDir, { recursive: true, force: true });
     progress(`no cluster in ${stateDir}`);
     return;
@@ -176,6 +183,7 @@ export async function clusterDown(
   const guests = (await processesMatching(stateDir)).filter(({ cmdline }) => cmdline.includes("qemu-system"));
   await Promise.all(guests.map(({ pid }) => terminate(pid, 5000)));
   if (guests.length > 0) progress(`stopped ${guests.length} guest(s)`);
+  await stopStorage(cluster.storage);
   if (cluster.etcd.local) {
     const pid = await livePid(join(stateDir, "etcd", "etcd.pid"), cluster.etcd.local.dataDir);
     if (pid) await terminate(pid, 5000);
@@ -186,6 +194,9 @@ export async function clusterDown(
     progress(`removed ${stateDir}`);
   }
 }
+
+const nodeAddresses = (nodes: ClusterFile["nodes"]) =>
+  nodes.map((node) => ({ name: node.name, host: new URL(node.api).hostname }));
 
 /** The bearer token of a cluster, from its mode-0600 file. */
 export async function readToken(cluster: ClusterFile): Promise<string> {

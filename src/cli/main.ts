@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { exitCodeOf, HavenError } from "../core/errors.js";
 import { VERSION } from "../lib/version.js";
+import { registerCeph } from "./commands/ceph.js";
 import { registerCluster } from "./commands/cluster.js";
 import { registerDisk } from "./commands/disk.js";
 import { registerMisc } from "./commands/misc.js";
@@ -24,6 +25,7 @@ registerCluster(program, ctx);
 registerMisc(program, ctx);
 registerVm(program, ctx);
 registerDisk(program, ctx);
+registerCeph(program, ctx);
 for (const command of program.commands) applyToTree(command);
 
 function applyToTree(command: Command): void {

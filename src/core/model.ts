@@ -90,6 +90,8 @@ export const vmStatusSchema = z.object({
   message: z.string().optional(),
   /** Highest `ack N` seen on a canary guest's serial console. */
   lastAck: z.number().int().optional(),
+  /** RBD client addresses (IP:port/nonce) of this QEMU: what fencing blocklists. */
+  rbdClients: z.array(z.string()).optional(),
   updatedAt: z.string(),
 });
 export type VmStatus = z.infer<typeof vmStatusSchema>;
@@ -101,6 +103,8 @@ export const nodeInfoSchema = z.object({
   attributes: z.record(z.string(), z.string()),
   accel: z.enum(["kvm", "tcg"]),
   accelReason: z.string(),
+  /** Whether this node reaches the cluster's storage; nothing is placed on a node that does not. */
+  storage: z.object({ ok: z.boolean(), summary: z.string() }),
   startedAt: z.string(),
   version: z.string(),
 });
@@ -126,6 +130,8 @@ export type VmView = {
   pid: number | null;
   accel: string | null;
   lastAck: number | null;
+  /** RBD client addresses of the guest's QEMU. */
+  rbdClients: string[];
   reason: string | null;
   memoryMb: number;
   vcpus: number;
@@ -145,6 +151,7 @@ export function viewVm(spec: VmSpec, placement: Placement | undefined, status: V
     pid: current?.pid ?? null,
     accel: current?.accel ?? null,
     lastAck: current?.lastAck ?? null,
+    rbdClients: current?.rbdClients ?? [],
     reason: placement?.state === "error" ? placement.reason : (current?.message ?? null),
     memoryMb: spec.memoryMb,
     vcpus: spec.vcpus,

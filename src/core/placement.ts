@@ -29,7 +29,9 @@ export function nodeLoads(
 
 export function chooseNode(spec: VmSpec, loads: NodeLoad[]): PlacementChoice {
   if (loads.length === 0) return { node: null, reason: "no node is online" };
-  const fitting = loads.filter(
+  const withStorage = loads.filter((load) => load.node.storage.ok);
+  if (withStorage.length === 0) return { node: null, reason: "no online node reaches the storage" };
+  const fitting = withStorage.filter(
     (load) =>
       load.node.capacity.memoryMb - load.usedMemoryMb >= spec.memoryMb &&
       load.node.capacity.vcpus - load.usedVcpus >= spec.vcpus,

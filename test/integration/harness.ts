@@ -19,7 +19,9 @@ export interface RunResult {
 export class TestCluster {
   private constructor(readonly stateDir: string) {}
 
-  static async start(options: { nodes?: number; accel?: "auto" | "tcg" } = {}): Promise<TestCluster> {
+  static async start(
+    options: { nodes?: number; accel?: "auto" | "tcg"; storage?: "dir" | "rbd" } = {},
+  ): Promise<TestCluster> {
     const cluster = new TestCluster(await mkdtemp(join(tmpdir(), "haven-test-")));
     const up = await cluster.haven([
       "cluster",
@@ -28,6 +30,8 @@ export class TestCluster {
       String(options.nodes ?? 3),
       "--accel",
       options.accel ?? "tcg",
+      "--storage",
+      options.storage ?? "dir",
     ]);
     if (up.code !== 0) {
       await cluster.stop();

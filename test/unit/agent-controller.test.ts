@@ -34,6 +34,7 @@ describe("agent + controller on fakes", () => {
       attributes: {},
       accel: "tcg",
       accelReason: "test",
+      storage: { ok: true, summary: "test" },
       startedAt: "t0",
       version: "0",
     };

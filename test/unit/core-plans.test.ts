@@ -14,6 +14,7 @@ const node = (name: string, memoryMb = 1024, vcpus = 4): NodeInfo => ({
   attributes: {},
   accel: "tcg",
   accelReason: "test",
+  storage: { ok: true, summary: "test" },
   startedAt: "t0",
   version: "0",
 });

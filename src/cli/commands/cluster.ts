@@ -5,15 +5,43 @@ import { waitFor } from "../../lib/async.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
 import { clusterDown, clusterUp } from "../local-cluster.js";
-import { printJson } from "../output.js";
+import type { StorageChoice } from "../local-storage.js";
+import { formatBytes, printJson } from "../output.js";
 import { intOption } from "../parse.js";
 
 interface StatusView {
   cluster: string;
   controller: string | null;
-  storage: { kind: string; health: string; disks: number | null };
+  storage: {
+    kind: string;
+    ok: boolean;
+    summary: string;
+    usage: { provisionedBytes: number; usedBytes: number; images: number } | null;
+  };
   nodes: { online: number; names: string[] };
   vms: { total: number; byState: Record<string, number> };
+}
+
+interface UpFlags {
+  nodes: number;
+  etcd?: string;
+  accel: string;
+  leaseTtl: number;
+  storage: string;
+  cephConf?: string;
+  keyring?: string;
+  pool: string;
+  json?: boolean;
+}
+
+function storageChoice(options: UpFlags): StorageChoice {
+  if (options.cephConf || options.keyring) {
+    if (!options.cephConf || !options.keyring) throw inputError("--ceph-conf and --keyring go together");
+    return { type: "attach", conf: options.cephConf, keyring: options.keyring, pool: options.pool };
+  }
+  if (options.storage !== "rbd" && options.storage !== "dir")
+    throw inputError("--storage must be rbd or dir");
+  return { type: options.storage };
 }
 
 export function registerCluster(program: Command, ctx: CliContext): void {
@@ -30,43 +58,46 @@ export function registerCluster(program: Command, ctx: CliContext): void {
     )
     .option("--accel <mode>", "auto (probe KVM, fall back to TCG), kvm or tcg", "auto")
     .option("--lease-ttl <seconds>", "node lease TTL", intOption("--lease-ttl"), 5)
+    .option("--storage <kind>", "rbd (bootstrap a local Ceph: one monitor and OSD per node) or dir", "rbd")
+    .option("--ceph-conf <file>", "attach to an existing Ceph cluster with this ceph.conf (needs --keyring)")
+    .option("--keyring <file>", "cephx keyring for --ceph-conf")
+    .option("--pool <name>", "RBD pool for guest disks with --ceph-conf", "rbd")
     .option("--json", "print the cluster description as JSON")
-    .action(
-      async (options: { nodes: number; etcd?: string; accel: string; leaseTtl: number; json?: boolean }) => {
-        if (!["auto", "kvm", "tcg"].includes(options.accel))
-          throw inputError("--accel must be auto, kvm or tcg");
-        if (options.leaseTtl < 2 || options.leaseTtl > 300)
-          throw inputError("--lease-ttl must be 2-300 seconds");
-        const etcd = options.etcd?.split(",").map((url) => url.trim());
-        for (const url of etcd ?? []) {
-          if (!URL.canParse(url)) throw inputError(`--etcd: "${url}" is not a URL`);
-        }
-        const file = await clusterUp({
-          stateDir: ctx.stateDir,
-          nodes: options.nodes,
-          etcd,
-          accel: options.accel as "auto" | "kvm" | "tcg",
-          leaseTtlSeconds: options.leaseTtl,
-          progress,
-        });
-        const api = await ctx.api();
-        progress(`waiting for ${file.nodes.length} nodes to come online…`);
-        const status = await waitFor(
-          "all nodes online",
-          async () => {
-            const current = await api.get<StatusView>("/v1/status").catch(() => undefined);
-            return current && current.nodes.online >= file.nodes.length ? current : undefined;
-          },
-          60_000,
-          300,
+    .action(async (options: UpFlags) => {
+      if (!["auto", "kvm", "tcg"].includes(options.accel))
+        throw inputError("--accel must be auto, kvm or tcg");
+      if (options.leaseTtl < 2 || options.leaseTtl > 300)
+        throw inputError("--lease-ttl must be 2-300 seconds");
+      const etcd = options.etcd?.split(",").map((url) => url.trim());
+      for (const url of etcd ?? []) {
+        if (!URL.canParse(url)) throw inputError(`--etcd: "${url}" is not a URL`);
+      }
+      const file = await clusterUp({
+        stateDir: ctx.stateDir,
+        nodes: options.nodes,
+        etcd,
+        accel: options.accel as "auto" | "kvm" | "tcg",
+        leaseTtlSeconds: options.leaseTtl,
+        storage: storageChoice(options),
+        progress,
+      });
+      const api = await ctx.api();
+      progress(`waiting for ${file.nodes.length} nodes to come online…`);
+      const status = await waitFor(
+        "all nodes online",
+        async () => {
+          const current = await api.get<StatusView>("/v1/status").catch(() => undefined);
+          return current && current.nodes.online >= file.nodes.length ? current : undefined;
+        },
+        60_000,
+        300,
+      );
+      if (options.json) printJson({ stateDir: ctx.stateDir, ...file, status });
+      else
+        progress(
+          `cluster ${file.name} is up: ${status.nodes.names.join(", ")} online (state in ${ctx.stateDir})`,
         );
-        if (options.json) printJson({ stateDir: ctx.stateDir, ...file, status });
-        else
-          progress(
-            `cluster ${file.name} is up: ${status.nodes.names.join(", ")} online (state in ${ctx.stateDir})`,
-          );
-      },
-    );
+    });
   cluster
     .command("down")
     .description("stop the local cluster's havends, guests and etcd")
@@ -87,7 +118,10 @@ export function registerCluster(program: Command, ctx: CliContext): void {
       console.log(`controller: ${status.controller ?? "none elected"}`);
       console.log(`nodes:      ${status.nodes.online} online (${status.nodes.names.join(", ")})`);
       console.log(`vms:        ${status.vms.total}${states.length ? ` (${states.join(", ")})` : ""}`);
-      const disks = status.storage.disks === null ? "" : ` (${status.storage.disks} disks)`;
-      console.log(`storage:    ${status.storage.kind}, ${status.storage.health}${disks}`);
+      const { kind, summary, usage } = status.storage;
+      const used = usage
+        ? ` (${usage.images} disks, ${formatBytes(usage.provisionedBytes)} provisioned, ${formatBytes(usage.usedBytes)} used)`
+        : "";
+      console.log(`storage:    ${kind}, ${summary}${used}`);
     });
 }

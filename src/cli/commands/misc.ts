@@ -18,12 +18,13 @@ export function registerMisc(program: Command, ctx: CliContext): void {
       const nodes = await (await ctx.api()).get<NodeView[]>("/v1/nodes");
       if (options.json) return printJson(nodes);
       printTable(
-        ["NAME", "STATE", "API", "ACCEL", "VCPUS", "MEMORY", "VMS"],
+        ["NAME", "STATE", "API", "ACCEL", "STORAGE", "VCPUS", "MEMORY", "VMS"],
         nodes.map((n) => [
           n.name,
           n.state,
           n.api,
           n.accel,
+          n.storage.ok ? "ok" : `unreachable: ${n.storage.summary}`,
           `${n.used.vcpus}/${n.capacity.vcpus}`,
           `${n.used.memoryMb}/${n.capacity.memoryMb} MB`,
           n.vms.join(",") || "-",

@@ -2,7 +2,8 @@
 // Haven, and a lost OSD that the guest survives.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { startLocalCephDaemon, stopLocalCephDaemon } from "../../src/adapters/ceph/bootstrap.js";
@@ -162,6 +163,81 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     const report = await cluster.json<CanaryReport>(["canary", "verify", "canary"]);
     assert.ok(report.highestSeq >= acked, `${report.highestSeq} >= ${acked}`);
     assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
+  });
+
+  test("snapshots, golden-image clones and imports through the CLI", async () => {
+    const ok = async (args: string[]) => {
+      const result = await cluster.haven(args);
+      assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
+      return result;
+    };
+    await ok(["disk", "create", "golden", "--size", "10G"]);
+    await ok(["disk", "snapshot", "create", "golden", "v1"]);
+    const snaps = await cluster.json<Array<{ name: string }>>(["disk", "snapshot", "list", "golden"]);
+    assert.deepEqual(
+      snaps.map((s) => s.name),
+      ["v1"],
+    );
+    const started = Date.now();
+    await ok(["disk", "clone", "golden@v1", "guest1"]);
+    const cloneMs = Date.now() - started;
+    assert.ok(cloneMs < 10_000, `clone took ${cloneMs} ms`);
+    const clone = await cluster.json<{ parent: string; sizeBytes: number }>(["disk", "info", "guest1"]);
+    assert.equal(clone.parent, "rbd/golden@v1");
+    assert.equal(clone.sizeBytes, 10 * 1024 ** 3);
+    const busy = await cluster.haven(["disk", "snapshot", "delete", "golden", "v1"]);
+    assert.equal(busy.code, 4, busy.stderr);
+    await ok(["disk", "delete", "guest1"]);
+    await ok(["disk", "snapshot", "delete", "golden", "v1"]);
+    await ok(["disk", "delete", "golden"]);
+    const qcow2 = join(cluster.stateDir, "small.qcow2");
+    execFileSync("qemu-img", ["create", "-f", "qcow2", qcow2, "32M"]);
+    const imported = await ok(["disk", "import", qcow2, "imported"]);
+    assert.match(imported.stderr, /100%/);
+    assert.equal(
+      (await cluster.json<{ sizeBytes: number }>(["disk", "info", "imported"])).sizeBytes,
+      32 * 1024 ** 2,
+    );
+    await ok(["disk", "delete", "imported"]);
+    const clash = await cluster.haven(["disk", "clone", "nosuch", "x"]);
+    assert.equal(clash.code, 2, clash.stderr);
+  });
+
+  test("another cluster attaches to this Ceph with --ceph-conf and --keyring; bad credentials create nothing", async () => {
+    const other = await mkdtemp(join(tmpdir(), "haven-test-attach-"));
+    const up = (extra: string[]) =>
+      cluster.haven(["--state-dir", other, "cluster", "up", "--nodes", "1", "--accel", "tcg", ...extra]);
+    try {
+      const wrongKey = join(other, "wrong.keyring");
+      await writeFile(wrongKey, "[client.admin]\n\tkey = AQBzZXJpb3VzbHkgbm90IGEga2V5IGF0IGFsbA==\n");
+      const refused = await up(["--ceph-conf", ceph.conf, "--keyring", wrongKey]);
+      assert.equal(refused.code, 5, refused.stderr);
+      assert.match(refused.stderr, /cannot attach to Ceph/);
+      const missing = await up(["--ceph-conf", join(other, "nope.conf"), "--keyring", wrongKey]);
+      assert.equal(missing.code, 2, missing.stderr);
+      assert.match(missing.stderr, /--ceph-conf: file .* does not exist/);
+      await assert.rejects(readFile(join(other, "cluster.json")), "nothing was created");
+
+      const attached = await up(["--ceph-conf", ceph.conf, "--keyring", ceph.adminKeyring]);
+      assert.equal(attached.code, 0, attached.stderr);
+      const created = await cluster.haven([
+        "--state-dir",
+        other,
+        "disk",
+        "create",
+        "from-other",
+        "--size",
+        "16",
+      ]);
+      assert.equal(created.code, 0, created.stderr);
+      assert.ok((JSON.parse(rbd("ls", "--format", "json", "rbd")) as string[]).includes("from-other"));
+      assert.equal((await cluster.haven(["--state-dir", other, "disk", "delete", "from-other"])).code, 0);
+    } finally {
+      await cluster.haven(["--state-dir", other, "cluster", "down", "--purge"]);
+    }
+    // Leaving the attached cluster must not stop a Ceph it does not own.
+    const status = await cluster.json<CephStatus>(["ceph", "status"]);
+    assert.equal(status.osds.up, 3);
   });
 
   test("bad input: missing pool, names, in-use disk", async () => {

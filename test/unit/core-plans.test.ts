@@ -95,6 +95,14 @@ describe("controller plan", () => {
     assert.deepEqual(noNode, { type: "unplaceable", vm: "a", reason: "no node is online" });
   });
 
+  test("never places a VM on a node that cannot reach the storage", () => {
+    const blind = { ...node("n1", 4096), storage: { ok: false, summary: "Ceph unreachable" } };
+    const [onlySighted] = planController(view({ specs: [spec("a")], nodes: [blind, node("n2", 512)] }));
+    assert.equal(onlySighted?.type === "place" ? onlySighted.placement.node : null, "n2");
+    const [none] = planController(view({ specs: [spec("a")], nodes: [blind] }));
+    assert.deepEqual(none, { type: "unplaceable", vm: "a", reason: "no online node reaches the storage" });
+  });
+
   test("a new placement's generation is above any status left from an earlier run", () => {
     const [action] = planController(
       view({ specs: [spec("a")], statuses: { a: status("n1", "crashed", 7) } }),

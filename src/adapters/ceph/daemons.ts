@@ -5,8 +5,11 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
 import { sleep } from "../../lib/async.js";
 import { livePid, processesMatching, terminate } from "../../lib/process.js";
+import { run } from "./exec.js";
 import { cephPaths, type DaemonKind } from "./local-layout.js";
 
 const BINARY: Record<DaemonKind, string> = { mon: "ceph-mon", mgr: "ceph-mgr", osd: "ceph-osd" };
@@ -23,7 +26,7 @@ export async function localCephDaemonPid(
   id: string,
 ): Promise<number | undefined> {
   const pid = await livePid(cephPaths(dir).pidFile(kind, id), daemonMarker(dir, id));
-  // ceph-mon and ceph-osd ids may coincide ("node1"): the binary tells them apart.
+  // A monitor and the manager share their id (the node name): the binary tells them apart.
   if (pid === undefined) return undefined;
   const argv0 = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0")[0] ?? "";
   return argv0.endsWith(BINARY[kind]) ? pid : undefined;
@@ -49,6 +52,33 @@ export async function startLocalCephDaemon(dir: string, kind: DaemonKind, id: st
     return pid;
   } finally {
     closeSync(out);
+  }
+}
+
+/**
+ * Whether the daemon has joined the cluster, asked over its admin socket (no cluster round trip, and no
+ * stale answer: `ceph status` keeps a just-killed monitor in the quorum until its lease runs out).
+ * Monitor: leader or peon; OSD: active; manager: initialised.
+ */
+export async function localCephDaemonReady(dir: string, kind: DaemonKind, id: string): Promise<boolean> {
+  const socket = join(cephPaths(dir).run, `${kind}.${id}.asok`);
+  const command = { mon: "mon_status", osd: "status", mgr: "mgr_status" }[kind];
+  const answer = await run("ceph", ["--admin-daemon", socket, command], { timeoutMs: 5000 }).catch(() => "");
+  const parsed = readySchema.safeParse(safeJson(answer));
+  if (!parsed.success) return false;
+  const { state, initialized } = parsed.data;
+  if (kind === "mon") return state === "leader" || state === "peon";
+  if (kind === "osd") return state === "active";
+  return initialized === true;
+}
+
+const readySchema = z.looseObject({ state: z.string().optional(), initialized: z.boolean().optional() });
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 
@@ -99,4 +129,22 @@ export async function stopLocalCeph(dir: string): Promise<void> {
     (await localCephDaemons(dir)).map((d) => d.pid),
     1000,
   );
+}
+
+/** Throws, with the end of its logs, when a daemon Haven started is no longer running. */
+export async function assertDaemonsRunning(
+  dir: string,
+  daemons: Array<[DaemonKind, string[]]>,
+): Promise<void> {
+  for (const [kind, ids] of daemons) {
+    for (const id of ids) {
+      if ((await localCephDaemonPid(dir, kind, id)) !== undefined) continue;
+      const p = cephPaths(dir);
+      const tail = async (file: string) =>
+        (await readFile(file, "utf8").catch(() => "")).trim().split("\n").slice(-6).join("\n");
+      throw new Error(
+        `ceph-${kind} ${id} exited; end of ${p.outFile(kind, id)}:\n${await tail(p.outFile(kind, id))}\nend of ${p.logFile(kind, id)}:\n${await tail(p.logFile(kind, id))}`,
+      );
+    }
+  }
 }

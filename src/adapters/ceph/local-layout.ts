@@ -1,7 +1,7 @@
 // Where Haven's own local Ceph keeps everything (all under one directory), the record of what was bootstrapped,
 // and the ceph.conf it runs with. Every non-default setting carries its reason, which is also written into
 // ceph.conf as a comment, so the file explains itself (docs/ceph.md has the same list).
-import { readFile } from "node:fs/promises";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 
@@ -50,7 +50,17 @@ export type LocalMon = z.infer<typeof monSchema>;
 export async function readRecord(dir: string): Promise<LocalCephRecord | undefined> {
   const text = await readFile(cephPaths(dir).record, "utf8").catch(() => undefined);
   if (text === undefined) return undefined;
-  return localCephRecordSchema.parse(JSON.parse(text));
+  try {
+    return localCephRecordSchema.parse(JSON.parse(text));
+  } catch (err) {
+    throw new Error(`${cephPaths(dir).record} is damaged (${(err as Error).message.split("\n")[0]})`);
+  }
+}
+
+export async function writeRecord(dir: string, record: LocalCephRecord): Promise<void> {
+  const file = cephPaths(dir).record;
+  await writeFile(`${file}.tmp`, JSON.stringify(record, null, 2) + "\n");
+  await rename(`${file}.tmp`, file);
 }
 
 /** `[v2:127.0.10.1:3300,v1:127.0.10.1:6789]`: the address vector of one monitor. */

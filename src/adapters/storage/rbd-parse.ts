@@ -176,7 +176,12 @@ export function mapCephError(err: unknown, context: ErrorContext): unknown {
     return unavailable(`Ceph is unreachable: ${tool} got no answer in time (${detail})`, err);
   if (/unable to open config file|did not load config file/.test(text))
     return unavailable(`Ceph is unreachable: cannot read the Ceph config ${identity.conf}`, err);
-  if (/unable to find a keyring|keyring not found|no keyring found/.test(text))
+  // librados' "unable to find a keyring" line can be lost before the tool exits; the errno line stays.
+  if (
+    /unable to find a keyring|keyring not found|no keyring found|\[errno 2\][^\n]*error connecting to the cluster/.test(
+      text,
+    )
+  )
     return unavailable(
       `Ceph refused the credentials in ${identity.keyring}: the keyring cannot be read`,
       err,

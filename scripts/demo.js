@@ -56,7 +56,8 @@ console.log(
 console.log(`Demo ready in ${Math.round((Date.now() - started) / 1000)} s. Try next (add --state-dir ${stateDir} or export HAVEN_STATE_DIR=${stateDir}):
   npx haven vm show canary --json        # state, node, pid, last ack
   npx haven vm console canary            # the serial console (leave with Ctrl-])
-  kill -9 ${second.pid}                     # crash its QEMU: the controller restarts it, the sequence continues
+  ${`kill -9 ${second.pid}`.padEnd(38)} # crash its QEMU: the controller restarts it, the sequence continues
   npx haven events                       # every decision with its reason
+  npx haven ceph status                  # Ceph health, monitors in quorum, OSDs, pools
   npx haven canary verify canary         # read the disk: highest sequence, gaps, corrupt records, forks
   npx haven cluster down --purge         # stop everything and remove the state`);

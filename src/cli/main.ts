@@ -7,6 +7,7 @@ import { registerCeph } from "./commands/ceph.js";
 import { registerCluster } from "./commands/cluster.js";
 import { registerDisk } from "./commands/disk.js";
 import { registerMisc } from "./commands/misc.js";
+import { registerNode } from "./commands/node.js";
 import { registerVm } from "./commands/vm.js";
 import { CliContext } from "./context.js";
 
@@ -22,6 +23,7 @@ const program = new Command("haven")
 
 const ctx = new CliContext(program);
 registerCluster(program, ctx);
+registerNode(program, ctx);
 registerMisc(program, ctx);
 registerVm(program, ctx);
 registerDisk(program, ctx);

@@ -1,6 +1,5 @@
-// haven node list, haven canary verify, haven events
+// haven canary verify, haven events
 import type { Command } from "commander";
-import type { NodeView } from "../../api/service.js";
 import type { CanaryReport } from "../../core/canary.js";
 import type { HavenEvent } from "../../core/model.js";
 import type { CliContext } from "../context.js";
@@ -8,30 +7,6 @@ import { printJson, printTable } from "../output.js";
 import { intOption } from "../parse.js";
 
 export function registerMisc(program: Command, ctx: CliContext): void {
-  program
-    .command("node")
-    .description("cluster nodes")
-    .command("list")
-    .description("online nodes with capacity, load and accelerator")
-    .option("--json", "machine-readable output")
-    .action(async (options: { json?: boolean }) => {
-      const nodes = await (await ctx.api()).get<NodeView[]>("/v1/nodes");
-      if (options.json) return printJson(nodes);
-      printTable(
-        ["NAME", "STATE", "API", "ACCEL", "STORAGE", "VCPUS", "MEMORY", "VMS"],
-        nodes.map((n) => [
-          n.name,
-          n.state,
-          n.api,
-          n.accel,
-          n.storage.ok ? "ok" : `unreachable: ${n.storage.summary}`,
-          `${n.used.vcpus}/${n.capacity.vcpus}`,
-          `${n.used.memoryMb}/${n.capacity.memoryMb} MB`,
-          n.vms.join(",") || "-",
-        ]),
-      );
-    });
-
   program
     .command("canary")
     .description("the canary guest, Haven's data-integrity oracle")

@@ -4,9 +4,9 @@ import { open } from "node:fs/promises";
 import { emptyVmMaps, type ClusterStore, type VmMaps } from "../adapters/etcd/cluster-store.js";
 import type { GuestLaunch, GuestProcess, Hypervisor, Accelerator } from "../adapters/qemu/port.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
-import { planAgent, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
+import { planAgent, SELF_FENCE_REASON, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
 import { highestAckInLog } from "../core/canary.js";
-import type { Placement, VmSpec, VmStatus } from "../core/model.js";
+import type { HavenEvent, Placement, VmSpec, VmStatus } from "../core/model.js";
 import { serialized, sleep } from "../lib/async.js";
 import type { Logger } from "../lib/log.js";
 
@@ -18,10 +18,15 @@ export interface AgentDeps {
   accel: Accelerator;
   /** The current node lease; status keys live and die with it. */
   lease: () => string;
+  /** Whether the node lease is certainly still valid (invariant 2); checked before every start. */
+  leaseValid: () => boolean;
   log: Logger;
 }
 
 const TICK_MS = 1000;
+const MAX_PENDING_EVENTS = 1000;
+/** How often the lease deadline is checked: the self-fencing margin must cover this plus the kill. */
+const LEASE_GUARD_MS = 100;
 
 export class Agent {
   private vms: VmMaps = emptyVmMaps();
@@ -31,6 +36,10 @@ export class Agent {
   private readonly reported = new Map<string, string>();
   private readonly acks = new Map<string, number>();
   private readonly rbdClients = new Map<string, string[]>();
+  private readonly pendingEvents: Array<{ event: Omit<HavenEvent, "time">; at: Date }> = [];
+  private flushing = false;
+  /** Guests killed by self-fencing, so their exit is reported as such rather than as a crash. */
+  private readonly fenced = new Set<string>();
   private synced = false;
   readonly reconcile: () => void;
 
@@ -68,12 +77,38 @@ export class Agent {
       },
       (err, retryInMs) => log.warn("watch failed", { err, retryInMs }),
     );
+    const guard = this.guardLease(signal);
     while (!signal.aborted) {
       await sleep(TICK_MS, signal);
       this.reconcile();
     }
+    await guard;
     unsubscribe();
     await informer;
+  }
+
+  /** Kills every guest the moment the lease deadline passes, without waiting for etcd or a reconcile. */
+  private async guardLease(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      if (!this.deps.leaseValid() && this.running.size > 0) await this.selfFence();
+      await sleep(LEASE_GUARD_MS, signal);
+    }
+  }
+
+  /** SIGKILL every guest of this node at once: they may no longer run here (invariant 2). */
+  async selfFence(): Promise<void> {
+    const victims = [...this.running.values()];
+    if (victims.length === 0) return;
+    this.deps.log.warn("self-fencing: killing all guests", { vms: victims.map((g) => g.vm) });
+    for (const guest of victims) this.fenced.add(guest.vm);
+    await Promise.all(
+      victims.map((guest) =>
+        this.deps.hypervisor.kill(guest.vm).catch((err: unknown) => {
+          this.deps.log.error("self-fencing kill failed", { vm: guest.vm, err });
+        }),
+      ),
+    );
+    for (const guest of victims) this.event("self-fenced", guest.vm, SELF_FENCE_REASON);
   }
 
   /** A crash reported by an earlier run of this agent stays a crash: the controller decides what follows. */
@@ -103,7 +138,9 @@ export class Agent {
     const guest = this.running.get(vm);
     if (!guest || guest.generation !== generation) return;
     this.running.delete(vm);
-    if (this.busy.get(vm) !== "stopping") {
+    if (this.fenced.delete(vm)) {
+      this.outcomes.set(vm, { generation, state: "crashed", message: SELF_FENCE_REASON });
+    } else if (this.busy.get(vm) !== "stopping") {
       this.outcomes.set(vm, { generation, state: "crashed", message: "QEMU exited unexpectedly" });
       this.deps.log.warn("guest exited unexpectedly", { vm, generation, pid: guest.pid });
       this.event("crashed", vm, `QEMU (pid ${guest.pid}) exited unexpectedly`);
@@ -119,10 +156,12 @@ export class Agent {
       placements: this.vms.placements,
       running: this.running,
       outcomes: this.outcomes,
+      leaseValid: this.deps.leaseValid(),
     });
     for (const action of actions) {
       if (!this.busy.has(action.vm)) void this.execute(action);
     }
+    await this.flushEvents();
     await this.readCanaryAcks();
     await this.readRbdClients();
     await this.reportStatuses();
@@ -155,7 +194,7 @@ export class Agent {
 
   private async start(vm: string, generation: number): Promise<void> {
     const spec = this.vms.specs.get(vm);
-    if (!spec) return;
+    if (!spec || !this.deps.leaseValid()) return;
     try {
       const guest = await this.deps.hypervisor.start(this.launchOf(spec, generation));
       this.running.set(vm, guest);
@@ -258,10 +297,27 @@ export class Agent {
     this.reconcile();
   }
 
+  /** Records an event; while etcd is unreachable events wait in order (with their own time) and go later. */
   private event(type: string, vm: string, reason: string): void {
-    this.deps.store
-      .appendEvent({ type, vm, node: this.deps.node, reason })
-      .catch((err: unknown) => this.deps.log.warn("event not recorded", { err, type, vm }));
+    if (this.pendingEvents.length >= MAX_PENDING_EVENTS) this.pendingEvents.shift();
+    this.pendingEvents.push({ event: { type, vm, node: this.deps.node, reason }, at: new Date() });
+    void this.flushEvents();
+  }
+
+  private async flushEvents(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.pendingEvents.length > 0) {
+        const { event, at } = this.pendingEvents[0]!;
+        await this.deps.store.appendEvent(event, at);
+        this.pendingEvents.shift();
+      }
+    } catch (err) {
+      this.deps.log.warn("events not recorded yet", { err, pending: this.pendingEvents.length });
+    } finally {
+      this.flushing = false;
+    }
   }
 }
 

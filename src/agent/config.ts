@@ -16,6 +16,8 @@ export const nodeConfigSchema = z.object({
   stateDir: z.string().min(1),
   storage: storageConfigSchema,
   leaseTtlSeconds: z.number().int().min(2).max(300).default(5),
+  /** Guests are killed this long (default DEFAULT_SELF_FENCE_MARGIN_MS) before the node lease could expire on etcd's side (invariant 2). */
+  selfFenceMarginMs: z.number().int().min(200).max(60_000).optional(),
   accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
   /** Where the canary guest's kernel and initramfs are (guest/build in a checkout). */
   guestDir: z.string().min(1),

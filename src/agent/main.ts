@@ -16,6 +16,7 @@ import { createApiServer } from "../api/server.js";
 import { HavenService } from "../api/service.js";
 import { Controller } from "../controller/controller.js";
 import type { NodeInfo } from "../core/model.js";
+import { DEFAULT_SELF_FENCE_MARGIN_MS, mayRunGuests } from "../core/self-fence.js";
 import { sleep } from "../lib/async.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { VERSION } from "../lib/version.js";
@@ -61,6 +62,8 @@ async function main(): Promise<void> {
     storage,
     accel: accel.accel,
     lease: () => lease.id,
+    leaseValid: () =>
+      mayRunGuests(Date.now(), lease.deadline(config.selfFenceMarginMs ?? DEFAULT_SELF_FENCE_MARGIN_MS)),
     log: log.child("agent"),
   });
   const controller = new Controller({
@@ -87,7 +90,11 @@ async function main(): Promise<void> {
   log.info("havend ready", { api: info.api, accel: accel.accel, version: VERSION });
 
   await Promise.all([
-    lease.keepAlive(shutdown.signal, () => agent.resetReported()),
+    lease.keepAlive(
+      shutdown.signal,
+      () => agent.selfFence(),
+      () => agent.resetReported(),
+    ),
     agent.run(shutdown.signal),
     controller.run(shutdown.signal),
     watchStorageHealth(storage, lease, log, shutdown.signal),

@@ -4,6 +4,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import type { NodeInfo } from "../core/model.js";
+import { keepAliveIntervalMs, selfFenceDeadline } from "../core/self-fence.js";
 import { sleep } from "../lib/async.js";
 import type { Logger } from "../lib/log.js";
 
@@ -49,9 +50,21 @@ export class NodeLease {
     if (this.leaseId) await this.store.putNode(this.info, this.leaseId);
   }
 
-  /** Keeps the lease alive until the signal aborts; re-registers when the lease was lost. */
-  async keepAlive(signal: AbortSignal, onNewLease: (leaseId: string) => void): Promise<void> {
-    const intervalMs = (this.ttlSeconds * 1000) / 3;
+  /** Until when this node may run guests (see core/self-fence.ts). */
+  deadline(marginMs: number): number {
+    return selfFenceDeadline(this.lastRenewSentAt, this.ttlSeconds, marginMs);
+  }
+
+  /**
+   * Keeps the lease alive until the signal aborts. When etcd says the lease is gone, `onLost` runs first (the
+   * agent kills its guests: they ran on a lease that no longer exists), then the node registers again.
+   */
+  async keepAlive(
+    signal: AbortSignal,
+    onLost: () => Promise<void>,
+    onNewLease: (leaseId: string) => void,
+  ): Promise<void> {
+    const intervalMs = keepAliveIntervalMs(this.ttlSeconds);
     while (!signal.aborted) {
       await sleep(intervalMs, signal);
       if (signal.aborted) return;
@@ -63,6 +76,8 @@ export class NodeLease {
           continue;
         }
         this.log.warn("lease lost, registering again", { leaseId: this.leaseId });
+        this.lastRenewSentAt = 0;
+        await onLost();
         await writeFile(this.leaseFile, "", { mode: 0o600 });
         onNewLease(await this.register());
       } catch (err) {

@@ -19,7 +19,11 @@ export interface AgentView {
   placements: ReadonlyMap<string, Placement>;
   running: ReadonlyMap<string, LocalGuest>;
   outcomes: ReadonlyMap<string, LocalOutcome>;
+  /** False once the node lease may have expired (invariant 2): nothing may run here then. */
+  leaseValid: boolean;
 }
+
+export const SELF_FENCE_REASON = "self-fencing: the node lease was not renewed in time";
 
 export type AgentAction =
   | { type: "start"; vm: string; generation: number }
@@ -27,6 +31,9 @@ export type AgentAction =
   | { type: "kill"; vm: string; reason: string };
 
 export function planAgent(view: AgentView): AgentAction[] {
+  if (!view.leaseValid) {
+    return [...view.running.keys()].map((vm) => ({ type: "kill", vm, reason: SELF_FENCE_REASON }));
+  }
   const actions: AgentAction[] = [];
   for (const [vm, guest] of view.running) {
     const wanted = wantedGeneration(view, vm);

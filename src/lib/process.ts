@@ -4,13 +4,14 @@ import { readFileSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import { sleep } from "./async.js";
 
+/** True while the process exists and is not a zombie (this machine's init can be slow to reap). */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  return !isZombie(pid);
 }
 
 export function commandLine(pid: number): string {
@@ -25,7 +26,7 @@ export function commandLine(pid: number): string {
 export async function livePid(pidFile: string, marker: string): Promise<number | undefined> {
   const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
-  return commandLine(pid).includes(marker) && !isZombie(pid) ? pid : undefined;
+  return commandLine(pid).includes(marker) ? pid : undefined;
 }
 
 function isZombie(pid: number): boolean {
@@ -47,10 +48,10 @@ export async function terminate(pid: number, graceMs: number): Promise<void> {
   };
   signalIfAlive("SIGTERM");
   const deadline = Date.now() + graceMs;
-  while (isAlive(pid) && !isZombie(pid) && Date.now() < deadline) await sleep(50);
-  if (!isAlive(pid) || isZombie(pid)) return;
+  while (isAlive(pid) && Date.now() < deadline) await sleep(50);
+  if (!isAlive(pid)) return;
   signalIfAlive("SIGKILL");
-  while (isAlive(pid) && !isZombie(pid)) await sleep(50);
+  while (isAlive(pid)) await sleep(50);
 }
 
 /** Every live process whose command line contains `marker` (for leak checks and cleanup). */
@@ -59,5 +60,5 @@ export async function processesMatching(marker: string): Promise<Array<{ pid: nu
   return entries
     .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
     .map((entry) => ({ pid: Number(entry), cmdline: commandLine(Number(entry)) }))
-    .filter(({ pid, cmdline }) => cmdline.includes(marker) && !isZombie(pid));
+    .filter(({ pid, cmdline }) => cmdline.includes(marker) && isAlive(pid));
 }

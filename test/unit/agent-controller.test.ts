@@ -22,6 +22,7 @@ describe("agent + controller on fakes", () => {
   let storage: FakeStorage;
   let shutdown: AbortController;
   let running: Promise<unknown>[];
+  let leaseOk: boolean;
   const hypervisors = new Map<string, FakeHypervisor>();
 
   async function startNode(name: string, hypervisor = new FakeHypervisor()): Promise<FakeHypervisor> {
@@ -40,7 +41,8 @@ describe("agent + controller on fakes", () => {
     };
     await store.putNode(info, lease);
     const deps = { node: name, store, lease: () => lease, log: silentLogger };
-    running.push(new Agent({ ...deps, hypervisor, storage, accel: "tcg" }).run(shutdown.signal));
+    const leaseValid = () => leaseOk;
+    running.push(new Agent({ ...deps, hypervisor, storage, accel: "tcg", leaseValid }).run(shutdown.signal));
     running.push(new Controller(deps).run(shutdown.signal));
     return hypervisor;
   }
@@ -64,6 +66,7 @@ describe("agent + controller on fakes", () => {
     service = new HavenService(store, storage, { name: "test", guestDir: "/nonexistent" });
     shutdown = new AbortController();
     running = [];
+    leaseOk = true;
     hypervisors.clear();
   });
 
@@ -149,6 +152,7 @@ describe("agent + controller on fakes", () => {
         storage,
         accel: "tcg",
         lease: () => lease,
+        leaseValid: () => true,
         log: silentLogger,
       }).run(shutdown.signal),
     );
@@ -156,6 +160,20 @@ describe("agent + controller on fakes", () => {
     const after = await show("a");
     assert.equal(hv.started.length, 1);
     assert.equal(after.pid, before.pid);
+  });
+
+  test("an agent whose lease deadline passed kills its guests within moments and starts none", async () => {
+    const hv = await startNode("n1");
+    await create("a");
+    await until("running", (v) => v.state === "running");
+    leaseOk = false;
+    const started = Date.now();
+    await waitFor("guest killed", () => (hv.guests.size === 0 ? true : undefined), 2000, 10);
+    assert.ok(Date.now() - started < 500, `killed after ${Date.now() - started} ms`);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(hv.guests.size, 0, "nothing restarted while the lease is invalid");
+    const types = (await service.events(100)).map((e) => e.type);
+    assert.ok(types.includes("self-fenced"));
   });
 
   test("create rolls back its disk when the name is taken, delete removes disks", async () => {

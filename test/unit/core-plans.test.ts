@@ -1,7 +1,13 @@
 // The controller's and the agent's decisions, as pure functions of the cluster state.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { planAgent, type LocalGuest, type LocalOutcome } from "../../src/core/agent-plan.js";
+import {
+  planAgent,
+  SELF_FENCE_REASON,
+  type LocalGuest,
+  type LocalOutcome,
+} from "../../src/core/agent-plan.js";
+import { keepAliveIntervalMs, mayRunGuests, selfFenceDeadline } from "../../src/core/self-fence.js";
 import { planController, type ClusterView } from "../../src/core/controller-plan.js";
 import type { NodeInfo, Placement, VmSpec, VmStatus } from "../../src/core/model.js";
 import { viewVm } from "../../src/core/model.js";
@@ -174,12 +180,14 @@ describe("agent plan", () => {
     placements?: Record<string, Placement>;
     running?: Record<string, LocalGuest>;
     outcomes?: Record<string, LocalOutcome>;
+    leaseValid?: boolean;
   }) => ({
     node: "n1",
     specs: new Map((parts.specs ?? []).map((s) => [s.name, s])),
     placements: new Map(Object.entries(parts.placements ?? {})),
     running: new Map(Object.entries(parts.running ?? {})),
     outcomes: new Map(Object.entries(parts.outcomes ?? {})),
+    leaseValid: parts.leaseValid ?? true,
   });
 
   test("starts what is placed here, leaves other nodes' guests alone", () => {
@@ -228,6 +236,26 @@ describe("agent plan", () => {
       { type: "stop", vm: "c", reason: "placed on n2" },
       { type: "stop", vm: "d", reason: "placement is in state error" },
     ]);
+  });
+
+  test("without a valid lease: kills every guest and starts nothing (invariant 2)", () => {
+    const actions = planAgent(
+      agentView({
+        specs: [spec("a"), spec("b")],
+        placements: { a: placement("n1"), b: placement("n1") },
+        running: { a: { vm: "a", generation: 1 } },
+        leaseValid: false,
+      }),
+    );
+    assert.deepEqual(actions, [{ type: "kill", vm: "a", reason: SELF_FENCE_REASON }]);
+  });
+
+  test("the self-fencing deadline counts from when the last good keep-alive was sent", () => {
+    assert.equal(selfFenceDeadline(10_000, 5, 1500), 13_500);
+    assert.equal(selfFenceDeadline(0, 5, 1500), 0, "never renewed: no right to run");
+    assert.ok(mayRunGuests(13_499, 13_500));
+    assert.ok(!mayRunGuests(13_500, 13_500));
+    assert.equal(keepAliveIntervalMs(5), 1000);
   });
 
   test("kills a guest superseded by a newer generation", () => {

@@ -1,0 +1,67 @@
+// Invariant 2, "run only with a lease", with real processes: when etcd goes away, every agent kills its
+// guests before its lease could have expired; when etcd returns, the guests come back and no write was lost.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { CanaryReport } from "../../src/core/canary.js";
+import type { VmView } from "../../src/core/model.js";
+import { isAlive, processesMatching } from "../../src/lib/process.js";
+import { eventually, TestCluster } from "./harness.js";
+
+const LEASE_TTL_MS = 5000;
+
+describe("self-fencing", { timeout: 300_000 }, () => {
+  let cluster: TestCluster;
+  const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
+
+  before(async () => {
+    cluster = await TestCluster.start({ nodes: 2 });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test("etcd lost: guests are killed within the lease TTL; etcd back: guests run again, disk clean", async (t) => {
+    assert.equal((await cluster.haven(["vm", "create", "canary", "--canary", "--start"])).code, 0);
+    const running = await eventually("canary acking", async () => {
+      const view = await show("canary");
+      return view.state === "running" && (view.lastAck ?? 0) > 3 ? view : undefined;
+    });
+
+    const etcd = (await processesMatching(cluster.stateDir)).filter(({ cmdline }) =>
+      /^\S*etcd /.test(cmdline),
+    );
+    assert.ok(etcd.length > 0, "found the cluster's etcd");
+    const lostAt = Date.now();
+    for (const { pid } of etcd) process.kill(pid, "SIGKILL");
+
+    await eventually(
+      "QEMU killed by its agent",
+      async () => (isAlive(running.pid!) ? undefined : true),
+      LEASE_TTL_MS + 2000,
+    );
+    const killedAfter = Date.now() - lostAt;
+    t.diagnostic(`guest killed ${killedAfter} ms after etcd was lost`);
+    assert.ok(
+      killedAfter < LEASE_TTL_MS,
+      `guest killed ${killedAfter} ms after etcd was lost (TTL ${LEASE_TTL_MS} ms)`,
+    );
+
+    const up = await cluster.haven(["cluster", "up"]);
+    assert.equal(up.code, 0, up.stderr);
+    const back = await eventually(
+      "canary running again",
+      async () => {
+        const view = await show("canary");
+        return view.state === "running" && view.pid !== running.pid && (view.lastAck ?? 0) > running.lastAck!
+          ? view
+          : undefined;
+      },
+      90_000,
+    );
+    assert.equal(back.restarts, 1);
+    const report = await cluster.json<CanaryReport>(["canary", "verify", "canary"]);
+    assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
+    const events = await cluster.json<Array<{ type: string }>>(["events", "--limit", "200"]);
+    assert.ok(events.some((e) => e.type === "self-fenced"));
+  });
+});

@@ -36,7 +36,7 @@ describe("self-fencing", { timeout: 300_000 }, () => {
 
     await eventually(
       "QEMU killed by its agent",
-      async () => (isAlive(running.pid!) ? undefined : true),
+      () => Promise.resolve(isAlive(running.pid!) ? undefined : true),
       LEASE_TTL_MS + 2000,
     );
     const killedAfter = Date.now() - lostAt;

@@ -101,7 +101,9 @@ function buildRoutes(service: HavenService): Route[] {
       return service.cloneDisk(name!, snapshot, target, poolOf(query));
     }),
     route("GET", "/v1/storage/ceph", () => service.cephStatus()),
-    route("GET", "/v1/events", (_, __, query) => service.events(limitOf(query))),
+    route("GET", "/v1/events", (_, __, query) =>
+      service.events(limitOf(query), query.get("after") ?? undefined),
+    ),
   ];
 }
 

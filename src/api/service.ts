@@ -108,8 +108,8 @@ export class HavenService {
     return { ...viewVm(spec.value, placement?.value, status), spec: spec.value };
   }
 
-  async events(limit: number): Promise<HavenEvent[]> {
-    const events = await this.store.listEvents();
+  async events(limit: number, after?: string): Promise<Array<HavenEvent & { id: string }>> {
+    const events = await this.store.listEvents(after);
     return events.slice(-limit);
   }
 

@@ -146,6 +146,21 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
     assert.ok(highestAckInLog(log) >= view.lastAck!);
   });
 
+  test("events --follow prints new events as they happen", async () => {
+    const follow = cluster.haven(["events", "--follow", "--json", "--limit", "1"], { timeoutMs: 6000 });
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await cluster.haven(["vm", "create", "followed", "--canary"])).code, 0);
+    const lines = (await follow).stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { type: string; vm?: string });
+    assert.ok(
+      lines.some((e) => e.type === "created" && e.vm === "followed"),
+      JSON.stringify(lines),
+    );
+    assert.equal((await cluster.haven(["vm", "delete", "followed"])).code, 0);
+  });
+
   test("vm console shows the serial output", async () => {
     const console = await cluster.haven(["vm", "console", "canary"], { input: "", timeoutMs: 20_000 });
     assert.equal(console.code, 0, console.stderr);

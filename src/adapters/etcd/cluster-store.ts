@@ -208,9 +208,12 @@ export class ClusterStore {
     return full;
   }
 
-  async listEvents(): Promise<HavenEvent[]> {
+  /** Events in the order they happened, each with its id (its key, which sorts by time); `after` skips older ones. */
+  async listEvents(after?: string): Promise<Array<HavenEvent & { id: string }>> {
     const { kvs } = await this.etcd.list(this.eventsPrefix);
-    return kvs.map((kv) => decode(eventSchema, kv));
+    return kvs
+      .map((kv) => ({ id: kv.key.slice(this.eventsPrefix.length), ...decode(eventSchema, kv) }))
+      .filter((event) => after === undefined || event.id > after);
   }
 }
 

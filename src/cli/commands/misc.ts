@@ -2,6 +2,8 @@
 import type { Command } from "commander";
 import type { CanaryReport } from "../../core/canary.js";
 import type { HavenEvent } from "../../core/model.js";
+import { sleep } from "../../lib/async.js";
+import type { ApiClient } from "../api-client.js";
 import type { CliContext } from "../context.js";
 import { printJson, printTable } from "../output.js";
 import { intOption } from "../parse.js";
@@ -34,13 +36,52 @@ export function registerMisc(program: Command, ctx: CliContext): void {
     .command("events")
     .description("every decision Haven made, with its reason")
     .option("--limit <n>", "how many of the newest events", intOption("--limit"), 50)
-    .option("--json", "machine-readable output")
-    .action(async (options: { limit: number; json?: boolean }) => {
-      const events = await (await ctx.api()).get<HavenEvent[]>(`/v1/events?limit=${options.limit}`);
-      if (options.json) return printJson(events);
-      printTable(
-        ["TIME", "TYPE", "VM", "NODE", "REASON"],
-        events.map((e) => [e.time, e.type, e.vm, e.node, e.reason]),
-      );
+    .option("--follow", "keep printing new events as they happen (Ctrl-C to stop)")
+    .option("--json", "machine-readable output (with --follow: one JSON object per line)")
+    .action(async (options: { limit: number; follow?: boolean; json?: boolean }) => {
+      const api = await ctx.api();
+      const events = await api.get<Array<HavenEvent & { id: string }>>(`/v1/events?limit=${options.limit}`);
+      if (!options.follow) {
+        if (options.json) return printJson(events);
+        return printTable(
+          ["TIME", "TYPE", "VM", "NODE", "REASON"],
+          events.map((e) => [e.time, e.type, e.vm, e.node, e.reason]),
+        );
+      }
+      await followEvents(api, events, options.json ?? false);
     });
+}
+
+const FOLLOW_POLL_MS = 500;
+
+/**
+ * Prints events as they come. Polling through the API client (rather than holding one stream) keeps following
+ * across the loss of the node it talks to: the next poll simply goes to another node.
+ */
+async function followEvents(
+  api: ApiClient,
+  initial: Array<HavenEvent & { id: string }>,
+  json: boolean,
+): Promise<never> {
+  const print = (e: HavenEvent) =>
+    console.log(
+      json
+        ? JSON.stringify(e)
+        : [e.time, e.type.padEnd(14), (e.vm ?? "-").padEnd(12), (e.node ?? "-").padEnd(8), e.reason].join(
+            "  ",
+          ),
+    );
+  initial.forEach(print);
+  let after = initial.at(-1)?.id ?? "";
+  for (;;) {
+    await sleep(FOLLOW_POLL_MS);
+    const fresh = await api
+      .get<Array<HavenEvent & { id: string }>>(`/v1/events?limit=10000&after=${encodeURIComponent(after)}`)
+      .catch((err: unknown) => {
+        process.stderr.write(`haven: ${(err as Error).message}; retrying\n`);
+        return [];
+      });
+    fresh.forEach(print);
+    after = fresh.at(-1)?.id ?? after;
+  }
 }

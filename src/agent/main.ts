@@ -69,6 +69,7 @@ async function main(): Promise<void> {
   const controller = new Controller({
     node: config.node,
     store,
+    storage,
     lease: () => lease.id,
     log: log.child("controller"),
   });

@@ -148,6 +148,7 @@ export class HavenService {
         disks: diskSizeMb !== undefined ? [{ image }] : [],
         canary: request.canary,
         restartLimit: request.restartLimit,
+        ha: request.ha,
         stopGraceSeconds:
           request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
         createdAt: new Date().toISOString(),

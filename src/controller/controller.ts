@@ -4,7 +4,8 @@ import { emptyVmMaps, type ClusterStore, type VmMaps } from "../adapters/etcd/cl
 import { campaign, resign } from "../adapters/etcd/election.js";
 import { runInformer } from "../adapters/etcd/informer.js";
 import { planController, type ControllerAction } from "../core/controller-plan.js";
-import type { NodeInfo } from "../core/model.js";
+import type { StorageBackend } from "../adapters/storage/port.js";
+import type { HavenEvent, NodeInfo } from "../core/model.js";
 import { nodeInfoSchema } from "../core/model.js";
 import { serialized, sleep } from "../lib/async.js";
 import type { Logger } from "../lib/log.js";
@@ -12,11 +13,15 @@ import type { Logger } from "../lib/log.js";
 export interface ControllerDeps {
   node: string;
   store: ClusterStore;
+  /** Fences a failed node's guests on storage before they are recovered elsewhere (invariant 3). */
+  storage: StorageBackend;
   lease: () => string;
   log: Logger;
 }
 
 const TICK_MS = 1000;
+/** Blocklist entries outlive any partition a node could come back from: a week. */
+const FENCE_EXPIRE_SECONDS = 7 * 24 * 3600;
 
 export class Controller {
   private readonly nodes = new Map<string, NodeInfo>();
@@ -24,6 +29,7 @@ export class Controller {
   /** Last reason reported per unplaceable VM, so a waiting VM is one event, not one per second. */
   private readonly unplaceable = new Map<string, string>();
   private synced = { nodes: false, vms: false };
+  private readonly lostNodes = new Set<string>();
   private readonly reconcile: () => void;
 
   constructor(private readonly deps: ControllerDeps) {
@@ -93,8 +99,18 @@ export class Controller {
         onEvents: (events) => {
           for (const { type, kv } of events) {
             const name = kv.key.slice(store.nodesPrefix.length);
-            if (type === "delete") this.nodes.delete(name);
-            else this.nodes.set(name, nodeInfoSchema.parse(JSON.parse(kv.value)));
+            if (type === "delete") {
+              this.nodes.delete(name);
+              this.event({
+                type: "node-lost",
+                node: name,
+                reason: "its lease expired: no keep-alive within the TTL",
+              });
+            } else {
+              if (!this.nodes.has(name))
+                this.event({ type: "node-joined", node: name, reason: "registered with a new lease" });
+              this.nodes.set(name, nodeInfoSchema.parse(JSON.parse(kv.value)));
+            }
           }
           this.reconcile();
         },
@@ -118,8 +134,53 @@ export class Controller {
     await Promise.all([nodes, vms]);
   }
 
+  /** Invariant 3: fence first; only a fenced guest may start elsewhere. A failed fence is a refusal, retried. */
+  private async recover(action: Extract<ControllerAction, { type: "recover" }>): Promise<void> {
+    const { store, storage, log } = this.deps;
+    const fenced: string[] = [];
+    try {
+      for (const image of action.images) fenced.push(...(await storage.fence(image, FENCE_EXPIRE_SECONDS)));
+    } catch (err) {
+      const reason = `node ${action.from} failed, but its guest could not be fenced, so it is not started elsewhere: ${(err as Error).message}`;
+      if (this.unplaceable.get(action.vm) === reason) return;
+      this.unplaceable.set(action.vm, reason);
+      log.warn("recovery refused", { vm: action.vm, node: action.from, err });
+      this.event({ type: "recovery-refused", vm: action.vm, node: action.from, reason });
+      return;
+    }
+    this.unplaceable.delete(action.vm);
+    const clients = fenced.length > 0 ? `blocklisted ${fenced.join(", ")}` : "no client held its disks";
+    this.event({
+      type: "fenced",
+      vm: action.vm,
+      node: action.from,
+      reason: `${clients} (${action.images.join(", ") || "no disks"})`,
+    });
+    const placement = { ...action.placement, updatedAt: new Date().toISOString() };
+    if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration))) return;
+    this.vms.placements.set(action.vm, placement);
+    log.info("recovered", { vm: action.vm, from: action.from, to: placement.node });
+    this.event({ type: "recovered", vm: action.vm, node: placement.node, reason: action.event });
+  }
+
+  /** One detection event per lost node, also when a new leader first sees placements on a node that is gone. */
+  private noteNodeLost(node: string): void {
+    if (this.lostNodes.has(node)) return;
+    this.lostNodes.add(node);
+    this.event({ type: "node-lost", node, reason: "its lease expired: no keep-alive within the TTL" });
+  }
+
+  private event(event: Omit<HavenEvent, "time">): void {
+    this.deps.store
+      .appendEvent(event)
+      .catch((err: unknown) => this.deps.log.warn("event not recorded", { err }));
+  }
+
   private async reconcileOnce(): Promise<void> {
     if (!this.synced.nodes || !this.synced.vms) return;
+    for (const placement of this.vms.placements.values()) {
+      if (!this.nodes.has(placement.node)) this.noteNodeLost(placement.node);
+    }
     const actions = planController({
       nodes: [...this.nodes.values()],
       ...this.vms,
@@ -140,6 +201,7 @@ export class Controller {
       await store.appendEvent({ type: "unplaceable", vm: action.vm, reason: action.reason });
       return;
     }
+    if (action.type === "recover") return this.recover(action);
     if (action.type === "release") {
       if (await store.swapPlacement(action.vm, null, action.expectedGeneration)) {
         this.vms.placements.delete(action.vm);

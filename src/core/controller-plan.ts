@@ -20,17 +20,34 @@ export type ControllerAction =
       event: string;
     }
   | { type: "release"; vm: string; expectedGeneration: number; reason: string }
+  /** Fence the guest's disks (every client of its failed node), then move the placement to a new node. */
+  | {
+      type: "recover";
+      vm: string;
+      from: string;
+      images: string[];
+      placement: Omit<Placement, "updatedAt">;
+      expectedGeneration: number;
+      event: string;
+    }
   | { type: "unplaceable"; vm: string; reason: string };
 
 export function planController(view: ClusterView): ControllerAction[] {
   const actions: ControllerAction[] = [];
+  const online = new Set(view.nodes.map((node) => node.name));
   // Placements decided in this round count against capacity for the next VM.
   const placements = new Map(view.placements);
   for (const spec of [...view.specs.values()].sort((a, b) => a.name.localeCompare(b.name))) {
-    const action = planVm(spec, placements.get(spec.name), view.statuses.get(spec.name), view, placements);
+    const placement = placements.get(spec.name);
+    const action =
+      placement && !online.has(placement.node)
+        ? planFailedNode(spec, placement, view, placements)
+        : planVm(spec, placement, view.statuses.get(spec.name), view, placements);
     if (!action) continue;
     actions.push(action);
-    if (action.type === "place") placements.set(spec.name, { ...action.placement, updatedAt: "" });
+    if (action.type === "place" || action.type === "recover") {
+      placements.set(spec.name, { ...action.placement, updatedAt: "" });
+    }
   }
   return actions;
 }
@@ -89,6 +106,40 @@ function planVm(
     return restartOrGiveUp(spec, placement, statusOfPlacement);
   }
   return undefined;
+}
+
+/**
+ * A placement on a node whose lease expired. Its guest may still run (a frozen or cut-off node), so nothing is
+ * started elsewhere before its disks are fenced; the controller does that as part of "recover".
+ */
+function planFailedNode(
+  spec: VmSpec,
+  placement: Placement,
+  view: ClusterView,
+  placements: ReadonlyMap<string, Placement>,
+): ControllerAction | undefined {
+  if (placement.state !== "active" || spec.state !== "started") return undefined;
+  if (!spec.ha) {
+    return { type: "unplaceable", vm: spec.name, reason: `node ${placement.node} failed; HA is off for this VM` };
+  }
+  const choice = chooseNode(spec, nodeLoads(view.nodes, view.specs, placements));
+  if (choice.node === null) {
+    return { type: "unplaceable", vm: spec.name, reason: `node ${placement.node} failed; ${choice.reason}` };
+  }
+  return {
+    type: "recover",
+    vm: spec.name,
+    from: placement.node,
+    images: spec.disks.map((disk) => disk.image),
+    placement: {
+      ...placement,
+      node: choice.node,
+      generation: placement.generation + 1,
+      reason: `recovered from failed node ${placement.node}`,
+    },
+    expectedGeneration: placement.generation,
+    event: `node ${placement.node} failed: fenced its disks, recovering on ${choice.node}`,
+  };
 }
 
 function restartOrGiveUp(spec: VmSpec, placement: Placement, status: VmStatus): ControllerAction {

@@ -55,6 +55,8 @@ export const vmSpecSchema = z.object({
   disks: z.array(z.object({ image: imageNameSchema })),
   /** The canary guest: its disk can be verified with `haven canary verify`. */
   canary: z.boolean(),
+  /** Highly available: when its node fails, the guest is fenced and started on another node. */
+  ha: z.boolean().default(true),
   /** How often the controller restarts a crashed guest before giving up (state error). */
   restartLimit: z.number().int().min(0).max(100),
   /** How long a stop waits for the guest to power down before QEMU is told to quit. */

@@ -12,6 +12,7 @@ import type { RbdStorageConfig } from "../../src/adapters/storage/config.js";
 import type { CanaryReport } from "../../src/core/canary.js";
 import { highestAckInLog, verifyCanaryImage } from "../../src/core/canary.js";
 import type { VmView } from "../../src/core/model.js";
+import { isAlive } from "../../src/lib/process.js";
 import { eventually, TestCluster } from "./harness.js";
 
 describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
@@ -253,5 +254,83 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     assert.match(inUse.stderr, /VM canary uses it/);
     const images = JSON.parse(rbd("ls", "--format", "json", "rbd")) as string[];
     assert.deepEqual(images.sort(), ["canary-disk0"]);
+  });
+
+  const nodeDir = (node: string) => join(cluster.stateDir, "nodes", node);
+  const havendPid = async (node: string) => Number(await readFile(join(nodeDir(node), "havend.pid"), "utf8"));
+  const serialAcks = async (node: string, vm: string) =>
+    highestAckInLog(
+      await readFile(join(nodeDir(node), "guests", vm, "serial.log"), "latin1").catch(() => ""),
+    );
+
+  async function assertCleanAfterFailover(vm: string, nodes: string[]): Promise<void> {
+    let acked = 0;
+    for (const node of nodes) acked = Math.max(acked, await serialAcks(node, vm));
+    const report = await cluster.json<CanaryReport>(["canary", "verify", vm]);
+    assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
+    assert.ok(
+      report.highestSeq >= acked,
+      `every acknowledged record is on disk (${report.highestSeq} >= ${acked})`,
+    );
+  }
+
+  test("a killed node: its guest is fenced and recovered on another node within seconds", async (t) => {
+    const before = await ackAbove("canary", 0);
+    const killedAt = Date.now();
+    process.kill(await havendPid(before.node!), "SIGKILL");
+    process.kill(before.pid!, "SIGKILL");
+    const after = await eventually(
+      "canary acking on another node",
+      async () => {
+        const view = await show("canary");
+        return view.state === "running" && view.node !== before.node && (view.lastAck ?? 0) > 0
+          ? view
+          : undefined;
+      },
+      60_000,
+    );
+    t.diagnostic(
+      `guest acking again on ${after.node} ${Date.now() - killedAt} ms after ${before.node} was killed`,
+    );
+    const events = await cluster.json<Array<{ type: string; vm?: string; node?: string }>>([
+      "events",
+      "--limit",
+      "500",
+    ]);
+    for (const type of ["node-lost", "fenced", "recovered"])
+      assert.ok(
+        events.some((e) => e.type === type),
+        type,
+      );
+    await ackAbove("canary", (await show("canary")).lastAck! + 5);
+    await assertCleanAfterFailover("canary", [before.node!, after.node!]);
+    assert.equal((await cluster.haven(["cluster", "up"])).code, 0, "the killed node comes back");
+  });
+
+  test("a frozen node: recovered elsewhere; thawed, its old QEMU cannot write and is killed", async (t) => {
+    const before = await ackAbove("canary", 0);
+    const frozen = [await havendPid(before.node!), before.pid!];
+    for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    try {
+      const after = await eventually(
+        "canary recovered while its old node is frozen",
+        async () => {
+          const view = await show("canary");
+          return view.state === "running" && view.node !== before.node && (view.lastAck ?? 0) > 0
+            ? view
+            : undefined;
+        },
+        60_000,
+      );
+      await ackAbove("canary", after.lastAck! + 5);
+      t.diagnostic(`recovered on ${after.node}; thawing ${before.node}`);
+    } finally {
+      for (const pid of frozen) process.kill(pid, "SIGCONT");
+    }
+    await eventually("the old QEMU killed by its own agent", () =>
+      Promise.resolve(isAlive(before.pid!) ? undefined : true),
+    );
+    await ackAbove("canary", (await show("canary")).lastAck! + 5);
+    await assertCleanAfterFailover("canary", [before.node!, (await show("canary")).node!]);
   });
 });

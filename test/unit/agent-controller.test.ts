@@ -25,9 +25,16 @@ describe("agent + controller on fakes", () => {
   let leaseOk: boolean;
   const hypervisors = new Map<string, FakeHypervisor>();
 
+  const nodeLeases = new Map<string, string>();
+  const nodeStops = new Map<string, AbortController>();
+
   async function startNode(name: string, hypervisor = new FakeHypervisor()): Promise<FakeHypervisor> {
     hypervisors.set(name, hypervisor);
     const lease = await etcd.grantLease(5);
+    nodeLeases.set(name, lease);
+    const stop = new AbortController();
+    nodeStops.set(name, stop);
+    const signal = AbortSignal.any([shutdown.signal, stop.signal]);
     const info: NodeInfo = {
       name,
       api: "http://127.0.0.1:1",
@@ -42,9 +49,15 @@ describe("agent + controller on fakes", () => {
     await store.putNode(info, lease);
     const deps = { node: name, store, lease: () => lease, log: silentLogger };
     const leaseValid = () => leaseOk;
-    running.push(new Agent({ ...deps, hypervisor, storage, accel: "tcg", leaseValid }).run(shutdown.signal));
-    running.push(new Controller(deps).run(shutdown.signal));
+    running.push(new Agent({ ...deps, hypervisor, storage, accel: "tcg", leaseValid }).run(signal));
+    running.push(new Controller({ ...deps, storage }).run(signal));
     return hypervisor;
+  }
+
+  /** The node stops answering (frozen or cut off): its processes stop, its guests stay, its lease expires. */
+  async function failNode(name: string): Promise<void> {
+    nodeStops.get(name)!.abort();
+    await etcd.revokeLease(nodeLeases.get(name)!);
   }
 
   const show = (vm: string) => service.showVm(vm);
@@ -80,6 +93,7 @@ describe("agent + controller on fakes", () => {
     service.createVm({
       name,
       canary: false,
+      ha: true,
       kernel: KERNEL,
       start: true,
       restartLimit: 1,
@@ -174,6 +188,72 @@ describe("agent + controller on fakes", () => {
     assert.equal(hv.guests.size, 0, "nothing restarted while the lease is invalid");
     const types = (await service.events(100)).map((e) => e.type);
     assert.ok(types.includes("self-fenced"));
+  });
+
+  test("a failed node's guest is fenced, then recovered on another node", async () => {
+    const order: string[] = [];
+    const n1 = await startNode("n1");
+    await create("a");
+    await until("running on n1", (v) => v.state === "running" && v.node === "n1");
+    storage.watching.set("a-disk0", ["127.0.0.1:0/111"]);
+    const fence = storage.fence.bind(storage);
+    storage.fence = (image: string, expire?: number) => {
+      order.push(`fence ${image}`);
+      return fence(image, expire);
+    };
+    const n2 = await startNode("n2");
+    const start = n2.start.bind(n2);
+    n2.start = (launch) => {
+      order.push(`start ${launch.vm} on n2`);
+      return start(launch);
+    };
+    await failNode("n1");
+    const recovered = await until("running on n2", (v) => v.state === "running" && v.node === "n2");
+    assert.ok(recovered.generation! > 1);
+    assert.deepEqual(order, ["fence a-disk0", "start a on n2"], "fence before recover");
+    assert.deepEqual(storage.fences, [{ image: "a-disk0", addresses: ["127.0.0.1:0/111"] }]);
+    assert.equal(n1.guests.size, 1, "the frozen node still holds its (now fenced) QEMU");
+    const types = (await service.events(100)).map((e) => e.type);
+    for (const type of ["node-lost", "fenced", "recovered"]) assert.ok(types.includes(type), type);
+  });
+
+  test("a guest that cannot be fenced is never started elsewhere", async () => {
+    await startNode("n1");
+    await create("a");
+    await until("running on n1", (v) => v.state === "running" && v.node === "n1");
+    storage.canFence = false;
+    const n2 = await startNode("n2");
+    await failNode("n1");
+    await waitFor(
+      "refusal",
+      async () => {
+        const events = await service.events(100);
+        return events.some((e) => e.type === "recovery-refused") ? true : undefined;
+      },
+      5000,
+      20,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(n2.started.length, 0);
+    assert.equal((await show("a")).node, "n1");
+  });
+
+  test("a VM with HA off stays with its failed node", async () => {
+    await startNode("n1");
+    await create("a", { ha: false });
+    await until("running on n1", (v) => v.state === "running" && v.node === "n1");
+    const n2 = await startNode("n2");
+    await failNode("n1");
+    await waitFor(
+      "unplaceable event",
+      async () => {
+        const events = await service.events(100);
+        return events.some((e) => e.type === "unplaceable" && /HA is off/.test(e.reason)) ? true : undefined;
+      },
+      5000,
+      20,
+    );
+    assert.equal(n2.started.length, 0);
   });
 
   test("create rolls back its disk when the name is taken, delete removes disks", async () => {

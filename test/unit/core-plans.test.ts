@@ -33,6 +33,7 @@ const spec = (name: string, extra: Partial<VmSpec> = {}): VmSpec => ({
   kernel: "/k",
   disks: [],
   canary: false,
+  ha: true,
   restartLimit: 2,
   stopGraceSeconds: 0,
   createdAt: "t0",

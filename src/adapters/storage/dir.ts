@@ -147,6 +147,10 @@ export class DirStorage implements StorageBackend {
     return Promise.resolve([]);
   }
 
+  fence(): Promise<string[]> {
+    return Promise.reject(inputError("dir storage cannot fence a node's guests; use Ceph RBD storage for HA"));
+  }
+
   createSnapshot(): Promise<SnapshotInfo> {
     return Promise.reject(unsupported("snapshots"));
   }

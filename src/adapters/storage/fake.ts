@@ -124,6 +124,19 @@ export class FakeStorage implements StorageBackend {
     return this.watching.get(image) ?? [];
   }
 
+  /** Every fence, in order, for tests of the fence-before-recover rule. */
+  readonly fences: Array<{ image: string; addresses: string[] }> = [];
+  canFence = true;
+
+  async fence(image: string, _expireSeconds?: number): Promise<string[]> {
+    await Promise.resolve();
+    if (!this.canFence) throw inputError("fake storage cannot fence");
+    const addresses = this.watching.get(image) ?? [];
+    this.fences.push({ image, addresses });
+    this.watching.delete(image);
+    return addresses;
+  }
+
   private get(name: string): FakeImage {
     const image = this.images.get(name);
     if (!image) throw notFound(`disk ${name} does not exist`);

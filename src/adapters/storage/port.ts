@@ -63,4 +63,10 @@ export interface StorageBackend {
   importFile(path: string, target: string, onProgress?: (fraction: number) => void): Promise<ImageInfo>;
   /** Client addresses (IP:port/nonce) that have the image open right now; [] for the dir backend. */
   watchers(image: string): Promise<string[]>;
+  /**
+   * Storage fencing (invariant 3): blocklist, for `expireSeconds`, every client that watches or locks the image,
+   * then break its locks so that a new QEMU can take the image. Returns the fenced addresses. Backends that
+   * cannot fence reject with an INPUT error: without a fence, a guest is never started elsewhere.
+   */
+  fence(image: string, expireSeconds: number): Promise<string[]>;
 }

@@ -67,6 +67,16 @@ export const rbdChildrenSchema = z.array(
 );
 
 /** `rbd status --format json POOL/IMAGE` */
+/** `rbd lock ls --format json`: a list in Ceph 16 (older releases answered with an object keyed by lock id). */
+export const rbdLocksSchema = z
+  .union([
+    z.array(z.looseObject({ id: z.string(), locker: z.string(), address: z.string() })),
+    z.record(z.string(), z.looseObject({ locker: z.string(), address: z.string() })),
+  ])
+  .transform((locks) =>
+    Array.isArray(locks) ? locks : Object.entries(locks).map(([id, lock]) => ({ id, ...lock })),
+  );
+
 export const rbdStatusSchema = z.looseObject({
   watchers: z
     .array(

@@ -23,6 +23,7 @@ import {
   rbdInfoSchema,
   rbdLsLongSchema,
   rbdSnapLsSchema,
+  rbdLocksSchema,
   rbdStatusSchema,
   snapshotTime,
   type ErrorContext,
@@ -349,6 +350,22 @@ export class RbdStorage implements StorageBackend {
       missing: `disk ${image} does not exist`,
     });
     return status.watchers.map((watcher) => watcher.address);
+  }
+
+  async fence(image: string, expireSeconds: number): Promise<string[]> {
+    const missing = `disk ${image} does not exist`;
+    const locks = await this.rbdJson(rbdLocksSchema, ["lock", "ls", this.spec(image)], { missing });
+    const addresses = [...new Set([...(await this.watchers(image)), ...locks.map((lock) => lock.address)])].sort();
+    for (const address of addresses) {
+      await cephExec("ceph", this.admin, ["osd", "blocklist", "add", address, String(expireSeconds)], {
+        timeoutMs: this.timeoutMs,
+      }).catch((err: unknown) => {
+        throw this.mapError(err, {});
+      });
+    }
+    // A blocklisted owner never releases the exclusive lock by itself; break it so the new QEMU can take it.
+    for (const lock of locks) await this.rbd(["lock", "rm", this.spec(image), lock.id, lock.locker], { missing });
+    return addresses;
   }
 
   /** `rbd:POOL/IMAGE:id=..:conf=..:keyring=..` for qemu-img, with the admin identity. */

@@ -19,6 +19,7 @@ interface CreateOptions {
   vcpus?: number;
   diskSize?: number;
   restartLimit?: number;
+  ha: boolean;
   start?: boolean;
   wait: boolean;
   json?: boolean;
@@ -46,6 +47,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
       "restarts after crashes before the VM goes to error",
       intOption("--restart-limit"),
     )
+    .option("--no-ha", "do not recover it on another node when its node fails")
     .option("--start", "start it right away")
     .option("--no-wait", "with --start: return without waiting for the guest to run")
     .option("--json", "machine-readable output")
@@ -61,6 +63,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         vcpus: options.vcpus,
         diskSizeMb: options.diskSize,
         restartLimit: options.restartLimit,
+        ha: options.ha,
         start: options.start ?? false,
       });
       const view = options.start && options.wait ? await waitForState(ctx, name, "running") : created;

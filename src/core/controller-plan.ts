@@ -120,7 +120,11 @@ function planFailedNode(
 ): ControllerAction | undefined {
   if (placement.state !== "active" || spec.state !== "started") return undefined;
   if (!spec.ha) {
-    return { type: "unplaceable", vm: spec.name, reason: `node ${placement.node} failed; HA is off for this VM` };
+    return {
+      type: "unplaceable",
+      vm: spec.name,
+      reason: `node ${placement.node} failed; HA is off for this VM`,
+    };
   }
   const choice = chooseNode(spec, nodeLoads(view.nodes, view.specs, placements));
   if (choice.node === null) {

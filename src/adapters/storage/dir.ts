@@ -148,7 +148,9 @@ export class DirStorage implements StorageBackend {
   }
 
   fence(): Promise<string[]> {
-    return Promise.reject(inputError("dir storage cannot fence a node's guests; use Ceph RBD storage for HA"));
+    return Promise.reject(
+      inputError("dir storage cannot fence a node's guests; use Ceph RBD storage for HA"),
+    );
   }
 
   createSnapshot(): Promise<SnapshotInfo> {

@@ -355,7 +355,9 @@ export class RbdStorage implements StorageBackend {
   async fence(image: string, expireSeconds: number): Promise<string[]> {
     const missing = `disk ${image} does not exist`;
     const locks = await this.rbdJson(rbdLocksSchema, ["lock", "ls", this.spec(image)], { missing });
-    const addresses = [...new Set([...(await this.watchers(image)), ...locks.map((lock) => lock.address)])].sort();
+    const addresses = [
+      ...new Set([...(await this.watchers(image)), ...locks.map((lock) => lock.address)]),
+    ].sort();
     for (const address of addresses) {
       await cephExec("ceph", this.admin, ["osd", "blocklist", "add", address, String(expireSeconds)], {
         timeoutMs: this.timeoutMs,
@@ -364,7 +366,8 @@ export class RbdStorage implements StorageBackend {
       });
     }
     // A blocklisted owner never releases the exclusive lock by itself; break it so the new QEMU can take it.
-    for (const lock of locks) await this.rbd(["lock", "rm", this.spec(image), lock.id, lock.locker], { missing });
+    for (const lock of locks)
+      await this.rbd(["lock", "rm", this.spec(image), lock.id, lock.locker], { missing });
     return addresses;
   }
 

@@ -1,0 +1,137 @@
+// bench:failover — kill the node that runs the canary, N times (default 10, BENCH_KILLS), on a local 3-node
+// cluster on Ceph with default settings, and break each failover into phases:
+//   detection  kill → controller's node-lost event (the lease TTL dominates)
+//   fencing    node-lost → fenced (blocklisting the guest's RBD clients)
+//   placement  fenced → recovered (the new placement written)
+//   qemu start recovered → the new node's started event
+//   first ack  started → first `ack` line in the new node's serial log
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { VmView } from "../src/core/model.js";
+import { eventually, TestCluster } from "../test/integration/harness.js";
+
+const KILLS = Number(process.env.BENCH_KILLS ?? 10);
+const PHASES = ["detection", "fencing", "placement", "qemu start", "first ack", "total"] as const;
+type Phase = (typeof PHASES)[number];
+
+interface HavenEventRow {
+  time: string;
+  type: string;
+  vm?: string;
+  node?: string;
+}
+
+async function oneFailover(cluster: TestCluster): Promise<Record<Phase, number>> {
+  const before = await eventually("canary acking", async () => {
+    const view = await cluster.json<VmView>(["vm", "show", "canary"]);
+    return view.state === "running" && (view.lastAck ?? 0) > 0 ? view : undefined;
+  });
+  const nodeDir = (node: string) => join(cluster.stateDir, "nodes", node);
+  const havend = Number(await readFile(join(nodeDir(before.node!), "havend.pid"), "utf8"));
+  // Where each node's canary console log ends now: the new guest's output comes after that.
+  const logOf = (node: string) => join(nodeDir(node), "guests", "canary", "serial.log");
+  const nodes = ["node1", "node2", "node3"];
+  const offsets = new Map(
+    await Promise.all(
+      nodes.map(
+        async (node) => [node, (await readFile(logOf(node)).catch(() => Buffer.alloc(0))).length] as const,
+      ),
+    ),
+  );
+  const killedAt = Date.now();
+  process.kill(havend, "SIGKILL");
+  process.kill(before.pid!, "SIGKILL");
+
+  const after = await eventually(
+    "recovery",
+    async () => {
+      const view = await cluster.json<VmView>(["vm", "show", "canary"]);
+      return view.node && view.node !== before.node && view.state === "running" ? view : undefined;
+    },
+    120_000,
+  );
+  const firstAckAt = await eventually(
+    "first ack on the new node",
+    async () => {
+      const text = (await readFile(logOf(after.node!)).catch(() => Buffer.alloc(0))).subarray(
+        offsets.get(after.node!) ?? 0,
+      );
+      return /ack \d+/.test(text.toString("latin1")) ? Date.now() : undefined;
+    },
+    60_000,
+  );
+  const events = await cluster.json<HavenEventRow[]>(["events", "--limit", "200"]);
+  const at = (type: string, node?: string) => {
+    const event = events.filter((e) => e.type === type && (!node || e.node === node)).at(-1);
+    if (!event) throw new Error(`no ${type} event`);
+    return Date.parse(event.time);
+  };
+  const lost = at("node-lost", before.node!);
+  const fenced = at("fenced");
+  const recovered = at("recovered");
+  const started = at("started", after.node!);
+  // Bring the killed node back for the next round.
+  const up = await cluster.haven(["cluster", "up"]);
+  if (up.code !== 0) throw new Error(`cluster up failed: ${up.stderr}`);
+  await eventually("3 nodes online", async () => {
+    const nodes = await cluster.json<unknown[]>(["node", "list"]);
+    return nodes.length === 3 ? true : undefined;
+  });
+  return {
+    detection: lost - killedAt,
+    fencing: fenced - lost,
+    placement: recovered - fenced,
+    "qemu start": started - recovered,
+    "first ack": firstAckAt - started,
+    total: firstAckAt - killedAt,
+  };
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+async function main(): Promise<void> {
+  process.stderr.write(
+    `bench:failover: ${KILLS} node kills on a local 3-node cluster on Ceph (lease TTL 5 s)…\n`,
+  );
+  const cluster = await TestCluster.start({ nodes: 3, storage: "rbd" });
+  try {
+    const created = await cluster.haven(["vm", "create", "canary", "--canary", "--start"]);
+    if (created.code !== 0) throw new Error(created.stderr);
+    const runs: Array<Record<Phase, number>> = [];
+    for (let i = 1; i <= KILLS; i++) {
+      const run = await oneFailover(cluster);
+      runs.push(run);
+      process.stderr.write(
+        `kill ${i}/${KILLS}: guest acking again after ${(run.total / 1000).toFixed(1)} s\n`,
+      );
+    }
+    const verify = await cluster.json<{ gaps: unknown[]; corrupt: unknown[]; forks: unknown[] }>([
+      "canary",
+      "verify",
+      "canary",
+    ]);
+    console.log(`\nfailover phases over ${KILLS} node kills (ms)`);
+    console.log(`${"phase".padEnd(12)}${"median".padStart(10)}${"worst".padStart(10)}`);
+    for (const phase of PHASES) {
+      const values = runs.map((run) => run[phase]);
+      console.log(
+        `${phase.padEnd(12)}${median(values).toFixed(0).padStart(10)}${Math.max(...values)
+          .toFixed(0)
+          .padStart(10)}`,
+      );
+    }
+    const clean = verify.gaps.length + verify.corrupt.length + verify.forks.length === 0;
+    console.log(
+      `canary disk after all failovers: ${clean ? "clean (no gap, no corrupt record, no fork)" : "PROBLEMS"}`,
+    );
+    if (!clean) process.exitCode = 1;
+  } finally {
+    await cluster.stop();
+  }
+}
+
+await main();

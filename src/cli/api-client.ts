@@ -2,7 +2,9 @@
 // replies back into Haven's semantic errors (so exit codes match the API's status codes).
 import { errorCodeFromHttpStatus, HavenError, unavailable } from "../core/errors.js";
 
-const REQUEST_TIMEOUT_MS = 30_000;
+/** Reads give up quickly on a node that accepts connections but does not answer (a frozen node). */
+const READ_TIMEOUT_MS = 5_000;
+const WRITE_TIMEOUT_MS = 60_000;
 
 export class ApiClient {
   constructor(
@@ -22,16 +24,20 @@ export class ApiClient {
     return this.request<T>("DELETE", path);
   }
 
+  /** The node that answered last is asked first next time. */
+  private preferred = 0;
+
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const failures: string[] = [];
-    for (const endpoint of this.endpoints) {
+    const order = this.endpoints.map((_, i) => this.endpoints[(this.preferred + i) % this.endpoints.length]!);
+    for (const endpoint of order) {
       let response: Response;
       try {
         response = await fetch(endpoint + path, {
           method,
           headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+          signal: AbortSignal.timeout(method === "GET" ? READ_TIMEOUT_MS : WRITE_TIMEOUT_MS),
         });
       } catch (err) {
         failures.push(
@@ -42,6 +48,7 @@ export class ApiClient {
       const payload = (await response.json().catch(() => null)) as {
         error?: { code: string; message: string };
       } | null;
+      this.preferred = this.endpoints.indexOf(endpoint);
       if (response.ok) return payload as T;
       const message = payload?.error?.message ?? `HTTP ${response.status}`;
       if (response.status === 401) throw new HavenError("INPUT", `API refused the token: ${message}`);

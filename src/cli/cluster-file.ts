@@ -7,13 +7,33 @@ import { z } from "zod";
 import { storageConfigSchema } from "../adapters/storage/config.js";
 import { inputError } from "../core/errors.js";
 
+/** One member of an etcd that `haven cluster up` runs itself: `name` is also its etcd --name. */
+export const localEtcdMemberSchema = z.object({
+  name: z.string(),
+  /** Loopback address of its client and peer URLs. */
+  host: z.string(),
+  clientPort: z.number(),
+  peerPort: z.number(),
+  dataDir: z.string(),
+});
+export type LocalEtcdMember = z.infer<typeof localEtcdMemberSchema>;
+
+// Cluster files written before multi-member etcd described their one member without a name or host.
+const singleMemberFileSchema = z
+  .object({ dataDir: z.string(), clientPort: z.number(), peerPort: z.number() })
+  .transform(({ dataDir, clientPort, peerPort }) => ({
+    members: [{ name: "etcd", host: "127.0.0.1", clientPort, peerPort, dataDir }],
+  }));
+
 export const clusterFileSchema = z.object({
   name: z.string(),
   prefix: z.string(),
   etcd: z.object({
     endpoints: z.array(z.string()).min(1),
-    /** Present when Haven started this etcd itself. */
-    local: z.object({ dataDir: z.string(), clientPort: z.number(), peerPort: z.number() }).nullable(),
+    /** Present when Haven started this etcd itself (1 or 3 members). */
+    local: z
+      .union([z.object({ members: z.array(localEtcdMemberSchema).min(1) }), singleMemberFileSchema])
+      .nullable(),
   }),
   nodes: z.array(z.object({ name: z.string(), api: z.string(), dir: z.string() })),
   tokenFile: z.string(),

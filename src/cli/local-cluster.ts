@@ -1,30 +1,37 @@
-// Local clusters: N havend processes on this machine sharing a local etcd and a shared image directory.
+// Local clusters: N havend processes on this machine sharing a local etcd (1 or 3 members) and storage.
 // `up` creates or completes one (idempotent: it starts whatever is not running); `down` stops everything.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, startLocalEtcd } from "../adapters/etcd/local-etcd.js";
+import { freePort, startLocalEtcd, waitEtcdHealthy } from "../adapters/etcd/local-etcd.js";
 import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel.js";
 import type { NodeConfig } from "../agent/config.js";
-import { inputError } from "../core/errors.js";
-import { livePid, processesMatching, terminate } from "../lib/process.js";
+import { conflict, inputError, unavailable } from "../core/errors.js";
+import { isAlive, livePid, processesMatching, terminate } from "../lib/process.js";
 import { stopLocalCeph } from "../adapters/ceph/bootstrap.js";
-import { clusterFilePath, readClusterFile, type ClusterFile } from "./cluster-file.js";
+import { clusterFilePath, readClusterFile, type ClusterFile, type LocalEtcdMember } from "./cluster-file.js";
 import { ensureStorage, prepareStorage, stopStorage, type StorageChoice } from "./local-storage.js";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const DEFAULT_GUEST_DIR = join(REPO_ROOT, "guest", "build");
 const HAVEND = join(REPO_ROOT, "bin", "havend.js");
 const MAX_NODES = 16;
+const DEFAULT_NODES = 3;
+/** A majority of three survives the loss of one member; more is not needed on one machine. */
+const ETCD_MEMBER_COUNTS = [1, 3];
+const ETCD_HEALTHY_WITHIN_MS = 30_000;
 
 export interface UpOptions {
   stateDir: string;
-  nodes: number;
+  /** Nodes of a new cluster (default 3); an existing cluster keeps its own. */
+  nodes?: number;
   etcd?: string[];
+  /** Members of the local etcd (1 or 3) when the cluster is created; default 1. */
+  etcdMembers?: number;
   accel: "auto" | "kvm" | "tcg";
   leaseTtlSeconds: number;
   storage: StorageChoice;
@@ -32,14 +39,30 @@ export interface UpOptions {
 }
 
 export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
-  if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > MAX_NODES) {
+  if (
+    options.nodes !== undefined &&
+    (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > MAX_NODES)
+  ) {
     throw inputError(`--nodes must be a whole number from 1 to ${MAX_NODES}`);
+  }
+  if (options.etcdMembers !== undefined) {
+    if (!ETCD_MEMBER_COUNTS.includes(options.etcdMembers))
+      throw inputError(`--etcd-members must be ${ETCD_MEMBER_COUNTS.join(" or ")}`);
+    if (options.etcd) throw inputError("--etcd-members is for the local etcd; it does not go with --etcd");
   }
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   const cluster = (await readClusterFile(options.stateDir)) ?? (await createClusterFile(options));
-  if (cluster.nodes.length !== options.nodes) {
+  if (options.nodes !== undefined && cluster.nodes.length !== options.nodes) {
     options.progress(
       `cluster in ${options.stateDir} already has ${cluster.nodes.length} nodes; keeping them`,
+    );
+  }
+  const members = cluster.etcd.local?.members.length;
+  if (options.etcdMembers !== undefined && members !== options.etcdMembers) {
+    options.progress(
+      members === undefined
+        ? `cluster in ${options.stateDir} uses an existing etcd; ignoring --etcd-members`
+        : `cluster in ${options.stateDir} has ${members} local etcd member(s); keeping them`,
     );
   }
   if (cluster.etcd.local) await ensureEtcd(options.stateDir, cluster, options.progress);
@@ -51,11 +74,9 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
 async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
   const { stateDir, progress } = options;
   const accel = await chooseAccel(options.accel, progress);
-  const local = options.etcd
-    ? null
-    : { dataDir: join(stateDir, "etcd", "data"), clientPort: await freePort(), peerPort: await freePort() };
+  const local = options.etcd ? null : { members: await newEtcdMembers(stateDir, options.etcdMembers ?? 1) };
   const nodes = [];
-  for (let i = 1; i <= options.nodes; i++) {
+  for (let i = 1; i <= (options.nodes ?? DEFAULT_NODES); i++) {
     // Each node gets its own loopback address, as separate hosts would have.
     const host = `127.0.10.${i}`;
     nodes.push({
@@ -71,7 +92,7 @@ async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
   const cluster: ClusterFile = {
     name: "haven",
     prefix: `/haven/${randomBytes(4).toString("hex")}/`,
-    etcd: { endpoints: options.etcd ?? [`http://127.0.0.1:${local!.clientPort}`], local },
+    etcd: { endpoints: options.etcd ?? local!.members.map(etcdEndpoint), local },
     nodes,
     tokenFile,
     storage,
@@ -84,6 +105,31 @@ async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
     `created cluster ${cluster.name} in ${stateDir} (${nodes.length} nodes, accelerator ${accel.accel}: ${accel.reason})`,
   );
   return cluster;
+}
+
+async function newEtcdMembers(stateDir: string, count: number): Promise<LocalEtcdMember[]> {
+  if (count === 1) {
+    // The single member keeps the layout of clusters made before multi-member etcd.
+    const host = "127.0.0.1";
+    const dataDir = join(stateDir, "etcd", "data");
+    return [
+      { name: "etcd", host, clientPort: await freePort(host), peerPort: await freePort(host), dataDir },
+    ];
+  }
+  const members = [];
+  for (let i = 1; i <= count; i++) {
+    // Member i shares node i's loopback address, as if each host ran one member.
+    const host = `127.0.10.${i}`;
+    const name = `etcd${i}`;
+    members.push({
+      name,
+      host,
+      clientPort: await freePort(host),
+      peerPort: await freePort(host),
+      dataDir: join(stateDir, "etcd", name),
+    });
+  }
+  return members;
 }
 
 async function chooseAccel(
@@ -103,19 +149,102 @@ async function ensureEtcd(
   cluster: ClusterFile,
   progress: (line: string) => void,
 ): Promise<void> {
-  const local = cluster.etcd.local!;
-  const pidFile = join(stateDir, "etcd", "etcd.pid");
-  if (await livePid(pidFile, local.dataDir)) return;
-  await mkdir(local.dataDir, { recursive: true, mode: 0o700 });
-  progress(`starting etcd on ${cluster.etcd.endpoints[0]}`);
-  const etcd = await startLocalEtcd({
-    dataDir: local.dataDir,
-    clientPort: local.clientPort,
-    peerPort: local.peerPort,
-    logFile: join(stateDir, "etcd", "etcd.log"),
-    detached: true,
+  const members = cluster.etcd.local!.members;
+  const pids = await Promise.all(members.map((member) => etcdMemberPid(stateDir, member)));
+  const missing = members.filter((_, i) => pids[i] === undefined);
+  if (missing.length === 0) return;
+  progress(
+    missing.length === 1 && members.length === 1
+      ? `starting etcd on ${etcdEndpoint(missing[0]!)}`
+      : `starting etcd member(s) ${missing.map((m) => `${m.name} on ${etcdEndpoint(m)}`).join(", ")}`,
+  );
+  // All missing members first, then wait: a member alone has no quorum and never becomes healthy.
+  const started = await startEtcdMembers(stateDir, cluster, missing);
+  await waitForEtcd(stateDir, members, new Map(started.map((s) => [s.name, s.pid]))).catch((err: Error) => {
+    throw unavailable(`etcd did not become healthy: ${err.message}`);
   });
-  await writeFile(pidFile, String(etcd.pid));
+}
+
+/** The files of a local etcd member: STATE/etcd/<name>.pid and .log (data lives in member.dataDir). */
+export function etcdMemberFiles(stateDir: string, member: LocalEtcdMember) {
+  return {
+    pidFile: join(stateDir, "etcd", `${member.name}.pid`),
+    logFile: join(stateDir, "etcd", `${member.name}.log`),
+  };
+}
+
+export const etcdEndpoint = (member: LocalEtcdMember) => `http://${member.host}:${member.clientPort}`;
+
+/** The pid of a local etcd member if it runs (its command line names its data directory). */
+export function etcdMemberPid(stateDir: string, member: LocalEtcdMember): Promise<number | undefined> {
+  return livePid(etcdMemberFiles(stateDir, member).pidFile, `--data-dir=${member.dataDir}`);
+}
+
+/**
+ * Starts these (not running) members of the cluster's local etcd without waiting for them to be healthy,
+ * and records their pids. A member with data restarts from it (`existing`); a cluster none of whose
+ * members has data is bootstrapped (`new`). A member that lost its data while others kept theirs cannot
+ * simply rejoin: that is refused.
+ */
+export async function startEtcdMembers(
+  stateDir: string,
+  cluster: ClusterFile,
+  members: LocalEtcdMember[],
+): Promise<Array<{ name: string; pid: number }>> {
+  const all = cluster.etcd.local!.members;
+  const hasData = (member: LocalEtcdMember) => existsSync(join(member.dataDir, "member"));
+  const fresh = !all.some(hasData);
+  for (const member of members) {
+    if (!fresh && !hasData(member))
+      throw conflict(
+        `etcd member ${member.name} has no data in ${member.dataDir} while other members do; ` +
+          `it cannot rejoin by itself (remove and re-add it with etcdctl member remove/add)`,
+      );
+  }
+  const initialCluster = all.map((m) => `${m.name}=http://${m.host}:${m.peerPort}`).join(",");
+  const started = [];
+  for (const member of members) {
+    await mkdir(member.dataDir, { recursive: true, mode: 0o700 });
+    const { pidFile, logFile } = etcdMemberFiles(stateDir, member);
+    const etcd = await startLocalEtcd({
+      name: member.name,
+      host: member.host,
+      dataDir: member.dataDir,
+      clientPort: member.clientPort,
+      peerPort: member.peerPort,
+      logFile,
+      detached: true,
+      initialCluster,
+      initialClusterState: fresh ? "new" : "existing",
+      // Bootstrapping members must agree on it; "haven-" + the cluster's random prefix part.
+      initialClusterToken: all.length === 1 ? undefined : `haven-${cluster.prefix.split("/").at(-2)}`,
+      waitHealthy: false,
+    });
+    await writeFile(pidFile, String(etcd.pid));
+    started.push({ name: member.name, pid: etcd.pid });
+  }
+  return started;
+}
+
+/** Waits until these members are healthy; fails early when one of them exits. */
+export async function waitForEtcd(
+  stateDir: string,
+  members: LocalEtcdMember[],
+  knownPids = new Map<string, number>(),
+  timeoutMs = ETCD_HEALTHY_WITHIN_MS,
+): Promise<void> {
+  const pids = await Promise.all(
+    members.map(async (m) => knownPids.get(m.name) ?? (await etcdMemberPid(stateDir, m))),
+  );
+  await waitEtcdHealthy(
+    members.map((member, i) => ({
+      name: member.name,
+      endpoint: etcdEndpoint(member),
+      logFile: etcdMemberFiles(stateDir, member).logFile,
+      stillRunning: () => pids[i] !== undefined && isAlive(pids[i]),
+    })),
+    timeoutMs,
+  );
 }
 
 async function ensureHavend(
@@ -177,22 +306,32 @@ export async function clusterDown(
   }
   for (const node of cluster.nodes) {
     const pid = await livePid(join(node.dir, "havend.pid"), join(node.dir, "havend.json"));
-    if (pid) await terminate(pid, 5000);
+    if (pid) await stop(pid);
   }
   // Guests outlive their agents; anything still running from this state directory goes now.
   const guests = (await processesMatching(stateDir)).filter(({ cmdline }) => cmdline.includes("qemu-system"));
-  await Promise.all(guests.map(({ pid }) => terminate(pid, 5000)));
+  await Promise.all(guests.map(({ pid }) => stop(pid)));
   if (guests.length > 0) progress(`stopped ${guests.length} guest(s)`);
   await stopStorage(cluster.storage);
-  if (cluster.etcd.local) {
-    const pid = await livePid(join(stateDir, "etcd", "etcd.pid"), cluster.etcd.local.dataDir);
-    if (pid) await terminate(pid, 5000);
+  for (const member of cluster.etcd.local?.members ?? []) {
+    const pid = await etcdMemberPid(stateDir, member);
+    if (pid) await stop(pid);
   }
   progress(`cluster in ${stateDir} is down`);
   if (purge) {
     await rm(stateDir, { recursive: true, force: true });
     progress(`removed ${stateDir}`);
   }
+}
+
+/** SIGTERM, SIGKILL after 5 s; a process frozen by `haven node freeze` is let go on first, so it can exit. */
+async function stop(pid: number): Promise<void> {
+  try {
+    process.kill(pid, "SIGCONT");
+  } catch {
+    /* already gone */
+  }
+  await terminate(pid, 5000);
 }
 
 const nodeAddresses = (nodes: ClusterFile["nodes"]) =>

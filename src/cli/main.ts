@@ -6,6 +6,7 @@ import { VERSION } from "../lib/version.js";
 import { registerCeph } from "./commands/ceph.js";
 import { registerCluster } from "./commands/cluster.js";
 import { registerDisk } from "./commands/disk.js";
+import { registerEtcd } from "./commands/etcd.js";
 import { registerMisc } from "./commands/misc.js";
 import { registerNode } from "./commands/node.js";
 import { registerVm } from "./commands/vm.js";
@@ -28,6 +29,7 @@ registerMisc(program, ctx);
 registerVm(program, ctx);
 registerDisk(program, ctx);
 registerCeph(program, ctx);
+registerEtcd(program, ctx);
 for (const command of program.commands) applyToTree(command);
 
 function applyToTree(command: Command): void {

@@ -20,7 +20,7 @@ export class TestCluster {
   private constructor(readonly stateDir: string) {}
 
   static async start(
-    options: { nodes?: number; accel?: "auto" | "tcg"; storage?: "dir" | "rbd" } = {},
+    options: { nodes?: number; accel?: "auto" | "tcg"; storage?: "dir" | "rbd"; extraArgs?: string[] } = {},
   ): Promise<TestCluster> {
     const cluster = new TestCluster(await mkdtemp(join(tmpdir(), "haven-test-")));
     const up = await cluster.haven([
@@ -32,6 +32,7 @@ export class TestCluster {
       options.accel ?? "tcg",
       "--storage",
       options.storage ?? "dir",
+      ...(options.extraArgs ?? []),
     ]);
     if (up.code !== 0) {
       await cluster.stop();

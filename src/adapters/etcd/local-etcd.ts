@@ -1,4 +1,5 @@
-// A single-member etcd on loopback for tests and local clusters (`haven cluster up`).
+// A local etcd member on loopback for tests and local clusters (`haven cluster up`): a single-member cluster
+// by default, or one member of a multi-member cluster when `initialCluster` lists the others.
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -18,6 +19,18 @@ export interface LocalEtcdOptions {
   detached?: boolean;
   /** Path of the etcd binary; default "etcd" from PATH. */
   etcdBinary?: string;
+  /** Every member as `name=peerURL,…`; default this member alone. */
+  initialCluster?: string;
+  /** "existing" when restarting a member of a cluster that already exists; default "new". */
+  initialClusterState?: "new" | "existing";
+  /** Shared by all members of one cluster; default `haven-<name>`. */
+  initialClusterToken?: string;
+  /**
+   * Wait until this member is healthy, and stop it if it is not within 15 s (default true). A member of a
+   * multi-member cluster is healthy only once a majority runs: start them all without waiting, then wait
+   * with `waitEtcdHealthy`.
+   */
+  waitHealthy?: boolean;
 }
 
 export interface LocalEtcd {
@@ -43,9 +56,9 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
     `--advertise-client-urls=${endpoint}`,
     `--listen-peer-urls=${peer}`,
     `--initial-advertise-peer-urls=${peer}`,
-    `--initial-cluster=${name}=${peer}`,
-    "--initial-cluster-state=new",
-    `--initial-cluster-token=haven-${name}`,
+    `--initial-cluster=${opts.initialCluster ?? `${name}=${peer}`}`,
+    `--initial-cluster-state=${opts.initialClusterState ?? "new"}`,
+    `--initial-cluster-token=${opts.initialClusterToken ?? `haven-${name}`}`,
     // Keep an hour of history so watches can resume after short outages, and no more.
     "--auto-compaction-mode=periodic",
     "--auto-compaction-retention=1h",
@@ -88,8 +101,18 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
     }
   };
 
+  if (opts.waitHealthy === false) {
+    // Only wait for the spawn itself, so that a missing binary is still an error here.
+    await new Promise<void>((resolve) => {
+      child.once("spawn", () => resolve());
+      child.once("error", () => resolve());
+    });
+    if (spawnError || child.pid === undefined)
+      throw new Error(`could not run etcd: ${spawnError?.message ?? "no pid"}`);
+    return { pid: child.pid, endpoint, stop };
+  }
   const deadline = Date.now() + HEALTHY_WITHIN_MS;
-  while (!(await healthy(endpoint))) {
+  while (!(await etcdHealthy(endpoint))) {
     if (exited || Date.now() > deadline) {
       const why = spawnError
         ? `could not run etcd: ${spawnError.message}`
@@ -118,14 +141,47 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
   return address.port;
 }
 
-async function healthy(endpoint: string): Promise<boolean> {
+/**
+ * Whether the member at `endpoint` answers `GET /health` with health true: it runs, has a leader and
+ * can serve a read (so a member without quorum is not healthy).
+ */
+export async function etcdHealthy(endpoint: string, timeoutMs = 1000): Promise<boolean> {
   try {
-    const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+    const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(timeoutMs) });
     const body: unknown = await res.json();
     // etcd 3.4 answers {"health":"true"}; later versions add a "reason".
     return typeof body === "object" && body !== null && "health" in body && String(body.health) === "true";
   } catch {
     return false;
+  }
+}
+
+/**
+ * Waits until every endpoint is healthy. Throws when `stillRunning` says a member's process is gone, or
+ * after `timeoutMs`, naming the members that are not healthy.
+ */
+export async function waitEtcdHealthy(
+  members: Array<{ name: string; endpoint: string; logFile: string; stillRunning: () => boolean }>,
+  timeoutMs = HEALTHY_WITHIN_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const health = await Promise.all(members.map((m) => etcdHealthy(m.endpoint)));
+    const sick = members.filter((_, i) => !health[i]);
+    if (sick.length === 0) return;
+    const exited = sick.find((m) => !m.stillRunning());
+    if (exited)
+      throw new Error(
+        `etcd member ${exited.name} exited; last lines of ${exited.logFile}:\n${await logTail(exited.logFile)}`,
+      );
+    if (Date.now() > deadline) {
+      const first = sick[0]!;
+      throw new Error(
+        `etcd member(s) ${sick.map((m) => m.name).join(", ")} not healthy within ${timeoutMs / 1000} s; ` +
+          `last lines of ${first.logFile}:\n${await logTail(first.logFile)}`,
+      );
+    }
+    await sleep(100);
   }
 }
 

@@ -23,8 +23,9 @@ interface StatusView {
 }
 
 interface UpFlags {
-  nodes: number;
+  nodes?: number;
   etcd?: string;
+  etcdMembers?: number;
   accel: string;
   leaseTtl: number;
   storage: string;
@@ -51,10 +52,15 @@ export function registerCluster(program: Command, ctx: CliContext): void {
     .description(
       "start a local cluster (etcd and N havend nodes on loopback); starts what is missing if it exists",
     )
-    .option("--nodes <n>", "number of nodes", intOption("--nodes"), 3)
+    .option("--nodes <n>", "number of nodes of a new cluster (default 3)", intOption("--nodes"))
     .option(
       "--etcd <urls>",
       "use an existing etcd cluster (comma-separated client URLs) instead of starting one",
+    )
+    .option(
+      "--etcd-members <n>",
+      "members of the local etcd: 1, or 3 (survives the loss of one) (default: 1)",
+      intOption("--etcd-members"),
     )
     .option("--accel <mode>", "auto (probe KVM, fall back to TCG), kvm or tcg", "auto")
     .option("--lease-ttl <seconds>", "node lease TTL", intOption("--lease-ttl"), 5)
@@ -76,6 +82,7 @@ export function registerCluster(program: Command, ctx: CliContext): void {
         stateDir: ctx.stateDir,
         nodes: options.nodes,
         etcd,
+        etcdMembers: options.etcdMembers,
         accel: options.accel as "auto" | "kvm" | "tcg",
         leaseTtlSeconds: options.leaseTtl,
         storage: storageChoice(options),

@@ -1,7 +1,8 @@
-// haven node list
+// haven node list; fault commands for local clusters: haven node kill|freeze|thaw NODE
 import type { Command } from "commander";
 import type { NodeView } from "../../api/service.js";
 import type { CliContext } from "../context.js";
+import { freezeNode, killNode, thawNode, type NodeProcess } from "../local-faults.js";
 import { printJson, printTable } from "../output.js";
 
 export function registerNode(program: Command, ctx: CliContext): void {
@@ -27,4 +28,42 @@ export function registerNode(program: Command, ctx: CliContext): void {
         ]),
       );
     });
+
+  const faults = [
+    {
+      name: "kill",
+      description:
+        "local clusters: SIGKILL the node's havend and its QEMUs, as if the host died ('haven cluster up' restarts the havend, not the guests)",
+      verb: "killed",
+      run: killNode,
+    },
+    {
+      name: "freeze",
+      description:
+        "local clusters: SIGSTOP the node's havend and its QEMUs, so the node looks dead until 'haven node thaw'",
+      verb: "froze",
+      run: freezeNode,
+    },
+    {
+      name: "thaw",
+      description: "local clusters: SIGCONT the node's QEMUs and havend after 'haven node freeze'",
+      verb: "thawed",
+      run: thawNode,
+    },
+  ] as const;
+  for (const fault of faults) {
+    node
+      .command(`${fault.name} <node>`)
+      .description(fault.description)
+      .option("--json", "machine-readable output")
+      .action(async (name: string, options: { json?: boolean }) => {
+        const processes = await fault.run(ctx.stateDir, await ctx.cluster(), name);
+        if (options.json) return printJson({ node: name, [fault.verb]: processes });
+        if (processes.length === 0) console.log(`nothing of ${name} was running`);
+        for (const p of processes) console.log(`${fault.verb} ${describe(name, p)}`);
+      });
+  }
 }
+
+const describe = (node: string, p: NodeProcess) =>
+  p.process === "havend" ? `havend of ${node} (pid ${p.pid})` : `QEMU of VM ${p.vm ?? "?"} (pid ${p.pid})`;

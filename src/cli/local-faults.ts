@@ -1,0 +1,247 @@
+// Fault injection for local clusters (the demo and the HA tests use it): kill, freeze and thaw a node's
+// processes, kill and restart etcd members. Only processes that this state directory started are touched:
+// pids come from pidfiles and are trusted only while their command line still names this state directory.
+import { readFileSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { etcdHealthy } from "../adapters/etcd/local-etcd.js";
+import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
+import { inputError, notFound, unavailable } from "../core/errors.js";
+import { sleep } from "../lib/async.js";
+import { commandLine, livePid, processesMatching } from "../lib/process.js";
+import type { ClusterFile, LocalEtcdMember } from "./cluster-file.js";
+import { etcdEndpoint, etcdMemberPid, startEtcdMembers, waitForEtcd } from "./local-cluster.js";
+
+export interface NodeProcess {
+  pid: number;
+  process: "havend" | "qemu";
+  /** For a QEMU: the VM it runs. */
+  vm?: string;
+}
+
+export interface EtcdMemberView {
+  name: string;
+  endpoint: string;
+  /** Whether this state directory runs the member (false for an etcd given with --etcd). */
+  local: boolean;
+  pid: number | null;
+  running: boolean;
+  /** GET /health said true: the member runs, has a leader and can serve a read. */
+  healthy: boolean;
+}
+
+const HEALTH_TIMEOUT_MS = 2000;
+const SETTLE_WITHIN_MS = 5000;
+
+/** Fault commands work only on clusters whose etcd and nodes this state directory started. */
+function requireLocal(stateDir: string, cluster: ClusterFile): LocalEtcdMember[] {
+  if (!cluster.etcd.local)
+    throw inputError(
+      `the cluster in ${stateDir} is not local: it uses an etcd that 'haven cluster up' did not start ` +
+        `(${cluster.etcd.endpoints.join(", ")}); fault commands only work on local clusters`,
+    );
+  return cluster.etcd.local.members;
+}
+
+function findNode(cluster: ClusterFile, name: string): ClusterFile["nodes"][number] {
+  const node = cluster.nodes.find((n) => n.name === name);
+  if (!node)
+    throw notFound(`node ${name} does not exist (nodes: ${cluster.nodes.map((n) => n.name).join(", ")})`);
+  return node;
+}
+
+function findMember(members: LocalEtcdMember[], name: string): LocalEtcdMember {
+  const member = members.find((m) => m.name === name);
+  if (!member)
+    throw notFound(`etcd member ${name} does not exist (members: ${members.map((m) => m.name).join(", ")})`);
+  return member;
+}
+
+/** The state letter of /proc/PID/stat (R, S, D, T, Z, …), or undefined when there is no such process. */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The state follows the ") " that closes the command name (which may itself contain ")").
+    return stat.charAt(stat.lastIndexOf(")") + 2);
+  } catch {
+    return undefined;
+  }
+}
+
+const gone = (pid: number) => {
+  const state = processState(pid);
+  return state === undefined || state === "Z" || state === "X";
+};
+
+async function until(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + SETTLE_WITHIN_MS;
+  while (!check() && Date.now() < deadline) await sleep(20);
+}
+
+function signal(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false; // gone meanwhile
+  }
+}
+
+async function nodeHavend(node: ClusterFile["nodes"][number]): Promise<NodeProcess[]> {
+  const pid = await livePid(join(node.dir, "havend.pid"), join(node.dir, "havend.json"));
+  return pid ? [{ pid, process: "havend" }] : [];
+}
+
+/**
+ * The node's QEMUs: those its guests' pidfiles name (checked against their command line), and any other
+ * QEMU whose command line lies in the node's directory (one still daemonizing, or whose pidfile is gone).
+ */
+async function nodeQemus(node: ClusterFile["nodes"][number]): Promise<NodeProcess[]> {
+  const guestsDir = join(node.dir, "guests");
+  const found = new Map<number, NodeProcess>();
+  for (const vm of await readdir(guestsDir).catch(() => [])) {
+    const { pidFile } = guestFiles(guestsDir, vm);
+    const pid = await readPid(pidFile);
+    if (pid && (await ourQemuArgv(pid, vm, pidFile))) found.set(pid, { pid, process: "qemu", vm });
+  }
+  // The trailing "/" keeps node1 from matching node10.
+  for (const { pid, cmdline } of await processesMatching(node.dir + "/")) {
+    if (!cmdline.includes("qemu-system") || found.has(pid)) continue;
+    const vm = argAfter(commandLine(pid).split(" "), "-name")?.split(",")[0];
+    found.set(pid, { pid, process: "qemu", ...(vm ? { vm } : {}) });
+  }
+  return [...found.values()];
+}
+
+/** SIGKILL the node's havend, then its QEMUs; returns what was killed once it is gone. */
+export async function killNode(stateDir: string, cluster: ClusterFile, name: string): Promise<NodeProcess[]> {
+  requireLocal(stateDir, cluster);
+  const node = findNode(cluster, name);
+  // The agent first, so it cannot see its guests die and report it: a dead host reports nothing.
+  const killed = (await nodeHavend(node)).filter((p) => signal(p.pid, "SIGKILL"));
+  await until(() => killed.every((p) => gone(p.pid)));
+  // A QEMU that was daemonizing forks once more; look again until none is left.
+  for (let round = 0; round < 5; round++) {
+    const qemus = (await nodeQemus(node)).filter((p) => !killed.some((k) => k.pid === p.pid));
+    if (qemus.length === 0) break;
+    killed.push(...qemus.filter((p) => signal(p.pid, "SIGKILL")));
+    await until(() => qemus.every((p) => gone(p.pid)));
+  }
+  return killed;
+}
+
+/** SIGSTOP the node's havend and its QEMUs: the node looks dead to the cluster, and nothing is lost yet. */
+export async function freezeNode(
+  stateDir: string,
+  cluster: ClusterFile,
+  name: string,
+): Promise<NodeProcess[]> {
+  requireLocal(stateDir, cluster);
+  const node = findNode(cluster, name);
+  const frozen = (await nodeHavend(node)).filter((p) => signal(p.pid, "SIGSTOP"));
+  frozen.push(...(await nodeQemus(node)).filter((p) => signal(p.pid, "SIGSTOP")));
+  await until(() => frozen.every((p) => gone(p.pid) || processState(p.pid) === "T"));
+  return frozen;
+}
+
+/**
+ * SIGCONT the node's QEMUs, then its havend: the guests resume a moment before their agent does, as on a
+ * host that wakes up, so a fenced guest meets its blocklist before the agent can kill it.
+ */
+export async function thawNode(stateDir: string, cluster: ClusterFile, name: string): Promise<NodeProcess[]> {
+  requireLocal(stateDir, cluster);
+  const node = findNode(cluster, name);
+  const thawed = (await nodeQemus(node)).filter((p) => signal(p.pid, "SIGCONT"));
+  thawed.push(...(await nodeHavend(node)).filter((p) => signal(p.pid, "SIGCONT")));
+  await until(() => thawed.every((p) => processState(p.pid) !== "T"));
+  return thawed;
+}
+
+/** Every etcd member with its pid (local members) and health; external endpoints are listed too. */
+export async function etcdMembers(stateDir: string, cluster: ClusterFile): Promise<EtcdMemberView[]> {
+  if (!cluster.etcd.local) {
+    return Promise.all(
+      cluster.etcd.endpoints.map(async (endpoint) => {
+        const healthy = await etcdHealthy(endpoint, HEALTH_TIMEOUT_MS);
+        return { name: new URL(endpoint).host, endpoint, local: false, pid: null, running: healthy, healthy };
+      }),
+    );
+  }
+  return Promise.all(
+    cluster.etcd.local.members.map(async (member) => {
+      const pid = (await etcdMemberPid(stateDir, member)) ?? null;
+      const endpoint = etcdEndpoint(member);
+      const healthy = pid !== null && (await etcdHealthy(endpoint, HEALTH_TIMEOUT_MS));
+      return { name: member.name, endpoint, local: true, pid, running: pid !== null, healthy };
+    }),
+  );
+}
+
+export interface EtcdKillResult {
+  member: string;
+  /** The pid killed, or null when the member was not running. */
+  pid: number | null;
+  running: number;
+  members: number;
+  /** Whether the members still running are a majority. */
+  quorum: boolean;
+}
+
+/** SIGKILL one member of the local etcd. */
+export async function killEtcdMember(
+  stateDir: string,
+  cluster: ClusterFile,
+  name: string,
+): Promise<EtcdKillResult> {
+  const members = requireLocal(stateDir, cluster);
+  const member = findMember(members, name);
+  const pid = await etcdMemberPid(stateDir, member);
+  if (pid && signal(pid, "SIGKILL")) await until(() => gone(pid));
+  const running = (await Promise.all(members.map((m) => etcdMemberPid(stateDir, m)))).filter(Boolean).length;
+  return {
+    member: name,
+    pid: pid ?? null,
+    running,
+    members: members.length,
+    quorum: running * 2 > members.length,
+  };
+}
+
+export interface EtcdStartResult {
+  member: string;
+  pid: number;
+  /** False when it was already running. */
+  started: boolean;
+  /** False when too few members run for a quorum: it becomes healthy once a majority runs. */
+  healthy: boolean;
+  running: number;
+  members: number;
+}
+
+/** Starts a stopped member of the local etcd again from its data directory. */
+export async function startEtcdMember(
+  stateDir: string,
+  cluster: ClusterFile,
+  name: string,
+): Promise<EtcdStartResult> {
+  const members = requireLocal(stateDir, cluster);
+  const member = findMember(members, name);
+  const runningPids = await Promise.all(members.map((m) => etcdMemberPid(stateDir, m)));
+  const existing = runningPids[members.indexOf(member)];
+  const running = runningPids.filter(Boolean).length;
+  const result = { member: name, members: members.length };
+  if (existing) {
+    const healthy = await etcdHealthy(etcdEndpoint(member), HEALTH_TIMEOUT_MS);
+    return { ...result, pid: existing, started: false, healthy, running };
+  }
+  const [started] = await startEtcdMembers(stateDir, cluster, [member]);
+  const pid = started!.pid;
+  if ((running + 1) * 2 <= members.length) {
+    // Alone it has no quorum and cannot be healthy; it will be when enough members are started.
+    return { ...result, pid, started: true, healthy: false, running: running + 1 };
+  }
+  await waitForEtcd(stateDir, [member], new Map([[member.name, pid]])).catch((err: Error) => {
+    throw unavailable(`etcd member ${name} (pid ${pid}) did not become healthy: ${err.message}`);
+  });
+  return { ...result, pid, started: true, healthy: true, running: running + 1 };
+}

@@ -257,7 +257,6 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
   });
 
   const nodeDir = (node: string) => join(cluster.stateDir, "nodes", node);
-  const havendPid = async (node: string) => Number(await readFile(join(nodeDir(node), "havend.pid"), "utf8"));
   const serialAcks = async (node: string, vm: string) =>
     highestAckInLog(
       await readFile(join(nodeDir(node), "guests", vm, "serial.log"), "latin1").catch(() => ""),
@@ -274,29 +273,27 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     );
   }
 
-  test("a killed node: its guest is fenced and recovered on another node within seconds", async (t) => {
-    const before = await ackAbove("canary", 0);
-    const killedAt = Date.now();
-    process.kill(await havendPid(before.node!), "SIGKILL");
-    process.kill(before.pid!, "SIGKILL");
-    const after = await eventually(
-      "canary acking on another node",
+  const runningElsewhere = (than: string, what: string) =>
+    eventually(
+      what,
       async () => {
         const view = await show("canary");
-        return view.state === "running" && view.node !== before.node && (view.lastAck ?? 0) > 0
-          ? view
-          : undefined;
+        return view.state === "running" && view.node !== than && (view.lastAck ?? 0) > 0 ? view : undefined;
       },
       60_000,
     );
-    t.diagnostic(
-      `guest acking again on ${after.node} ${Date.now() - killedAt} ms after ${before.node} was killed`,
-    );
-    const events = await cluster.json<Array<{ type: string; vm?: string; node?: string }>>([
-      "events",
-      "--limit",
-      "500",
-    ]);
+  const ok = async (args: string[]) => {
+    const result = await cluster.haven(args);
+    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
+  };
+
+  test("a killed node: its guest is fenced and recovered on another node within seconds", async (t) => {
+    const before = await ackAbove("canary", 0);
+    const killedAt = Date.now();
+    await ok(["node", "kill", before.node!]);
+    const after = await runningElsewhere(before.node!, "canary acking on another node");
+    t.diagnostic(`acking again on ${after.node} ${Date.now() - killedAt} ms after ${before.node} was killed`);
+    const events = await cluster.json<Array<{ type: string }>>(["events", "--limit", "500"]);
     for (const type of ["node-lost", "fenced", "recovered"])
       assert.ok(
         events.some((e) => e.type === type),
@@ -304,28 +301,17 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
       );
     await ackAbove("canary", (await show("canary")).lastAck! + 5);
     await assertCleanAfterFailover("canary", [before.node!, after.node!]);
-    assert.equal((await cluster.haven(["cluster", "up"])).code, 0, "the killed node comes back");
+    await ok(["cluster", "up"]);
   });
 
-  test("a frozen node: recovered elsewhere; thawed, its old QEMU cannot write and is killed", async (t) => {
+  test("a frozen node: recovered elsewhere; thawed, its old QEMU cannot write and is killed", async () => {
     const before = await ackAbove("canary", 0);
-    const frozen = [await havendPid(before.node!), before.pid!];
-    for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    await ok(["node", "freeze", before.node!]);
     try {
-      const after = await eventually(
-        "canary recovered while its old node is frozen",
-        async () => {
-          const view = await show("canary");
-          return view.state === "running" && view.node !== before.node && (view.lastAck ?? 0) > 0
-            ? view
-            : undefined;
-        },
-        60_000,
-      );
+      const after = await runningElsewhere(before.node!, "canary recovered while its old node is frozen");
       await ackAbove("canary", after.lastAck! + 5);
-      t.diagnostic(`recovered on ${after.node}; thawing ${before.node}`);
     } finally {
-      for (const pid of frozen) process.kill(pid, "SIGCONT");
+      await ok(["node", "thaw", before.node!]);
     }
     await eventually("the old QEMU killed by its own agent", () =>
       Promise.resolve(isAlive(before.pid!) ? undefined : true),

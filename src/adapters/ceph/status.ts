@@ -37,20 +37,23 @@ const count = z.number().int().nonnegative();
 const osdCounts = z.looseObject({ num_osds: count, num_up_osds: count, num_in_osds: count });
 
 /** `ceph status --format json` (pacific; before it the osdmap counts were nested one level deeper). */
+/** The `checks` of a Ceph health report (`ceph status`, `ceph health`), keyed by check code. */
+export const healthChecksSchema = z
+  .record(
+    z.string(),
+    z.looseObject({
+      severity: z.string().optional(),
+      summary: z.looseObject({ message: z.string() }).optional(),
+    }),
+  )
+  .optional()
+  .default({});
+
 const statusSchema = z.looseObject({
   fsid: z.string(),
   health: z.looseObject({
     status: z.enum(["HEALTH_OK", "HEALTH_WARN", "HEALTH_ERR"]),
-    checks: z
-      .record(
-        z.string(),
-        z.looseObject({
-          severity: z.string().optional(),
-          summary: z.looseObject({ message: z.string() }).optional(),
-        }),
-      )
-      .optional()
-      .default({}),
+    checks: healthChecksSchema,
   }),
   quorum_names: z.array(z.string()).optional().default([]),
   monmap: z.looseObject({ num_mons: count.optional(), mons: z.array(z.unknown()).optional() }),

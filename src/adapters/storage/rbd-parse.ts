@@ -3,6 +3,7 @@
 // Pure functions, so the unit tests can feed them recorded samples.
 import { z } from "zod";
 import { conflict, HavenError, notFound, unavailable } from "../../core/errors.js";
+import { healthChecksSchema } from "../ceph/status.js";
 import { CephCommandError, type CephIdentity } from "../ceph/exec.js";
 
 const parentSchema = z.looseObject({
@@ -87,19 +88,7 @@ export const rbdStatusSchema = z.looseObject({
 });
 
 /** `ceph health --format json` */
-export const cephHealthSchema = z.looseObject({
-  status: z.string(),
-  checks: z
-    .record(
-      z.string(),
-      z.looseObject({
-        severity: z.string().optional(),
-        summary: z.looseObject({ message: z.string() }).optional(),
-      }),
-    )
-    .optional()
-    .default({}),
-});
+export const cephHealthSchema = z.looseObject({ status: z.string(), checks: healthChecksSchema });
 export type CephHealth = z.infer<typeof cephHealthSchema>;
 
 /** `ceph osd pool ls --format json` */

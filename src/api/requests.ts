@@ -20,6 +20,7 @@ export const createVmRequest = z
     vcpus: vcpusSchema.optional(),
     diskSizeMb: diskSizeMbSchema.optional(),
     restartLimit: z.number().int().min(0).max(100).default(3),
+    relocateLimit: z.number().int().min(0).max(100).default(1),
     ha: z.boolean().default(true),
     stopGraceSeconds: z.number().int().min(0).max(3600).optional(),
     start: z.boolean().default(false),

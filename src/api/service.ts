@@ -148,6 +148,7 @@ export class HavenService {
         disks: diskSizeMb !== undefined ? [{ image }] : [],
         canary: request.canary,
         restartLimit: request.restartLimit,
+        relocateLimit: request.relocateLimit,
         ha: request.ha,
         stopGraceSeconds:
           request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),

@@ -212,8 +212,7 @@ export class Controller {
     const placement = { ...action.placement, updatedAt: new Date().toISOString() };
     if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration))) return;
     this.vms.placements.set(action.vm, placement);
-    const type =
-      placement.state === "error" ? "error" : action.expectedGeneration === 0 ? "placed" : "restarting";
+    const type = action.decision;
     log.info("placement", { vm: action.vm, node: placement.node, generation: placement.generation, type });
     await store.appendEvent({ type, vm: action.vm, node: placement.node, reason: action.event });
   }

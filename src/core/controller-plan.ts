@@ -14,6 +14,8 @@ export type ControllerAction =
   /** Write a new placement; `expectedGeneration` 0 means "no placement may exist". */
   | {
       type: "place";
+      /** Which decision this is, as its event type says. */
+      decision: "placed" | "restarting" | "relocating" | "error";
       vm: string;
       placement: Omit<Placement, "updatedAt">;
       expectedGeneration: number;
@@ -84,12 +86,14 @@ function planVm(
     if (choice.node === null) return { type: "unplaceable", vm: spec.name, reason: choice.reason };
     return {
       type: "place",
+      decision: "placed",
       vm: spec.name,
       // Generations only grow, so a status left from an earlier run never matches the new placement.
       placement: {
         node: choice.node,
         generation: (status?.generation ?? 0) + 1,
         restarts: 0,
+        relocations: 0,
         state: "active",
         reason: "started by user",
       },
@@ -103,7 +107,7 @@ function planVm(
     statusOfPlacement &&
     ["crashed", "failed"].includes(statusOfPlacement.state)
   ) {
-    return restartOrGiveUp(spec, placement, statusOfPlacement);
+    return restartRelocateOrGiveUp(spec, placement, statusOfPlacement, view, placements);
   }
   return undefined;
 }
@@ -146,32 +150,61 @@ function planFailedNode(
   };
 }
 
-function restartOrGiveUp(spec: VmSpec, placement: Placement, status: VmStatus): ControllerAction {
+/**
+ * A guest that crashed (or failed to start) on a live node: restart it in place up to its restart limit, then
+ * move it to another node up to its relocation limit (Proxmox's max_restart / max_relocate, Pacemaker's
+ * migration-threshold), then give up with the reason. Its node is alive and reported the QEMU gone, so a
+ * relocation needs no fencing.
+ */
+function restartRelocateOrGiveUp(
+  spec: VmSpec,
+  placement: Placement,
+  status: VmStatus,
+  view: ClusterView,
+  placements: ReadonlyMap<string, Placement>,
+): ControllerAction {
   const why = status.message ?? `guest ${status.state}`;
+  const next = { ...placement, generation: placement.generation + 1 };
   if (placement.restarts < spec.restartLimit) {
     const restarts = placement.restarts + 1;
     return {
       type: "place",
+      decision: "restarting",
       vm: spec.name,
-      placement: {
-        ...placement,
-        generation: placement.generation + 1,
-        restarts,
-        reason: `restart ${restarts} of ${spec.restartLimit} after: ${why}`,
-      },
+      placement: { ...next, restarts, reason: `restart ${restarts} of ${spec.restartLimit} after: ${why}` },
       expectedGeneration: placement.generation,
       event: `restarting on ${placement.node} (${restarts}/${spec.restartLimit}): ${why}`,
     };
   }
+  const others = nodeLoads(view.nodes, view.specs, placements).filter(
+    (load) => load.node.name !== placement.node,
+  );
+  const choice = placement.relocations < spec.relocateLimit ? chooseNode(spec, others) : undefined;
+  if (choice?.node) {
+    const relocations = placement.relocations + 1;
+    return {
+      type: "place",
+      decision: "relocating",
+      vm: spec.name,
+      placement: {
+        ...next,
+        node: choice.node,
+        restarts: 0,
+        relocations,
+        reason: `relocation ${relocations} of ${spec.relocateLimit} after ${placement.restarts} restarts on ${placement.node}`,
+      },
+      expectedGeneration: placement.generation,
+      event: `relocating from ${placement.node} to ${choice.node} (${relocations}/${spec.relocateLimit}) after ${placement.restarts} restarts; last: ${why}`,
+    };
+  }
+  const limits = `${placement.restarts} restarts (limit ${spec.restartLimit}) and ${placement.relocations} relocations (limit ${spec.relocateLimit})`;
+  const noTarget = choice && choice.node === null ? `; no other node to relocate to: ${choice.reason}` : "";
   return {
     type: "place",
+    decision: "error",
     vm: spec.name,
-    placement: {
-      ...placement,
-      state: "error",
-      reason: `gave up after ${placement.restarts} restarts (limit ${spec.restartLimit}); last: ${why}`,
-    },
+    placement: { ...placement, state: "error", reason: `gave up after ${limits}${noTarget}; last: ${why}` },
     expectedGeneration: placement.generation,
-    event: `error: restart limit ${spec.restartLimit} reached; last: ${why}`,
+    event: `error: gave up after ${limits}${noTarget}; last: ${why}`,
   };
 }

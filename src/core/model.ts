@@ -59,6 +59,8 @@ export const vmSpecSchema = z.object({
   ha: z.boolean().default(true),
   /** How often the controller restarts a crashed guest before giving up (state error). */
   restartLimit: z.number().int().min(0).max(100),
+  /** After the restart limit on one node, how often the guest is moved to another node before giving up. */
+  relocateLimit: z.number().int().min(0).max(100).default(1),
   /** How long a stop waits for the guest to power down before QEMU is told to quit. */
   stopGraceSeconds: z.number().int().min(0).max(3600),
   createdAt: z.string(),
@@ -70,8 +72,10 @@ export const placementSchema = z.object({
   node: nodeNameSchema,
   /** Increases on every (re)start decision; the agent tags its QEMU with it. */
   generation: z.number().int().min(1),
-  /** Restarts after crashes since the VM was last started by a user. */
+  /** Restarts after crashes on the current node since it was placed there. */
   restarts: z.number().int().min(0),
+  /** Moves to another node after repeated crashes since the VM was last started by a user. */
+  relocations: z.number().int().min(0).default(0),
   state: z.enum(["active", "error"]),
   reason: z.string(),
   updatedAt: z.string(),

@@ -108,7 +108,7 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
     assert.equal(after.generation, running.generation);
   });
 
-  test("a guest that keeps crashing goes to error after its restart limit", async () => {
+  test("a guest that keeps crashing: restarted in place, relocated, restarted there, then error", async () => {
     const created = await cluster.haven([
       "vm",
       "create",
@@ -116,21 +116,38 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
       "--canary",
       "--restart-limit",
       "1",
+      "--relocate-limit",
+      "1",
       "--start",
     ]);
     assert.equal(created.code, 0, created.stderr);
+    const crashUntil = async (what: string, previous: VmView, check: (view: VmView) => boolean) => {
+      process.kill(previous.pid!, "SIGKILL");
+      return eventually(what, async () => {
+        const view = await show("flaky");
+        return view.pid !== previous.pid && check(view) ? view : undefined;
+      });
+    };
     const first = await ackAbove("flaky", 0);
-    process.kill(first.pid!, "SIGKILL");
-    const second = await eventually("flaky restarted", async () => {
-      const view = await show("flaky");
-      return view.state === "running" && view.pid !== first.pid ? view : undefined;
-    });
-    process.kill(second.pid!, "SIGKILL");
-    const failed = await eventually("flaky in error", async () => {
-      const view = await show("flaky");
-      return view.state === "error" ? view : undefined;
-    });
-    assert.match(failed.reason ?? "", /restart/);
+    const inPlace = await crashUntil("restarted in place", first, (v) => v.state === "running");
+    assert.equal(inPlace.node, first.node);
+    const moved = await crashUntil(
+      "relocated",
+      inPlace,
+      (v) => v.state === "running" && v.node !== first.node,
+    );
+    assert.equal(moved.restarts, 0, "restarts count anew on the new node");
+    const again = await crashUntil("restarted on the new node", moved, (v) => v.state === "running");
+    assert.equal(again.node, moved.node);
+    const failed = await crashUntil("in error", again, (v) => v.state === "error");
+    assert.match(failed.reason ?? "", /gave up after 1 restarts \(limit 1\) and 1 relocations \(limit 1\)/);
+    const events = await cluster.json<Array<{ type: string; vm?: string }>>(["events", "--limit", "500"]);
+    for (const type of ["restarting", "relocating", "error"]) {
+      assert.ok(
+        events.some((e) => e.type === type && e.vm === "flaky"),
+        type,
+      );
+    }
     const stop = await cluster.haven(["vm", "stop", "flaky"]);
     assert.equal(stop.code, 0, stop.stderr);
     const del = await cluster.haven(["vm", "delete", "flaky"]);

@@ -94,6 +94,7 @@ describe("agent + controller on fakes", () => {
       name,
       canary: false,
       ha: true,
+      relocateLimit: 0,
       kernel: KERNEL,
       start: true,
       restartLimit: 1,

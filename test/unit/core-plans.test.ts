@@ -35,6 +35,7 @@ const spec = (name: string, extra: Partial<VmSpec> = {}): VmSpec => ({
   canary: false,
   ha: true,
   restartLimit: 2,
+  relocateLimit: 1,
   stopGraceSeconds: 0,
   createdAt: "t0",
   ...extra,
@@ -44,6 +45,7 @@ const placement = (nodeName: string, extra: Partial<Placement> = {}): Placement 
   node: nodeName,
   generation: 1,
   restarts: 0,
+  relocations: 0,
   state: "active",
   reason: "",
   updatedAt: "t0",
@@ -129,16 +131,48 @@ describe("controller plan", () => {
     );
     assert.equal(restart.expectedGeneration, 1);
 
+    const atLimit = { a: placement("n1", { generation: 3, restarts: 2 }) };
+    const [relocate] = planController(
+      view({ specs: [spec("a")], placements: atLimit, statuses: { a: status("n1", "failed", 3) } }),
+    );
+    assert.ok(relocate?.type === "place");
+    assert.deepEqual(
+      [
+        relocate.decision,
+        relocate.placement.node,
+        relocate.placement.restarts,
+        relocate.placement.relocations,
+      ],
+      ["relocating", "n2", 0, 1],
+    );
+
     const [giveUp] = planController(
       view({
         specs: [spec("a")],
-        placements: { a: placement("n1", { generation: 3, restarts: 2 }) },
-        statuses: { a: status("n1", "failed", 3) },
+        placements: { a: placement("n2", { generation: 5, restarts: 2, relocations: 1 }) },
+        statuses: { a: status("n2", "crashed", 5) },
       }),
     );
     assert.ok(giveUp?.type === "place");
+    assert.equal(giveUp.decision, "error");
     assert.equal(giveUp.placement.state, "error");
-    assert.match(giveUp.placement.reason, /gave up after 2 restarts/);
+    assert.match(
+      giveUp.placement.reason,
+      /gave up after 2 restarts \(limit 2\) and 1 relocations \(limit 1\)/,
+    );
+  });
+
+  test("gives up at the restart limit when no other node can take the guest", () => {
+    const [giveUp] = planController(
+      view({
+        nodes: [node("n1")],
+        specs: [spec("a")],
+        placements: { a: placement("n1", { generation: 3, restarts: 2 }) },
+        statuses: { a: status("n1", "crashed", 3) },
+      }),
+    );
+    assert.ok(giveUp?.type === "place" && giveUp.decision === "error");
+    assert.match(giveUp.placement.reason, /no other node/);
   });
 
   test("ignores a crash report of an older generation", () => {

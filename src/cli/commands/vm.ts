@@ -19,6 +19,7 @@ interface CreateOptions {
   vcpus?: number;
   diskSize?: number;
   restartLimit?: number;
+  relocateLimit?: number;
   ha: boolean;
   start?: boolean;
   wait: boolean;
@@ -47,6 +48,11 @@ export function registerVm(program: Command, ctx: CliContext): void {
       "restarts after crashes before the VM goes to error",
       intOption("--restart-limit"),
     )
+    .option(
+      "--relocate-limit <n>",
+      "after the restart limit, moves to another node before the VM goes to error (default 1)",
+      intOption("--relocate-limit"),
+    )
     .option("--no-ha", "do not recover it on another node when its node fails")
     .option("--start", "start it right away")
     .option("--no-wait", "with --start: return without waiting for the guest to run")
@@ -63,6 +69,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         vcpus: options.vcpus,
         diskSizeMb: options.diskSize,
         restartLimit: options.restartLimit,
+        relocateLimit: options.relocateLimit,
         ha: options.ha,
         start: options.start ?? false,
       });

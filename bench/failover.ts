@@ -7,19 +7,13 @@
 //   first ack  started → first `ack` line in the new node's serial log
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { VmView } from "../src/core/model.js";
+import { findDoubleRuns } from "../src/core/history-check.js";
+import type { HavenEvent, VmView } from "../src/core/model.js";
 import { eventually, TestCluster } from "../test/integration/harness.js";
 
 const KILLS = Number(process.env.BENCH_KILLS ?? 10);
 const PHASES = ["detection", "fencing", "placement", "qemu start", "first ack", "total"] as const;
 type Phase = (typeof PHASES)[number];
-
-interface HavenEventRow {
-  time: string;
-  type: string;
-  vm?: string;
-  node?: string;
-}
 
 async function oneFailover(cluster: TestCluster): Promise<Record<Phase, number>> {
   const before = await eventually("canary acking", async () => {
@@ -60,7 +54,7 @@ async function oneFailover(cluster: TestCluster): Promise<Record<Phase, number>>
     },
     60_000,
   );
-  const events = await cluster.json<HavenEventRow[]>(["events", "--limit", "200"]);
+  const events = await cluster.json<HavenEvent[]>(["events", "--limit", "200"]);
   const at = (type: string, node?: string) => {
     const event = events.filter((e) => e.type === type && (!node || e.node === node)).at(-1);
     if (!event) throw new Error(`no ${type} event`);
@@ -128,7 +122,11 @@ async function main(): Promise<void> {
     console.log(
       `canary disk after all failovers: ${clean ? "clean (no gap, no corrupt record, no fork)" : "PROBLEMS"}`,
     );
-    if (!clean) process.exitCode = 1;
+    const doubles = findDoubleRuns(await cluster.json<HavenEvent[]>(["events", "--limit", "10000"]));
+    console.log(
+      `event history: ${doubles.length === 0 ? "the guest never ran on two nodes at once" : JSON.stringify(doubles)}`,
+    );
+    if (!clean || doubles.length > 0) process.exitCode = 1;
   } finally {
     await cluster.stop();
   }

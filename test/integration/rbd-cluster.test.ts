@@ -11,7 +11,8 @@ import type { CephStatus } from "../../src/adapters/ceph/status.js";
 import type { RbdStorageConfig } from "../../src/adapters/storage/config.js";
 import type { CanaryReport } from "../../src/core/canary.js";
 import { highestAckInLog, verifyCanaryImage } from "../../src/core/canary.js";
-import type { VmView } from "../../src/core/model.js";
+import { findDoubleRuns } from "../../src/core/history-check.js";
+import type { HavenEvent, VmView } from "../../src/core/model.js";
 import { isAlive } from "../../src/lib/process.js";
 import { eventually, TestCluster } from "./harness.js";
 
@@ -318,5 +319,11 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     );
     await ackAbove("canary", (await show("canary")).lastAck! + 5);
     await assertCleanAfterFailover("canary", [before.node!, (await show("canary")).node!]);
+  });
+
+  test("the event history never shows a guest on two nodes at once", async () => {
+    const events = await cluster.json<HavenEvent[]>(["events", "--limit", "10000"]);
+    assert.ok(events.filter((e) => e.type === "fenced").length >= 2, "the history contains the failovers");
+    assert.deepEqual(findDoubleRuns(events), []);
   });
 });

@@ -1,0 +1,31 @@
+// The "never twice" check over Haven's event history (invariant 1): replays who ran which guest and reports
+// every moment a VM ran on two nodes at once. A guest runs on a node from its `started` event until that node
+// reports it gone (`stopped`, `killed`, `crashed`, `self-fenced`) or until the controller fenced it there
+// (`fenced`: from then on its QEMU, if any, can no longer write).
+import type { HavenEvent } from "./model.js";
+
+export interface DoubleRun {
+  vm: string;
+  nodes: string[];
+  time: string;
+}
+
+const ENDS = new Set(["stopped", "killed", "crashed", "self-fenced", "fenced", "start-failed"]);
+
+export function findDoubleRuns(events: HavenEvent[]): DoubleRun[] {
+  const runningOn = new Map<string, Set<string>>();
+  const problems: DoubleRun[] = [];
+  const sorted = [...events].sort((a, b) => a.time.localeCompare(b.time));
+  for (const event of sorted) {
+    if (!event.vm || !event.node) continue;
+    const nodes = runningOn.get(event.vm) ?? new Set<string>();
+    runningOn.set(event.vm, nodes);
+    if (event.type === "started") {
+      nodes.add(event.node);
+      if (nodes.size > 1) problems.push({ vm: event.vm, nodes: [...nodes].sort(), time: event.time });
+    } else if (ENDS.has(event.type)) {
+      nodes.delete(event.node);
+    }
+  }
+  return problems;
+}

@@ -115,7 +115,7 @@ export class Agent {
   private seedOutcomesFromStatus(): void {
     for (const [vm, status] of this.vms.statuses) {
       if (status.node !== this.deps.node || this.running.has(vm)) continue;
-      if (status.state === "crashed" || status.state === "failed") {
+      if (status.state === "crashed" || status.state === "failed" || status.state === "fenced") {
         this.outcomes.set(vm, {
           generation: status.generation,
           state: status.state,
@@ -139,7 +139,7 @@ export class Agent {
     if (!guest || guest.generation !== generation) return;
     this.running.delete(vm);
     if (this.fenced.delete(vm)) {
-      this.outcomes.set(vm, { generation, state: "crashed", message: SELF_FENCE_REASON });
+      this.outcomes.set(vm, { generation, state: "fenced", message: SELF_FENCE_REASON });
     } else if (this.busy.get(vm) !== "stopping") {
       this.outcomes.set(vm, { generation, state: "crashed", message: "QEMU exited unexpectedly" });
       this.deps.log.warn("guest exited unexpectedly", { vm, generation, pid: guest.pid });

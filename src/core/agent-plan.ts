@@ -10,7 +10,7 @@ export interface LocalGuest {
 /** The last start of a VM on this node that ended on its own (crash, or QEMU failed to start). */
 export interface LocalOutcome {
   generation: number;
-  state: "crashed" | "failed";
+  state: "crashed" | "failed" | "fenced";
 }
 
 export interface AgentView {

@@ -70,7 +70,8 @@ function planVm(
     if (!placement) return undefined;
     const guestGone =
       placement.state === "error" ||
-      (statusOfPlacement !== undefined && ["stopped", "crashed", "failed"].includes(statusOfPlacement.state));
+      (statusOfPlacement !== undefined &&
+        ["stopped", "crashed", "failed", "fenced"].includes(statusOfPlacement.state));
     return guestGone
       ? {
           type: "release",
@@ -102,14 +103,24 @@ function planVm(
     };
   }
 
-  if (
-    placement.state === "active" &&
-    statusOfPlacement &&
-    ["crashed", "failed"].includes(statusOfPlacement.state)
-  ) {
+  if (placement.state !== "active" || !statusOfPlacement) return undefined;
+  if (statusOfPlacement.state === "fenced") return restartAfterSelfFence(spec, placement);
+  if (["crashed", "failed"].includes(statusOfPlacement.state)) {
     return restartRelocateOrGiveUp(spec, placement, statusOfPlacement, view, placements);
   }
   return undefined;
+}
+
+/** Its node killed it for want of a lease and holds one again: start it there anew, without counting a crash. */
+function restartAfterSelfFence(spec: VmSpec, placement: Placement): ControllerAction {
+  return {
+    type: "place",
+    decision: "restarting",
+    vm: spec.name,
+    placement: { ...placement, generation: placement.generation + 1, reason: "restart after self-fencing" },
+    expectedGeneration: placement.generation,
+    event: `restarting on ${placement.node}: its node self-fenced it and has a valid lease again (not counted as a crash)`,
+  };
 }
 
 /**

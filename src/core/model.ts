@@ -82,7 +82,16 @@ export const placementSchema = z.object({
 });
 export type Placement = z.infer<typeof placementSchema>;
 
-export const guestStateSchema = z.enum(["starting", "running", "stopping", "stopped", "crashed", "failed"]);
+/** `fenced`: killed by its own agent because the node lease ran out (invariant 2); not the guest's fault. */
+export const guestStateSchema = z.enum([
+  "starting",
+  "running",
+  "stopping",
+  "stopped",
+  "crashed",
+  "failed",
+  "fenced",
+]);
 export type GuestState = z.infer<typeof guestStateSchema>;
 
 /** What the agent on the placed node observes; written under that node's lease. */

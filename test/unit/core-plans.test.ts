@@ -175,6 +175,21 @@ describe("controller plan", () => {
     assert.match(giveUp.placement.reason, /no other node/);
   });
 
+  test("a guest its own node self-fenced is restarted there without counting a crash", () => {
+    const [restart] = planController(
+      view({
+        specs: [spec("a")],
+        placements: { a: placement("n1", { restarts: 2 }) },
+        statuses: { a: status("n1", "fenced") },
+      }),
+    );
+    assert.ok(restart?.type === "place");
+    assert.deepEqual(
+      [restart.decision, restart.placement.node, restart.placement.generation, restart.placement.restarts],
+      ["restarting", "n1", 2, 2],
+    );
+  });
+
   test("ignores a crash report of an older generation", () => {
     const actions = planController(
       view({

@@ -101,14 +101,12 @@ export class Controller {
             const name = kv.key.slice(store.nodesPrefix.length);
             if (type === "delete") {
               this.nodes.delete(name);
-              this.event({
-                type: "node-lost",
-                node: name,
-                reason: "its lease expired: no keep-alive within the TTL",
-              });
+              this.noteNodeLost(name);
             } else {
-              if (!this.nodes.has(name))
+              if (!this.nodes.has(name)) {
+                this.lostNodes.delete(name);
                 this.event({ type: "node-joined", node: name, reason: "registered with a new lease" });
+              }
               this.nodes.set(name, nodeInfoSchema.parse(JSON.parse(kv.value)));
             }
           }
@@ -186,10 +184,11 @@ export class Controller {
       ...this.vms,
     });
     for (const action of actions) await this.apply(action);
-    for (const vm of this.unplaceable.keys()) {
-      if (!actions.some((action) => action.type === "unplaceable" && action.vm === vm))
-        this.unplaceable.delete(vm);
-    }
+    // A VM that is still waiting keeps its last reason, so the same refusal is one event, not one per second.
+    const waiting = new Set(
+      actions.filter((action) => action.type === "unplaceable" || action.type === "recover").map((a) => a.vm),
+    );
+    for (const vm of this.unplaceable.keys()) if (!waiting.has(vm)) this.unplaceable.delete(vm);
   }
 
   private async apply(action: ControllerAction): Promise<void> {

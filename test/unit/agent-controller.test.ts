@@ -234,9 +234,16 @@ describe("agent + controller on fakes", () => {
       5000,
       20,
     );
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 2500));
     assert.equal(n2.started.length, 0);
     assert.equal((await show("a")).node, "n1");
+    const events = await service.events(100);
+    assert.equal(
+      events.filter((e) => e.type === "recovery-refused").length,
+      1,
+      "one refusal, not one per second",
+    );
+    assert.equal(events.filter((e) => e.type === "node-lost").length, 1, "one detection");
   });
 
   test("a VM with HA off stays with its failed node", async () => {

@@ -1,14 +1,13 @@
 // Fault injection for local clusters (the demo and the HA tests use it): kill, freeze and thaw a node's
 // processes, kill and restart etcd members. Only processes that this state directory started are touched:
 // pids come from pidfiles and are trusted only while their command line still names this state directory.
-import { readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { etcdHealthy } from "../adapters/etcd/local-etcd.js";
 import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
 import { inputError, notFound, unavailable } from "../core/errors.js";
 import { sleep } from "../lib/async.js";
-import { commandLine, livePid, processesMatching } from "../lib/process.js";
+import { commandLine, isAlive, livePid, processesMatching, processState } from "../lib/process.js";
 import type { ClusterFile, LocalEtcdMember } from "./cluster-file.js";
 import { etcdEndpoint, etcdMemberPid, startEtcdMembers, waitForEtcd } from "./local-cluster.js";
 
@@ -57,22 +56,6 @@ function findMember(members: LocalEtcdMember[], name: string): LocalEtcdMember {
   return member;
 }
 
-/** The state letter of /proc/PID/stat (R, S, D, T, Z, …), or undefined when there is no such process. */
-export function processState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The state follows the ") " that closes the command name (which may itself contain ")").
-    return stat.charAt(stat.lastIndexOf(")") + 2);
-  } catch {
-    return undefined;
-  }
-}
-
-const gone = (pid: number) => {
-  const state = processState(pid);
-  return state === undefined || state === "Z" || state === "X";
-};
-
 async function until(check: () => boolean): Promise<void> {
   const deadline = Date.now() + SETTLE_WITHIN_MS;
   while (!check() && Date.now() < deadline) await sleep(20);
@@ -119,13 +102,13 @@ export async function killNode(stateDir: string, cluster: ClusterFile, name: str
   const node = findNode(cluster, name);
   // The agent first, so it cannot see its guests die and report it: a dead host reports nothing.
   const killed = (await nodeHavend(node)).filter((p) => signal(p.pid, "SIGKILL"));
-  await until(() => killed.every((p) => gone(p.pid)));
+  await until(() => killed.every((p) => !isAlive(p.pid)));
   // A QEMU that was daemonizing forks once more; look again until none is left.
   for (let round = 0; round < 5; round++) {
     const qemus = (await nodeQemus(node)).filter((p) => !killed.some((k) => k.pid === p.pid));
     if (qemus.length === 0) break;
     killed.push(...qemus.filter((p) => signal(p.pid, "SIGKILL")));
-    await until(() => qemus.every((p) => gone(p.pid)));
+    await until(() => qemus.every((p) => !isAlive(p.pid)));
   }
   return killed;
 }
@@ -140,7 +123,7 @@ export async function freezeNode(
   const node = findNode(cluster, name);
   const frozen = (await nodeHavend(node)).filter((p) => signal(p.pid, "SIGSTOP"));
   frozen.push(...(await nodeQemus(node)).filter((p) => signal(p.pid, "SIGSTOP")));
-  await until(() => frozen.every((p) => gone(p.pid) || processState(p.pid) === "T"));
+  await until(() => frozen.every((p) => !isAlive(p.pid) || processState(p.pid) === "T"));
   return frozen;
 }
 
@@ -196,7 +179,7 @@ export async function killEtcdMember(
   const members = requireLocal(stateDir, cluster);
   const member = findMember(members, name);
   const pid = await etcdMemberPid(stateDir, member);
-  if (pid && signal(pid, "SIGKILL")) await until(() => gone(pid));
+  if (pid && signal(pid, "SIGKILL")) await until(() => !isAlive(pid));
   const running = (await Promise.all(members.map((m) => etcdMemberPid(stateDir, m)))).filter(Boolean).length;
   return {
     member: name,

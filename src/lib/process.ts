@@ -29,12 +29,20 @@ export async function livePid(pidFile: string, marker: string): Promise<number |
   return commandLine(pid).includes(marker) ? pid : undefined;
 }
 
-function isZombie(pid: number): boolean {
+/** The state letter of /proc/PID/stat (R, S, D, T, Z, …), or undefined when there is no such process. */
+export function processState(pid: number): string | undefined {
   try {
-    return / Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\)/, ""));
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The state follows the ") " that closes the command name (which may itself contain ")").
+    return stat.charAt(stat.lastIndexOf(")") + 2);
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+function isZombie(pid: number): boolean {
+  const state = processState(pid);
+  return state === "Z" || state === "X" || state === "x";
 }
 
 /** SIGTERM, then SIGKILL after graceMs; resolves when the process is gone. */

@@ -5,8 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { after, before, describe, test } from "node:test";
-import { processState } from "../../src/cli/local-faults.js";
-import { commandLine } from "../../src/lib/process.js";
+import { commandLine, isAlive, processState } from "../../src/lib/process.js";
 import type { VmView } from "../../src/core/model.js";
 import { eventually, TestCluster } from "./harness.js";
 
@@ -36,7 +35,7 @@ async function refused(target: TestCluster, args: string[], exitCode: number, me
   assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace for user errors");
 }
 
-const gone = (pid: number) => [undefined, "Z", "X"].includes(processState(pid));
+const gone = (pid: number) => !isAlive(pid);
 
 describe("fault commands on a local cluster", { timeout: 300_000 }, () => {
   let cluster: TestCluster;

@@ -6,6 +6,7 @@
 import { readFileSync, rmSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { isAlive } from "../../lib/process.js";
 import { rbdKeyFile } from "./cmdline.js";
 import type { GuestLaunch } from "./port.js";
 
@@ -54,10 +55,7 @@ function parsePid(text: string): number | undefined {
  */
 export async function ourQemuArgv(pid: number, vm: string, pidFile: string): Promise<string[] | undefined> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    // The state letter follows the ") " that closes the command name (which may itself contain ")").
-    const state = stat.charAt(stat.lastIndexOf(")") + 2);
-    if (state === "Z" || state === "X" || state === "x") return undefined;
+    if (!isAlive(pid)) return undefined;
     const argv = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
     const name = argAfter(argv, "-name")?.split(",")[0];
     return name === vm && argAfter(argv, "-pidfile") === pidFile ? argv : undefined;

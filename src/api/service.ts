@@ -43,8 +43,9 @@ export class HavenService {
 
   // --- reads ---
   async status() {
+    // Node names only: listNodes() would read every VM a second time to compute loads.
     const [nodes, vms, leader, storage] = await Promise.all([
-      this.listNodes(),
+      this.store.listNodes(),
       this.listVms(),
       this.store.etcd.get(this.store.controllerKey),
       this.storageHealth(),

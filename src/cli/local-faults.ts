@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { etcdHealthy } from "../adapters/etcd/local-etcd.js";
 import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
 import { inputError, notFound, unavailable } from "../core/errors.js";
-import { sleep } from "../lib/async.js";
+import { pollUntil } from "../lib/async.js";
 import { commandLine, isAlive, livePid, processesMatching, processState } from "../lib/process.js";
 import type { ClusterFile, LocalEtcdMember } from "./cluster-file.js";
 import { etcdEndpoint, etcdMemberPid, startEtcdMembers, waitForEtcd } from "./local-cluster.js";
@@ -56,11 +56,6 @@ function findMember(members: LocalEtcdMember[], name: string): LocalEtcdMember {
   return member;
 }
 
-async function until(check: () => boolean): Promise<void> {
-  const deadline = Date.now() + SETTLE_WITHIN_MS;
-  while (!check() && Date.now() < deadline) await sleep(20);
-}
-
 function signal(pid: number, sig: NodeJS.Signals): boolean {
   try {
     process.kill(pid, sig);
@@ -102,13 +97,13 @@ export async function killNode(stateDir: string, cluster: ClusterFile, name: str
   const node = findNode(cluster, name);
   // The agent first, so it cannot see its guests die and report it: a dead host reports nothing.
   const killed = (await nodeHavend(node)).filter((p) => signal(p.pid, "SIGKILL"));
-  await until(() => killed.every((p) => !isAlive(p.pid)));
+  await pollUntil(() => killed.every((p) => !isAlive(p.pid)), SETTLE_WITHIN_MS, 20);
   // A QEMU that was daemonizing forks once more; look again until none is left.
   for (let round = 0; round < 5; round++) {
     const qemus = (await nodeQemus(node)).filter((p) => !killed.some((k) => k.pid === p.pid));
     if (qemus.length === 0) break;
     killed.push(...qemus.filter((p) => signal(p.pid, "SIGKILL")));
-    await until(() => qemus.every((p) => !isAlive(p.pid)));
+    await pollUntil(() => qemus.every((p) => !isAlive(p.pid)), SETTLE_WITHIN_MS, 20);
   }
   return killed;
 }
@@ -123,7 +118,11 @@ export async function freezeNode(
   const node = findNode(cluster, name);
   const frozen = (await nodeHavend(node)).filter((p) => signal(p.pid, "SIGSTOP"));
   frozen.push(...(await nodeQemus(node)).filter((p) => signal(p.pid, "SIGSTOP")));
-  await until(() => frozen.every((p) => !isAlive(p.pid) || processState(p.pid) === "T"));
+  await pollUntil(
+    () => frozen.every((p) => !isAlive(p.pid) || processState(p.pid) === "T"),
+    SETTLE_WITHIN_MS,
+    20,
+  );
   return frozen;
 }
 
@@ -136,7 +135,7 @@ export async function thawNode(stateDir: string, cluster: ClusterFile, name: str
   const node = findNode(cluster, name);
   const thawed = (await nodeQemus(node)).filter((p) => signal(p.pid, "SIGCONT"));
   thawed.push(...(await nodeHavend(node)).filter((p) => signal(p.pid, "SIGCONT")));
-  await until(() => thawed.every((p) => processState(p.pid) !== "T"));
+  await pollUntil(() => thawed.every((p) => processState(p.pid) !== "T"), SETTLE_WITHIN_MS, 20);
   return thawed;
 }
 
@@ -179,7 +178,7 @@ export async function killEtcdMember(
   const members = requireLocal(stateDir, cluster);
   const member = findMember(members, name);
   const pid = await etcdMemberPid(stateDir, member);
-  if (pid && signal(pid, "SIGKILL")) await until(() => !isAlive(pid));
+  if (pid && signal(pid, "SIGKILL")) await pollUntil(() => !isAlive(pid), SETTLE_WITHIN_MS, 20);
   const running = (await Promise.all(members.map((m) => etcdMemberPid(stateDir, m)))).filter(Boolean).length;
   return {
     member: name,

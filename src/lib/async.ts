@@ -31,6 +31,20 @@ export async function waitFor<T>(
   }
 }
 
+/** Polls `done` until it is true (returns true) or `timeoutMs` passed (returns false); never throws on timeout. */
+export async function pollUntil(
+  done: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 50,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await done()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(intervalMs);
+  }
+}
+
 /** Runs `fn` at most once at a time; calls while it runs coalesce into one more run. */
 export function serialized(fn: () => Promise<void>, onError: (err: unknown) => void): () => void {
   let running = false;

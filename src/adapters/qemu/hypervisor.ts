@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { mkdir, readdir, rm, stat, readFile, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { z } from "zod";
-import { sleep } from "../../lib/async.js";
+import { pollUntil, sleep } from "../../lib/async.js";
 import { buildQemuArgs } from "./cmdline.js";
 import {
   argAfter,
@@ -191,7 +191,7 @@ export class QemuHypervisor implements Hypervisor {
       const victim = pid ?? (await readPid(files.pidFile));
       if (victim !== undefined && (await ourQemuArgv(victim, vm, files.pidFile))) {
         signal(victim, "SIGKILL");
-        const dead = await waitUntil(
+        const dead = await pollUntil(
           async () => !(await ourQemuArgv(victim, vm, files.pidFile)),
           killTimeoutMs,
         );
@@ -272,7 +272,7 @@ export class QemuHypervisor implements Hypervisor {
 
   /** True once the guest's QEMU is gone (exit handled), false if still alive after `ms`. */
   private async waitGone(guest: Guest, ms: number): Promise<boolean> {
-    return waitUntil(async () => !(await this.checkAlive(guest)), ms);
+    return pollUntil(async () => !(await this.checkAlive(guest)), ms);
   }
 
   private async killGuest(guest: Guest): Promise<void> {
@@ -388,14 +388,5 @@ async function connectQmp(files: GuestFiles, timeoutMs: number): Promise<QmpClie
       if (Date.now() + fastPollMs >= deadline) throw err;
       await sleep(fastPollMs);
     }
-  }
-}
-
-async function waitUntil(done: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await done()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(fastPollMs);
   }
 }

@@ -6,7 +6,7 @@ import type { GuestLaunch, GuestProcess, Hypervisor, Accelerator } from "../adap
 import type { StorageBackend } from "../adapters/storage/port.js";
 import { planAgent, SELF_FENCE_REASON, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
 import { highestAckInLog } from "../core/canary.js";
-import type { HavenEvent, Placement, VmSpec, VmStatus } from "../core/model.js";
+import type { HavenEvent, NodeInfo, Placement, VmSpec, VmStatus } from "../core/model.js";
 import { serialized, sleep } from "../lib/async.js";
 import type { Logger } from "../lib/log.js";
 
@@ -20,6 +20,8 @@ export interface AgentDeps {
   lease: () => string;
   /** Whether the node lease is certainly still valid (invariant 2); checked before every start. */
   leaseValid: () => boolean;
+  /** Publishes which guests (by generation) this node runs, so that fences of its old guests can be lifted. */
+  publishGuests: (guests: NonNullable<NodeInfo["guests"]>) => Promise<void>;
   log: Logger;
 }
 
@@ -41,6 +43,7 @@ export class Agent {
   /** Guests killed by self-fencing, so their exit is reported as such rather than as a crash. */
   private readonly fenced = new Set<string>();
   private synced = false;
+  private publishedGuests = "";
   readonly reconcile: () => void;
 
   constructor(private readonly deps: AgentDeps) {
@@ -48,6 +51,11 @@ export class Agent {
       () => this.reconcileOnce(),
       (err) => deps.log.error("reconcile failed", { err }),
     );
+  }
+
+  /** How many QEMUs this agent runs right now. */
+  get runningGuests(): number {
+    return this.running.size;
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -162,6 +170,7 @@ export class Agent {
       if (!this.busy.has(action.vm)) void this.execute(action);
     }
     await this.flushEvents();
+    await this.publishGuests();
     await this.readCanaryAcks();
     await this.readRbdClients();
     await this.reportStatuses();
@@ -225,6 +234,16 @@ export class Agent {
       })),
       accel: this.deps.accel,
     };
+  }
+
+  private async publishGuests(): Promise<void> {
+    const guests = [...this.running.values()]
+      .map((guest) => ({ vm: guest.vm, generation: guest.generation }))
+      .sort((a, b) => a.vm.localeCompare(b.vm));
+    const fingerprint = JSON.stringify(guests);
+    if (fingerprint === this.publishedGuests) return;
+    await this.deps.publishGuests(guests);
+    this.publishedGuests = fingerprint;
   }
 
   /** The RBD client addresses of each running guest's QEMU, which fencing will blocklist. */

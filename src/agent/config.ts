@@ -23,6 +23,16 @@ export const nodeConfigSchema = z.object({
   guestDir: z.string().min(1),
   capacity: z.object({ vcpus: z.number().int().min(1), memoryMb: z.number().int().min(1) }).optional(),
   attributes: z.record(z.string(), z.string()).default({}),
+  /**
+   * Optional Linux watchdog (e.g. /dev/watchdog with softdog or a hardware timer), fed while the node may run
+   * its guests: a hung agent, or guests outliving the lease, reset the machine. Off unless configured.
+   */
+  watchdog: z
+    .object({
+      device: z.string().min(1),
+      feedIntervalMs: z.number().int().min(100).max(60_000).default(1000),
+    })
+    .optional(),
 });
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 

@@ -6,6 +6,8 @@ import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ClusterStore } from "../adapters/etcd/cluster-store.js";
+import { CommandFenceRunner } from "../adapters/fence/command.js";
+import { Watchdog } from "../adapters/fence/watchdog.js";
 import { GatewayEtcdClient } from "../adapters/etcd/gateway-client.js";
 import { probeAccelerator } from "../adapters/qemu/accel.js";
 import { QemuHypervisor } from "../adapters/qemu/hypervisor.js";
@@ -16,7 +18,7 @@ import { createApiServer } from "../api/server.js";
 import { HavenService } from "../api/service.js";
 import { Controller } from "../controller/controller.js";
 import type { NodeInfo } from "../core/model.js";
-import { DEFAULT_SELF_FENCE_MARGIN_MS, mayRunGuests } from "../core/self-fence.js";
+import { DEFAULT_SELF_FENCE_MARGIN_MS, mayFeedWatchdog, mayRunGuests } from "../core/self-fence.js";
 import { sleep } from "../lib/async.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { VERSION } from "../lib/version.js";
@@ -55,6 +57,8 @@ async function main(): Promise<void> {
   await registerUntilReachable(lease, log, shutdown.signal);
   if (shutdown.signal.aborted) return;
 
+  const leaseValid = () =>
+    mayRunGuests(Date.now(), lease.deadline(config.selfFenceMarginMs ?? DEFAULT_SELF_FENCE_MARGIN_MS));
   const agent = new Agent({
     node: config.node,
     store,
@@ -62,14 +66,15 @@ async function main(): Promise<void> {
     storage,
     accel: accel.accel,
     lease: () => lease.id,
-    leaseValid: () =>
-      mayRunGuests(Date.now(), lease.deadline(config.selfFenceMarginMs ?? DEFAULT_SELF_FENCE_MARGIN_MS)),
+    leaseValid,
+    publishGuests: (guests) => lease.update({ guests }),
     log: log.child("agent"),
   });
   const controller = new Controller({
     node: config.node,
     store,
     storage,
+    fenceAgents: new CommandFenceRunner(),
     lease: () => lease.id,
     log: log.child("controller"),
   });
@@ -89,6 +94,9 @@ async function main(): Promise<void> {
     server.listen(config.listen.port, config.listen.host, resolve);
   });
   log.info("havend ready", { api: info.api, accel: accel.accel, version: VERSION });
+  const watchdog = config.watchdog && new Watchdog(config.watchdog.device);
+  watchdog?.open();
+  if (watchdog) log.info("watchdog armed", { ...config.watchdog });
 
   await Promise.all([
     lease.keepAlive(
@@ -99,6 +107,11 @@ async function main(): Promise<void> {
     agent.run(shutdown.signal),
     controller.run(shutdown.signal),
     watchStorageHealth(storage, lease, log, shutdown.signal),
+    watchdog?.run(
+      () => mayFeedWatchdog(leaseValid(), agent.runningGuests),
+      config.watchdog!.feedIntervalMs,
+      shutdown.signal,
+    ),
   ]);
   // Guests keep running: a stopped agent is not a stopped node. The next havend re-attaches to them.
   server.close();

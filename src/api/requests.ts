@@ -6,8 +6,17 @@ import {
   memoryMbSchema,
   nameSchema,
   vcpusSchema,
+  haPolicyShape,
   vmNameSchema,
 } from "../core/model.js";
+
+/** The HA policy a user may change later (`haven vm set`): only the fields named. */
+export const updateVmRequest = z
+  .object(haPolicyShape)
+  .partial()
+  .strict()
+  .refine((body) => Object.keys(body).length > 0, { message: "nothing to change" });
+export type UpdateVmRequest = z.infer<typeof updateVmRequest>;
 
 export const createVmRequest = z
   .object({
@@ -19,9 +28,11 @@ export const createVmRequest = z
     memoryMb: memoryMbSchema.optional(),
     vcpus: vcpusSchema.optional(),
     diskSizeMb: diskSizeMbSchema.optional(),
-    restartLimit: z.number().int().min(0).max(100).default(3),
-    relocateLimit: z.number().int().min(0).max(100).default(1),
-    ha: z.boolean().default(true),
+    ha: haPolicyShape.ha.default(true),
+    restartLimit: haPolicyShape.restartLimit.default(3),
+    relocateLimit: haPolicyShape.relocateLimit.default(1),
+    failureTimeoutSeconds: haPolicyShape.failureTimeoutSeconds.default(600),
+    priority: haPolicyShape.priority.default(0),
     stopGraceSeconds: z.number().int().min(0).max(3600).optional(),
     start: z.boolean().default(false),
   })

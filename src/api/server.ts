@@ -6,11 +6,13 @@ import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import { z } from "zod";
 import { HavenError, httpStatusOf, inputError, notFound } from "../core/errors.js";
+import { fenceAgentSchema } from "../core/model.js";
 import type { Logger } from "../lib/log.js";
 import {
   cloneRequest,
   createDiskRequest,
   createVmRequest,
+  updateVmRequest,
   poolNameSchema,
   resizeDiskRequest,
   snapshotRequest,
@@ -64,6 +66,9 @@ function buildRoutes(service: HavenService): Route[] {
       await service.deleteVm(name!);
       return { deleted: name };
     }),
+    route("PATCH", "/v1/vms/:name", async ([name], body) =>
+      service.updateVm(name!, await parse(updateVmRequest, body)),
+    ),
     route("POST", "/v1/vms/:name/start", ([name]) => service.setDesiredState(name!, "started")),
     route("POST", "/v1/vms/:name/stop", ([name]) => service.setDesiredState(name!, "stopped")),
     route("GET", "/v1/vms/:name/canary", ([name]) => service.verifyCanary(name!)),
@@ -101,6 +106,14 @@ function buildRoutes(service: HavenService): Route[] {
       return service.cloneDisk(name!, snapshot, target, poolOf(query));
     }),
     route("GET", "/v1/storage/ceph", () => service.cephStatus()),
+    route("GET", "/v1/fencing", () => service.fencing()),
+    route("PUT", "/v1/fencing/agents/:name", async ([node], body) =>
+      service.setFenceAgent(node!, await parse(fenceAgentSchema.strict(), body)),
+    ),
+    route("DELETE", "/v1/fencing/agents/:name", async ([node]) => {
+      await service.clearFenceAgent(node!);
+      return { deleted: node };
+    }),
     route("GET", "/v1/events", (_, __, query) =>
       service.events(limitOf(query), query.get("after") ?? undefined),
     ),

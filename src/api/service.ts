@@ -6,10 +6,19 @@ import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import type { ImageInfo, StorageBackend } from "../adapters/storage/port.js";
 import { verifyCanaryImage, type CanaryReport } from "../core/canary.js";
 import { conflict, inputError, notFound } from "../core/errors.js";
-import { viewVm, type HavenEvent, type NodeInfo, type VmSpec, type VmView } from "../core/model.js";
+import {
+  nodeNameSchema,
+  viewVm,
+  type FenceAgent,
+  type HavenEvent,
+  type NodeInfo,
+  type StorageFence,
+  type VmSpec,
+  type VmView,
+} from "../core/model.js";
 import { nodeLoads } from "../core/placement.js";
 import { Rollback } from "../lib/rollback.js";
-import type { CreateVmRequest } from "./requests.js";
+import type { CreateVmRequest, UpdateVmRequest } from "./requests.js";
 
 export const CANARY_DEFAULTS = { memoryMb: 128, vcpus: 1, diskSizeMb: 64, stopGraceSeconds: 0 };
 const MB = 1024 * 1024;
@@ -150,6 +159,8 @@ export class HavenService {
         canary: request.canary,
         restartLimit: request.restartLimit,
         relocateLimit: request.relocateLimit,
+        failureTimeoutSeconds: request.failureTimeoutSeconds,
+        priority: request.priority,
         ha: request.ha,
         stopGraceSeconds:
           request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
@@ -183,6 +194,15 @@ export class HavenService {
     return (await this.showVm(name)) satisfies VmView;
   }
 
+  /** Changes a VM's HA policy; the controller applies it from its next decision on. */
+  async updateVm(name: string, change: UpdateVmRequest): Promise<VmView & { spec: VmSpec }> {
+    const { value: spec, modRevision } = await this.requireSpec(name);
+    await this.store.updateSpec({ ...spec, ...change }, modRevision);
+    const changes = Object.entries(change).map(([key, value]) => `${key}=${String(value)}`);
+    await this.store.appendEvent({ type: "changed", vm: name, reason: `by user: ${changes.join(", ")}` });
+    return this.showVm(name);
+  }
+
   async deleteVm(name: string): Promise<void> {
     const { value: spec, modRevision } = await this.requireSpec(name);
     if (spec.state !== "stopped") throw conflict(`VM ${name} is ${spec.state}; stop it before deleting`);
@@ -195,6 +215,38 @@ export class HavenService {
       });
     }
     await this.store.appendEvent({ type: "deleted", vm: name, reason: "deleted by user" });
+  }
+
+  // --- fencing ---
+  /** The fence agent of each node that has one, and the storage fences still in place. */
+  async fencing(): Promise<{ agents: Array<FenceAgent & { node: string }>; storageFences: StorageFence[] }> {
+    const [agents, storageFences] = await Promise.all([
+      this.store.listFenceAgents(),
+      this.store.listStorageFences(),
+    ]);
+    return { agents: [...agents].map(([node, agent]) => ({ node, ...agent })), storageFences };
+  }
+
+  async setFenceAgent(node: string, agent: FenceAgent): Promise<FenceAgent & { node: string }> {
+    nodeName(node);
+    // The controller may run on any node; this at least catches a typo or a missing package here.
+    if (!(await findExecutable(agent.command[0]!)))
+      throw inputError(
+        `fence agent command ${agent.command[0]} is not an executable file or on PATH on this node; install it on every node`,
+      );
+    await this.store.putFenceAgent(node, agent);
+    await this.store.appendEvent({
+      type: "fence-agent-set",
+      node,
+      reason: `by user: '${agent.command.join(" ")}', timeout ${agent.timeoutSeconds} s`,
+    });
+    return { node, ...agent };
+  }
+
+  async clearFenceAgent(node: string): Promise<void> {
+    nodeName(node);
+    if (!(await this.store.deleteFenceAgent(node))) throw notFound(`node ${node} has no fence agent`);
+    await this.store.appendEvent({ type: "fence-agent-cleared", node, reason: "by user" });
   }
 
   // --- disks ---
@@ -269,6 +321,28 @@ export class HavenService {
     if (!spec) throw notFound(`VM ${name} does not exist`);
     return spec;
   }
+}
+
+function nodeName(node: string): void {
+  const parsed = nodeNameSchema.safeParse(node);
+  if (!parsed.success) throw inputError(parsed.error.issues[0]?.message ?? "bad node name");
+}
+
+/** Whether `command` runs: an executable path, or a name found on PATH. */
+async function findExecutable(command: string): Promise<boolean> {
+  const candidates = command.includes("/")
+    ? [command]
+    : (process.env.PATH ?? "").split(":").map((dir) => join(dir, command));
+  for (const candidate of candidates) {
+    if (
+      await access(candidate, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
+  }
+  return false;
 }
 
 async function requireFile(path: string, what: string): Promise<void> {

@@ -7,6 +7,7 @@ import { registerCeph } from "./commands/ceph.js";
 import { registerCluster } from "./commands/cluster.js";
 import { registerDisk } from "./commands/disk.js";
 import { registerEtcd } from "./commands/etcd.js";
+import { registerFence } from "./commands/fence.js";
 import { registerMisc } from "./commands/misc.js";
 import { registerNode } from "./commands/node.js";
 import { registerVm } from "./commands/vm.js";
@@ -30,6 +31,7 @@ registerVm(program, ctx);
 registerDisk(program, ctx);
 registerCeph(program, ctx);
 registerEtcd(program, ctx);
+registerFence(program, ctx);
 for (const command of program.commands) applyToTree(command);
 
 function applyToTree(command: Command): void {

@@ -1,6 +1,6 @@
 // Option parsers: turn bad values into one clear line naming the option, before anything is sent.
 import { InvalidArgumentError } from "commander";
-import { parseSizeMb } from "../core/units.js";
+import { parseDurationSeconds, parseSizeMb } from "../core/units.js";
 
 export const intOption = (name: string) => (value: string) => {
   if (!/^-?\d+$/.test(value.trim()))
@@ -12,4 +12,10 @@ export const sizeOption = (name: string) => (value: string) => {
   const size = parseSizeMb(value);
   if (typeof size !== "number") throw new InvalidArgumentError(`${name}: ${size.error}`);
   return size;
+};
+
+export const durationOption = (name: string) => (value: string) => {
+  const seconds = parseDurationSeconds(value);
+  if (typeof seconds !== "number") throw new InvalidArgumentError(`${name}: ${seconds.error}`);
+  return seconds;
 };

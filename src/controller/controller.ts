@@ -4,8 +4,9 @@ import { emptyVmMaps, type ClusterStore, type VmMaps } from "../adapters/etcd/cl
 import { campaign, resign } from "../adapters/etcd/election.js";
 import { runInformer } from "../adapters/etcd/informer.js";
 import { planController, type ControllerAction } from "../core/controller-plan.js";
+import type { FenceAgentRunner } from "../adapters/fence/port.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
-import type { HavenEvent, NodeInfo } from "../core/model.js";
+import type { HavenEvent, NodeInfo, StorageFence } from "../core/model.js";
 import { nodeInfoSchema } from "../core/model.js";
 import { serialized, sleep } from "../lib/async.js";
 import type { Logger } from "../lib/log.js";
@@ -15,11 +16,24 @@ export interface ControllerDeps {
   store: ClusterStore;
   /** Fences a failed node's guests on storage before they are recovered elsewhere (invariant 3). */
   storage: StorageBackend;
+  /** Runs the external fence agents configured per node (power off) before their guests are recovered. */
+  fenceAgents: FenceAgentRunner;
   lease: () => string;
   log: Logger;
+  /** Shorter waits for tests. */
+  timings?: Partial<typeof DEFAULT_TIMINGS>;
 }
 
 const TICK_MS = 1000;
+const DEFAULT_TIMINGS = {
+  /** A failed fence agent is tried again after this long (its own timeout bounds each run). */
+  fenceAgentRetryMs: 10_000,
+  /** How often recorded storage fences are checked for nodes that came back. */
+  liftFencesEveryMs: 5_000,
+};
+
+/** Power fencing of one failed node: running, done, or failed (retried later). */
+type PowerFence = { state: "running" } | { state: "done" } | { state: "failed"; at: number };
 /** Blocklist entries outlive any partition a node could come back from: a week. */
 const FENCE_EXPIRE_SECONDS = 7 * 24 * 3600;
 
@@ -30,9 +44,12 @@ export class Controller {
   private readonly unplaceable = new Map<string, string>();
   private synced = { nodes: false, vms: false };
   private readonly lostNodes = new Set<string>();
+  private readonly powerFences = new Map<string, PowerFence>();
   private readonly reconcile: () => void;
+  private readonly timings: typeof DEFAULT_TIMINGS;
 
   constructor(private readonly deps: ControllerDeps) {
+    this.timings = { ...DEFAULT_TIMINGS, ...deps.timings };
     this.reconcile = serialized(
       () => this.reconcileOnce(),
       (err) => deps.log.error("reconcile failed", { err }),
@@ -105,6 +122,7 @@ export class Controller {
             } else {
               if (!this.nodes.has(name)) {
                 this.lostNodes.delete(name);
+                this.powerFences.delete(name);
                 this.event({ type: "node-joined", node: name, reason: "registered with a new lease" });
               }
               this.nodes.set(name, nodeInfoSchema.parse(JSON.parse(kv.value)));
@@ -125,28 +143,45 @@ export class Controller {
       },
       onError,
     );
+    let liftedAt = 0;
     while (!signal.aborted) {
       await sleep(TICK_MS, signal);
       this.reconcile();
+      if (Date.now() - liftedAt >= this.timings.liftFencesEveryMs) {
+        liftedAt = Date.now();
+        await this.liftFences().catch((err: unknown) => log.warn("lifting fences failed", { err }));
+      }
     }
     await Promise.all([nodes, vms]);
   }
 
-  /** Invariant 3: fence first; only a fenced guest may start elsewhere. A failed fence is a refusal, retried. */
+  /**
+   * Invariant 3: fence first; only a fenced guest may start elsewhere. The node's fence agent (if any) must
+   * have powered it off, then the guest's disks are fenced. A failed fence is a refusal, retried.
+   */
   private async recover(action: Extract<ControllerAction, { type: "recover" }>): Promise<void> {
     const { store, storage, log } = this.deps;
+    if (!(await this.powerFenced(action.from))) return;
     const fenced: string[] = [];
     try {
       for (const image of action.images) fenced.push(...(await storage.fence(image, FENCE_EXPIRE_SECONDS)));
     } catch (err) {
       const reason = `node ${action.from} failed, but its guest could not be fenced, so it is not started elsewhere: ${(err as Error).message}`;
-      if (this.unplaceable.get(action.vm) === reason) return;
-      this.unplaceable.set(action.vm, reason);
-      log.warn("recovery refused", { vm: action.vm, node: action.from, err });
-      this.event({ type: "recovery-refused", vm: action.vm, node: action.from, reason });
+      this.refuseRecovery(action.vm, action.from, reason);
       return;
     }
     this.unplaceable.delete(action.vm);
+    if (fenced.length > 0) {
+      const record: StorageFence = {
+        node: action.from,
+        vm: action.vm,
+        generation: action.expectedGeneration,
+        addresses: fenced,
+        time: new Date().toISOString(),
+      };
+      // Only bookkeeping for lifting the fence later; without it the entries simply expire.
+      await store.putStorageFence(record).catch((err: unknown) => log.warn("fence not recorded", { err }));
+    }
     const clients = fenced.length > 0 ? `blocklisted ${fenced.join(", ")}` : "no client held its disks";
     this.event({
       type: "fenced",
@@ -159,6 +194,63 @@ export class Controller {
     this.vms.placements.set(action.vm, placement);
     log.info("recovered", { vm: action.vm, from: action.from, to: placement.node });
     this.event({ type: "recovered", vm: action.vm, node: placement.node, reason: action.event });
+  }
+
+  private refuseRecovery(vm: string, node: string, reason: string): void {
+    if (this.unplaceable.get(vm) === reason) return;
+    this.unplaceable.set(vm, reason);
+    this.deps.log.warn("recovery refused", { vm, node, reason });
+    this.event({ type: "recovery-refused", vm, node, reason });
+  }
+
+  /**
+   * Whether the failed node is powered off by its fence agent, or has none. The agent runs in the background
+   * (it may take its whole timeout) while other decisions go on; until it succeeded, nothing of the node's
+   * is recovered.
+   */
+  private async powerFenced(node: string): Promise<boolean> {
+    const fence = this.powerFences.get(node);
+    if (fence?.state === "done") return true;
+    if (fence?.state === "running") return false;
+    if (fence?.state === "failed" && Date.now() - fence.at < this.timings.fenceAgentRetryMs) return false;
+    const agent = await this.deps.store.getFenceAgent(node);
+    if (!agent) {
+      this.powerFences.set(node, { state: "done" });
+      return true;
+    }
+    this.powerFences.set(node, { state: "running" });
+    const command = agent.command.join(" ");
+    this.deps.log.info("running fence agent", { node, command });
+    void this.deps.fenceAgents.run(node, agent).then((outcome) => {
+      if (this.powerFences.get(node)?.state !== "running") return; // the node came back meanwhile
+      this.powerFences.set(node, outcome.ok ? { state: "done" } : { state: "failed", at: Date.now() });
+      this.event({
+        type: outcome.ok ? "power-fenced" : "power-fence-failed",
+        node,
+        reason: `fence agent '${command}' ${outcome.summary} after ${(outcome.durationMs / 1000).toFixed(1)} s${outcome.ok ? "" : `; guests of ${node} are not started elsewhere; retrying in ${this.timings.fenceAgentRetryMs / 1000} s`}`,
+      });
+      this.reconcile();
+    });
+    return false;
+  }
+
+  /**
+   * A storage fence stays until its node is back and its agent shows that the fenced generation of the guest
+   * no longer runs there; then the blocklist entries are removed (they would expire after a week anyway).
+   */
+  private async liftFences(): Promise<void> {
+    for (const fence of await this.deps.store.listStorageFences()) {
+      const guests = this.nodes.get(fence.node)?.guests;
+      if (!guests || guests.some((g) => g.vm === fence.vm && g.generation <= fence.generation)) continue;
+      await this.deps.storage.unfence(fence.addresses);
+      await this.deps.store.deleteStorageFence(fence);
+      this.event({
+        type: "unfenced",
+        vm: fence.vm,
+        node: fence.node,
+        reason: `node ${fence.node} is back and no longer runs generation ${fence.generation}: lifted the blocklisting of ${fence.addresses.join(", ")}`,
+      });
+    }
   }
 
   /** One detection event per lost node, also when a new leader first sees placements on a node that is gone. */
@@ -180,6 +272,7 @@ export class Controller {
       if (!this.nodes.has(placement.node)) this.noteNodeLost(placement.node);
     }
     const actions = planController({
+      now: Date.now(),
       nodes: [...this.nodes.values()],
       ...this.vms,
     });

@@ -4,6 +4,8 @@ import type { NodeInfo, Placement, VmSpec, VmStatus } from "./model.js";
 import { chooseNode, nodeLoads } from "./placement.js";
 
 export interface ClusterView {
+  /** The controller's clock (ms since the epoch), for failure timeouts. */
+  now: number;
   nodes: NodeInfo[];
   specs: ReadonlyMap<string, VmSpec>;
   placements: ReadonlyMap<string, Placement>;
@@ -15,7 +17,7 @@ export type ControllerAction =
   | {
       type: "place";
       /** Which decision this is, as its event type says. */
-      decision: "placed" | "restarting" | "relocating" | "error";
+      decision: "placed" | "restarting" | "relocating" | "error" | "failures-expired";
       vm: string;
       placement: Omit<Placement, "updatedAt">;
       expectedGeneration: number;
@@ -39,7 +41,11 @@ export function planController(view: ClusterView): ControllerAction[] {
   const online = new Set(view.nodes.map((node) => node.name));
   // Placements decided in this round count against capacity for the next VM.
   const placements = new Map(view.placements);
-  for (const spec of [...view.specs.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+  // Higher priority first: when capacity runs short after a node failure, the important guests get it.
+  const specs = [...view.specs.values()].sort(
+    (a, b) => b.priority - a.priority || a.name.localeCompare(b.name),
+  );
+  for (const spec of specs) {
     const placement = placements.get(spec.name);
     const action =
       placement && !online.has(placement.node)
@@ -108,7 +114,27 @@ function planVm(
   if (["crashed", "failed"].includes(statusOfPlacement.state)) {
     return restartRelocateOrGiveUp(spec, placement, statusOfPlacement, view, placements);
   }
+  if (statusOfPlacement.state === "running") return forgetOldFailures(spec, placement, view.now);
   return undefined;
+}
+
+/** A guest that has run for the failure timeout since its last restart decision starts with a clean record. */
+function forgetOldFailures(spec: VmSpec, placement: Placement, now: number): ControllerAction | undefined {
+  if (spec.failureTimeoutSeconds === 0 || (placement.restarts === 0 && placement.relocations === 0)) {
+    return undefined;
+  }
+  const quietMs = now - Date.parse(placement.updatedAt);
+  if (!(quietMs >= spec.failureTimeoutSeconds * 1000)) return undefined;
+  const record = `${placement.restarts} restarts and ${placement.relocations} relocations`;
+  return {
+    type: "place",
+    decision: "failures-expired",
+    vm: spec.name,
+    // Same generation: the running guest is left alone, only its record changes.
+    placement: { ...placement, restarts: 0, relocations: 0, reason: `failures expired (${record})` },
+    expectedGeneration: placement.generation,
+    event: `forgot ${record}: running for ${spec.failureTimeoutSeconds} s since the last one (failure timeout)`,
+  };
 }
 
 /** Its node killed it for want of a lease and holds one again: start it there anew, without counting a crash. */

@@ -44,6 +44,27 @@ export const diskSizeMbSchema = z
 export const desiredStateSchema = z.enum(["started", "stopped"]);
 export type DesiredState = z.infer<typeof desiredStateSchema>;
 
+/** HA policy fields, without defaults so that a partial update cannot reset what it does not name. */
+export const haPolicyShape = {
+  /** Highly available: when its node fails, the guest is fenced and started on another node. */
+  ha: z.boolean(),
+  /** How often the controller restarts a crashed guest in place before moving it. */
+  restartLimit: z.number().int().min(0).max(100),
+  /** After the restart limit on one node, how often the guest is moved to another node before giving up. */
+  relocateLimit: z.number().int().min(0).max(100),
+  /**
+   * Crashes older than this no longer count against the limits: a guest that has run this long since its last
+   * restart starts over with a clean record (Pacemaker's failure-timeout). 0 keeps them forever.
+   */
+  failureTimeoutSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 24 * 3600),
+  /** When several guests need a node at once (a node failed), higher priority goes first. */
+  priority: z.number().int().min(-1_000_000).max(1_000_000),
+};
+
 export const vmSpecSchema = z.object({
   name: vmNameSchema,
   state: desiredStateSchema,
@@ -61,6 +82,18 @@ export const vmSpecSchema = z.object({
   restartLimit: z.number().int().min(0).max(100),
   /** After the restart limit on one node, how often the guest is moved to another node before giving up. */
   relocateLimit: z.number().int().min(0).max(100).default(1),
+  /**
+   * Crashes older than this no longer count against the limits: a guest that has run this long since its last
+   * restart starts over with a clean record (Pacemaker's failure-timeout). 0 keeps them forever.
+   */
+  failureTimeoutSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 24 * 3600)
+    .default(600),
+  /** When several guests need a node at once (a node failed), higher priority goes first. */
+  priority: z.number().int().min(-1_000_000).max(1_000_000).default(0),
   /** How long a stop waits for the guest to power down before QEMU is told to quit. */
   stopGraceSeconds: z.number().int().min(0).max(3600),
   createdAt: z.string(),
@@ -122,8 +155,33 @@ export const nodeInfoSchema = z.object({
   storage: z.object({ ok: z.boolean(), summary: z.string() }),
   startedAt: z.string(),
   version: z.string(),
+  /**
+   * The guests whose QEMU this node's agent runs, by generation; absent until the agent has looked. The
+   * controller lifts a storage fence of this node only once the fenced generation is no longer listed.
+   */
+  guests: z.array(z.object({ vm: vmNameSchema, generation: z.number().int().min(0) })).optional(),
 });
 export type NodeInfo = z.infer<typeof nodeInfoSchema>;
+
+/**
+ * A storage fence the controller put on a failed node's guest: the blocklisted client addresses of that
+ * guest's QEMU, kept until the node is back and shows that this generation no longer runs there.
+ */
+export const storageFenceSchema = z.object({
+  node: nodeNameSchema,
+  vm: vmNameSchema,
+  generation: z.number().int().min(0),
+  addresses: z.array(z.string()),
+  time: z.string(),
+});
+export type StorageFence = z.infer<typeof storageFenceSchema>;
+
+/** A node's external fence agent (power off through IPMI and the like): argv run by the controller. */
+export const fenceAgentSchema = z.object({
+  command: z.array(z.string().min(1)).min(1, "a fence agent needs a command"),
+  timeoutSeconds: z.number().int().min(1).max(3600).default(60),
+});
+export type FenceAgent = z.infer<typeof fenceAgentSchema>;
 
 export const eventSchema = z.object({
   time: z.string(),

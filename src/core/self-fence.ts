@@ -20,3 +20,12 @@ export function keepAliveIntervalMs(ttlSeconds: number): number {
 export function mayRunGuests(nowMs: number, deadlineMs: number): boolean {
   return nowMs < deadlineMs;
 }
+
+/**
+ * The hardware (or softdog) watchdog is fed only while the node may run what it runs: with a valid lease, or
+ * with no guest left. A hung agent stops feeding it, and so does one whose guests outlive the lease (a kill
+ * that did not work); either way the watchdog resets the machine.
+ */
+export function mayFeedWatchdog(leaseValid: boolean, runningGuests: number): boolean {
+  return leaseValid || runningGuests === 0;
+}

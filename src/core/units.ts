@@ -10,3 +10,24 @@ export function parseSizeMb(text: string): number | { error: string } {
   if (value <= 0) return { error: `size "${text}" must be greater than zero` };
   return value;
 }
+
+const SECONDS: Record<string, number> = {
+  "": 1,
+  ms: 0.001,
+  s: 1,
+  sec: 1,
+  m: 60,
+  min: 60,
+  h: 3600,
+  hr: 3600,
+  d: 86400,
+};
+
+/** Parses durations as Pacemaker writes them ("300", "300s", "5min", "1h", "30000ms") into whole seconds. */
+export function parseDurationSeconds(text: string): number | { error: string } {
+  const match = /^\s*(\d+)\s*([a-z]*)\s*$/i.exec(text);
+  const factor = match ? SECONDS[match[2]!.toLowerCase()] : undefined;
+  if (!match || factor === undefined)
+    return { error: `duration "${text}" is not a number of seconds (suffixes ms, s, min, h, d allowed)` };
+  return Math.ceil(Number(match[1]) * factor);
+}

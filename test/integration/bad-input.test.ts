@@ -52,6 +52,25 @@ describe("bad input", { timeout: 300_000 }, () => {
     assert.deepEqual(await disks(), []);
   });
 
+  test("HA policy and fence agents: nothing to change, bad durations, missing commands, unknown names", async () => {
+    await refused(
+      ["vm", "create", "v1", "--canary", "--failure-timeout", "5 parsecs"],
+      2,
+      /--failure-timeout: duration/,
+    );
+    await refused(["vm", "set", "ghost", "--priority", "3"], 3, /VM ghost does not exist/);
+    await refused(["vm", "set", "ghost"], 2, /nothing to change/);
+    await refused(
+      ["fence", "agent", "set", "node1", "--", "/nonexistent/fence_x"],
+      2,
+      /fence_x is not an executable/,
+    );
+    await refused(["fence", "agent", "set", "bad/name", "--", "true"], 2, /node name/);
+    await refused(["fence", "agent", "clear", "node1"], 3, /node node1 has no fence agent/);
+    const fencing = await cluster.json<{ agents: unknown[] }>(["fence", "list"]);
+    assert.deepEqual(fencing.agents, []);
+  });
+
   test("unknown VM, unknown disk", async () => {
     await refused(["vm", "show", "ghost"], 3, /VM ghost does not exist/);
     await refused(["vm", "start", "ghost"], 3, /VM ghost does not exist/);

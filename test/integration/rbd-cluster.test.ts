@@ -288,21 +288,74 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
   };
 
-  test("a killed node: its guest is fenced and recovered on another node within seconds", async (t) => {
+  const leader = async () => (await cluster.json<{ controller: string | null }>(["status"])).controller;
+  const blocklist = () =>
+    execFileSync("ceph", ["--conf", ceph.conf, "--keyring", ceph.adminKeyring, "osd", "blocklist", "ls"], {
+      encoding: "utf8",
+    });
+
+  /** A clean havend restart on the leader hands leadership to another node; repeat until `node` leads. */
+  async function makeLeader(node: string): Promise<void> {
+    for (let attempt = 0; attempt < 12 && (await leader()) !== node; attempt++) {
+      const current = await eventually("a leader", async () => (await leader()) ?? undefined);
+      const pid = Number(await readFile(join(nodeDir(current), "havend.pid"), "utf8"));
+      process.kill(pid, "SIGTERM");
+      await eventually("havend stopped", () => Promise.resolve(isAlive(pid) ? undefined : true));
+      await ok(["cluster", "up"]);
+      await eventually("a new leader", async () => ((await leader()) !== current ? true : undefined));
+    }
+    assert.equal(await leader(), node, `${node} became the leader`);
+  }
+
+  test("the leader's node is killed: a new leader runs its fence agent, fences and recovers its guest; back, the fence is lifted", async (t) => {
     const before = await ackAbove("canary", 0);
+    const victim = before.node!;
+    await makeLeader(victim);
+    const marker = join(cluster.stateDir, "fence-agent.log");
+    const agent = join(cluster.stateDir, "fence-agent.sh");
+    await writeFile(agent, `#!/bin/sh\necho "$HAVEN_FENCE_NODE $1" >> ${marker}\n`, { mode: 0o755 });
+    await ok(["fence", "agent", "set", victim, "--", agent, "--off"]);
+
     const killedAt = Date.now();
-    await ok(["node", "kill", before.node!]);
-    const after = await runningElsewhere(before.node!, "canary acking on another node");
-    t.diagnostic(`acking again on ${after.node} ${Date.now() - killedAt} ms after ${before.node} was killed`);
-    const events = await cluster.json<Array<{ type: string }>>(["events", "--limit", "500"]);
-    for (const type of ["node-lost", "fenced", "recovered"])
-      assert.ok(
-        events.some((e) => e.type === type),
-        type,
-      );
+    await ok(["node", "kill", victim]);
+    const after = await runningElsewhere(victim, "canary acking on another node");
+    t.diagnostic(
+      `acking again on ${after.node} ${Date.now() - killedAt} ms after the leader ${victim} was killed`,
+    );
+    const newLeader = await leader();
+    assert.ok(newLeader && newLeader !== victim, `a new leader (${newLeader}) took over`);
+    assert.equal(
+      (await readFile(marker, "utf8")).trim(),
+      `${victim} --off`,
+      "the fence agent ran once, for the victim",
+    );
+    const events = await cluster.json<HavenEvent[]>(["events", "--limit", "500"]);
+    const since = events.filter((e) => Date.parse(e.time) >= killedAt);
+    const order = ["node-lost", "power-fenced", "fenced", "recovered"].map((type) =>
+      since.findIndex((e) => e.type === type),
+    );
+    assert.ok(
+      order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1]!)),
+      `in order: ${JSON.stringify(order)}`,
+    );
+    const fenced = (
+      await cluster.json<{ storageFences: Array<{ node: string; addresses: string[] }> }>(["fence", "list"])
+    ).storageFences;
+    assert.equal(fenced.length, 1);
+    assert.equal(fenced[0]!.node, victim);
+    for (const address of fenced[0]!.addresses)
+      assert.ok(blocklist().includes(address), `${address} blocklisted`);
+
     await ackAbove("canary", (await show("canary")).lastAck! + 5);
-    await assertCleanAfterFailover("canary", [before.node!, after.node!]);
+    await assertCleanAfterFailover("canary", [victim, after.node!]);
+    await ok(["fence", "agent", "clear", victim]);
     await ok(["cluster", "up"]);
+    await eventually("the fence lifted once the node is back", async () => {
+      const list = await cluster.json<{ storageFences: unknown[] }>(["fence", "list"]);
+      return list.storageFences.length === 0 ? true : undefined;
+    });
+    for (const address of fenced[0]!.addresses)
+      assert.ok(!blocklist().includes(address), `${address} unblocklisted`);
   });
 
   test("a frozen node: recovered elsewhere; thawed, its old QEMU cannot write and is killed", async () => {

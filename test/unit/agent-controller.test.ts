@@ -4,9 +4,11 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { ClusterStore } from "../../src/adapters/etcd/cluster-store.js";
 import { FakeEtcd } from "../../src/adapters/etcd/fake.js";
+import { FakeFenceRunner } from "../../src/adapters/fence/fake.js";
 import { FakeHypervisor } from "../../src/adapters/qemu/fake-hypervisor.js";
 import { FakeStorage } from "../../src/adapters/storage/fake.js";
 import { Agent } from "../../src/agent/agent.js";
+import { updateVmRequest } from "../../src/api/requests.js";
 import { HavenService } from "../../src/api/service.js";
 import { Controller } from "../../src/controller/controller.js";
 import type { NodeInfo, VmView } from "../../src/core/model.js";
@@ -20,6 +22,7 @@ describe("agent + controller on fakes", () => {
   let store: ClusterStore;
   let service: HavenService;
   let storage: FakeStorage;
+  let fenceAgents: FakeFenceRunner;
   let shutdown: AbortController;
   let running: Promise<unknown>[];
   let leaseOk: boolean;
@@ -49,8 +52,11 @@ describe("agent + controller on fakes", () => {
     await store.putNode(info, lease);
     const deps = { node: name, store, lease: () => lease, log: silentLogger };
     const leaseValid = () => leaseOk;
-    running.push(new Agent({ ...deps, hypervisor, storage, accel: "tcg", leaseValid }).run(signal));
-    running.push(new Controller({ ...deps, storage }).run(signal));
+    const publishGuests = (guests: NodeInfo["guests"]) => store.putNode({ ...info, guests }, lease);
+    const agent = new Agent({ ...deps, hypervisor, storage, accel: "tcg", leaseValid, publishGuests });
+    running.push(agent.run(signal));
+    const timings = { fenceAgentRetryMs: 300, liftFencesEveryMs: 100 };
+    running.push(new Controller({ ...deps, storage, fenceAgents, timings }).run(signal));
     return hypervisor;
   }
 
@@ -76,6 +82,7 @@ describe("agent + controller on fakes", () => {
     etcd = new FakeEtcd({ now: () => Date.now() });
     store = new ClusterStore(etcd, "/test/");
     storage = new FakeStorage();
+    fenceAgents = new FakeFenceRunner();
     service = new HavenService(store, storage, { name: "test", guestDir: "/nonexistent" });
     shutdown = new AbortController();
     running = [];
@@ -95,6 +102,8 @@ describe("agent + controller on fakes", () => {
       canary: false,
       ha: true,
       relocateLimit: 0,
+      failureTimeoutSeconds: 0,
+      priority: 0,
       kernel: KERNEL,
       start: true,
       restartLimit: 1,
@@ -168,6 +177,7 @@ describe("agent + controller on fakes", () => {
         accel: "tcg",
         lease: () => lease,
         leaseValid: () => true,
+        publishGuests: () => Promise.resolve(),
         log: silentLogger,
       }).run(shutdown.signal),
     );
@@ -218,6 +228,51 @@ describe("agent + controller on fakes", () => {
     for (const type of ["node-lost", "fenced", "recovered"]) assert.ok(types.includes(type), type);
   });
 
+  const eventOf = (type: string) =>
+    waitFor(type, async () => (await service.events(1000)).find((e) => e.type === type), 5000, 20);
+
+  test("a node's fence agent must power it off before its guests start elsewhere; a failure is retried", async () => {
+    await startNode("n1");
+    await store.putFenceAgent("n1", { command: ["fence_test", "--plug", "n1"], timeoutSeconds: 5 });
+    await create("a");
+    await until("running on n1", (v) => v.state === "running" && v.node === "n1");
+    const n2 = await startNode("n2");
+    fenceAgents.failing.add("n1");
+    await failNode("n1");
+    const failed = await eventOf("power-fence-failed");
+    assert.match(failed.reason, /fence agent 'fence_test --plug n1' exited 1.*not started elsewhere/);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(n2.started.length, 0, "nothing starts while the node is not fenced");
+    assert.equal(storage.fences.length, 0, "power fencing comes before storage fencing");
+    fenceAgents.failing.delete("n1");
+    await until("recovered on n2", (v) => v.state === "running" && v.node === "n2");
+    assert.match((await eventOf("power-fenced")).reason, /exited 0/);
+    assert.ok(fenceAgents.runs.length >= 2 && fenceAgents.runs.every((run) => run.node === "n1"));
+  });
+
+  test("a storage fence is lifted once its node is back and no longer runs the fenced guest", async () => {
+    const n1 = await startNode("n1");
+    await create("a");
+    await until("running on n1", (v) => v.state === "running" && v.node === "n1");
+    storage.watching.set("a-disk0", ["127.0.0.1:0/111"]);
+    await startNode("n2");
+    await failNode("n1");
+    await until("recovered on n2", (v) => v.state === "running" && v.node === "n2");
+    assert.equal((await store.listStorageFences()).length, 1);
+    assert.equal(n1.guests.size, 1, "the cut-off node still runs the old generation");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(storage.unfenced, [], "not lifted while the node is away");
+    await startNode("n1", n1); // back, with the old QEMU: its agent kills it (placed on n2 now)
+    const lifted = await eventOf("unfenced");
+    assert.match(
+      lifted.reason,
+      /no longer runs generation 1: lifted the blocklisting of 127\.0\.0\.1:0\/111/,
+    );
+    assert.equal(n1.guests.size, 0);
+    assert.deepEqual(storage.unfenced, [["127.0.0.1:0/111"]]);
+    assert.deepEqual(await store.listStorageFences(), []);
+  });
+
   test("a guest that cannot be fenced is never started elsewhere", async () => {
     await startNode("n1");
     await create("a");
@@ -262,6 +317,14 @@ describe("agent + controller on fakes", () => {
       20,
     );
     assert.equal(n2.started.length, 0);
+  });
+
+  test("vm set changes only the fields it names", async () => {
+    await create("a", { restartLimit: 4, priority: 1 });
+    const change = updateVmRequest.parse({ priority: 7 });
+    const { spec } = await service.updateVm("a", change);
+    assert.deepEqual([spec.priority, spec.restartLimit, spec.failureTimeoutSeconds], [7, 4, 0]);
+    assert.throws(() => updateVmRequest.parse({}), /nothing to change/);
   });
 
   test("create rolls back its disk when the name is taken, delete removes disks", async () => {

@@ -11,7 +11,7 @@ import { keepAliveIntervalMs, mayRunGuests, selfFenceDeadline } from "../../src/
 import { planController, type ClusterView } from "../../src/core/controller-plan.js";
 import type { NodeInfo, Placement, VmSpec, VmStatus } from "../../src/core/model.js";
 import { viewVm } from "../../src/core/model.js";
-import { parseSizeMb } from "../../src/core/units.js";
+import { parseDurationSeconds, parseSizeMb } from "../../src/core/units.js";
 
 const node = (name: string, memoryMb = 1024, vcpus = 4): NodeInfo => ({
   name,
@@ -36,6 +36,8 @@ const spec = (name: string, extra: Partial<VmSpec> = {}): VmSpec => ({
   ha: true,
   restartLimit: 2,
   relocateLimit: 1,
+  failureTimeoutSeconds: 0,
+  priority: 0,
   stopGraceSeconds: 0,
   createdAt: "t0",
   ...extra,
@@ -64,8 +66,10 @@ function view(parts: {
   specs?: VmSpec[];
   placements?: Record<string, Placement>;
   statuses?: Record<string, VmStatus>;
+  now?: number;
 }): ClusterView {
   return {
+    now: parts.now ?? Date.parse("2026-01-01T00:00:00Z"),
     nodes: parts.nodes ?? [node("n1"), node("n2")],
     specs: new Map((parts.specs ?? []).map((s) => [s.name, s])),
     placements: new Map(Object.entries(parts.placements ?? {})),
@@ -187,6 +191,74 @@ describe("controller plan", () => {
     assert.deepEqual(
       [restart.decision, restart.placement.node, restart.placement.generation, restart.placement.restarts],
       ["restarting", "n1", 2, 2],
+    );
+  });
+
+  test("forgets old failures after the failure timeout, not before, and never with timeout 0", () => {
+    const lastRestart = "2026-01-01T00:00:00Z";
+    const running = { a: status("n1", "running", 4) };
+    const scarred = {
+      a: placement("n1", { generation: 4, restarts: 2, relocations: 1, updatedAt: lastRestart }),
+    };
+    const at = (seconds: number, timeout = 600) =>
+      planController(
+        view({
+          specs: [spec("a", { failureTimeoutSeconds: timeout })],
+          placements: scarred,
+          statuses: running,
+          now: Date.parse(lastRestart) + seconds * 1000,
+        }),
+      );
+    assert.deepEqual(at(599), []);
+    const [forget] = at(600);
+    assert.ok(forget?.type === "place" && forget.decision === "failures-expired");
+    assert.deepEqual(
+      [
+        forget.placement.generation,
+        forget.placement.restarts,
+        forget.placement.relocations,
+        forget.expectedGeneration,
+      ],
+      [4, 0, 0, 4],
+      "same generation: the running guest is not restarted",
+    );
+    assert.deepEqual(at(10 * 24 * 3600, 0), []);
+    const clean = planController(
+      view({
+        specs: [spec("a", { failureTimeoutSeconds: 1 })],
+        placements: { a: placement("n1") },
+        statuses: { a: status("n1", "running") },
+        now: Date.parse(lastRestart) + 3600_000,
+      }),
+    );
+    assert.deepEqual(clean, [], "nothing to forget");
+  });
+
+  test("recovers higher-priority guests first when a failed node's guests do not all fit", () => {
+    const specs = [
+      spec("a-low", { memoryMb: 600 }),
+      spec("z-high", { memoryMb: 600, priority: 10 }),
+      spec("m-mid", { memoryMb: 600, priority: 5 }),
+    ];
+    const onDead = { generation: 1 };
+    const actions = planController(
+      view({
+        nodes: [node("n2", 1300)],
+        specs,
+        placements: {
+          "a-low": placement("n1", onDead),
+          "z-high": placement("n1", onDead),
+          "m-mid": placement("n1", onDead),
+        },
+      }),
+    );
+    assert.deepEqual(
+      actions.map((a) => [a.type, a.vm]),
+      [
+        ["recover", "z-high"],
+        ["recover", "m-mid"],
+        ["unplaceable", "a-low"],
+      ],
     );
   });
 
@@ -339,5 +411,20 @@ describe("views and units", () => {
     assert.ok(typeof parseSizeMb("-5") === "object");
     assert.ok(typeof parseSizeMb("ten") === "object");
     assert.ok(typeof parseSizeMb("0.1") === "object");
+  });
+
+  test("durations as Pacemaker writes them", () => {
+    for (const [text, seconds] of [
+      ["300", 300],
+      ["300s", 300],
+      ["5min", 300],
+      ["1h", 3600],
+      ["30000ms", 30],
+      ["0", 0],
+      ["1ms", 1],
+    ] as const)
+      assert.equal(parseDurationSeconds(text), seconds, text);
+    for (const bad of ["", "-5", "5 parsecs", "1.5h", "m"])
+      assert.ok(typeof parseDurationSeconds(bad) === "object", bad);
   });
 });

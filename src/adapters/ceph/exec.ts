@@ -71,6 +71,8 @@ export function run(program: string, argv: string[], options: ExecOptions = {}):
       else
         reject(new CephCommandError(`${program} ${argv.slice(-6).join(" ")}`, signal ? null : code, stderr));
     });
+    // A tool that exits before reading its stdin closes the pipe; its exit status says what went wrong.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(options.input ?? "");
   });
 }

@@ -5,11 +5,15 @@ import type { z } from "zod";
 import { conflict } from "../../core/errors.js";
 import {
   eventSchema,
+  fenceAgentSchema,
   nodeInfoSchema,
+  storageFenceSchema,
   placementSchema,
   vmSpecSchema,
   vmStatusSchema,
+  type FenceAgent,
   type HavenEvent,
+  type StorageFence,
   type NodeInfo,
   type Placement,
   type VmSpec,
@@ -51,6 +55,14 @@ export class ClusterStore {
   }
   get eventsPrefix() {
     return `${this.prefix}events/`;
+  }
+  get storageFencesPrefix() {
+    return `${this.prefix}fences/`;
+  }
+  storageFenceKey = (fence: Pick<StorageFence, "node" | "vm">) =>
+    `${this.storageFencesPrefix}${fence.node}/${fence.vm}`;
+  get fenceAgentsPrefix() {
+    return `${this.prefix}config/fence-agents/`;
   }
   get controllerKey() {
     return `${this.prefix}controller/leader`;
@@ -197,6 +209,42 @@ export class ClusterStore {
     if (kind === "placement")
       setOrDelete(maps.placements, vm, deleted ? undefined : decode(placementSchema, kv));
     if (kind === "status") setOrDelete(maps.statuses, vm, deleted ? undefined : decode(vmStatusSchema, kv));
+  }
+
+  // --- fencing (controller and API) ---
+  /** Records a storage fence; a later fence of the same VM on the same node replaces it (newer generation). */
+  async putStorageFence(fence: StorageFence): Promise<void> {
+    await this.etcd.put(this.storageFenceKey(fence), JSON.stringify(fence));
+  }
+
+  async listStorageFences(): Promise<StorageFence[]> {
+    const { kvs } = await this.etcd.list(this.storageFencesPrefix);
+    return kvs.map((kv) => decode(storageFenceSchema, kv));
+  }
+
+  async deleteStorageFence(fence: StorageFence): Promise<void> {
+    await this.etcd.delete(this.storageFenceKey(fence));
+  }
+
+  /** Per node: the command that powers it off. Not under a lease: it must outlive the node it fences. */
+  async putFenceAgent(node: string, agent: FenceAgent): Promise<void> {
+    await this.etcd.put(`${this.fenceAgentsPrefix}${node}`, JSON.stringify(agent));
+  }
+
+  async getFenceAgent(node: string): Promise<FenceAgent | undefined> {
+    return versioned(fenceAgentSchema, await this.etcd.get(`${this.fenceAgentsPrefix}${node}`))?.value;
+  }
+
+  async listFenceAgents(): Promise<Map<string, FenceAgent>> {
+    const { kvs } = await this.etcd.list(this.fenceAgentsPrefix);
+    return new Map(
+      kvs.map((kv) => [kv.key.slice(this.fenceAgentsPrefix.length), decode(fenceAgentSchema, kv)]),
+    );
+  }
+
+  /** Returns whether there was one. */
+  async deleteFenceAgent(node: string): Promise<boolean> {
+    return (await this.etcd.delete(`${this.fenceAgentsPrefix}${node}`)) > 0;
   }
 
   // --- events ---

@@ -153,6 +153,11 @@ export class DirStorage implements StorageBackend {
     );
   }
 
+  /** Nothing was ever fenced here. */
+  unfence(): Promise<void> {
+    return Promise.resolve();
+  }
+
   createSnapshot(): Promise<SnapshotInfo> {
     return Promise.reject(unsupported("snapshots"));
   }

@@ -137,6 +137,14 @@ export class FakeStorage implements StorageBackend {
     return addresses;
   }
 
+  /** Every lifted fence, in order. */
+  readonly unfenced: string[][] = [];
+
+  async unfence(addresses: string[]): Promise<void> {
+    await Promise.resolve();
+    this.unfenced.push(addresses);
+  }
+
   private get(name: string): FakeImage {
     const image = this.images.get(name);
     if (!image) throw notFound(`disk ${name} does not exist`);

@@ -69,4 +69,6 @@ export interface StorageBackend {
    * cannot fence reject with an INPUT error: without a fence, a guest is never started elsewhere.
    */
   fence(image: string, expireSeconds: number): Promise<string[]>;
+  /** Lifts the blocklisting of clients proven gone; addresses no longer listed are fine. */
+  unfence(addresses: string[]): Promise<void>;
 }

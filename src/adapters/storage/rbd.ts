@@ -371,6 +371,17 @@ export class RbdStorage implements StorageBackend {
     return addresses;
   }
 
+  async unfence(addresses: string[]): Promise<void> {
+    for (const address of addresses) {
+      // `blocklist rm` of an entry that expired or was removed already succeeds too.
+      await cephExec("ceph", this.admin, ["osd", "blocklist", "rm", address], {
+        timeoutMs: this.timeoutMs,
+      }).catch((err: unknown) => {
+        throw this.mapError(err, {});
+      });
+    }
+  }
+
   /** `rbd:POOL/IMAGE:id=..:conf=..:keyring=..` for qemu-img, with the admin identity. */
   qemuUri(name: string): string {
     const escape = (value: string) => value.replace(/\\/g, "\\\\").replace(/:/g, "\\:");

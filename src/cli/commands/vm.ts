@@ -2,13 +2,13 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { HavenError } from "../../core/errors.js";
-import type { VmView } from "../../core/model.js";
+import type { VmSpec, VmView } from "../../core/model.js";
 import { sleep } from "../../lib/async.js";
 import { openConsole } from "../console.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
 import { printJson, printTable } from "../output.js";
-import { intOption, sizeOption } from "../parse.js";
+import { durationOption, intOption, sizeOption } from "../parse.js";
 
 interface CreateOptions {
   canary?: boolean;
@@ -20,6 +20,8 @@ interface CreateOptions {
   diskSize?: number;
   restartLimit?: number;
   relocateLimit?: number;
+  failureTimeout?: number;
+  priority?: number;
   ha: boolean;
   start?: boolean;
   wait: boolean;
@@ -27,6 +29,13 @@ interface CreateOptions {
 }
 
 const WAIT_TIMEOUT_MS = 120_000;
+
+const HA_HELP = {
+  restartLimit: "restarts after crashes before the VM moves to another node",
+  relocateLimit: "moves to another node after the restart limit before the VM goes to error",
+  failureTimeout: "crashes this long ago no longer count (e.g. 600, 10min, 1h; 0 = never forget)",
+  priority: "after a node failure, guests of higher priority are recovered first",
+};
 
 export function registerVm(program: Command, ctx: CliContext): void {
   const vm = program.command("vm").description("create, start, stop and inspect virtual machines");
@@ -43,16 +52,14 @@ export function registerVm(program: Command, ctx: CliContext): void {
       "create a disk of this size (MB, or with G/T suffix; canary: 64)",
       sizeOption("--disk-size"),
     )
+    .option("--restart-limit <n>", HA_HELP.restartLimit + " (default 3)", intOption("--restart-limit"))
+    .option("--relocate-limit <n>", HA_HELP.relocateLimit + " (default 1)", intOption("--relocate-limit"))
     .option(
-      "--restart-limit <n>",
-      "restarts after crashes before the VM goes to error",
-      intOption("--restart-limit"),
+      "--failure-timeout <duration>",
+      HA_HELP.failureTimeout + " (default 10min)",
+      durationOption("--failure-timeout"),
     )
-    .option(
-      "--relocate-limit <n>",
-      "after the restart limit, moves to another node before the VM goes to error (default 1)",
-      intOption("--relocate-limit"),
-    )
+    .option("--priority <n>", HA_HELP.priority + " (default 0)", intOption("--priority"))
     .option("--no-ha", "do not recover it on another node when its node fails")
     .option("--start", "start it right away")
     .option("--no-wait", "with --start: return without waiting for the guest to run")
@@ -70,6 +77,8 @@ export function registerVm(program: Command, ctx: CliContext): void {
         diskSizeMb: options.diskSize,
         restartLimit: options.restartLimit,
         relocateLimit: options.relocateLimit,
+        failureTimeoutSeconds: options.failureTimeout,
+        priority: options.priority,
         ha: options.ha,
         start: options.start ?? false,
       });
@@ -79,6 +88,28 @@ export function registerVm(program: Command, ctx: CliContext): void {
         progress(
           `created VM ${name}${options.start ? `, ${view.state}${view.node ? ` on ${view.node}` : ""}` : " (stopped; 'haven vm start " + name + "' to run it)"}`,
         );
+    });
+
+  vm.command("set <name>")
+    .description("change a VM's HA policy (applies from the controller's next decision)")
+    .option("--restart-limit <n>", HA_HELP.restartLimit, intOption("--restart-limit"))
+    .option("--relocate-limit <n>", HA_HELP.relocateLimit, intOption("--relocate-limit"))
+    .option("--failure-timeout <duration>", HA_HELP.failureTimeout, durationOption("--failure-timeout"))
+    .option("--priority <n>", HA_HELP.priority, intOption("--priority"))
+    .option("--ha", "recover it on another node when its node fails")
+    .option("--no-ha", "do not recover it on another node when its node fails")
+    .option("--json", "machine-readable output")
+    .action(async (name: string, options: Omit<CreateOptions, "ha"> & { ha?: boolean }) => {
+      const change = {
+        restartLimit: options.restartLimit,
+        relocateLimit: options.relocateLimit,
+        failureTimeoutSeconds: options.failureTimeout,
+        priority: options.priority,
+        ha: options.ha,
+      };
+      const view = await (await ctx.api()).patch<VmView>(`/v1/vms/${encodeURIComponent(name)}`, change);
+      if (options.json) printJson(view);
+      else progress(`VM ${name} updated`);
     });
 
   vm.command("list")
@@ -107,7 +138,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .action(async (name: string, options: { json?: boolean }) => {
       const view = await (
         await ctx.api()
-      ).get<VmView & { spec: Record<string, unknown> }>(`/v1/vms/${encodeURIComponent(name)}`);
+      ).get<VmView & { spec: VmSpec }>(`/v1/vms/${encodeURIComponent(name)}`);
       if (options.json) return printJson(view);
       const lines: Array<[string, string | number | null]> = [
         ["name", view.name],
@@ -118,6 +149,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         ["accelerator", view.accel],
         ["generation", view.generation],
         ["restarts", view.restarts],
+        ["ha", haSummary(view.spec)],
         ["memory", `${view.memoryMb} MB`],
         ["vcpus", view.vcpus],
         ["disks", view.disks.join(", ") || "-"],
@@ -160,6 +192,12 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .action(async (name: string) => {
       await openConsole(ctx, name);
     });
+}
+
+function haSummary(spec: VmSpec): string {
+  if (!spec.ha) return "off";
+  const forget = spec.failureTimeoutSeconds === 0 ? "never" : `after ${spec.failureTimeoutSeconds} s`;
+  return `on, priority ${spec.priority}, restart ${spec.restartLimit}x, relocate ${spec.relocateLimit}x, failures forgotten ${forget}`;
 }
 
 /** Polls until the VM reaches `target`; fails early on error states, with the reason. */

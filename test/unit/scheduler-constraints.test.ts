@@ -1,0 +1,593 @@
+// The scheduler's constraints: locations and rules, colocation and anti-affinity (pairs and sets,
+// mandatory and scored), start order, and what it does with bad or contradictory input.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { explain, schedule } from "../../src/core/scheduler/scheduler.js";
+import { INFINITY, MINUS_INFINITY } from "../../src/core/scheduler/scores.js";
+import type { Constraint, Plan, SchedNode, SchedVm, VmRuntime } from "../../src/core/scheduler/types.js";
+
+const node = (name: string, extra: Partial<SchedNode> = {}): SchedNode => ({
+  name,
+  online: true,
+  standby: false,
+  attributes: {},
+  capacity: { vcpus: 64, memoryMb: 65536 },
+  ...extra,
+});
+
+const vm = (name: string, extra: Partial<SchedVm> = {}): SchedVm => ({
+  name,
+  state: "started",
+  vcpus: 1,
+  memoryMb: 1024,
+  allowMigrate: true,
+  stickiness: 0,
+  priority: 0,
+  migrationThreshold: INFINITY,
+  failureTimeoutS: 0,
+  ...extra,
+});
+
+const runningOn = (nodeName: string): VmRuntime => ({ node: nodeName, running: true, failures: [] });
+
+interface Setup {
+  vms: SchedVm[];
+  nodes: SchedNode[];
+  constraints: Constraint[];
+  runtime?: Record<string, VmRuntime>;
+}
+
+const config = (setup: Setup) => ({ vms: setup.vms, constraints: setup.constraints });
+const state = (setup: Setup) => ({
+  nodes: setup.nodes,
+  vms: new Map(Object.entries(setup.runtime ?? {})),
+  nowMs: 0,
+});
+const plan = (setup: Setup): Plan => schedule(config(setup), state(setup));
+const actionOf = (result: Plan, name: string) => result.actions.find((action) => action.vm === name);
+const placement = (result: Plan) =>
+  Object.fromEntries(result.actions.filter((action) => action.to).map((action) => [action.vm, action.to]));
+const unplaceable = (result: Plan) => result.unplaceable.map((entry) => entry.vm);
+
+const threeNodes = [node("n1"), node("n2"), node("n3")];
+const location = (id: string, vmName: string, nodeName: string, score: number): Constraint => ({
+  type: "location",
+  id,
+  vm: vmName,
+  node: nodeName,
+  score,
+});
+const rule = (id: string, vmName: string, text: string, score: number): Constraint => ({
+  type: "location-rule",
+  id,
+  vm: vmName,
+  rule: text,
+  score,
+});
+const colocation = (id: string, vmName: string, withVm: string, score: number): Constraint => ({
+  type: "colocation",
+  id,
+  vm: vmName,
+  withVm,
+  score,
+});
+const colocationSet = (id: string, vms: string[], score: number): Constraint => ({
+  type: "colocation-set",
+  id,
+  vms,
+  score,
+});
+const order = (
+  id: string,
+  first: string,
+  then: string,
+  kind: "mandatory" | "optional" = "mandatory",
+): Constraint => ({
+  type: "order",
+  id,
+  first,
+  then,
+  kind,
+});
+
+describe("location constraints", () => {
+  test("a positive score draws the guest to the node", () => {
+    const result = plan({ vms: [vm("a")], nodes: threeNodes, constraints: [location("l", "a", "n3", 10)] });
+    assert.equal(actionOf(result, "a")?.to, "n3");
+    assert.match(actionOf(result, "a")!.reason, /score 10/);
+  });
+
+  test("-INFINITY bans a node even against +INFINITY stickiness", () => {
+    const result = plan({
+      vms: [vm("a", { stickiness: INFINITY })],
+      nodes: threeNodes,
+      constraints: [location("ban", "a", "n1", MINUS_INFINITY)],
+      runtime: { a: runningOn("n1") },
+    });
+    assert.deepEqual(actionOf(result, "a"), {
+      type: "migrate",
+      vm: "a",
+      from: "n1",
+      to: "n2",
+      reason: "n1: location ban (-INFINITY); live-migrate to n2 (score 0)",
+    });
+  });
+
+  test("a negative score means cannot run there, as in Pacemaker", () => {
+    const result = plan({
+      vms: [vm("a")],
+      nodes: [node("n1")],
+      constraints: [location("avoid", "a", "n1", -10)],
+    });
+    assert.deepEqual(result.unplaceable, [
+      { vm: "a", reason: "no node can take it (n1: score -10 is negative (avoid -10))" },
+    ]);
+  });
+
+  test("+INFINITY on an offline node is a preference, not a requirement", () => {
+    const result = plan({
+      vms: [vm("a")],
+      nodes: [node("n1", { online: false }), node("n2")],
+      constraints: [location("must", "a", "n1", INFINITY)],
+    });
+    assert.equal(actionOf(result, "a")?.to, "n2");
+  });
+});
+
+describe("location rules", () => {
+  const nodes = [
+    node("n1", { attributes: { hw: "vm", zone: "a" } }),
+    node("n2", { attributes: { hw: "gpu", zone: "a" } }),
+    node("n3", { attributes: { zone: "b" } }),
+  ];
+
+  test("a -INFINITY rule keeps a guest to matching nodes", () => {
+    const result = plan({
+      vms: [vm("a"), vm("b")],
+      nodes,
+      constraints: [rule("gpu-only", "a", "hw ne gpu", MINUS_INFINITY)],
+    });
+    assert.equal(actionOf(result, "a")?.to, "n2");
+    const explanation = explain(
+      config({ vms: [vm("a")], nodes, constraints: [rule("gpu-only", "a", "hw ne gpu", MINUS_INFINITY)] }),
+      state({ vms: [], nodes, constraints: [] }),
+      "a",
+    );
+    assert.deepEqual(explanation.nodes[2]!.contributions, [
+      { source: "gpu-only", score: MINUS_INFINITY, detail: 'rule "hw ne gpu" of gpu-only holds (-INFINITY)' },
+    ]);
+  });
+
+  test("scored rules add up with other constraints", () => {
+    const result = plan({
+      vms: [vm("a")],
+      nodes,
+      constraints: [
+        rule("zone-a", "a", "zone eq a", 100),
+        rule("not-n1", "a", "#uname ne n1 and defined hw", 50),
+      ],
+    });
+    assert.equal(actionOf(result, "a")?.to, "n2");
+    assert.match(actionOf(result, "a")!.reason, /score 150/);
+  });
+});
+
+describe("colocation", () => {
+  test("+INFINITY: the dependent runs where its partner runs", () => {
+    const result = plan({
+      vms: [vm("app"), vm("db")],
+      nodes: threeNodes,
+      constraints: [location("db-on-n3", "db", "n3", 10), colocation("app-with-db", "app", "db", INFINITY)],
+    });
+    assert.deepEqual(placement(result), { app: "n3", db: "n3" });
+  });
+
+  test("+INFINITY: the dependent cannot run while its partner cannot; the partner does not care", () => {
+    const partnerDown = plan({
+      vms: [vm("app"), vm("db", { state: "stopped" })],
+      nodes: threeNodes,
+      constraints: [colocation("app-with-db", "app", "db", INFINITY)],
+    });
+    assert.deepEqual(partnerDown.unplaceable, [
+      { vm: "app", reason: "it must run with db (app-with-db), which will not run" },
+    ]);
+    const dependentBanned = plan({
+      vms: [vm("app"), vm("db")],
+      nodes: threeNodes,
+      constraints: [
+        rule("no-app", "app", "#uname ne nowhere", MINUS_INFINITY),
+        colocation("c", "app", "db", INFINITY),
+      ],
+    });
+    assert.deepEqual(unplaceable(dependentBanned), ["app"]);
+    assert.equal(actionOf(dependentBanned, "db")?.type, "start");
+  });
+
+  test("-INFINITY: never together; with one node only the dependent gives way", () => {
+    const spread = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: threeNodes,
+      constraints: [colocation("apart", "b", "a", MINUS_INFINITY)],
+    });
+    assert.notEqual(actionOf(spread, "a")?.to, actionOf(spread, "b")?.to);
+    const crowded = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: [node("n1")],
+      constraints: [colocation("apart", "a", "b", MINUS_INFINITY)],
+    });
+    assert.deepEqual(
+      placement(crowded),
+      { b: "n1" },
+      "b is the primary, placed first even though a sorts first",
+    );
+    assert.deepEqual(unplaceable(crowded), ["a"]);
+  });
+
+  test("a negative score keeps guests apart when it can, and is dropped when it would leave no node", () => {
+    const spread = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: [node("n1"), node("n2")],
+      constraints: [colocation("apart", "b", "a", -100)],
+    });
+    assert.notEqual(actionOf(spread, "a")?.to, actionOf(spread, "b")?.to);
+    const setup: Setup = {
+      vms: [vm("a"), vm("b")],
+      nodes: [node("n1")],
+      constraints: [colocation("apart", "b", "a", -100)],
+    };
+    assert.deepEqual(placement(plan(setup)), { a: "n1", b: "n1" });
+    assert.deepEqual(explain(config(setup), state(setup), "b").nodes[0]!.contributions, [
+      { source: "apart", score: -100, detail: "a runs here (apart, -100)", ignored: true },
+    ]);
+  });
+
+  test("a positive score draws guests together unless something outweighs it", () => {
+    const together = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: threeNodes,
+      constraints: [colocation("near", "b", "a", 50)],
+    });
+    assert.equal(actionOf(together, "b")?.to, actionOf(together, "a")?.to);
+    const outweighed = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: threeNodes,
+      constraints: [colocation("near", "b", "a", 50), location("b-n2", "b", "n2", 80)],
+    });
+    assert.equal(actionOf(outweighed, "b")?.to, "n2");
+  });
+
+  test("a recovered guest avoids the node of a running partner instead of pushing it away", () => {
+    // n1 has the most free memory, but b, which must not run with a, runs there.
+    const result = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: [
+        node("n1", { capacity: { vcpus: 64, memoryMb: 131072 } }),
+        node("n2"),
+        node("n3", { online: false }),
+      ],
+      constraints: [colocation("apart", "b", "a", MINUS_INFINITY)],
+      runtime: { a: runningOn("n3"), b: runningOn("n1") },
+    });
+    assert.deepEqual(actionOf(result, "a"), {
+      type: "start",
+      vm: "a",
+      from: "n3",
+      to: "n2",
+      reason: "recovery: node n3 is offline; start on n2 (score 0)",
+    });
+    assert.equal(actionOf(result, "b")?.type, "keep");
+  });
+
+  test("the primary still wins a node only it can use; the running partner moves", () => {
+    const result = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: [node("n1"), node("n2")],
+      constraints: [
+        location("a-only-n1", "a", "n2", MINUS_INFINITY),
+        colocation("apart", "b", "a", MINUS_INFINITY),
+      ],
+      runtime: { b: runningOn("n1") },
+    });
+    assert.deepEqual(placement(result), { a: "n1", b: "n2" });
+    assert.equal(actionOf(result, "b")?.type, "migrate");
+  });
+});
+
+describe("colocation sets", () => {
+  test("-INFINITY spreads the members, one per node", () => {
+    const result = plan({
+      vms: ["a", "b", "c", "d"].map((name) => vm(name)),
+      nodes: threeNodes,
+      constraints: [colocationSet("spread", ["a", "b", "c", "d"], MINUS_INFINITY)],
+    });
+    assert.deepEqual(placement(result), { a: "n1", b: "n2", c: "n3" });
+    assert.deepEqual(unplaceable(result), ["d"]);
+    assert.match(result.unplaceable[0]!.reason, /n1, n2, n3: members of set spread run here \(-INFINITY\)/);
+  });
+
+  test("a scored set spreads as far as it can and then doubles up", () => {
+    const result = plan({
+      vms: ["a", "b", "c", "d"].map((name) => vm(name)),
+      nodes: [node("n1"), node("n2")],
+      constraints: [colocationSet("spread", ["a", "b", "c", "d"], -100)],
+    });
+    const counts = Object.values(placement(result)).reduce<Record<string, number>>(
+      (sum, target) => ({ ...sum, [target!]: (sum[target!] ?? 0) + 1 }),
+      {},
+    );
+    assert.deepEqual(counts, { n1: 2, n2: 2 });
+  });
+
+  test("+INFINITY keeps the members together", () => {
+    const result = plan({
+      vms: ["a", "b", "c"].map((name) => vm(name)),
+      nodes: threeNodes,
+      constraints: [colocationSet("together", ["a", "b", "c"], INFINITY), location("c-n3", "c", "n3", 10)],
+    });
+    assert.deepEqual(new Set(Object.values(placement(result))).size, 1);
+  });
+
+  test("running members are counted where they run", () => {
+    const result = plan({
+      vms: ["a", "b", "c"].map((name) => vm(name)),
+      nodes: threeNodes,
+      constraints: [colocationSet("spread", ["a", "b", "c"], MINUS_INFINITY)],
+      runtime: { b: runningOn("n1"), c: runningOn("n2") },
+    });
+    assert.deepEqual(placement(result), { a: "n3", b: "n1", c: "n2" });
+    assert.ok(result.actions.filter((action) => action.vm !== "a").every((action) => action.type === "keep"));
+  });
+});
+
+describe("order", () => {
+  test("then starts after first when both start", () => {
+    const result = plan({
+      vms: [vm("web"), vm("db")],
+      nodes: threeNodes,
+      constraints: [order("db-first", "db", "web")],
+    });
+    assert.deepEqual(
+      result.actions.map((action) => [action.vm, action.after]),
+      [
+        ["db", undefined],
+        ["web", ["db"]],
+      ],
+    );
+  });
+
+  test("a first that already runs is not waited for", () => {
+    const result = plan({
+      vms: [vm("web"), vm("db")],
+      nodes: threeNodes,
+      constraints: [order("db-first", "db", "web")],
+      runtime: { db: runningOn("n1") },
+    });
+    assert.equal(actionOf(result, "web")?.after, undefined);
+  });
+
+  test("mandatory: then does not run while first cannot; optional: it runs anyway", () => {
+    const vms = [vm("web"), vm("db", { state: "stopped" })];
+    const mandatory = plan({ vms, nodes: threeNodes, constraints: [order("db-first", "db", "web")] });
+    assert.deepEqual(mandatory.unplaceable, [
+      { vm: "web", reason: "db must run first (db-first), and it will not run" },
+    ]);
+    const optional = plan({
+      vms,
+      nodes: threeNodes,
+      constraints: [order("db-first", "db", "web", "optional")],
+    });
+    assert.equal(actionOf(optional, "web")?.type, "start");
+  });
+
+  test("explain lists what blocks a guest, and no node is eligible", () => {
+    const setup: Setup = {
+      vms: [vm("web"), vm("db", { state: "stopped" })],
+      nodes: threeNodes,
+      constraints: [order("db-first", "db", "web")],
+    };
+    const explanation = explain(config(setup), state(setup), "web");
+    assert.deepEqual(explanation.blockers, ["db must run first (db-first), and it will not run"]);
+    assert.equal(explanation.chosen, null);
+    assert.equal(explanation.nodes.length, 3);
+    assert.ok(explanation.nodes.every((row) => !row.eligible && row.total === 0));
+  });
+});
+
+describe("bad input", () => {
+  const problems = (constraints: Constraint[], vms = [vm("a"), vm("b")]) => {
+    const result = plan({ vms, nodes: threeNodes, constraints });
+    assert.equal(
+      result.actions.length,
+      vms.filter((guest) => guest.state === "started").length,
+      "guests still get placed",
+    );
+    return result.problems;
+  };
+
+  test("references to unknown VMs and nodes are reported and ignored", () => {
+    assert.deepEqual(
+      problems([
+        location("l1", "ghost", "n1", 10),
+        location("l2", "a", "n9", INFINITY),
+        colocation("c1", "a", "ghost", INFINITY),
+        order("o1", "ghost", "a"),
+      ]),
+      [
+        { constraint: "l1", message: "l1: unknown VM ghost; the constraint is ignored" },
+        { constraint: "l2", message: "l2: unknown node n9; the constraint is ignored" },
+        { constraint: "c1", message: "c1: unknown VM ghost; the constraint is ignored" },
+        { constraint: "o1", message: "o1: unknown VM ghost; the constraint is ignored" },
+      ],
+    );
+  });
+
+  test("scores out of range are reported and ignored", () => {
+    assert.deepEqual(problems([location("huge", "a", "n1", 2_000_000), colocation("odd", "a", "b", 0.5)]), [
+      {
+        constraint: "huge",
+        message:
+          "huge: score 2000000 is out of range (-INFINITY..INFINITY, INFINITY = 1000000); the constraint is ignored",
+      },
+      { constraint: "odd", message: "odd: score 0.5 is not an integer; the constraint is ignored" },
+    ]);
+  });
+
+  test("bad rules, self references and duplicate ids are reported", () => {
+    const reported = problems([
+      rule("r1", "a", "hw eq", 10),
+      colocation("self", "a", "a", 10),
+      order("loop", "a", "a"),
+      location("dup", "a", "n1", 1),
+      location("dup", "b", "n1", 1),
+    ]);
+    assert.deepEqual(
+      reported.map((problem) => problem.constraint),
+      ["r1", "self", "loop", "dup"],
+    );
+    assert.match(reported[0]!.message, /rule "hw eq": expected a value/);
+    assert.match(reported[3]!.message, /used twice/);
+  });
+
+  test("a set keeps its known members", () => {
+    const result = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: threeNodes,
+      constraints: [colocationSet("s", ["a", "ghost", "b"], MINUS_INFINITY)],
+    });
+    assert.deepEqual(result.problems, [
+      { constraint: "s", message: "s: unknown VM ghost left out of the set" },
+    ]);
+    assert.notEqual(actionOf(result, "a")?.to, actionOf(result, "b")?.to);
+  });
+
+  test("duplicate guests and nodes are reported; the first one counts", () => {
+    const result = plan({
+      vms: [vm("a"), vm("a", { memoryMb: 999_999 })],
+      nodes: [node("n1"), node("n1", { online: false })],
+      constraints: [],
+    });
+    assert.deepEqual(
+      result.problems.map((problem) => problem.message),
+      ["node n1 is listed twice; the first is used", "VM a is listed twice; the first is used"],
+    );
+    assert.deepEqual(placement(result), { a: "n1" });
+  });
+
+  test("invalid resources make a guest unplaceable instead of breaking the plan", () => {
+    const result = plan({
+      vms: [vm("a", { memoryMb: Number.NaN }), vm("b")],
+      nodes: threeNodes,
+      constraints: [],
+    });
+    assert.deepEqual(unplaceable(result), ["a"]);
+    assert.match(result.problems[0]!.message, /VM a: needs an invalid amount/);
+  });
+
+  test("a stickiness beyond the range is clamped; a priority that is not a number counts as 0", () => {
+    const result = plan({
+      vms: [vm("a", { stickiness: 5_000_000 }), vm("b", { priority: Number.NaN })],
+      nodes: threeNodes,
+      constraints: [],
+      runtime: { a: runningOn("n2") },
+    });
+    assert.deepEqual(
+      result.problems.map((problem) => problem.message),
+      [
+        "VM a: stickiness 5000000 is not a score; 1000000 is used",
+        "VM b: priority NaN is not a number; 0 is used",
+      ],
+    );
+    assert.match(actionOf(result, "a")!.reason, /score INFINITY/);
+  });
+});
+
+describe("contradictions", () => {
+  test("mandatory colocation and anti-affinity of the same pair: reported, -INFINITY wins, no loop", () => {
+    const result = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: threeNodes,
+      constraints: [colocation("with", "b", "a", INFINITY), colocation("apart", "a", "b", MINUS_INFINITY)],
+    });
+    assert.deepEqual(result.problems, [
+      {
+        constraint: "apart",
+        message: "apart (-INFINITY) contradicts with (INFINITY) for a and b; -INFINITY wins",
+      },
+    ]);
+    assert.equal(result.actions.length + result.unplaceable.length, 2);
+    assert.equal(result.unplaceable.length, 1);
+  });
+
+  test("a set contradicting a pair is reported too", () => {
+    const result = plan({
+      vms: [vm("a"), vm("b"), vm("c")],
+      nodes: threeNodes,
+      constraints: [
+        colocationSet("spread", ["a", "b", "c"], MINUS_INFINITY),
+        colocation("pair", "c", "a", INFINITY),
+      ],
+    });
+    assert.deepEqual(
+      result.problems.map((problem) => problem.constraint),
+      ["pair"],
+    );
+  });
+
+  test("+INFINITY and -INFINITY for the same node: reported, the node is banned", () => {
+    const result = plan({
+      vms: [vm("a")],
+      nodes: threeNodes,
+      constraints: [location("want", "a", "n1", INFINITY), location("ban", "a", "n1", MINUS_INFINITY)],
+    });
+    assert.equal(result.problems[0]!.constraint, "ban");
+    assert.notEqual(actionOf(result, "a")?.to, "n1");
+  });
+
+  test("order cycles are reported and ignored; every guest still starts", () => {
+    const result = plan({
+      vms: [vm("a"), vm("b"), vm("c"), vm("d")],
+      nodes: threeNodes,
+      constraints: [
+        order("ab", "a", "b"),
+        order("bc", "b", "c"),
+        order("ca", "c", "a"),
+        order("cd", "c", "d"),
+      ],
+    });
+    assert.deepEqual(
+      result.problems.map((problem) => problem.constraint),
+      ["ab", "bc", "ca"],
+    );
+    assert.match(result.problems[0]!.message, /cycle/);
+    assert.equal(result.actions.filter((action) => action.type === "start").length, 4);
+    assert.deepEqual(actionOf(result, "d")?.after, ["c"], "the order outside the cycle still holds");
+  });
+
+  test("colocation cycles are fine: each guest follows the other", () => {
+    const result = plan({
+      vms: [vm("a"), vm("b")],
+      nodes: threeNodes,
+      constraints: [colocation("ab", "a", "b", INFINITY), colocation("ba", "b", "a", INFINITY)],
+    });
+    assert.deepEqual(result.problems, []);
+    assert.equal(actionOf(result, "a")?.to, actionOf(result, "b")?.to);
+  });
+
+  test("long dependency chains do not overflow the stack", () => {
+    const count = 5000;
+    const vms = Array.from({ length: count }, (_, i) => vm(`v${i}`, { memoryMb: 1 }));
+    const constraints: Constraint[] = vms
+      .slice(1)
+      .flatMap((guest, i) => [
+        colocation(`c${i}`, `v${i}`, guest.name, INFINITY),
+        order(`o${i}`, guest.name, `v${i}`),
+      ]);
+    const result = plan({
+      vms,
+      nodes: [node("n1", { capacity: { vcpus: count, memoryMb: 1_000_000 } }), node("n2")],
+      constraints,
+    });
+    assert.equal(new Set(Object.values(placement(result))).size, 1);
+    assert.equal(result.unplaceable.length, 0);
+  });
+});

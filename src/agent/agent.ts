@@ -2,11 +2,26 @@
 // It never restarts a crashed guest by itself; the controller decides (restart limit, relocation).
 import { open } from "node:fs/promises";
 import { emptyVmMaps, type ClusterStore, type VmMaps } from "../adapters/etcd/cluster-store.js";
-import type { GuestLaunch, GuestProcess, Hypervisor, Accelerator } from "../adapters/qemu/port.js";
+import type {
+  Accelerator,
+  GuestLaunch,
+  GuestProcess,
+  Hypervisor,
+  MigrationProgress,
+} from "../adapters/qemu/port.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
 import { planAgent, SELF_FENCE_REASON, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
 import { highestAckInLog } from "../core/canary.js";
-import type { HavenEvent, NodeInfo, Placement, VmSpec, VmStatus } from "../core/model.js";
+import type {
+  HavenEvent,
+  Incoming,
+  Migration,
+  NodeInfo,
+  Outgoing,
+  Placement,
+  VmSpec,
+  VmStatus,
+} from "../core/model.js";
 import { serialized, sleep } from "../lib/async.js";
 import type { Logger } from "../lib/log.js";
 
@@ -22,10 +37,16 @@ export interface AgentDeps {
   leaseValid: () => boolean;
   /** Publishes which guests (by generation) this node runs, so that fences of its old guests can be lifted. */
   publishGuests: (guests: NonNullable<NodeInfo["guests"]>) => Promise<void>;
+  /** Where incoming migrations listen (this node's address) and this node's TLS credentials for them. */
+  migration: { host: string; tlsDir?: string };
   log: Logger;
 }
 
 const TICK_MS = 1000;
+/** How often a migration's progress is read from QEMU, on both sides. */
+const MIGRATION_POLL_MS = 20;
+/** How often the source writes that progress to etcd. */
+const PROGRESS_REPORT_MS = 500;
 const MAX_PENDING_EVENTS = 1000;
 /** How often the lease deadline is checked: the self-fencing margin must cover this plus the kill. */
 const LEASE_GUARD_MS = 100;
@@ -40,10 +61,21 @@ export class Agent {
   private readonly rbdClients = new Map<string, string[]>();
   private readonly pendingEvents: Array<{ event: Omit<HavenEvent, "time">; at: Date }> = [];
   private flushing = false;
+  /** Guests this agent is stopping or killing, with the event their end is recorded as. */
+  private readonly ending = new Map<string, { type: "stopped" | "killed"; reason: string }>();
   /** Guests killed by self-fencing, so their exit is reported as such rather than as a crash. */
   private readonly fenced = new Set<string>();
   private synced = false;
   private publishedGuests = "";
+  /** Ends the migration loops with the agent. */
+  private stopping: AbortSignal = new AbortController().signal;
+  /** This node's QEMUs waiting for (or having received) an incoming live migration, as reported to etcd. */
+  private readonly incoming = new Map<string, Incoming>();
+  /** Outgoing live migrations started here, by VM; ids in `outgoingIds` are never started twice. */
+  private readonly outgoing = new Map<string, Outgoing>();
+  private readonly outgoingIds = new Set<string>();
+  /** Incoming migrations whose QEMU failed here: never started again. */
+  private readonly failedIncoming = new Set<string>();
   readonly reconcile: () => void;
 
   constructor(private readonly deps: AgentDeps) {
@@ -60,6 +92,7 @@ export class Agent {
 
   async run(signal: AbortSignal): Promise<void> {
     const { hypervisor, log } = this.deps;
+    this.stopping = signal;
     for (const guest of await hypervisor.list()) {
       this.running.set(guest.vm, guest);
       log.info("re-attached to running guest", {
@@ -146,14 +179,34 @@ export class Agent {
     const guest = this.running.get(vm);
     if (!guest || guest.generation !== generation) return;
     this.running.delete(vm);
-    if (this.fenced.delete(vm)) {
+    const incoming = this.incoming.get(vm);
+    if (incoming?.generation === generation && incoming.state !== "running") {
+      this.fenced.delete(vm);
+      const message = "QEMU exited before the guest arrived (the incoming migration failed)";
+      this.failedIncoming.add(incoming.id);
+      void this.reportIncoming(vm, { ...incoming, state: "failed", message });
+      this.event("incoming-failed", vm, message);
+    } else if (this.fenced.delete(vm)) {
       this.outcomes.set(vm, { generation, state: "fenced", message: SELF_FENCE_REASON });
+    } else if (this.ending.has(vm)) {
+      this.recordEnd(vm);
     } else if (this.busy.get(vm) !== "stopping") {
       this.outcomes.set(vm, { generation, state: "crashed", message: "QEMU exited unexpectedly" });
       this.deps.log.warn("guest exited unexpectedly", { vm, generation, pid: guest.pid });
       this.event("crashed", vm, `QEMU (pid ${guest.pid}) exited unexpectedly`);
     }
     this.reconcile();
+  }
+
+  /**
+   * The `stopped`/`killed` event of a guest this agent ended, recorded the moment its QEMU is gone and before
+   * any status says so: the history (and the never-twice check) must see the end before the next start.
+   */
+  private recordEnd(vm: string): void {
+    const end = this.ending.get(vm);
+    if (!end) return;
+    this.ending.delete(vm);
+    this.event(end.type, vm, end.reason);
   }
 
   private async reconcileOnce(): Promise<void> {
@@ -165,10 +218,15 @@ export class Agent {
       running: this.running,
       outcomes: this.outcomes,
       leaseValid: this.deps.leaseValid(),
+      incomings: this.vms.incomings,
+      outgoing: this.outgoingIds,
+      failedIncoming: this.failedIncoming,
     });
     for (const action of actions) {
-      if (!this.busy.has(action.vm)) void this.execute(action);
+      if (action.type === "migrate") void this.sendGuest(action.vm, action.migration, action.uri);
+      else if (!this.busy.has(action.vm)) void this.execute(action);
     }
+    await this.forgetEndedMigrations();
     await this.flushEvents();
     await this.publishGuests();
     await this.readCanaryAcks();
@@ -176,22 +234,25 @@ export class Agent {
     await this.reportStatuses();
   }
 
-  private async execute(action: AgentAction): Promise<void> {
+  private async execute(action: Exclude<AgentAction, { type: "migrate" }>): Promise<void> {
     const { log, hypervisor } = this.deps;
-    this.busy.set(action.vm, action.type === "start" ? "starting" : "stopping");
+    this.busy.set(action.vm, action.type === "start" || action.type === "incoming" ? "starting" : "stopping");
     try {
       await this.reportStatuses();
       if (action.type === "start") await this.start(action.vm, action.generation);
+      else if (action.type === "incoming") await this.receiveGuest(action.vm, action.migration);
       else if (action.type === "stop") {
         log.info("stopping guest", { vm: action.vm, reason: action.reason });
+        this.ending.set(action.vm, { type: "stopped", reason: action.reason });
         await hypervisor.stop(action.vm, (this.vms.specs.get(action.vm)?.stopGraceSeconds ?? 0) * 1000);
         this.running.delete(action.vm);
-        this.event("stopped", action.vm, action.reason);
+        this.recordEnd(action.vm);
       } else {
         log.info("killing guest", { vm: action.vm, reason: action.reason });
+        this.ending.set(action.vm, { type: "killed", reason: action.reason });
         await hypervisor.kill(action.vm);
         this.running.delete(action.vm);
-        this.event("killed", action.vm, action.reason);
+        this.recordEnd(action.vm);
       }
     } catch (err) {
       log.error("guest action failed", { vm: action.vm, action: action.type, err });
@@ -216,6 +277,158 @@ export class Agent {
       this.outcomes.set(vm, { generation, state: "failed", message });
       this.deps.log.error("guest failed to start", { vm, generation, err });
       this.event("start-failed", vm, message);
+    }
+  }
+
+  /** Target side: a QEMU waiting for the guest, reported to etcd with the URI the source must send it to. */
+  private async receiveGuest(vm: string, migration: Migration): Promise<void> {
+    const spec = this.vms.specs.get(vm);
+    if (!spec || !this.deps.leaseValid()) return;
+    const base = { id: migration.id, node: this.deps.node, generation: migration.generation };
+    const tlsDir = this.deps.migration.tlsDir;
+    try {
+      if (migration.settings.transport === "tls" && !tlsDir)
+        throw new Error(`node ${this.deps.node} has no migration TLS credentials`);
+      const { guest, uri } = await this.deps.hypervisor.startIncoming(
+        this.launchOf(spec, migration.generation),
+        {
+          listenHost: this.deps.migration.host,
+          tls: migration.settings.transport === "tls" ? { dir: tlsDir! } : undefined,
+        },
+      );
+      this.running.set(vm, guest);
+      this.outcomes.delete(vm);
+      await this.reportIncoming(vm, { ...base, state: "listening", uri });
+      this.event(
+        "incoming",
+        vm,
+        `QEMU pid ${guest.pid} waits for the guest from ${migration.from} on ${uri} (${migration.settings.transport.toUpperCase()})`,
+      );
+      void this.awaitArrival(vm, migration.id, guest.generation);
+    } catch (err) {
+      const message = `QEMU for the incoming migration failed to start: ${(err as Error).message}`;
+      this.failedIncoming.add(migration.id);
+      await this.reportIncoming(vm, { ...base, state: "failed", message });
+      this.event("incoming-failed", vm, message);
+    }
+  }
+
+  /** Target side: reports the moment the guest runs here; the controller then flips the placement. */
+  private async awaitArrival(vm: string, id: string, generation: number): Promise<void> {
+    while (
+      !this.stopping.aborted &&
+      this.incoming.get(vm)?.id === id &&
+      this.running.get(vm)?.generation === generation
+    ) {
+      const arrived = await this.deps.hypervisor.isRunning(vm).catch(() => false);
+      // The controller may have handed the guest over (and this record been dropped) meanwhile.
+      const record = this.incoming.get(vm);
+      if (record?.id !== id) return;
+      if (arrived) {
+        await this.reportIncoming(vm, { ...record, state: "running" });
+        this.event("arrived", vm, `the guest runs here (QEMU pid ${this.running.get(vm)?.pid})`);
+        return;
+      }
+      await sleep(MIGRATION_POLL_MS, this.stopping);
+    }
+  }
+
+  private async reportIncoming(vm: string, incoming: Omit<Incoming, "updatedAt">): Promise<void> {
+    const report = { ...incoming, updatedAt: new Date().toISOString() };
+    this.incoming.set(vm, report);
+    await this.deps.store
+      .putIncoming(vm, report, this.deps.lease())
+      .catch((err: unknown) => this.deps.log.warn("incoming report failed", { vm, err }));
+  }
+
+  /** Source side: runs QEMU's migration to the listening target, reporting progress until it ends. */
+  private async sendGuest(vm: string, migration: Migration, uri: string): Promise<void> {
+    const { hypervisor, log } = this.deps;
+    this.outgoingIds.add(migration.id);
+    const started = Date.now();
+    const host = uri.split(":").slice(1, -1).join(":");
+    const { settings } = migration;
+    let reportedAt = 0;
+    const report = async (progress: Omit<Outgoing, "id" | "elapsedMs">, force = false) => {
+      this.outgoing.set(vm, { id: migration.id, elapsedMs: Date.now() - started, ...progress });
+      if (!force && Date.now() - reportedAt < PROGRESS_REPORT_MS) return;
+      reportedAt = Date.now();
+      await this.reportStatuses().catch(() => undefined);
+    };
+    const fail = (message: string) =>
+      report({ ...emptyProgress, state: "failed", qemuStatus: "failed", message }, true);
+    try {
+      await hypervisor.migrate(vm, {
+        uri,
+        tls:
+          settings.transport === "tls"
+            ? { dir: this.deps.migration.tlsDir ?? "", hostname: host }
+            : undefined,
+        downtimeLimitMs: settings.downtimeLimitMs,
+        maxBandwidthBytes:
+          settings.maxBandwidthMBps > 0 ? settings.maxBandwidthMBps * 1024 * 1024 : undefined,
+      });
+      log.info("migrating", { vm, to: migration.to, uri, transport: settings.transport });
+    } catch (err) {
+      await fail(`QEMU refused to migrate: ${(err as Error).message}`);
+      this.event("migration-send-failed", vm, `QEMU refused to migrate: ${(err as Error).message}`);
+      return;
+    }
+    for (;;) {
+      const progress: MigrationProgress = await hypervisor.migrationProgress(vm).catch((err: unknown) => ({
+        ...emptyProgress,
+        status: "failed",
+        error: `QEMU is gone: ${(err as Error).message}`,
+      }));
+      const placement = this.vms.placements.get(vm);
+      const placed = placement?.migration;
+      const state =
+        progress.status === "completed"
+          ? "completed"
+          : ["failed", "cancelled"].includes(progress.status)
+            ? "failed"
+            : "migrating";
+      // The controller flipped the placement (the target has the guest), or this agent is shutting down.
+      const flipped = placement?.node === migration.to && placement.generation >= migration.generation;
+      if (this.stopping.aborted || (state !== "completed" && flipped)) return;
+      const cancelling = state === "migrating" && (placed?.id !== migration.id || placed.cancel);
+      const timedOut = state === "migrating" && Date.now() - started > settings.timeoutSeconds * 1000;
+      if (cancelling || timedOut) {
+        await hypervisor.cancelMigration(vm).catch(() => undefined);
+        const why = timedOut ? `timed out after ${settings.timeoutSeconds} s` : "cancelled";
+        await fail(`${why}; QEMU cancelled it and the guest runs on here`);
+        this.event(timedOut ? "migration-send-failed" : "migration-send-cancelled", vm, why);
+        return;
+      }
+      const { status, error, ...numbers } = progress;
+      await report({ ...numbers, state, qemuStatus: status, message: error }, state !== "migrating");
+      if (state === "completed") {
+        this.event(
+          "migration-sent",
+          vm,
+          `sent to ${migration.to} in ${Date.now() - started} ms, downtime ${progress.downtimeMs ?? "?"} ms`,
+        );
+        return;
+      }
+      if (state === "failed") {
+        this.event("migration-send-failed", vm, error ?? `QEMU reports ${status}`);
+        return;
+      }
+      await sleep(MIGRATION_POLL_MS, this.stopping);
+    }
+  }
+
+  /** Drops the local records of migrations the placement no longer names. */
+  private async forgetEndedMigrations(): Promise<void> {
+    for (const [vm, incoming] of this.incoming) {
+      const placement = this.vms.placements.get(vm);
+      const adopted = placement?.node === this.deps.node && placement.generation === incoming.generation;
+      if (placement?.migration?.id === incoming.id && !adopted) continue;
+      this.incoming.delete(vm);
+      await this.deps.store.deleteIncoming(vm).catch(() => undefined);
+    }
+    for (const [vm, outgoing] of this.outgoing) {
+      if (this.vms.placements.get(vm)?.migration?.id !== outgoing.id) this.outgoing.delete(vm);
     }
   }
 
@@ -286,6 +499,7 @@ export class Agent {
         startedAt: guest.startedAt,
         lastAck: this.acks.get(vm),
         rbdClients: this.rbdClients.get(vm),
+        outgoing: this.outgoing.get(vm),
       };
     }
     if (busy === "starting") return { ...base, state: "starting" };
@@ -293,7 +507,11 @@ export class Agent {
     if (outcome && outcome.generation === placement.generation) {
       return { ...base, state: outcome.state, message: outcome.message };
     }
-    if (this.vms.specs.get(vm)?.state === "stopped" || placement.state !== "active")
+    if (
+      this.vms.specs.get(vm)?.state === "stopped" ||
+      placement.state !== "active" ||
+      placement.migration?.kind === "cold"
+    )
       return { ...base, state: "stopped" };
     return undefined;
   }
@@ -339,6 +557,8 @@ export class Agent {
     }
   }
 }
+
+const emptyProgress = { transferredBytes: 0, remainingBytes: 0, totalBytes: 0, mbps: 0 };
 
 async function readTail(path: string, bytes: number): Promise<string> {
   const file = await open(path, "r").catch(() => undefined);

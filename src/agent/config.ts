@@ -23,6 +23,14 @@ export const nodeConfigSchema = z.object({
   guestDir: z.string().min(1),
   capacity: z.object({ vcpus: z.number().int().min(1), memoryMb: z.number().int().min(1) }).optional(),
   attributes: z.record(z.string(), z.string()).default({}),
+  /** Live migration: the address incoming migrations listen on (default: the API's), and the TLS credentials. */
+  migration: z
+    .object({
+      host: z.string().min(1),
+      /** QEMU tls-creds-x509 directory: ca-cert.pem, server-cert.pem/-key.pem, client-cert.pem/-key.pem. */
+      tlsDir: z.string().min(1).optional(),
+    })
+    .optional(),
   /**
    * Optional Linux watchdog (e.g. /dev/watchdog with softdog or a hardware timer), fed while the node may run
    * its guests: a hung agent, or guests outliving the lease, reset the machine. Off unless configured.

@@ -68,6 +68,7 @@ async function main(): Promise<void> {
     lease: () => lease.id,
     leaseValid,
     publishGuests: (guests) => lease.update({ guests }),
+    migration: { host: config.migration?.host ?? config.listen.host, tlsDir: config.migration?.tlsDir },
     log: log.child("agent"),
   });
   const controller = new Controller({

@@ -6,13 +6,15 @@ import {
   memoryMbSchema,
   nameSchema,
   vcpusSchema,
-  haPolicyShape,
+  vmPolicyShape,
+  migrationDefaultsSchema,
+  migrationSettingsSchema,
   vmNameSchema,
 } from "../core/model.js";
 
-/** The HA policy a user may change later (`haven vm set`): only the fields named. */
+/** The policy a user may change later (`haven vm set`): only the fields named. */
 export const updateVmRequest = z
-  .object(haPolicyShape)
+  .object(vmPolicyShape)
   .partial()
   .strict()
   .refine((body) => Object.keys(body).length > 0, { message: "nothing to change" });
@@ -28,11 +30,12 @@ export const createVmRequest = z
     memoryMb: memoryMbSchema.optional(),
     vcpus: vcpusSchema.optional(),
     diskSizeMb: diskSizeMbSchema.optional(),
-    ha: haPolicyShape.ha.default(true),
-    restartLimit: haPolicyShape.restartLimit.default(3),
-    relocateLimit: haPolicyShape.relocateLimit.default(1),
-    failureTimeoutSeconds: haPolicyShape.failureTimeoutSeconds.default(600),
-    priority: haPolicyShape.priority.default(0),
+    ha: vmPolicyShape.ha.default(true),
+    allowMigrate: vmPolicyShape.allowMigrate.default(true),
+    restartLimit: vmPolicyShape.restartLimit.default(3),
+    relocateLimit: vmPolicyShape.relocateLimit.default(1),
+    failureTimeoutSeconds: vmPolicyShape.failureTimeoutSeconds.default(600),
+    priority: vmPolicyShape.priority.default(0),
     stopGraceSeconds: z.number().int().min(0).max(3600).optional(),
     start: z.boolean().default(false),
   })
@@ -51,3 +54,19 @@ export const poolNameSchema = nameSchema("pool");
 export const snapshotNameSchema = nameSchema("snapshot");
 export const snapshotRequest = z.object({ snapshot: snapshotNameSchema }).strict();
 export const cloneRequest = z.object({ snapshot: snapshotNameSchema, target: imageNameSchema }).strict();
+
+/** `haven vm migrate`: where to (or let the controller pick) and this migration's settings. */
+export const migrateRequest = z
+  .object({
+    to: z.string().optional(),
+    settings: migrationSettingsSchema.partial().strict().default({}),
+  })
+  .strict();
+export type MigrateRequest = z.infer<typeof migrateRequest>;
+
+export const migrationDefaultsChange = migrationDefaultsSchema
+  .partial()
+  .strict()
+  .refine((body) => Object.keys(body).length > 0, { message: "nothing to change" });
+
+export const maintenanceRequest = z.object({ on: z.boolean() }).strict();

@@ -12,6 +12,9 @@ import {
   cloneRequest,
   createDiskRequest,
   createVmRequest,
+  maintenanceRequest,
+  migrateRequest,
+  migrationDefaultsChange,
   updateVmRequest,
   poolNameSchema,
   resizeDiskRequest,
@@ -106,6 +109,17 @@ function buildRoutes(service: HavenService): Route[] {
       return service.cloneDisk(name!, snapshot, target, poolOf(query));
     }),
     route("GET", "/v1/storage/ceph", () => service.cephStatus()),
+    route("POST", "/v1/vms/:name/migrate", async ([name], body) =>
+      service.requestMigration(name!, await parse(migrateRequest, body)),
+    ),
+    route("POST", "/v1/vms/:name/migrate/cancel", ([name]) => service.cancelMigration(name!)),
+    route("GET", "/v1/migration/defaults", () => service.migrationDefaults()),
+    route("PATCH", "/v1/migration/defaults", async (_, body) =>
+      service.setMigrationDefaults(await parse(migrationDefaultsChange, body)),
+    ),
+    route("PUT", "/v1/nodes/:name/maintenance", async ([node], body) =>
+      service.setMaintenance(node!, (await parse(maintenanceRequest, body)).on),
+    ),
     route("GET", "/v1/fencing", () => service.fencing()),
     route("PUT", "/v1/fencing/agents/:name", async ([node], body) =>
       service.setFenceAgent(node!, await parse(fenceAgentSchema.strict(), body)),

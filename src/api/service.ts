@@ -1,5 +1,6 @@
 // What the API does, independent of HTTP: reads that combine etcd state into views, and writes that
 // validate, keep invariants and roll back half-done work.
+import { randomBytes } from "node:crypto";
 import { access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
@@ -7,8 +8,11 @@ import type { ImageInfo, StorageBackend } from "../adapters/storage/port.js";
 import { verifyCanaryImage, type CanaryReport } from "../core/canary.js";
 import { conflict, inputError, notFound } from "../core/errors.js";
 import {
+  migrationDefaultsSchema,
   nodeNameSchema,
   viewVm,
+  type Maintenance,
+  type MigrationDefaults,
   type FenceAgent,
   type HavenEvent,
   type NodeInfo,
@@ -18,7 +22,7 @@ import {
 } from "../core/model.js";
 import { nodeLoads } from "../core/placement.js";
 import { Rollback } from "../lib/rollback.js";
-import type { CreateVmRequest, UpdateVmRequest } from "./requests.js";
+import type { CreateVmRequest, MigrateRequest, UpdateVmRequest } from "./requests.js";
 
 export const CANARY_DEFAULTS = { memoryMb: 128, vcpus: 1, diskSizeMb: 64, stopGraceSeconds: 0 };
 const MB = 1024 * 1024;
@@ -34,6 +38,8 @@ export interface NodeView {
   storage: NodeInfo["storage"];
   vms: string[];
   attributes: Record<string, string>;
+  /** In maintenance: takes no guests, and its guests are moved away. */
+  maintenance: Maintenance | null;
 }
 
 export class HavenService {
@@ -83,7 +89,11 @@ export class HavenService {
   }
 
   async listNodes(): Promise<NodeView[]> {
-    const [nodes, vms] = await Promise.all([this.store.listNodes(), this.store.snapshotVms()]);
+    const [nodes, vms, maintenance] = await Promise.all([
+      this.store.listNodes(),
+      this.store.snapshotVms(),
+      this.store.listMaintenance(),
+    ]);
     const loads = nodeLoads(nodes, vms.specs, vms.placements);
     return loads.map(({ node, usedVcpus, usedMemoryMb }) => ({
       name: node.name,
@@ -99,6 +109,7 @@ export class HavenService {
         .map(([vm]) => vm)
         .sort(),
       attributes: node.attributes,
+      maintenance: maintenance.get(node.name) ?? null,
     }));
   }
 
@@ -162,6 +173,7 @@ export class HavenService {
         failureTimeoutSeconds: request.failureTimeoutSeconds,
         priority: request.priority,
         ha: request.ha,
+        allowMigrate: request.allowMigrate,
         stopGraceSeconds:
           request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
         createdAt: new Date().toISOString(),
@@ -215,6 +227,115 @@ export class HavenService {
       });
     }
     await this.store.appendEvent({ type: "deleted", vm: name, reason: "deleted by user" });
+  }
+
+  // --- migration and maintenance ---
+  /**
+   * Asks the controller to move a running VM (live, or cold when it may not migrate live). The checks here
+   * answer at once; the controller checks again when it begins, and records a refusal as an event.
+   */
+  async requestMigration(name: string, request: MigrateRequest): Promise<{ id: string; vm: string }> {
+    const { value: spec } = await this.requireSpec(name);
+    const [placement, status, nodes, maintenance, defaults] = await Promise.all([
+      this.store.getPlacement(name),
+      this.store.getStatus(name),
+      this.store.listNodes(),
+      this.store.listMaintenance(),
+      this.store.getMigrationDefaults(),
+    ]);
+    if (
+      spec.state !== "started" ||
+      !placement ||
+      status?.state !== "running" ||
+      status.node !== placement.value.node
+    )
+      throw conflict(`VM ${name} is not running${status ? ` (it is ${status.state})` : ""}`);
+    if (placement.value.migration)
+      throw conflict(
+        `VM ${name} is already moving to ${placement.value.migration.to}; cancel it with 'haven vm migrate --cancel ${name}'`,
+      );
+    if (request.to !== undefined) {
+      nodeName(request.to);
+      if (request.to === placement.value.node) throw inputError(`VM ${name} already runs on ${request.to}`);
+      if (!nodes.some((node) => node.name === request.to)) throw conflict(`node ${request.to} is not online`);
+      if (maintenance.has(request.to)) throw conflict(`node ${request.to} is in maintenance`);
+    }
+    const { maxPerNode: _n, maxPerCluster: _c, ...settings } = defaults;
+    const id = randomBytes(6).toString("hex");
+    const recorded = await this.store.putMigrationRequest(name, {
+      id,
+      to: request.to,
+      settings: { ...settings, ...definedOnly(request.settings) },
+      cancel: false,
+      reason: "by user",
+      time: new Date().toISOString(),
+    });
+    if (!recorded) throw conflict(`a migration request for VM ${name} is already pending`);
+    await this.store.appendEvent({
+      type: "migration-requested",
+      vm: name,
+      reason: `by user, to ${request.to ?? "a node the controller picks"} (request ${id})`,
+    });
+    return { id, vm: name };
+  }
+
+  async cancelMigration(name: string): Promise<{ id: string; vm: string }> {
+    const { value: spec } = await this.requireSpec(name);
+    const migration = (await this.store.getPlacement(name))?.value.migration;
+    if (!migration) throw conflict(`VM ${spec.name} is not moving`);
+    const request = {
+      id: migration.id,
+      settings: migration.settings,
+      cancel: true,
+      reason: "cancelled by user",
+      time: new Date().toISOString(),
+    };
+    await this.store.putMigrationRequest(name, request, true);
+    await this.store.appendEvent({ type: "migration-cancel-requested", vm: name, reason: "by user" });
+    return { id: migration.id, vm: name };
+  }
+
+  migrationDefaults(): Promise<MigrationDefaults> {
+    return this.store.getMigrationDefaults();
+  }
+
+  async setMigrationDefaults(change: Partial<MigrationDefaults>): Promise<MigrationDefaults> {
+    const next = migrationDefaultsSchema.parse({
+      ...(await this.store.getMigrationDefaults()),
+      ...definedOnly(change),
+    });
+    await this.store.putMigrationDefaults(next);
+    const changes = Object.entries(definedOnly(change)).map(([key, value]) => `${key}=${String(value)}`);
+    await this.store.appendEvent({
+      type: "migration-defaults-changed",
+      reason: `by user: ${changes.join(", ")}`,
+    });
+    return next;
+  }
+
+  /** Maintenance on: the node takes no guests and the controller moves its guests away; off: it takes guests again. */
+  async setMaintenance(node: string, on: boolean): Promise<NodeView | { name: string; maintenance: null }> {
+    nodeName(node);
+    const current = (await this.store.listMaintenance()).get(node);
+    if (on && !current) {
+      if (!(await this.store.listNodes()).some((n) => n.name === node))
+        throw notFound(`node ${node} is not online`);
+      await this.store.setMaintenance(node, { since: new Date().toISOString(), reason: "by user" });
+      await this.store.appendEvent({
+        type: "maintenance-on",
+        node,
+        reason: "by user: its guests move away, and it takes no new ones",
+      });
+    }
+    if (!on && current) {
+      await this.store.setMaintenance(node, null);
+      await this.store.appendEvent({
+        type: "maintenance-off",
+        node,
+        reason: "by user: it takes guests again",
+      });
+    }
+    return (await this.listNodes()).find((n) => n.name === node) ?? { name: node, maintenance: null };
   }
 
   // --- fencing ---
@@ -321,6 +442,11 @@ export class HavenService {
     if (!spec) throw notFound(`VM ${name} does not exist`);
     return spec;
   }
+}
+
+/** Drops undefined fields, so that a partial change never overwrites with nothing. */
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function nodeName(node: string): void {

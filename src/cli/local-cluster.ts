@@ -9,6 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, startLocalEtcd, waitEtcdHealthy } from "../adapters/etcd/local-etcd.js";
 import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel.js";
+import { createClusterCa, issueNodeCredentials } from "../adapters/tls/pki.js";
 import type { NodeConfig } from "../agent/config.js";
 import { conflict, inputError, unavailable } from "../core/errors.js";
 import { isAlive, livePid, processesMatching, terminate } from "../lib/process.js";
@@ -67,7 +68,8 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
   }
   if (cluster.etcd.local) await ensureEtcd(options.stateDir, cluster, options.progress);
   await ensureStorage(cluster.storage, nodeAddresses(cluster.nodes), options.progress);
-  for (const node of cluster.nodes) await ensureHavend(cluster, node, options.progress);
+  await createClusterCa(join(options.stateDir, "tls-ca"), cluster.name);
+  for (const node of cluster.nodes) await ensureHavend(options.stateDir, cluster, node, options.progress);
   return cluster;
 }
 
@@ -247,7 +249,10 @@ export async function waitForEtcd(
   );
 }
 
+const LOCAL_VCPU_OVERCOMMIT = 4;
+
 async function ensureHavend(
+  stateDir: string,
   cluster: ClusterFile,
   node: ClusterFile["nodes"][number],
   progress: (line: string) => void,
@@ -257,6 +262,13 @@ async function ensureHavend(
   if (await livePid(pidFile, configFile)) return;
   await mkdir(node.dir, { recursive: true, mode: 0o700 });
   const api = new URL(node.api);
+  // Live migrations between nodes use TLS with the cluster CA; each node's certificate names its address.
+  const tls = await issueNodeCredentials(
+    join(stateDir, "tls-ca"),
+    node.name,
+    [api.hostname],
+    join(node.dir, "tls"),
+  );
   const config: NodeConfig = {
     cluster: cluster.name,
     prefix: cluster.prefix,
@@ -269,12 +281,14 @@ async function ensureHavend(
     leaseTtlSeconds: cluster.leaseTtlSeconds,
     accel: cluster.accel.accel,
     guestDir: cluster.guestDir,
-    // The local nodes share one machine: each offers its share of it.
+    // The local nodes share one machine: each offers its share of its memory, and its cores overcommitted
+    // 4:1 as hypervisors usually allow (the canary guests are mostly idle).
     capacity: {
-      vcpus: availableParallelism(),
+      vcpus: availableParallelism() * LOCAL_VCPU_OVERCOMMIT,
       memoryMb: Math.floor(totalmem() / 1024 / 1024 / cluster.nodes.length),
     },
     attributes: { local: "true" },
+    migration: { host: api.hostname, tlsDir: tls.dir },
   };
   await writeFile(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
   const log = openSync(join(node.dir, "havend.log"), "a");

@@ -8,6 +8,7 @@ import { registerCluster } from "./commands/cluster.js";
 import { registerDisk } from "./commands/disk.js";
 import { registerEtcd } from "./commands/etcd.js";
 import { registerFence } from "./commands/fence.js";
+import { registerMigrate } from "./commands/migrate.js";
 import { registerMisc } from "./commands/misc.js";
 import { registerNode } from "./commands/node.js";
 import { registerVm } from "./commands/vm.js";
@@ -32,6 +33,7 @@ registerDisk(program, ctx);
 registerCeph(program, ctx);
 registerEtcd(program, ctx);
 registerFence(program, ctx);
+registerMigrate(program, ctx);
 for (const command of program.commands) applyToTree(command);
 
 function applyToTree(command: Command): void {

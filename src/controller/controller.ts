@@ -42,7 +42,9 @@ export class Controller {
   private vms: VmMaps = emptyVmMaps();
   /** Last reason reported per unplaceable VM, so a waiting VM is one event, not one per second. */
   private readonly unplaceable = new Map<string, string>();
-  private synced = { nodes: false, vms: false };
+  private synced = { nodes: false, vms: false, config: false };
+  /** Maintenance flags and migration defaults, from `config/`. */
+  private config = new Map<string, string>();
   private readonly lostNodes = new Set<string>();
   private readonly powerFences = new Map<string, PowerFence>();
   private readonly reconcile: () => void;
@@ -97,7 +99,7 @@ export class Controller {
 
   private async lead(signal: AbortSignal): Promise<void> {
     const { store, log } = this.deps;
-    this.synced = { nodes: false, vms: false };
+    this.synced = { nodes: false, vms: false, config: false };
     const onError = (err: unknown, retryInMs: number) => log.warn("watch failed", { err, retryInMs });
     const nodes = runInformer(
       store.etcd,
@@ -134,6 +136,26 @@ export class Controller {
       },
       signal,
     );
+    const config = runInformer(
+      store.etcd,
+      store.configPrefix,
+      {
+        onSnapshot: (kvs) => {
+          this.config = new Map(kvs.map((kv) => [kv.key, kv.value]));
+          this.synced.config = true;
+          this.reconcile();
+        },
+        onEvents: (events) => {
+          for (const { type, kv } of events) {
+            if (type === "delete") this.config.delete(kv.key);
+            else this.config.set(kv.key, kv.value);
+          }
+          this.reconcile();
+        },
+        onError,
+      },
+      signal,
+    );
     const vms = store.watchVms(
       signal,
       (maps, events) => {
@@ -152,7 +174,7 @@ export class Controller {
         await this.liftFences().catch((err: unknown) => log.warn("lifting fences failed", { err }));
       }
     }
-    await Promise.all([nodes, vms]);
+    await Promise.all([nodes, vms, config]);
   }
 
   /**
@@ -267,7 +289,7 @@ export class Controller {
   }
 
   private async reconcileOnce(): Promise<void> {
-    if (!this.synced.nodes || !this.synced.vms) return;
+    if (!this.synced.nodes || !this.synced.vms || !this.synced.config) return;
     for (const placement of this.vms.placements.values()) {
       if (!this.nodes.has(placement.node)) this.noteNodeLost(placement.node);
     }
@@ -275,6 +297,7 @@ export class Controller {
       now: Date.now(),
       nodes: [...this.nodes.values()],
       ...this.vms,
+      ...this.deps.store.parseConfig(this.config),
     });
     for (const action of actions) await this.apply(action);
     // A VM that is still waiting keeps its last reason, so the same refusal is one event, not one per second.
@@ -294,6 +317,12 @@ export class Controller {
       return;
     }
     if (action.type === "recover") return this.recover(action);
+    if (action.type === "refuse-request") {
+      await store.deleteMigrationRequest(action.vm, action.request);
+      log.warn("migration refused", { vm: action.vm, reason: action.reason });
+      await store.appendEvent({ type: "migration-refused", vm: action.vm, reason: action.reason });
+      return;
+    }
     if (action.type === "release") {
       if (await store.swapPlacement(action.vm, null, action.expectedGeneration)) {
         this.vms.placements.delete(action.vm);
@@ -304,6 +333,10 @@ export class Controller {
     const placement = { ...action.placement, updatedAt: new Date().toISOString() };
     if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration))) return;
     this.vms.placements.set(action.vm, placement);
+    if (action.request) {
+      await store.deleteMigrationRequest(action.vm, action.request);
+      this.vms.requests.delete(action.vm);
+    }
     const type = action.decision;
     log.info("placement", { vm: action.vm, node: placement.node, generation: placement.generation, type });
     await store.appendEvent({ type, vm: action.vm, node: placement.node, reason: action.event });

@@ -1,7 +1,22 @@
 // The controller's decisions as a pure function of the cluster state: place started VMs, restart crashed
-// ones within their limit, give up with a reason, and release placements of stopped VMs.
-import type { NodeInfo, Placement, VmSpec, VmStatus } from "./model.js";
-import { chooseNode, nodeLoads } from "./placement.js";
+// ones within their limit, give up with a reason, release placements of stopped VMs, recover the guests of
+// failed nodes, and run migrations (see migration-plan.ts).
+import {
+  planMigrationRequest,
+  planMigrationUnderWay,
+  planDrain,
+  type MigrationDecision,
+} from "./migration-plan.js";
+import type {
+  Incoming,
+  MigrationDefaults,
+  MigrationRequest,
+  NodeInfo,
+  Placement,
+  VmSpec,
+  VmStatus,
+} from "./model.js";
+import { candidateLoads, chooseNode } from "./placement.js";
 
 export interface ClusterView {
   /** The controller's clock (ms since the epoch), for failure timeouts. */
@@ -10,6 +25,11 @@ export interface ClusterView {
   specs: ReadonlyMap<string, VmSpec>;
   placements: ReadonlyMap<string, Placement>;
   statuses: ReadonlyMap<string, VmStatus>;
+  requests: ReadonlyMap<string, MigrationRequest>;
+  incomings: ReadonlyMap<string, Incoming>;
+  /** Nodes in maintenance: they take no guests, and theirs are moved away. */
+  maintenance: ReadonlySet<string>;
+  migrationDefaults: MigrationDefaults;
 }
 
 export type ControllerAction =
@@ -17,12 +37,16 @@ export type ControllerAction =
   | {
       type: "place";
       /** Which decision this is, as its event type says. */
-      decision: "placed" | "restarting" | "relocating" | "error" | "failures-expired";
+      decision: "placed" | "restarting" | "relocating" | "error" | "failures-expired" | MigrationDecision;
       vm: string;
       placement: Omit<Placement, "updatedAt">;
       expectedGeneration: number;
       event: string;
+      /** The migration request this decision answers; removed once the placement is written. */
+      request?: string;
     }
+  /** A migration request that cannot be honoured: removed, with the reason as an event. */
+  | { type: "refuse-request"; vm: string; request: string; reason: string }
   | { type: "release"; vm: string; expectedGeneration: number; reason: string }
   /** Fence the guest's disks (every client of its failed node), then move the placement to a new node. */
   | {
@@ -47,10 +71,15 @@ export function planController(view: ClusterView): ControllerAction[] {
   );
   for (const spec of specs) {
     const placement = placements.get(spec.name);
+    const status = view.statuses.get(spec.name);
     const action =
       placement && !online.has(placement.node)
         ? planFailedNode(spec, placement, view, placements)
-        : planVm(spec, placement, view.statuses.get(spec.name), view, placements);
+        : placement?.migration
+          ? planMigrationUnderWay(spec, placement, status, view)
+          : (planVm(spec, placement, status, view, placements) ??
+            planMigrationRequest(spec, placement, status, view, placements) ??
+            planDrain(spec, placement, status, view, placements));
     if (!action) continue;
     actions.push(action);
     if (action.type === "place" || action.type === "recover") {
@@ -89,7 +118,7 @@ function planVm(
   }
 
   if (!placement) {
-    const choice = chooseNode(spec, nodeLoads(view.nodes, view.specs, placements));
+    const choice = chooseNode(spec, candidateLoads(view, placements));
     if (choice.node === null) return { type: "unplaceable", vm: spec.name, reason: choice.reason };
     return {
       type: "place",
@@ -167,7 +196,12 @@ function planFailedNode(
       reason: `node ${placement.node} failed; HA is off for this VM`,
     };
   }
-  const choice = chooseNode(spec, nodeLoads(view.nodes, view.specs, placements));
+  // Its source died mid-migration, but the target already runs the guest: the handover is complete.
+  const arrived = placement.migration && view.incomings.get(spec.name);
+  if (placement.migration && arrived?.id === placement.migration.id && arrived.state === "running") {
+    return planMigrationUnderWay(spec, placement, undefined, view);
+  }
+  const choice = chooseNode(spec, candidateLoads(view, placements));
   if (choice.node === null) {
     return { type: "unplaceable", vm: spec.name, reason: `node ${placement.node} failed; ${choice.reason}` };
   }
@@ -179,7 +213,9 @@ function planFailedNode(
     placement: {
       ...placement,
       node: choice.node,
-      generation: placement.generation + 1,
+      // Above the generation of a migration target's QEMU too, which its agent then kills as superseded.
+      generation: Math.max(placement.generation, placement.migration?.generation ?? 0) + 1,
+      migration: undefined,
       reason: `recovered from failed node ${placement.node}`,
     },
     expectedGeneration: placement.generation,
@@ -213,9 +249,7 @@ function restartRelocateOrGiveUp(
       event: `restarting on ${placement.node} (${restarts}/${spec.restartLimit}): ${why}`,
     };
   }
-  const others = nodeLoads(view.nodes, view.specs, placements).filter(
-    (load) => load.node.name !== placement.node,
-  );
+  const others = candidateLoads(view, placements).filter((load) => load.node.name !== placement.node);
   const choice = placement.relocations < spec.relocateLimit ? chooseNode(spec, others) : undefined;
   if (choice?.node) {
     const relocations = placement.relocations + 1;

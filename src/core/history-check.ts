@@ -1,7 +1,8 @@
 // The "never twice" check over Haven's event history (invariant 1): replays who ran which guest and reports
 // every moment a VM ran on two nodes at once. A guest runs on a node from its `started` event until that node
 // reports it gone (`stopped`, `killed`, `crashed`, `self-fenced`) or until the controller fenced it there
-// (`fenced`: from then on its QEMU, if any, can no longer write).
+// (`fenced`: from then on its QEMU, if any, can no longer write). A live migration hands the guest over inside
+// QEMU (the source pauses before the target runs), so `migrated` moves it from every other node to the target.
 import type { HavenEvent } from "./model.js";
 
 export interface DoubleRun {
@@ -15,7 +16,9 @@ const ENDS = new Set(["stopped", "killed", "crashed", "self-fenced", "fenced", "
 export function findDoubleRuns(events: HavenEvent[]): DoubleRun[] {
   const runningOn = new Map<string, Set<string>>();
   const problems: DoubleRun[] = [];
-  const sorted = [...events].sort((a, b) => a.time.localeCompare(b.time));
+  // Times have millisecond resolution: within one millisecond an end is taken to come before a start.
+  const rank = (event: HavenEvent) => (ENDS.has(event.type) ? 0 : 1);
+  const sorted = [...events].sort((a, b) => a.time.localeCompare(b.time) || rank(a) - rank(b));
   for (const event of sorted) {
     if (!event.vm || !event.node) continue;
     const nodes = runningOn.get(event.vm) ?? new Set<string>();
@@ -23,6 +26,9 @@ export function findDoubleRuns(events: HavenEvent[]): DoubleRun[] {
     if (event.type === "started") {
       nodes.add(event.node);
       if (nodes.size > 1) problems.push({ vm: event.vm, nodes: [...nodes].sort(), time: event.time });
+    } else if (event.type === "migrated") {
+      nodes.clear();
+      nodes.add(event.node);
     } else if (ENDS.has(event.type)) {
       nodes.delete(event.node);
     }

@@ -44,8 +44,10 @@ export const diskSizeMbSchema = z
 export const desiredStateSchema = z.enum(["started", "stopped"]);
 export type DesiredState = z.infer<typeof desiredStateSchema>;
 
-/** HA policy fields, without defaults so that a partial update cannot reset what it does not name. */
-export const haPolicyShape = {
+/** Policy fields a user may change later, without defaults so that a partial update cannot reset the rest. */
+export const vmPolicyShape = {
+  /** May move live between nodes (Pacemaker's allow-migrate); otherwise a move is stop, move, start. */
+  allowMigrate: z.boolean(),
   /** Highly available: when its node fails, the guest is fenced and started on another node. */
   ha: z.boolean(),
   /** How often the controller restarts a crashed guest in place before moving it. */
@@ -94,11 +96,111 @@ export const vmSpecSchema = z.object({
     .default(600),
   /** When several guests need a node at once (a node failed), higher priority goes first. */
   priority: z.number().int().min(-1_000_000).max(1_000_000).default(0),
+  allowMigrate: vmPolicyShape.allowMigrate.default(true),
   /** How long a stop waits for the guest to power down before QEMU is told to quit. */
   stopGraceSeconds: z.number().int().min(0).max(3600),
   createdAt: z.string(),
 });
 export type VmSpec = z.infer<typeof vmSpecSchema>;
+
+export const migrationTransportSchema = z.enum(["tls", "tcp"]);
+
+/** Settings of one migration, given per request or taken from the cluster's defaults. */
+export const migrationSettingsSchema = z.object({
+  /** TLS with the cluster CA and peer verification; plain TCP only when asked for. */
+  transport: migrationTransportSchema,
+  /** Longest pause QEMU may plan for the final switch-over. */
+  downtimeLimitMs: z.number().int().min(1).max(600_000),
+  /** MB/s; 0 = as fast as the network goes. */
+  maxBandwidthMBps: z.number().int().min(0).max(1_000_000),
+  /** A migration still running after this long is cancelled; the guest stays where it was. */
+  timeoutSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 3600),
+});
+export type MigrationSettings = z.infer<typeof migrationSettingsSchema>;
+
+/** The cluster's defaults for migrations and how many may run at once (drain). */
+export const migrationDefaultsSchema = migrationSettingsSchema.extend({
+  maxPerNode: z.number().int().min(1).max(64),
+  maxPerCluster: z.number().int().min(1).max(1024),
+});
+export type MigrationDefaults = z.infer<typeof migrationDefaultsSchema>;
+export const DEFAULT_MIGRATION: MigrationDefaults = {
+  transport: "tls",
+  downtimeLimitMs: 300,
+  maxBandwidthMBps: 0,
+  timeoutSeconds: 600,
+  maxPerNode: 2,
+  maxPerCluster: 4,
+};
+
+/** A node in maintenance takes no guests, and the controller moves its guests away (drain). */
+export const maintenanceSchema = z.object({ since: z.string(), reason: z.string() });
+export type Maintenance = z.infer<typeof maintenanceSchema>;
+
+/** A user's (or a drain's) request to move a VM; the controller turns it into a placement's migration. */
+export const migrationRequestSchema = z.object({
+  id: z.string().min(1),
+  /** Target node; absent: the controller picks one. */
+  to: nodeNameSchema.optional(),
+  settings: migrationSettingsSchema,
+  /** Set to cancel the migration with this id. */
+  cancel: z.boolean().default(false),
+  reason: z.string(),
+  time: z.string(),
+});
+export type MigrationRequest = z.infer<typeof migrationRequestSchema>;
+
+/**
+ * A move under way, part of the placement so that it changes atomically with it. `live`: the target starts
+ * QEMU waiting for the guest's state while the source keeps running it; `cold`: the source stops the guest
+ * first. Either way the placement's node flips to `to` in one compare-and-swap once the target has it.
+ */
+export const migrationSchema = z.object({
+  id: z.string().min(1),
+  kind: z.enum(["live", "cold"]),
+  from: nodeNameSchema,
+  to: nodeNameSchema,
+  /** Generation of the target's QEMU. */
+  generation: z.number().int().min(1),
+  settings: migrationSettingsSchema,
+  cancel: z.boolean().default(false),
+  reason: z.string(),
+  startedAt: z.string(),
+});
+export type Migration = z.infer<typeof migrationSchema>;
+
+/** What the target node's agent reports about the QEMU it started for an incoming live migration. */
+export const incomingSchema = z.object({
+  id: z.string(),
+  node: nodeNameSchema,
+  generation: z.number().int().min(1),
+  state: z.enum(["starting", "listening", "running", "failed"]),
+  /** `tcp:HOST:PORT` the source connects to. */
+  uri: z.string().optional(),
+  message: z.string().optional(),
+  updatedAt: z.string(),
+});
+export type Incoming = z.infer<typeof incomingSchema>;
+
+/** The source's view of an outgoing live migration, from QEMU's query-migrate. */
+export const outgoingSchema = z.object({
+  id: z.string(),
+  state: z.enum(["migrating", "completed", "failed"]),
+  qemuStatus: z.string(),
+  transferredBytes: z.number(),
+  remainingBytes: z.number(),
+  totalBytes: z.number(),
+  mbps: z.number(),
+  expectedDowntimeMs: z.number().optional(),
+  downtimeMs: z.number().optional(),
+  elapsedMs: z.number(),
+  message: z.string().optional(),
+});
+export type Outgoing = z.infer<typeof outgoingSchema>;
 
 /** Where a VM should run; written only by the controller, with compare-and-swap. */
 export const placementSchema = z.object({
@@ -111,6 +213,8 @@ export const placementSchema = z.object({
   relocations: z.number().int().min(0).default(0),
   state: z.enum(["active", "error"]),
   reason: z.string(),
+  /** A move to another node under way. */
+  migration: migrationSchema.optional(),
   updatedAt: z.string(),
 });
 export type Placement = z.infer<typeof placementSchema>;
@@ -140,6 +244,8 @@ export const vmStatusSchema = z.object({
   lastAck: z.number().int().optional(),
   /** RBD client addresses (IP:port/nonce) of this QEMU: what fencing blocklists. */
   rbdClients: z.array(z.string()).optional(),
+  /** An outgoing live migration of this guest. */
+  outgoing: outgoingSchema.optional(),
   updatedAt: z.string(),
 });
 export type VmStatus = z.infer<typeof vmStatusSchema>;
@@ -210,6 +316,12 @@ export type VmView = {
   vcpus: number;
   disks: string[];
   canary: boolean;
+  /** A move under way, with the source's progress for a live one. */
+  migration:
+    | (Pick<Migration, "id" | "kind" | "from" | "to" | "startedAt" | "cancel"> & {
+        progress: Outgoing | null;
+      })
+    | null;
 };
 
 export function viewVm(spec: VmSpec, placement: Placement | undefined, status: VmStatus | undefined): VmView {
@@ -230,7 +342,14 @@ export function viewVm(spec: VmSpec, placement: Placement | undefined, status: V
     vcpus: spec.vcpus,
     disks: spec.disks.map((disk) => disk.image),
     canary: spec.canary,
+    migration: placement?.migration ? migrationView(placement.migration, current) : null,
   };
+}
+
+function migrationView(migration: Migration, status: VmStatus | undefined): NonNullable<VmView["migration"]> {
+  const { id, kind, from, to, startedAt, cancel } = migration;
+  const progress = status?.outgoing?.id === id ? status.outgoing : null;
+  return { id, kind, from, to, startedAt, cancel, progress };
 }
 
 function userVisibleState(
@@ -241,5 +360,6 @@ function userVisibleState(
   if (placement?.state === "error") return "error";
   if (!placement) return spec.state === "started" ? "pending" : "stopped";
   if (!status) return "unknown";
+  if (placement.migration && status.state === "running") return "migrating";
   return status.state;
 }

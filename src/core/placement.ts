@@ -10,7 +10,10 @@ export interface NodeLoad {
 
 export type PlacementChoice = { node: string } | { node: null; reason: string };
 
-/** What each online node already carries, counting every active placement of a started VM. */
+/**
+ * What each online node already carries, counting every active placement of a started VM; a VM being moved
+ * counts on both nodes until the move is over.
+ */
 export function nodeLoads(
   nodes: NodeInfo[],
   specs: ReadonlyMap<string, VmSpec>,
@@ -19,12 +22,25 @@ export function nodeLoads(
   const loads = new Map(nodes.map((node) => [node.name, { node, usedVcpus: 0, usedMemoryMb: 0 }]));
   for (const [vm, placement] of placements) {
     const spec = specs.get(vm);
-    const load = loads.get(placement.node);
-    if (!spec || !load || placement.state !== "active") continue;
-    load.usedVcpus += spec.vcpus;
-    load.usedMemoryMb += spec.memoryMb;
+    if (!spec || placement.state !== "active") continue;
+    for (const node of [placement.node, placement.migration?.to]) {
+      const load = node === undefined ? undefined : loads.get(node);
+      if (!load) continue;
+      load.usedVcpus += spec.vcpus;
+      load.usedMemoryMb += spec.memoryMb;
+    }
   }
   return [...loads.values()];
+}
+
+/** Nodes that may take a guest (online, not in maintenance), with what they carry. */
+export function candidateLoads(
+  view: { nodes: NodeInfo[]; specs: ReadonlyMap<string, VmSpec>; maintenance: ReadonlySet<string> },
+  placements: ReadonlyMap<string, Placement>,
+): NodeLoad[] {
+  return nodeLoads(view.nodes, view.specs, placements).filter(
+    (load) => !view.maintenance.has(load.node.name),
+  );
 }
 
 export function chooseNode(spec: VmSpec, loads: NodeLoad[]): PlacementChoice {

@@ -83,6 +83,7 @@ export async function eventually<T>(
   what: string,
   check: () => Promise<T | undefined>,
   timeoutMs = 60_000,
+  intervalMs = 300,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
@@ -96,6 +97,6 @@ export async function eventually<T>(
     if (Date.now() > deadline) {
       throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
     }
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

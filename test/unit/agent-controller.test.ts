@@ -53,7 +53,17 @@ describe("agent + controller on fakes", () => {
     const deps = { node: name, store, lease: () => lease, log: silentLogger };
     const leaseValid = () => leaseOk;
     const publishGuests = (guests: NodeInfo["guests"]) => store.putNode({ ...info, guests }, lease);
-    const agent = new Agent({ ...deps, hypervisor, storage, accel: "tcg", leaseValid, publishGuests });
+    const migration = { host: "127.0.0.1" };
+    const agentDeps = {
+      ...deps,
+      hypervisor,
+      storage,
+      accel: "tcg" as const,
+      leaseValid,
+      publishGuests,
+      migration,
+    };
+    const agent = new Agent(agentDeps);
     running.push(agent.run(signal));
     const timings = { fenceAgentRetryMs: 300, liftFencesEveryMs: 100 };
     running.push(new Controller({ ...deps, storage, fenceAgents, timings }).run(signal));
@@ -104,6 +114,7 @@ describe("agent + controller on fakes", () => {
       relocateLimit: 0,
       failureTimeoutSeconds: 0,
       priority: 0,
+      allowMigrate: true,
       kernel: KERNEL,
       start: true,
       restartLimit: 1,
@@ -178,6 +189,7 @@ describe("agent + controller on fakes", () => {
         lease: () => lease,
         leaseValid: () => true,
         publishGuests: () => Promise.resolve(),
+        migration: { host: "127.0.0.1" },
         log: silentLogger,
       }).run(shutdown.signal),
     );

@@ -9,8 +9,15 @@ import {
 } from "../../src/core/agent-plan.js";
 import { keepAliveIntervalMs, mayRunGuests, selfFenceDeadline } from "../../src/core/self-fence.js";
 import { planController, type ClusterView } from "../../src/core/controller-plan.js";
-import type { NodeInfo, Placement, VmSpec, VmStatus } from "../../src/core/model.js";
-import { viewVm } from "../../src/core/model.js";
+import type {
+  Incoming,
+  MigrationRequest,
+  NodeInfo,
+  Placement,
+  VmSpec,
+  VmStatus,
+} from "../../src/core/model.js";
+import { DEFAULT_MIGRATION, viewVm } from "../../src/core/model.js";
 import { parseDurationSeconds, parseSizeMb } from "../../src/core/units.js";
 
 const node = (name: string, memoryMb = 1024, vcpus = 4): NodeInfo => ({
@@ -38,6 +45,7 @@ const spec = (name: string, extra: Partial<VmSpec> = {}): VmSpec => ({
   relocateLimit: 1,
   failureTimeoutSeconds: 0,
   priority: 0,
+  allowMigrate: true,
   stopGraceSeconds: 0,
   createdAt: "t0",
   ...extra,
@@ -66,6 +74,9 @@ function view(parts: {
   specs?: VmSpec[];
   placements?: Record<string, Placement>;
   statuses?: Record<string, VmStatus>;
+  requests?: Record<string, MigrationRequest>;
+  incomings?: Record<string, Incoming>;
+  maintenance?: string[];
   now?: number;
 }): ClusterView {
   return {
@@ -74,6 +85,10 @@ function view(parts: {
     specs: new Map((parts.specs ?? []).map((s) => [s.name, s])),
     placements: new Map(Object.entries(parts.placements ?? {})),
     statuses: new Map(Object.entries(parts.statuses ?? {})),
+    requests: new Map(Object.entries(parts.requests ?? {})),
+    incomings: new Map(Object.entries(parts.incomings ?? {})),
+    maintenance: new Set(parts.maintenance ?? []),
+    migrationDefaults: DEFAULT_MIGRATION,
   };
 }
 
@@ -303,13 +318,19 @@ describe("agent plan", () => {
     running?: Record<string, LocalGuest>;
     outcomes?: Record<string, LocalOutcome>;
     leaseValid?: boolean;
+    incomings?: Record<string, Incoming>;
+    outgoing?: string[];
+    node?: string;
   }) => ({
-    node: "n1",
+    node: parts.node ?? "n1",
     specs: new Map((parts.specs ?? []).map((s) => [s.name, s])),
     placements: new Map(Object.entries(parts.placements ?? {})),
     running: new Map(Object.entries(parts.running ?? {})),
     outcomes: new Map(Object.entries(parts.outcomes ?? {})),
     leaseValid: parts.leaseValid ?? true,
+    incomings: new Map(Object.entries(parts.incomings ?? {})),
+    outgoing: new Set(parts.outgoing ?? []),
+    failedIncoming: new Set<string>(),
   });
 
   test("starts what is placed here, leaves other nodes' guests alone", () => {

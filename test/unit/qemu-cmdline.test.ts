@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { buildQemuArgs } from "../../src/adapters/qemu/cmdline.js";
 import { cephKeyFor } from "../../src/adapters/qemu/guest-files.js";
+import { migrationTlsIds } from "../../src/adapters/qemu/migration.js";
 import type { GuestLaunch } from "../../src/adapters/qemu/port.js";
 
 const paths = {
@@ -171,6 +172,26 @@ void describe("buildQemuArgs", () => {
     // The secret object must exist before the blockdev that names it.
     assert.ok(args.indexOf("-object") < args.lastIndexOf("-blockdev"));
     assert.throws(() => buildQemuArgs(launch({ disks }), paths), /secretDir/);
+  });
+
+  void it("boots the guest unless told to wait for a migration", () => {
+    const args = buildQemuArgs(launch(), paths);
+    assert.ok(!args.includes("-incoming"));
+    assert.ok(!args.some((arg) => arg.includes("tls-creds")));
+  });
+
+  void it("waits for an incoming migration with -incoming defer", () => {
+    const args = buildQemuArgs(launch(), paths, { incoming: {} });
+    assert.equal(after(args, "-incoming"), "defer");
+    assert.ok(!args.includes("-object"), "plain TCP needs no credentials object");
+  });
+
+  void it("creates the server TLS credentials of a TLS migration target", () => {
+    const args = buildQemuArgs(launch(), paths, { incoming: { tlsDir: "/var/lib/haven/tls,1" } });
+    assert.equal(after(args, "-incoming"), "defer");
+    assert.deepEqual(allAfter(args, "-object"), [
+      `tls-creds-x509,id=${migrationTlsIds.incoming},dir=/var/lib/haven/tls,,1,endpoint=server,verify-peer=on`,
+    ]);
   });
 
   void it("refuses socket paths that do not fit in sun_path", () => {

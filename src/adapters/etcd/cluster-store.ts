@@ -4,8 +4,13 @@ import { randomBytes } from "node:crypto";
 import type { z } from "zod";
 import { conflict } from "../../core/errors.js";
 import {
+  DEFAULT_MIGRATION,
   eventSchema,
   fenceAgentSchema,
+  incomingSchema,
+  maintenanceSchema,
+  migrationDefaultsSchema,
+  migrationRequestSchema,
   nodeInfoSchema,
   storageFenceSchema,
   placementSchema,
@@ -13,6 +18,10 @@ import {
   vmStatusSchema,
   type FenceAgent,
   type HavenEvent,
+  type Incoming,
+  type Maintenance,
+  type MigrationDefaults,
+  type MigrationRequest,
   type StorageFence,
   type NodeInfo,
   type Placement,
@@ -27,16 +36,28 @@ export interface Versioned<T> {
   modRevision: number;
 }
 
-export type VmKeyKind = "spec" | "placement" | "status";
+const VM_KEY_KINDS = ["spec", "placement", "status", "request", "incoming"] as const;
+export type VmKeyKind = (typeof VM_KEY_KINDS)[number];
+const isVmKeyKind = (kind: string): kind is VmKeyKind => (VM_KEY_KINDS as readonly string[]).includes(kind);
 
 /** Everything known about VMs, keyed by VM name; kept current by a watch. */
 export interface VmMaps {
   specs: Map<string, VmSpec>;
   placements: Map<string, Placement>;
   statuses: Map<string, VmStatus>;
+  /** Migration requests (users, drains) not yet taken up by the controller. */
+  requests: Map<string, MigrationRequest>;
+  /** Target agents' reports on QEMUs waiting for (or running) an incoming live migration. */
+  incomings: Map<string, Incoming>;
 }
 
-export const emptyVmMaps = (): VmMaps => ({ specs: new Map(), placements: new Map(), statuses: new Map() });
+export const emptyVmMaps = (): VmMaps => ({
+  specs: new Map(),
+  placements: new Map(),
+  statuses: new Map(),
+  requests: new Map(),
+  incomings: new Map(),
+});
 
 export class ClusterStore {
   constructor(
@@ -72,8 +93,7 @@ export class ClusterStore {
   parseVmKey(key: string): { vm: string; kind: VmKeyKind } | undefined {
     if (!key.startsWith(this.vmsPrefix)) return undefined;
     const [vm, kind, ...rest] = key.slice(this.vmsPrefix.length).split("/");
-    if (!vm || rest.length > 0 || (kind !== "spec" && kind !== "placement" && kind !== "status"))
-      return undefined;
+    if (!vm || !kind || rest.length > 0 || !isVmKeyKind(kind)) return undefined;
     return { vm, kind };
   }
 
@@ -155,6 +175,86 @@ export class ClusterStore {
     return result.succeeded;
   }
 
+  // --- migration requests (API) and incoming reports (target agents) ---
+  /** Records a request unless one is pending already; returns whether it was recorded. */
+  async putMigrationRequest(vm: string, request: MigrationRequest, replace = false): Promise<boolean> {
+    const key = this.vmKey(vm, "request");
+    const result = await this.etcd.txn(
+      [
+        ...(replace ? [] : [{ key, target: "version" as const, result: "equal" as const, value: 0 }]),
+        { key: this.vmKey(vm, "spec"), target: "version", result: "greater", value: 0 },
+      ],
+      [{ type: "put", key, value: JSON.stringify(request) }],
+    );
+    return result.succeeded;
+  }
+
+  /** Removes the request if it is still the one with this id. */
+  async deleteMigrationRequest(vm: string, id: string): Promise<void> {
+    const key = this.vmKey(vm, "request");
+    const current = await this.etcd.get(key);
+    if (!current || decode(migrationRequestSchema, current).id !== id) return;
+    await this.etcd.txn(
+      [{ key, target: "mod", result: "equal", value: current.modRevision }],
+      [{ type: "delete", key }],
+    );
+  }
+
+  async putIncoming(vm: string, incoming: Incoming, lease: string): Promise<void> {
+    await this.etcd.put(this.vmKey(vm, "incoming"), JSON.stringify(incoming), { lease });
+  }
+
+  async deleteIncoming(vm: string): Promise<void> {
+    await this.etcd.delete(this.vmKey(vm, "incoming"));
+  }
+
+  // --- cluster configuration (API) ---
+  get configPrefix() {
+    return `${this.prefix}config/`;
+  }
+  get migrationDefaultsKey() {
+    return `${this.prefix}config/migration`;
+  }
+  get maintenancePrefix() {
+    return `${this.prefix}config/maintenance/`;
+  }
+
+  /** Maintenance flags and migration defaults from a raw copy of `config/` (the controller watches it). */
+  parseConfig(config: ReadonlyMap<string, string>): {
+    maintenance: Set<string>;
+    migrationDefaults: MigrationDefaults;
+  } {
+    const maintenance = new Set<string>();
+    for (const key of config.keys())
+      if (key.startsWith(this.maintenancePrefix)) maintenance.add(key.slice(this.maintenancePrefix.length));
+    const stored = config.get(this.migrationDefaultsKey);
+    const parsed = stored ? migrationDefaultsSchema.safeParse(JSON.parse(stored)) : undefined;
+    return { maintenance, migrationDefaults: parsed?.success ? parsed.data : DEFAULT_MIGRATION };
+  }
+
+  async getMigrationDefaults(): Promise<MigrationDefaults> {
+    const stored = versioned(migrationDefaultsSchema, await this.etcd.get(this.migrationDefaultsKey));
+    return stored?.value ?? DEFAULT_MIGRATION;
+  }
+
+  async putMigrationDefaults(defaults: MigrationDefaults): Promise<void> {
+    await this.etcd.put(this.migrationDefaultsKey, JSON.stringify(defaults));
+  }
+
+  /** Nodes in maintenance, with since when and why: they take no guests, and theirs are moved away. */
+  async listMaintenance(): Promise<Map<string, Maintenance>> {
+    const { kvs } = await this.etcd.list(this.maintenancePrefix);
+    return new Map(
+      kvs.map((kv) => [kv.key.slice(this.maintenancePrefix.length), decode(maintenanceSchema, kv)]),
+    );
+  }
+
+  async setMaintenance(node: string, maintenance: Maintenance | null): Promise<void> {
+    const key = `${this.maintenancePrefix}${node}`;
+    if (maintenance) await this.etcd.put(key, JSON.stringify(maintenance));
+    else await this.etcd.delete(key);
+  }
+
   // --- status (agents, under their node lease) ---
   async putStatus(vm: string, status: VmStatus, lease: string): Promise<void> {
     await this.etcd.put(this.vmKey(vm, "status"), JSON.stringify(status), { lease });
@@ -209,6 +309,12 @@ export class ClusterStore {
     if (kind === "placement")
       setOrDelete(maps.placements, vm, deleted ? undefined : decode(placementSchema, kv));
     if (kind === "status") setOrDelete(maps.statuses, vm, deleted ? undefined : decode(vmStatusSchema, kv));
+    // Requests and incoming reports are transient: a malformed one is ignored rather than stopping every
+    // watcher of the VM keys (the controller ends a migration without a valid report by its timeout).
+    if (kind === "request")
+      setOrDelete(maps.requests, vm, deleted ? undefined : tryDecode(migrationRequestSchema, kv));
+    if (kind === "incoming")
+      setOrDelete(maps.incomings, vm, deleted ? undefined : tryDecode(incomingSchema, kv));
   }
 
   // --- fencing (controller and API) ---
@@ -274,6 +380,11 @@ function decode<T>(schema: z.ZodType<T>, kv: KeyValue): T {
   const parsed = schema.safeParse(JSON.parse(kv.value));
   if (!parsed.success) throw new Error(`malformed value at ${kv.key}: ${parsed.error.message}`);
   return parsed.data;
+}
+
+function tryDecode<T>(schema: z.ZodType<T>, kv: KeyValue): T | undefined {
+  const parsed = schema.safeParse(JSON.parse(kv.value));
+  return parsed.success ? parsed.data : undefined;
 }
 
 function versioned<T>(schema: z.ZodType<T>, kv: KeyValue | undefined): Versioned<T> | undefined {

@@ -1,5 +1,6 @@
 // Turns a GuestLaunch into QEMU's argv. Pure: no I/O, no validation beyond what QEMU cannot express; the
 // caller validates the launch. Every flag here is deliberate, see the comments.
+import { migrationTlsIds } from "./migration.js";
 import type { DriveSource, GuestLaunch } from "./port.js";
 
 export interface QemuPaths {
@@ -9,6 +10,14 @@ export interface QemuPaths {
   pidFile: string;
   /** Directory for per-disk Ceph key files (needed only for rbd disks that carry a keyring). */
   secretDir?: string;
+}
+
+/** How this QEMU begins: booting the guest (default), or waiting for an incoming live migration. */
+export interface QemuStartMode {
+  incoming?: {
+    /** Absolute tls-creds-x509 directory: the target then accepts only TLS with a client certificate. */
+    tlsDir?: string;
+  };
 }
 
 /** Where the hypervisor writes the base64 Ceph key of disk `index` before starting QEMU. */
@@ -23,7 +32,7 @@ const cache = { direct: true, "no-flush": false };
 // The serial console socket is a unix socket: sun_path holds 107 bytes plus NUL.
 const maxSocketPath = 107;
 
-export function buildQemuArgs(launch: GuestLaunch, paths: QemuPaths): string[] {
+export function buildQemuArgs(launch: GuestLaunch, paths: QemuPaths, mode: QemuStartMode = {}): string[] {
   for (const socket of [paths.qmpSocket, paths.consoleSocket]) {
     if (Buffer.byteLength(socket) > maxSocketPath) throw new Error(`unix socket path too long: ${socket}`);
   }
@@ -65,7 +74,24 @@ export function buildQemuArgs(launch: GuestLaunch, paths: QemuPaths): string[] {
     args.push(...objects, "-blockdev", JSON.stringify(blockdev));
     args.push("-device", `virtio-blk-pci,drive=disk${index},id=vd${index}`);
   });
+  if (mode.incoming) args.push(...incomingArgs(mode.incoming.tlsDir));
   return args;
+}
+
+/**
+ * A migration target: `defer` leaves the guest paused in `inmigrate` until QMP `migrate-incoming` says where to
+ * listen (so the port can be chosen by the kernel and TLS set first). The server credentials are created on
+ * the command line, and verify-peer=on makes the target demand a client certificate from the cluster CA.
+ */
+function incomingArgs(tlsDir: string | undefined): string[] {
+  const tls =
+    tlsDir === undefined
+      ? []
+      : [
+          "-object",
+          `tls-creds-x509,id=${migrationTlsIds.incoming},dir=${opt(tlsDir)},endpoint=server,verify-peer=on`,
+        ];
+  return [...tls, "-incoming", "defer"];
 }
 
 function blockdevFor(source: DriveSource, index: number, paths: QemuPaths) {

@@ -1,5 +1,7 @@
 // The real Hypervisor: daemonized QEMU per VM under <runDir>/<vm>/, supervised through QMP and /proc.
 // QEMU outlives the agent on purpose; a new agent finds it again through the pidfile (list()).
+// A migration target is a guest like any other (listed, supervised, reported to onExit) whose QEMU starts with
+// `-incoming defer`; the QMP side of migrations lives in migration.ts.
 import { spawn } from "node:child_process";
 import { mkdir, readdir, rm, stat, readFile, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
@@ -16,7 +18,22 @@ import {
   writeRbdKeys,
   type GuestFiles,
 } from "./guest-files.js";
-import type { Accelerator, GuestLaunch, GuestProcess, Hypervisor } from "./port.js";
+import {
+  cancelMigration,
+  listenForIncoming,
+  queryMigration,
+  startOutgoingMigration,
+  uriHost,
+} from "./migration.js";
+import type {
+  Accelerator,
+  GuestLaunch,
+  GuestProcess,
+  Hypervisor,
+  IncomingOptions,
+  MigrationProgress,
+  OutgoingMigration,
+} from "./port.js";
 import { QmpClient } from "./qmp.js";
 
 export interface QemuHypervisorOptions {
@@ -70,15 +87,46 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   async start(launch: GuestLaunch): Promise<GuestProcess> {
-    const vm = checkVmName(launch.vm);
-    this.checkOpen();
-    if (this.starting.has(vm)) throw new Error(`QEMU for ${vm} is already being started`);
-    this.starting.add(vm);
-    try {
-      return await this.startUnlocked(launch);
-    } finally {
-      this.starting.delete(vm);
-    }
+    return (await this.startExclusive(launch)).info;
+  }
+
+  /**
+   * Starts QEMU paused in `inmigrate`. Does not wait for the guest to run: it runs once the migration has
+   * completed (isRunning). If the migration fails, QEMU 7.2 either exits (onExit fires) or, when only the TLS
+   * handshake failed, stays paused and listening forever: the caller kills it in both cases.
+   */
+  async startIncoming(
+    launch: GuestLaunch,
+    options: IncomingOptions,
+  ): Promise<{ guest: GuestProcess; uri: string }> {
+    uriHost(options.listenHost); // a bad address fails here, before a QEMU is started for nothing
+    const { info, uri } = await this.startExclusive(launch, options);
+    if (uri === undefined) throw new Error(`incoming QEMU for ${launch.vm} reported no URI`);
+    return { guest: info, uri };
+  }
+
+  async isRunning(vm: string): Promise<boolean> {
+    const guest = await this.guestFor(checkVmName(vm));
+    if (!guest) return false;
+    const qmp = await this.requireQmp(guest);
+    return (await qmp.queryStatus()).running;
+  }
+
+  async migrate(vm: string, migration: OutgoingMigration): Promise<void> {
+    const qmp = await this.qmpOfRunning(vm);
+    // Absolute: QEMU's working directory is / once daemonized.
+    const tls = migration.tls && { ...migration.tls, dir: resolve(migration.tls.dir) };
+    await startOutgoingMigration(qmp, { ...migration, tls });
+    this.log("migration started", { vm, uri: migration.uri, tls: tls !== undefined });
+  }
+
+  async migrationProgress(vm: string): Promise<MigrationProgress> {
+    return queryMigration(await this.qmpOfRunning(vm));
+  }
+
+  async cancelMigration(vm: string): Promise<void> {
+    await cancelMigration(await this.qmpOfRunning(vm));
+    this.log("migration cancelled", { vm });
   }
 
   async list(): Promise<GuestProcess[]> {
@@ -105,14 +153,16 @@ export class QemuHypervisor implements Hypervisor {
     const guest = await this.guestFor(checkVmName(vm));
     if (!guest) return;
     const qmp = await this.qmpFor(guest);
-    try {
-      if (!qmp) throw new Error("no QMP connection");
-      await qmp.systemPowerdown();
-    } catch (err) {
-      this.log("system_powerdown failed", { vm, error: String(err) });
+    if (!(await isPaused(qmp))) {
+      try {
+        if (!qmp) throw new Error("no QMP connection");
+        await qmp.systemPowerdown();
+      } catch (err) {
+        this.log("system_powerdown failed", { vm, error: String(err) });
+      }
+      if (await this.waitGone(guest, graceMs)) return;
+      this.log("guest did not power down in time, quitting QEMU", { vm, graceMs });
     }
-    if (await this.waitGone(guest, graceMs)) return;
-    this.log("guest did not power down in time, quitting QEMU", { vm, graceMs });
     try {
       if (!qmp) throw new Error("no QMP connection");
       await qmp.quit();
@@ -150,7 +200,26 @@ export class QemuHypervisor implements Hypervisor {
     this.guests.clear();
   }
 
-  private async startUnlocked(launch: GuestLaunch): Promise<GuestProcess> {
+  /** One start at a time per VM; `incoming` makes it a migration target. */
+  private async startExclusive(
+    launch: GuestLaunch,
+    incoming?: IncomingOptions,
+  ): Promise<{ info: GuestProcess; uri?: string }> {
+    const vm = checkVmName(launch.vm);
+    this.checkOpen();
+    if (this.starting.has(vm)) throw new Error(`QEMU for ${vm} is already being started`);
+    this.starting.add(vm);
+    try {
+      return await this.startUnlocked(launch, incoming);
+    } finally {
+      this.starting.delete(vm);
+    }
+  }
+
+  private async startUnlocked(
+    launch: GuestLaunch,
+    incoming?: IncomingOptions,
+  ): Promise<{ info: GuestProcess; uri?: string }> {
     const vm = launch.vm;
     const files = guestFiles(this.runDir, vm);
     if (await this.guestFor(vm)) throw new Error(`QEMU for ${vm} is already running`);
@@ -164,27 +233,35 @@ export class QemuHypervisor implements Hypervisor {
     let keyFiles: string[] = [];
     try {
       keyFiles = await writeRbdKeys(launch, files.dir);
-      const args = buildQemuArgs(launch, { ...files, secretDir: files.dir });
+      const tlsDir = incoming?.tls && resolve(incoming.tls.dir);
+      const mode = incoming ? { incoming: { tlsDir } } : {};
+      const args = buildQemuArgs(launch, { ...files, secretDir: files.dir }, mode);
       await this.runDaemonizing(args);
       pid = await readPid(files.pidFile);
       if (pid === undefined) throw new Error(`QEMU for ${vm} started but wrote no pidfile`);
       if (!(await ourQemuArgv(pid, vm, files.pidFile)))
         throw new Error(`QEMU for ${vm} exited right after start`);
       qmp = await connectQmp(files, qmpStartTimeoutMs);
-      const status = await qmp.queryStatus();
-      if (!status.running)
-        throw new Error(`guest ${vm} is not running after start (QMP status ${status.status})`);
+      let uri: string | undefined;
+      if (incoming) {
+        uri = await listenForIncoming(qmp, { listenHost: incoming.listenHost, tls: tlsDir !== undefined });
+      } else {
+        const status = await qmp.queryStatus();
+        if (!status.running)
+          throw new Error(`guest ${vm} is not running after start (QMP status ${status.status})`);
+      }
       await writeFile(files.launchFile, JSON.stringify({ launch, startedAt, pid }, null, 2) + "\n");
       const info: GuestProcess = { vm, generation: launch.generation, pid, accel: launch.accel, startedAt };
       this.supervise(info, files, qmp);
-      this.log("guest started", {
+      this.log(incoming ? "incoming guest listening" : "guest started", {
         vm,
         pid,
         generation: launch.generation,
         accel: launch.accel,
         ms: Date.now() - begun,
+        ...(uri !== undefined ? { uri, tls: tlsDir !== undefined } : {}),
       });
-      return { ...info };
+      return { info: { ...info }, uri };
     } catch (err) {
       // Rollback: no stray QEMU and no pidfile may survive a failed start (one writer per disk).
       qmp?.close();
@@ -364,6 +441,19 @@ export class QemuHypervisor implements Hypervisor {
     }
   }
 
+  /** QMP of a live guest, or a clear error (migration commands need both). */
+  private async qmpOfRunning(vm: string): Promise<QmpClient> {
+    const guest = await this.guestFor(checkVmName(vm));
+    if (!guest) throw new Error(`no QEMU for ${vm} on this node`);
+    return this.requireQmp(guest);
+  }
+
+  private async requireQmp(guest: Guest): Promise<QmpClient> {
+    const qmp = await this.qmpFor(guest);
+    if (!qmp) throw new Error(`QMP of ${guest.info.vm} (pid ${guest.info.pid}) is not reachable`);
+    return qmp;
+  }
+
   private checkOpen(): void {
     if (this.isClosed) throw new Error("QemuHypervisor is closed");
   }
@@ -372,6 +462,19 @@ export class QemuHypervisor implements Hypervisor {
 function checkVmName(vm: string): string {
   if (!vmNamePattern.test(vm)) throw new Error(`invalid VM name for the hypervisor: ${JSON.stringify(vm)}`);
   return vm;
+}
+
+/**
+ * A paused guest (postmigrate after a migration, inmigrate on a target, or stopped) cannot see the ACPI power
+ * button, so stop() quits it at once instead of waiting graceMs for nothing.
+ */
+async function isPaused(qmp: QmpClient | undefined): Promise<boolean> {
+  if (!qmp) return false;
+  try {
+    return !(await qmp.queryStatus()).running;
+  } catch {
+    return false;
+  }
 }
 
 /** Connects to QMP, retrying while the socket does not exist yet or another client holds it. */

@@ -36,6 +36,45 @@ export interface GuestProcess {
   startedAt: string;
 }
 
+/** QEMU's tls-creds-x509 directory: ca-cert.pem, server-cert.pem/-key.pem, client-cert.pem/-key.pem. */
+export interface TlsCredentials {
+  dir: string;
+}
+
+export interface IncomingOptions {
+  /** Address the incoming QEMU listens on (this node's migration address); the port is chosen by the kernel. */
+  listenHost: string;
+  /** TLS with peer verification; absent: plain TCP (only when asked for explicitly). */
+  tls?: TlsCredentials;
+}
+
+export interface OutgoingMigration {
+  /** `tcp:HOST:PORT` as returned by the target's startIncoming. */
+  uri: string;
+  /** TLS with peer verification; `hostname` is what the target's certificate must name (its address). */
+  tls?: TlsCredentials & { hostname: string };
+  /** Longest pause of the guest QEMU may plan for the final switch-over (QEMU's downtime-limit). */
+  downtimeLimitMs: number;
+  /** Bytes per second; absent: QEMU's default. */
+  maxBandwidthBytes?: number;
+}
+
+/** From `query-migrate`: where a migration stands. */
+export interface MigrationProgress {
+  /** QEMU's status: none, setup, active, pre-switchover, device, completed, failed, cancelling, cancelled… */
+  status: string;
+  transferredBytes: number;
+  remainingBytes: number;
+  totalBytes: number;
+  /** Current throughput in megabits per second, as QEMU reports it. */
+  mbps: number;
+  expectedDowntimeMs?: number;
+  /** Set once completed: how long the guest was paused. */
+  downtimeMs?: number;
+  totalTimeMs?: number;
+  error?: string;
+}
+
 export interface Hypervisor {
   /** Start QEMU daemonized and wait until QMP answers and the guest runs. Cleans up on failure. */
   start(launch: GuestLaunch): Promise<GuestProcess>;
@@ -49,4 +88,20 @@ export interface Hypervisor {
   onExit(listener: (vm: string, generation: number) => void): () => void;
   /** Path of the guest's serial console socket and log file. */
   consolePaths(vm: string): { socket: string; log: string };
+
+  // --- live migration ---
+  /**
+   * Target side: start QEMU paused, waiting for an incoming migration (`-incoming defer`, then
+   * `migrate-incoming` on listenHost port 0). Resolves with the process (listed, supervised and reported to
+   * onExit like any guest) and the URI the source must connect to.
+   */
+  startIncoming(launch: GuestLaunch, options: IncomingOptions): Promise<{ guest: GuestProcess; uri: string }>;
+  /** Target side: whether the guest has arrived and runs (QMP `query-status` says running). */
+  isRunning(vm: string): Promise<boolean>;
+  /** Source side: start migrating the running guest; returns once QEMU accepted the request. */
+  migrate(vm: string, migration: OutgoingMigration): Promise<void>;
+  /** Either side: `query-migrate`. */
+  migrationProgress(vm: string): Promise<MigrationProgress>;
+  /** Source side: `migrate_cancel`; the guest keeps running here. */
+  cancelMigration(vm: string): Promise<void>;
 }

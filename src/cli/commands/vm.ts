@@ -23,6 +23,7 @@ interface CreateOptions {
   failureTimeout?: number;
   priority?: number;
   ha: boolean;
+  allowMigrate: boolean;
   start?: boolean;
   wait: boolean;
   json?: boolean;
@@ -61,6 +62,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
     )
     .option("--priority <n>", HA_HELP.priority + " (default 0)", intOption("--priority"))
     .option("--no-ha", "do not recover it on another node when its node fails")
+    .option("--no-allow-migrate", "never migrate it live: moves stop it, move it and start it")
     .option("--start", "start it right away")
     .option("--no-wait", "with --start: return without waiting for the guest to run")
     .option("--json", "machine-readable output")
@@ -80,6 +82,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         failureTimeoutSeconds: options.failureTimeout,
         priority: options.priority,
         ha: options.ha,
+        allowMigrate: options.allowMigrate,
         start: options.start ?? false,
       });
       const view = options.start && options.wait ? await waitForState(ctx, name, "running") : created;
@@ -91,26 +94,34 @@ export function registerVm(program: Command, ctx: CliContext): void {
     });
 
   vm.command("set <name>")
-    .description("change a VM's HA policy (applies from the controller's next decision)")
+    .description("change a VM's HA and migration policy (applies from the controller's next decision)")
     .option("--restart-limit <n>", HA_HELP.restartLimit, intOption("--restart-limit"))
     .option("--relocate-limit <n>", HA_HELP.relocateLimit, intOption("--relocate-limit"))
     .option("--failure-timeout <duration>", HA_HELP.failureTimeout, durationOption("--failure-timeout"))
     .option("--priority <n>", HA_HELP.priority, intOption("--priority"))
     .option("--ha", "recover it on another node when its node fails")
     .option("--no-ha", "do not recover it on another node when its node fails")
+    .option("--allow-migrate", "may migrate live")
+    .option("--no-allow-migrate", "never migrate live: moves stop, move and start it")
     .option("--json", "machine-readable output")
-    .action(async (name: string, options: Omit<CreateOptions, "ha"> & { ha?: boolean }) => {
-      const change = {
-        restartLimit: options.restartLimit,
-        relocateLimit: options.relocateLimit,
-        failureTimeoutSeconds: options.failureTimeout,
-        priority: options.priority,
-        ha: options.ha,
-      };
-      const view = await (await ctx.api()).patch<VmView>(`/v1/vms/${encodeURIComponent(name)}`, change);
-      if (options.json) printJson(view);
-      else progress(`VM ${name} updated`);
-    });
+    .action(
+      async (
+        name: string,
+        options: Omit<CreateOptions, "ha" | "allowMigrate"> & { ha?: boolean; allowMigrate?: boolean },
+      ) => {
+        const change = {
+          restartLimit: options.restartLimit,
+          relocateLimit: options.relocateLimit,
+          failureTimeoutSeconds: options.failureTimeout,
+          priority: options.priority,
+          ha: options.ha,
+          allowMigrate: options.allowMigrate,
+        };
+        const view = await (await ctx.api()).patch<VmView>(`/v1/vms/${encodeURIComponent(name)}`, change);
+        if (options.json) printJson(view);
+        else progress(`VM ${name} updated`);
+      },
+    );
 
   vm.command("list")
     .description("all VMs with their state and node")

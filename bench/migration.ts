@@ -1,0 +1,137 @@
+// bench:migration — the canary guest moved live by Haven (local 3-node cluster, through the HTTP API) and by a
+// raw QMP migrate between two bare QEMUs (bench/migration-raw.ts), 10 times each (BENCH_RUNS), with TLS and
+// with TCP, in one run. Both sides measure a whole move, from the request to the guest handed over:
+//   Haven  POST /v1/vms/canary/migrate → the placement names the target (the guest runs there)
+//   raw    target QEMU spawned with -incoming defer → query-migrate says completed
+// Both use file-backed disks (Haven's `dir` storage), so only Haven's control plane differs. The ratio
+// Haven/raw of the median totals is the overhead; the target is at most 1.1.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ApiClient } from "../src/cli/api-client.js";
+import type { ClusterFile } from "../src/cli/cluster-file.js";
+import { findDoubleRuns } from "../src/core/history-check.js";
+import type { HavenEvent, VmView } from "../src/core/model.js";
+import { eventually, TestCluster } from "../test/integration/harness.js";
+import { median, rawMigration } from "./migration-raw.js";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 10);
+const TARGET_RATIO = 1.1;
+const MEMORY_MB = 128;
+
+interface Sample {
+  totalMs: number;
+  downtimeMs: number;
+}
+
+async function havenMigrations(
+  cluster: TestCluster,
+  api: ApiClient,
+  transport: "tls" | "tcp",
+): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  for (let run = 1; run <= RUNS; run++) {
+    const before = await eventually("canary acking", async () => {
+      const view = await api.get<VmView>("/v1/vms/canary");
+      return view.state === "running" && (view.lastAck ?? 0) > 0 ? view : undefined;
+    });
+    const started = performance.now();
+    const { id } = await api.post<{ id: string }>("/v1/vms/canary/migrate", { settings: { transport } });
+    const after = await eventually(
+      `migration ${id}`,
+      async () => {
+        const view = await api.get<VmView>("/v1/vms/canary");
+        if (view.node !== before.node && !view.migration) return view;
+        if (!view.migration && performance.now() - started > 5000) {
+          const events = await api.get<HavenEvent[]>("/v1/events?limit=20");
+          const why = events.filter((e) => e.vm === "canary").map((e) => `${e.type}: ${e.reason}`);
+          throw new Error(`migration ${id} did not happen:\n${why.join("\n")}`);
+        }
+        return undefined;
+      },
+      60_000,
+      20,
+    );
+    const totalMs = Math.round(performance.now() - started);
+    const sent = await eventually("the source's report", async () => {
+      const events = await api.get<HavenEvent[]>("/v1/events?limit=50");
+      return events.filter((e) => e.type === "migration-sent" && e.vm === "canary").at(-1);
+    });
+    const downtimeMs = Number(/downtime (\d+) ms/.exec(sent.reason)?.[1] ?? Number.NaN);
+    // Let the guest settle on its new node before it moves again, as the raw runs do.
+    await eventually("canary acking after the move", async () =>
+      ((await api.get<VmView>("/v1/vms/canary")).lastAck ?? 0) > 0 ? true : undefined,
+    );
+    samples.push({ totalMs, downtimeMs });
+    console.error(
+      `haven ${transport} run ${run} ${before.node}→${after.node}: ${totalMs} ms, downtime ${downtimeMs} ms`,
+    );
+  }
+  return samples;
+}
+
+async function main(): Promise<void> {
+  const cluster = await TestCluster.start({ nodes: 3, storage: "dir" });
+  const rows: Array<{ transport: string; haven: Sample[]; raw: Sample[] }> = [];
+  try {
+    const file = JSON.parse(await readFile(join(cluster.stateDir, "cluster.json"), "utf8")) as ClusterFile;
+    const api = new ApiClient(
+      file.nodes.map((node) => node.api),
+      (await readFile(file.tokenFile, "utf8")).trim(),
+    );
+    const created = await cluster.haven([
+      "vm",
+      "create",
+      "canary",
+      "--canary",
+      "--memory",
+      String(MEMORY_MB),
+      "--start",
+    ]);
+    if (created.code !== 0) throw new Error(`vm create failed: ${created.stderr}`);
+    for (const transport of ["tls", "tcp"] as const) {
+      const haven = await havenMigrations(cluster, api, transport);
+      const raw = (
+        await rawMigration({ transport, runs: RUNS, memoryMb: MEMORY_MB, log: (line) => console.error(line) })
+      ).map((s) => ({ totalMs: s.moveMs, downtimeMs: s.downtimeMs }));
+      rows.push({ transport, haven, raw });
+    }
+    const events = await api.get<HavenEvent[]>("/v1/events?limit=10000");
+    const doubles = findDoubleRuns(events);
+    if (doubles.length > 0) throw new Error(`a guest ran on two nodes at once: ${JSON.stringify(doubles)}`);
+    const verify = await cluster.json<{ gaps: unknown[]; corrupt: unknown[]; forks: unknown[] }>([
+      "canary",
+      "verify",
+      "canary",
+    ]);
+    if (verify.gaps.length + verify.corrupt.length + verify.forks.length > 0)
+      throw new Error(`canary disk not clean: ${JSON.stringify(verify)}`);
+  } finally {
+    await cluster.stop();
+  }
+  report(rows);
+}
+
+function report(rows: Array<{ transport: string; haven: Sample[]; raw: Sample[] }>): void {
+  console.log(`\nlive migration of the canary guest (${MEMORY_MB} MB, TCG), ${RUNS} runs each, medians`);
+  console.log("transport  Haven total  raw total  ratio  Haven downtime  raw downtime");
+  let worst = 0;
+  for (const { transport, haven, raw } of rows) {
+    const h = median(haven.map((s) => s.totalMs));
+    const r = median(raw.map((s) => s.totalMs));
+    worst = Math.max(worst, h / r);
+    console.log(
+      `${transport.padEnd(9)}  ${`${h} ms`.padStart(11)}  ${`${r} ms`.padStart(9)}  ${(h / r).toFixed(2).padStart(5)}  ` +
+        `${`${median(haven.map((s) => s.downtimeMs))} ms`.padStart(14)}  ${`${median(raw.map((s) => s.downtimeMs))} ms`.padStart(12)}`,
+    );
+  }
+  console.log("canary disk verified clean after all migrations; no double runs in the event history");
+  if (worst > TARGET_RATIO) {
+    console.log(`FAIL: Haven/raw ratio ${worst.toFixed(2)} above the target ${TARGET_RATIO}`);
+    process.exitCode = 1;
+  } else console.log(`ok: Haven/raw ratio at most ${worst.toFixed(2)} (target ${TARGET_RATIO})`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,222 @@
+// Live migration on a local 3-node cluster on Ceph: the canary moves back and forth while it writes, TLS is
+// really used, cancel, target death, source death, a drain of three guests, and a cold move. Every test
+// ends with the canary verifier.
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { CanaryReport } from "../../src/core/canary.js";
+import { highestAckInLog } from "../../src/core/canary.js";
+import { findDoubleRuns } from "../../src/core/history-check.js";
+import type { HavenEvent, VmView } from "../../src/core/model.js";
+import { isAlive } from "../../src/lib/process.js";
+import { eventually, TestCluster } from "./harness.js";
+
+const NODES = ["node1", "node2", "node3"];
+
+describe("live migration", { timeout: 900_000 }, () => {
+  let cluster: TestCluster;
+  before(async () => {
+    cluster = await TestCluster.start({ nodes: 3, storage: "rbd" });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
+  const ok = async (args: string[]) => {
+    const result = await cluster.haven(args);
+    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
+    return result;
+  };
+  const guestFile = (node: string, vm: string, file: string) =>
+    join(cluster.stateDir, "nodes", node, "guests", vm, file);
+  const ackOn = async (node: string, vm: string) =>
+    highestAckInLog(await readFile(guestFile(node, vm, "serial.log"), "latin1").catch(() => ""));
+  const highestAck = async (vm: string) => Math.max(...(await Promise.all(NODES.map((n) => ackOn(n, vm)))));
+  const acking = (vm: string, floor = 0) =>
+    eventually(
+      `${vm} acking past ${floor}`,
+      async () => {
+        const view = await show(vm);
+        return view.state === "running" && (await highestAck(vm)) > floor ? view : undefined;
+      },
+      120_000,
+    );
+  async function assertClean(vm: string): Promise<void> {
+    const acked = await highestAck(vm);
+    const report = await cluster.json<CanaryReport>(["canary", "verify", vm]);
+    assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
+    assert.ok(report.highestSeq >= acked, `every ack is on disk (${report.highestSeq} >= ${acked})`);
+  }
+  const events = () => cluster.json<HavenEvent[]>(["events", "--limit", "10000"]);
+
+  test("back and forth 10 times while the canary writes: no gap, no fork, acks pause about as long as the downtime", async (t) => {
+    await ok(["vm", "create", "canary", "--canary", "--start"]);
+    await acking("canary", 3);
+    // Watch the acks from the host side, every 20 ms, across all nodes' console logs.
+    const pauses: number[] = [];
+    let watching = true;
+    const watcher = (async () => {
+      let last = await highestAck("canary");
+      let since = performance.now();
+      while (watching) {
+        const now = await highestAck("canary");
+        if (now > last) {
+          pauses.push(performance.now() - since);
+          last = now;
+          since = performance.now();
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    try {
+      for (let i = 0; i < 10; i++) {
+        const from = (await show("canary")).node!;
+        const moved = await ok(["vm", "migrate", "canary", "--json"]);
+        const result = JSON.parse(moved.stdout) as { view: VmView; event?: HavenEvent };
+        assert.notEqual(result.view.node, from);
+        assert.equal(result.event?.type, "migrated");
+        await acking("canary", await highestAck("canary"));
+      }
+    } finally {
+      watching = false;
+      await watcher;
+    }
+    // QEMU's downtime, as each source reported it (a source stopped right at the handover may not have).
+    const downtimes = (await events())
+      .filter((e) => e.type === "migration-sent")
+      .map((e) => Number(/downtime (\d+) ms/.exec(e.reason)?.[1]));
+    assert.ok(downtimes.length >= 5, `downtimes reported: ${downtimes.join(", ")}`);
+    const longest = Math.max(...pauses);
+    const normal = pauses.sort((a, b) => a - b)[Math.floor(pauses.length / 2)]!;
+    t.diagnostic(
+      `downtimes ${downtimes.join(", ")} ms; longest pause between acks ${longest.toFixed(0)} ms (median ${normal.toFixed(0)} ms)`,
+    );
+    // A pause is the downtime plus the guest's own gap between two acks (fsync on RBD) and the 20 ms sampling.
+    assert.ok(longest <= Math.max(...downtimes) + 4 * normal + 200, `acks paused ${longest.toFixed(0)} ms`);
+    await assertClean("canary");
+    assert.deepEqual(findDoubleRuns(await events()), []);
+  });
+
+  test("TLS: the target QEMU gets peer-verified x509 credentials; cancel leaves the guest where it was", async () => {
+    const from = (await show("canary")).node!;
+    await ok(["vm", "migrate", "canary", "--bandwidth", "1", "--no-wait"]);
+    const target = await eventually("the target QEMU", async () => {
+      const view = await show("canary");
+      const pid = Number(
+        await readFile(guestFile(view.migration?.to ?? "none", "canary", "qemu.pid"), "utf8").catch(
+          () => "0",
+        ),
+      );
+      return view.migration?.progress && pid > 0 && isAlive(pid)
+        ? { pid, node: view.migration.to }
+        : undefined;
+    });
+    const argv = (await readFile(`/proc/${target.pid}/cmdline`, "utf8")).split("\0");
+    assert.ok(
+      argv.some((arg) => /^tls-creds-x509,.*endpoint=server,verify-peer=on/.test(arg)),
+      argv.join(" "),
+    );
+    const incoming = (await events()).filter((e) => e.type === "incoming").at(-1);
+    assert.match(incoming?.reason ?? "", /\(TLS\)/);
+    await ok(["vm", "migrate", "canary", "--cancel"]);
+    const view = await show("canary");
+    assert.equal(view.node, from);
+    assert.equal(view.migration, null);
+    await eventually("the target QEMU gone", () => Promise.resolve(isAlive(target.pid) ? undefined : true));
+    await acking("canary", await highestAck("canary"));
+    await assertClean("canary");
+  });
+
+  test("the target dies mid-migration: the guest stays on the source and keeps acking", async () => {
+    const from = (await show("canary")).node!;
+    await ok(["vm", "migrate", "canary", "--bandwidth", "1", "--no-wait"]);
+    const to = await eventually("migration under way", async () =>
+      (await show("canary")).migration?.progress ? (await show("canary")).migration!.to : undefined,
+    );
+    await ok(["node", "kill", to]);
+    await eventually("migration over", async () =>
+      (await show("canary")).migration === null ? true : undefined,
+    );
+    const view = await acking("canary", await highestAck("canary"));
+    assert.equal(view.node, from);
+    const failed = (await events()).filter((e) => e.type === "migration-failed").at(-1);
+    assert.match(failed?.reason ?? "", /stays on/);
+    await assertClean("canary");
+    await ok(["cluster", "up"]);
+  });
+
+  test("the source dies mid-migration: HA recovers the guest elsewhere and its disk is clean", async () => {
+    await eventually("3 nodes", async () =>
+      (await cluster.json<unknown[]>(["node", "list"])).length === 3 ? true : undefined,
+    );
+    const from = (await acking("canary", await highestAck("canary"))).node!;
+    await ok(["vm", "migrate", "canary", "--bandwidth", "1", "--no-wait"]);
+    await eventually("migration under way", async () =>
+      (await show("canary")).migration?.progress ? true : undefined,
+    );
+    await ok(["node", "kill", from]);
+    const recovered = await eventually(
+      "recovered elsewhere",
+      async () => {
+        const view = await show("canary");
+        return view.node !== from && view.state === "running" && !view.migration ? view : undefined;
+      },
+      60_000,
+    );
+    await acking("canary", await highestAck("canary"));
+    assert.ok(recovered.node);
+    await assertClean("canary");
+    assert.deepEqual(findDoubleRuns(await events()), []);
+    await ok(["cluster", "up"]);
+  });
+
+  test("drain a node with three guests: all move live, the node takes no new guest; maintenance off", async () => {
+    await eventually("3 nodes", async () =>
+      (await cluster.json<unknown[]>(["node", "list"])).length === 3 ? true : undefined,
+    );
+    const node = (await show("canary")).node!;
+    for (const vm of ["c2", "c3"]) {
+      await ok(["vm", "create", vm, "--canary", "--start"]);
+      if ((await show(vm)).node !== node) await ok(["vm", "migrate", vm, "--to", node]);
+    }
+    for (const vm of ["canary", "c2", "c3"]) await acking(vm, await highestAck(vm));
+    await ok(["node", "drain", node]);
+    const nodes = await cluster.json<Array<{ name: string; vms: string[]; maintenance: unknown }>>([
+      "node",
+      "list",
+    ]);
+    const drained = nodes.find((n) => n.name === node)!;
+    assert.deepEqual(drained.vms, []);
+    assert.ok(drained.maintenance);
+    await ok(["vm", "create", "c4", "--canary", "--start"]);
+    assert.notEqual((await show("c4")).node, node, "nothing new on a node in maintenance");
+    for (const vm of ["canary", "c2", "c3"]) {
+      await acking(vm, await highestAck(vm));
+      await assertClean(vm);
+    }
+    const moves = (await events()).filter((e) => e.type === "migrated" && /maintenance/.test(e.reason));
+    assert.equal(moves.length, 3);
+    await ok(["node", "maintenance", "off", node]);
+    assert.equal(
+      (await cluster.json<Array<{ name: string; maintenance: unknown }>>(["node", "list"])).find(
+        (n) => n.name === node,
+      )?.maintenance,
+      null,
+    );
+    for (const vm of ["c2", "c3", "c4"]) await ok(["vm", "stop", vm]);
+  });
+
+  test("cold move of a guest that may not migrate live: stopped, moved, started; the record resumes", async () => {
+    await ok(["vm", "create", "cold", "--canary", "--no-allow-migrate", "--start"]);
+    const before = await acking("cold", 3);
+    const moved = await ok(["vm", "migrate", "cold", "--json"]);
+    const result = JSON.parse(moved.stdout) as { view: VmView; event?: HavenEvent };
+    assert.equal(result.event?.type, "moved");
+    assert.notEqual(result.view.node, before.node);
+    await acking("cold", await highestAck("cold"));
+    await assertClean("cold");
+    assert.deepEqual(findDoubleRuns(await events()), []);
+  });
+});

@@ -43,8 +43,13 @@ export interface AgentDeps {
 }
 
 const TICK_MS = 1000;
-/** How often a migration's progress is read from QEMU, on both sides. */
+/** How often the source reads its migration's progress from QEMU. */
 const MIGRATION_POLL_MS = 20;
+/**
+ * How often the target asks its QEMU whether the guest arrived. Slower: the incoming migration runs in the
+ * target QEMU's main loop, which every QMP command interrupts, and the source's report usually comes first.
+ */
+const ARRIVAL_POLL_MS = 250;
 /** How often the source writes that progress to etcd. */
 const PROGRESS_REPORT_MS = 500;
 const MAX_PENDING_EVENTS = 1000;
@@ -238,7 +243,8 @@ export class Agent {
     const { log, hypervisor } = this.deps;
     this.busy.set(action.vm, action.type === "start" || action.type === "incoming" ? "starting" : "stopping");
     try {
-      await this.reportStatuses();
+      // Report "starting" first; a migration target has no status to report (the VM is placed elsewhere).
+      if (action.type !== "incoming") await this.reportStatuses();
       if (action.type === "start") await this.start(action.vm, action.generation);
       else if (action.type === "incoming") await this.receiveGuest(action.vm, action.migration);
       else if (action.type === "stop") {
@@ -329,7 +335,7 @@ export class Agent {
         this.event("arrived", vm, `the guest runs here (QEMU pid ${this.running.get(vm)?.pid})`);
         return;
       }
-      await sleep(MIGRATION_POLL_MS, this.stopping);
+      await sleep(ARRIVAL_POLL_MS, this.stopping);
     }
   }
 

@@ -60,6 +60,7 @@ async function havenMigrations(
     if (!migrated) throw new Error(`no migrated event for migration ${id}`);
     const totalMs = Date.parse(migrated.time) - started;
     const report = [migrated, ...events.filter((e) => e.type === "migration-sent")];
+    // A source stopped right at the handover may not have reported QEMU's downtime (then not counted).
     const downtimeMs = Math.min(
       ...report.map((e) => Number(/downtime (\d+) ms/.exec(e.reason)?.[1] ?? Number.POSITIVE_INFINITY)),
     );
@@ -127,7 +128,7 @@ function report(rows: Array<{ transport: string; haven: Sample[]; raw: Sample[] 
     worst = Math.max(worst, h / r);
     console.log(
       `${transport.padEnd(9)}  ${`${h} ms`.padStart(11)}  ${`${r} ms`.padStart(9)}  ${(h / r).toFixed(2).padStart(5)}  ` +
-        `${`${median(haven.map((s) => s.downtimeMs))} ms`.padStart(14)}  ${`${median(raw.map((s) => s.downtimeMs))} ms`.padStart(12)}`,
+        `${`${median(haven.map((s) => s.downtimeMs).filter(Number.isFinite))} ms`.padStart(14)}  ${`${median(raw.map((s) => s.downtimeMs))} ms`.padStart(12)}`,
     );
   }
   console.log("canary disk verified clean after all migrations; no double runs in the event history");

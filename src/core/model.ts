@@ -111,7 +111,7 @@ export const migrationSettingsSchema = z.object({
   transport: migrationTransportSchema,
   /** Longest pause QEMU may plan for the final switch-over. */
   downtimeLimitMs: z.number().int().min(1).max(600_000),
-  /** MB/s; 0 = as fast as the network goes. */
+  /** MB/s; 0 = QEMU's default cap (128 MiB/s). */
   maxBandwidthMBps: z.number().int().min(0).max(1_000_000),
   /** A migration still running after this long is cancelled; the guest stays where it was. */
   timeoutSeconds: z

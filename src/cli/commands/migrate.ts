@@ -44,7 +44,11 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
       "longest pause QEMU may plan for the switch-over",
       intOption("--downtime-limit"),
     )
-    .option("--bandwidth <MB/s>", "bandwidth limit in MB/s (0 = none)", intOption("--bandwidth"))
+    .option(
+      "--bandwidth <MB/s>",
+      "bandwidth limit in MB/s (0 = QEMU's default, 128 MiB/s)",
+      intOption("--bandwidth"),
+    )
     .option(
       "--timeout <duration>",
       "cancel if not done after this long (e.g. 600, 10min)",
@@ -165,7 +169,11 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
       "longest planned pause at the switch-over",
       intOption("--downtime-limit"),
     )
-    .option("--bandwidth <MB/s>", "bandwidth limit in MB/s (0 = none)", intOption("--bandwidth"))
+    .option(
+      "--bandwidth <MB/s>",
+      "bandwidth limit in MB/s (0 = QEMU's default, 128 MiB/s)",
+      intOption("--bandwidth"),
+    )
     .option(
       "--timeout <duration>",
       "cancel a migration not done after this long",
@@ -195,7 +203,10 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
           [
             ["transport", defaults.transport],
             ["downtime limit", `${defaults.downtimeLimitMs} ms`],
-            ["bandwidth", defaults.maxBandwidthMBps ? `${defaults.maxBandwidthMBps} MB/s` : "unlimited"],
+            [
+              "bandwidth",
+              defaults.maxBandwidthMBps ? `${defaults.maxBandwidthMBps} MB/s` : "QEMU default (128 MiB/s)",
+            ],
             ["timeout", `${defaults.timeoutSeconds} s`],
             ["at once per node", defaults.maxPerNode],
             ["at once in the cluster", defaults.maxPerCluster],

@@ -58,9 +58,9 @@ console.log(`Demo ready in ${Math.round((Date.now() - started) / 1000)} s. Try n
   npx haven vm console canary            # the serial console (leave with Ctrl-])
   ${`kill -9 ${second.pid}`.padEnd(38)} # crash its QEMU: the controller restarts it, the sequence continues
   npx haven events --follow              # every decision with its reason, as it happens (in a second terminal)
-  npx haven vm migrate canary            # move it live to another node over TLS, with progress and downtime
-  ${`npx haven node drain ${second.node}`.padEnd(38)} # maintenance: move its guests away ('node maintenance off' to undo)
   ${`npx haven node kill ${second.node}`.padEnd(38)} # kill the canary's node: fenced, then recovered on another node
+  npx haven vm migrate canary            # move it live to another node over TLS, with progress and downtime
+  npx haven node drain NODE              # maintenance: move a node's guests away ('node maintenance off' undoes it)
   npx haven ceph status                  # Ceph health, monitors in quorum, OSDs, pools
   npx haven canary verify canary         # read the disk: highest sequence, gaps, corrupt records, forks
   npx haven cluster down --purge         # stop everything and remove the state`);

@@ -18,7 +18,7 @@ export function registerNode(program: Command, ctx: CliContext): void {
         ["NAME", "STATE", "API", "ACCEL", "STORAGE", "VCPUS", "MEMORY", "VMS"],
         nodes.map((n) => [
           n.name,
-          n.state,
+          n.maintenance ? `${n.state}, maintenance` : n.state,
           n.api,
           n.accel,
           n.storage.ok ? "ok" : `unreachable: ${n.storage.summary}`,

@@ -16,6 +16,7 @@ import { cephExtras, openStorage } from "../adapters/storage/config.js";
 import type { StorageBackend, StorageHealth } from "../adapters/storage/port.js";
 import { createApiServer } from "../api/server.js";
 import { HavenService } from "../api/service.js";
+import { ImportService } from "../api/import-service.js";
 import { Controller } from "../controller/controller.js";
 import type { NodeInfo } from "../core/model.js";
 import { DEFAULT_SELF_FENCE_MARGIN_MS, mayFeedWatchdog, mayRunGuests } from "../core/self-fence.js";
@@ -89,6 +90,9 @@ async function main(): Promise<void> {
     token,
     log: log.child("api"),
     consoleSocket: (vm) => hypervisor.consolePaths(vm).socket,
+    imports: new ImportService(store, storage, {
+      pool: config.storage.type === "rbd" ? config.storage.pool : null,
+    }),
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

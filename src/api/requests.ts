@@ -70,3 +70,29 @@ export const migrationDefaultsChange = migrationDefaultsSchema
   .refine((body) => Object.keys(body).length > 0, { message: "nothing to change" });
 
 export const maintenanceRequest = z.object({ on: z.boolean() }).strict();
+
+/** `haven import crm FILE`: the crm text, its path (for messages) and every libvirt file its config= names. */
+export const importCrmRequest = z
+  .object({
+    crm: z.string(),
+    file: z.string().min(1, "file is empty"),
+    /** libvirt domain XML by the config= value that names it, as written in the crm file. */
+    domains: z.record(z.string(), z.string()).default({}),
+    /** config= values the CLI could not read, with the reason (reported on the primitive's line). */
+    unreadable: z.record(z.string(), z.string()).default({}),
+    dryRun: z.boolean().default(false),
+  })
+  .strict();
+export type ImportCrmRequest = z.infer<typeof importCrmRequest>;
+
+/** `haven vm create NAME --from-libvirt FILE`: one libvirt domain as a VM. */
+export const importLibvirtRequest = z
+  .object({
+    name: vmNameSchema,
+    xml: z.string(),
+    file: z.string().min(1, "file is empty"),
+    dryRun: z.boolean().default(false),
+    start: z.boolean().default(false),
+  })
+  .strict();
+export type ImportLibvirtRequest = z.infer<typeof importLibvirtRequest>;

@@ -21,6 +21,8 @@ import {
   snapshotRequest,
 } from "./requests.js";
 import type { HavenService } from "./service.js";
+import type { ImportService } from "./import-service.js";
+import { importCrmRequest, importLibvirtRequest } from "./requests.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -37,10 +39,13 @@ export interface ApiOptions {
   log: Logger;
   /** Serial console socket of a VM running on this node, or undefined when it does not run here. */
   consoleSocket: (vm: string) => string | undefined;
+  /** Imports of Pacemaker (crm) and libvirt configuration; without it, /v1/import/* answers 404. */
+  imports?: ImportService;
 }
 
 export function createApiServer(options: ApiOptions): Server {
   const routes = buildRoutes(options.service);
+  if (options.imports) routes.push(...importRoutes(options.imports));
   const server = createServer((req, res) => {
     void handle(req, res, routes, options);
   });
@@ -131,6 +136,23 @@ function buildRoutes(service: HavenService): Route[] {
     route("GET", "/v1/events", (_, __, query) =>
       service.events(limitOf(query), query.get("after") ?? undefined),
     ),
+  ];
+}
+
+/** `haven import crm FILE` and `haven vm create NAME --from-libvirt FILE` (docs/import.md). */
+function importRoutes(imports: ImportService): Route[] {
+  const post = <T>(path: string, schema: z.ZodType<T>, handler: (request: T) => Promise<unknown>): Route => ({
+    method: "POST",
+    pattern: new RegExp(`^${path}$`),
+    handler: async (_, body) => {
+      const result = schema.safeParse(await body());
+      if (!result.success) throw inputError(describeIssues(result.error));
+      return handler(result.data);
+    },
+  });
+  return [
+    post("/v1/import/crm", importCrmRequest, (request) => imports.importCrm(request)),
+    post("/v1/import/libvirt", importLibvirtRequest, (request) => imports.importLibvirt(request)),
   ];
 }
 

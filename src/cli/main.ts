@@ -8,6 +8,7 @@ import { registerCluster } from "./commands/cluster.js";
 import { registerDisk } from "./commands/disk.js";
 import { registerEtcd } from "./commands/etcd.js";
 import { registerFence } from "./commands/fence.js";
+import { registerImport } from "./commands/import.js";
 import { registerMigrate } from "./commands/migrate.js";
 import { registerMisc } from "./commands/misc.js";
 import { registerNode } from "./commands/node.js";
@@ -34,6 +35,7 @@ registerCeph(program, ctx);
 registerEtcd(program, ctx);
 registerFence(program, ctx);
 registerMigrate(program, ctx);
+registerImport(program, ctx);
 for (const command of program.commands) applyToTree(command);
 
 function applyToTree(command: Command): void {

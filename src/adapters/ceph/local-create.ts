@@ -16,6 +16,7 @@ import {
   type LocalCephRecord,
   type LocalMon,
   monAddrs,
+  poolSize,
   renderConf,
   writeRecord,
 } from "./local-layout.js";
@@ -113,7 +114,9 @@ export async function createLocalCeph(
   );
   await ceph(admin, ["osd", "pool", "application", "enable", POOL, "rbd"], deadline);
   // `rbd pool init` writes to the pool, so it returns once its PGs are active.
-  opts.progress(`pool ${POOL} created (${POOL_PGS} PGs, size 2, min_size 1); initialising it for RBD`);
+  opts.progress(
+    `pool ${POOL} created (${POOL_PGS} PGs, size ${poolSize(record)}, min_size 1); initialising it for RBD`,
+  );
   await cephExec("rbd", admin, ["pool", "init", POOL], { timeoutMs: remaining(deadline) });
   await waitForCephHealth(admin, {
     timeoutMs: remaining(deadline),

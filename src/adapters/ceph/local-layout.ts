@@ -75,6 +75,11 @@ interface Setting {
 const MiB = 1024 * 1024;
 
 /** The full ceph.conf of a local cluster. */
+/** Copies of each object: two, or one when the cluster has a single OSD (a one-node local cluster). */
+export function poolSize(record: LocalCephRecord): number {
+  return Math.min(2, record.osds.length);
+}
+
 export function renderConf(dir: string, record: LocalCephRecord): string {
   const p = cephPaths(dir);
   const global: Setting[] = [
@@ -116,9 +121,18 @@ export function renderConf(dir: string, record: LocalCephRecord): string {
     { key: "osd_data", value: join(dir, "osd", "$id") },
     {
       key: "osd_pool_default_size",
-      value: "2",
-      why: "two copies of every object, the seed's choice; a 3-node cluster survives one node",
+      value: String(poolSize(record)),
+      why: "two copies of every object, the seed's choice; a 3-node cluster survives one node (one copy when there is only one OSD)",
     },
+    ...(poolSize(record) === 1
+      ? [
+          {
+            key: "mon_warn_on_pool_no_redundancy",
+            value: "false",
+            why: "a single-node cluster has one copy by construction; saying so forever would hide real warnings",
+          },
+        ]
+      : []),
     {
       key: "osd_pool_default_min_size",
       value: "1",

@@ -9,6 +9,7 @@ import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
 import { printJson, printTable } from "../output.js";
 import { durationOption, intOption, sizeOption } from "../parse.js";
+import { createFromLibvirt } from "./import.js";
 
 interface CreateOptions {
   canary?: boolean;
@@ -27,6 +28,8 @@ interface CreateOptions {
   start?: boolean;
   wait: boolean;
   json?: boolean;
+  fromLibvirt?: string;
+  dryRun?: boolean;
 }
 
 const WAIT_TIMEOUT_MS = 120_000;
@@ -66,7 +69,20 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("--start", "start it right away")
     .option("--no-wait", "with --start: return without waiting for the guest to run")
     .option("--json", "machine-readable output")
+    .option(
+      "--from-libvirt <file>",
+      "import a libvirt domain: its memory, vCPUs, kernel and existing RBD disks",
+    )
+    .option("--dry-run", "with --from-libvirt: show what would be created, without creating it")
     .action(async (name: string, options: CreateOptions) => {
+      if (options.fromLibvirt !== undefined) {
+        const imported = await createFromLibvirt(ctx, name, options.fromLibvirt, options);
+        if (imported.dryRun || !options.start || !options.wait) return;
+        const view = await waitForState(ctx, name, "running");
+        if (!options.json) progress(`VM ${name} is ${view.state}${view.node ? ` on ${view.node}` : ""}`);
+        return;
+      }
+      if (options.dryRun) throw new HavenError("INPUT", "--dry-run works with --from-libvirt only");
       const api = await ctx.api();
       const created = await api.post<VmView>("/v1/vms", {
         name,

@@ -1,0 +1,114 @@
+// Placement constraints and node attributes imported from a Pacemaker configuration, kept in etcd under
+// `<prefix>config/constraints/<id>` and `<prefix>config/node-attributes/<node>`. They are recorded for the
+// scheduler; the controller's placement does not read them yet.
+import { z } from "zod";
+import type { ClusterStore } from "./cluster-store.js";
+import type { EtcdClient, KeyValue } from "./port.js";
+
+const origin = { source: z.object({ file: z.string(), line: z.number().int() }), importedAt: z.string() };
+
+/** An imported constraint in the scheduler's shapes (core/import/translate-constraints.ts), with its origin. */
+export const storedConstraintSchema = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("location"),
+    id: z.string(),
+    vm: z.string(),
+    node: z.string(),
+    score: z.number(),
+    ...origin,
+  }),
+  z.object({
+    type: z.literal("location-rule"),
+    id: z.string(),
+    vm: z.string(),
+    rule: z.string(),
+    score: z.number(),
+    ...origin,
+  }),
+  z.object({
+    type: z.literal("colocation"),
+    id: z.string(),
+    vm: z.string(),
+    withVm: z.string(),
+    score: z.number(),
+    ...origin,
+  }),
+  z.object({
+    type: z.literal("order"),
+    id: z.string(),
+    first: z.string(),
+    then: z.string(),
+    kind: z.enum(["mandatory", "optional"]),
+    ...origin,
+  }),
+]);
+export type StoredConstraint = z.infer<typeof storedConstraintSchema>;
+
+export const storedNodeAttributesSchema = z.object({
+  node: z.string(),
+  attributes: z.record(z.string(), z.string()),
+  ...origin,
+});
+export type StoredNodeAttributes = z.infer<typeof storedNodeAttributesSchema>;
+
+export class ConstraintStore {
+  constructor(
+    readonly etcd: EtcdClient,
+    readonly prefix: string,
+  ) {}
+
+  static of(store: ClusterStore): ConstraintStore {
+    return new ConstraintStore(store.etcd, store.prefix);
+  }
+
+  get constraintsPrefix(): string {
+    return `${this.prefix}config/constraints/`;
+  }
+  get nodeAttributesPrefix(): string {
+    return `${this.prefix}config/node-attributes/`;
+  }
+  constraintKey = (id: string) => `${this.constraintsPrefix}${id}`;
+  nodeAttributesKey = (node: string) => `${this.nodeAttributesPrefix}${node}`;
+
+  async getConstraint(id: string): Promise<StoredConstraint | undefined> {
+    const kv = await this.etcd.get(this.constraintKey(id));
+    return kv ? decode(storedConstraintSchema, kv) : undefined;
+  }
+
+  async listConstraints(): Promise<StoredConstraint[]> {
+    const { kvs } = await this.etcd.list(this.constraintsPrefix);
+    return kvs.map((kv) => decode(storedConstraintSchema, kv));
+  }
+
+  async putConstraint(constraint: StoredConstraint): Promise<void> {
+    await this.etcd.put(this.constraintKey(constraint.id), JSON.stringify(constraint));
+  }
+
+  async deleteConstraint(id: string): Promise<void> {
+    await this.etcd.delete(this.constraintKey(id));
+  }
+
+  async getNodeAttributes(node: string): Promise<StoredNodeAttributes | undefined> {
+    const kv = await this.etcd.get(this.nodeAttributesKey(node));
+    return kv ? decode(storedNodeAttributesSchema, kv) : undefined;
+  }
+
+  async listNodeAttributes(): Promise<StoredNodeAttributes[]> {
+    const { kvs } = await this.etcd.list(this.nodeAttributesPrefix);
+    return kvs.map((kv) => decode(storedNodeAttributesSchema, kv));
+  }
+
+  async putNodeAttributes(value: StoredNodeAttributes): Promise<void> {
+    await this.etcd.put(this.nodeAttributesKey(value.node), JSON.stringify(value));
+  }
+
+  async deleteNodeAttributes(node: string): Promise<void> {
+    await this.etcd.delete(this.nodeAttributesKey(node));
+  }
+}
+
+function decode<T>(schema: z.ZodType<T>, kv: KeyValue): T {
+  const parsed = schema.safeParse(JSON.parse(kv.value));
+  if (!parsed.success) throw new Error(`malformed value at ${kv.key}: ${parsed.error.message}`);
+  return parsed.data;
+}

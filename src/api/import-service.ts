@@ -1,0 +1,444 @@
+// Imports the seed's Pacemaker configuration (crm shell text plus the libvirt domains its VirtualDomain
+// resources name), or one libvirt domain, as Haven VMs on the RBD images the domains already use. The parsing
+// and translation are pure (core/import/); this is the part that checks the plan against the cluster (images,
+// kernel files, names in use), applies it all or nothing, and reports every finding with file:line:column.
+import { access, constants } from "node:fs/promises";
+import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
+import {
+  ConstraintStore,
+  type StoredConstraint,
+  type StoredNodeAttributes,
+} from "../adapters/etcd/constraint-store.js";
+import type { StorageBackend } from "../adapters/storage/port.js";
+import { conflict, HavenError, inputError } from "../core/errors.js";
+import { parseCrm, type Diagnostic } from "../core/import/crm.js";
+import { parseLibvirtDomain } from "../core/import/libvirt.js";
+import {
+  translateCrm,
+  translateDomain,
+  type DomainLoader,
+  type ImportedVm,
+} from "../core/import/translate.js";
+import { vmSpecSchema, type VmSpec } from "../core/model.js";
+import { Rollback } from "../lib/rollback.js";
+import type { ImportCrmRequest, ImportLibvirtRequest } from "./requests.js";
+
+export interface ReportLine {
+  file: string;
+  line: number;
+  column: number;
+  severity: "error" | "warning";
+  message: string;
+}
+
+export interface ImportedVmResult {
+  name: string;
+  /** Where the VM comes from: the crm primitive's line, or line 1 of the libvirt file. */
+  file: string;
+  line: number;
+  /** The libvirt domain file. */
+  config: string;
+  /** The RBD images it runs on, as POOL/IMAGE. */
+  disks: string[];
+  spec: VmSpec;
+}
+
+export interface ImportResult {
+  dryRun: boolean;
+  vms: ImportedVmResult[];
+  constraints: StoredConstraint[];
+  nodes: StoredNodeAttributes[];
+  /** Always false for now: see CONSTRAINTS_NOTE. */
+  constraintsApplied: false;
+  notes: string[];
+  /** Warnings (an import with errors is refused with the whole report as the error message). */
+  report: ReportLine[];
+}
+
+export const CONSTRAINTS_NOTE =
+  "constraints and node attributes are recorded (etcd config/constraints/, config/node-attributes/) but not yet applied: the controller's placement does not read them yet";
+
+export function formatReportLine(line: ReportLine): string {
+  return `${line.file}:${line.line}:${line.column}: ${line.severity}: ${line.message}`;
+}
+
+/** Pacemaker's INFINITY migration-threshold (restart in place forever) becomes Haven's largest limit. */
+const MAX_RESTART_LIMIT = 100;
+const MAX_FAILURE_TIMEOUT_S = 365 * 24 * 3600;
+const MAX_STOP_GRACE_S = 3600;
+const MAX_PRIORITY = 1_000_000;
+/** createVm's defaults, used by `vm create --from-libvirt` (a Haven command, so Haven's defaults). */
+const HAVEN_DEFAULTS = {
+  allowMigrate: true,
+  restartLimit: 3,
+  relocateLimit: 1,
+  failureTimeoutSeconds: 600,
+  priority: 0,
+  stopGraceSeconds: 30,
+};
+
+type At = { file: string; line: number; column?: number };
+
+export class ImportService {
+  private readonly constraintStore: ConstraintStore;
+
+  constructor(
+    private readonly store: ClusterStore,
+    private readonly storage: StorageBackend,
+    /** The cluster's RBD pool (its storage backend's), or null when the cluster's storage is not RBD. */
+    private readonly options: { pool: string | null },
+  ) {
+    this.constraintStore = ConstraintStore.of(store);
+  }
+
+  /** `POST /v1/import/crm`: every VirtualDomain with its constraints, all or nothing. */
+  async importCrm(request: ImportCrmRequest): Promise<ImportResult> {
+    const loadDomain: DomainLoader = (path) => {
+      if (Object.hasOwn(request.unreadable, path)) return { error: request.unreadable[path]! };
+      if (!Object.hasOwn(request.domains, path)) return { error: "the file was not sent with the import" };
+      return parseLibvirtDomain(request.domains[path]!);
+    };
+    const knownNodes = (await this.store.listNodes()).map(({ name, attributes }) => ({ name, attributes }));
+    const plan = translateCrm(parseCrm(request.crm), loadDomain, { knownNodes });
+    const report = new Report(request.file, plan.report);
+    const now = new Date().toISOString();
+    const vms: ImportedVmResult[] = [];
+    for (const vm of plan.vms) {
+      const at = { file: request.file, line: vm.line };
+      const spec = await this.buildSpec(vm, crmPolicy(vm, at, report), at, report);
+      if (spec) vms.push(result(vm, at, spec));
+    }
+    await this.checkImagesUnused(vms, report);
+    const origin = (line: number) => ({ source: { file: request.file, line }, importedAt: now });
+    const constraints: StoredConstraint[] = plan.constraints.map(({ line, ...c }) => ({
+      ...c,
+      ...origin(line),
+    }));
+    const nodes = plan.nodes.map((node) => ({ node: node.name, attributes: node.attributes, ...origin(1) }));
+    await this.noteReplacedConstraints(constraints, report);
+    report.refuseOnErrors(`import of ${request.file}`);
+    await this.refuseExistingNames(vms);
+    const outcome: ImportResult = {
+      dryRun: request.dryRun,
+      vms,
+      constraints,
+      nodes,
+      constraintsApplied: false,
+      notes: constraints.length + nodes.length > 0 ? [CONSTRAINTS_NOTE] : [],
+      report: report.sorted(),
+    };
+    if (!request.dryRun) await this.apply(outcome, `imported from ${request.file}`);
+    return outcome;
+  }
+
+  /** `POST /v1/import/libvirt`: one domain as a VM with Haven's defaults (`haven vm create --from-libvirt`). */
+  async importLibvirt(request: ImportLibvirtRequest): Promise<ImportResult> {
+    const translated = translateDomain(request.name, request.file, parseLibvirtDomain(request.xml));
+    const report = new Report(request.file, translated.report);
+    const vms: ImportedVmResult[] = [];
+    const at = { file: request.file, line: 1 };
+    if (translated.vm) {
+      const policy = {
+        ...HAVEN_DEFAULTS,
+        state: request.start ? ("started" as const) : ("stopped" as const),
+      };
+      const spec = await this.buildSpec(translated.vm, policy, at, report);
+      if (spec) vms.push(result(translated.vm, at, spec));
+    }
+    await this.checkImagesUnused(vms, report);
+    report.refuseOnErrors(`import of VM ${request.name} from ${request.file}`);
+    await this.refuseExistingNames(vms);
+    const outcome: ImportResult = {
+      dryRun: request.dryRun,
+      vms,
+      constraints: [],
+      nodes: [],
+      constraintsApplied: false,
+      notes: [],
+      report: report.sorted(),
+    };
+    if (!request.dryRun) await this.apply(outcome, `created from ${request.file}`);
+    return outcome;
+  }
+
+  /** The VM spec of an imported VM, or undefined with errors reported (boot files, disks). */
+  private async buildSpec(
+    vm: ImportedVm,
+    policy: SpecPolicy,
+    at: At,
+    report: Report,
+  ): Promise<VmSpec | undefined> {
+    const errorsBefore = report.errorCount;
+    await this.checkBootFiles(vm, at, report);
+    for (const disk of vm.disks) await this.checkDisk(vm.name, disk, at, report);
+    if (report.errorCount > errorsBefore) return undefined;
+    const spec: VmSpec = {
+      name: vm.name,
+      state: policy.state,
+      memoryMb: vm.memoryMb,
+      vcpus: vm.vcpus,
+      kernel: vm.kernel!,
+      ...(vm.initrd !== undefined && { initrd: vm.initrd }),
+      ...(vm.cmdline !== undefined && { append: vm.cmdline }),
+      disks: vm.disks.map((disk) => ({ image: disk.image })),
+      canary: false,
+      ha: true,
+      restartLimit: policy.restartLimit,
+      relocateLimit: policy.relocateLimit,
+      failureTimeoutSeconds: policy.failureTimeoutSeconds,
+      priority: policy.priority,
+      allowMigrate: policy.allowMigrate,
+      stopGraceSeconds: policy.stopGraceSeconds,
+      createdAt: new Date().toISOString(),
+    };
+    const checked = vmSpecSchema.safeParse(spec);
+    if (!checked.success) {
+      report.error(at, `${vm.name}: ${checked.error.issues.map((issue) => issue.message).join("; ")}`);
+      return undefined;
+    }
+    return spec;
+  }
+
+  /** Haven boots guests from a kernel file (and optional initrd) that must exist on the nodes. */
+  private async checkBootFiles(vm: ImportedVm, at: At, report: Report): Promise<void> {
+    if (vm.kernel === undefined) {
+      report.error(
+        at,
+        `${vm.name}: the domain has no <os><kernel>: Haven boots guests from a kernel file and cannot import a domain that boots from its disk yet; add <kernel> (and <initrd>, <cmdline>) to ${vm.config}`,
+      );
+      return;
+    }
+    for (const [what, path] of [
+      ["kernel", vm.kernel],
+      ["initrd", vm.initrd],
+    ] as const) {
+      if (path === undefined) continue;
+      if (!path.startsWith("/")) report.error(at, `${vm.name}: ${what} path must be absolute: ${path}`);
+      else if (!(await readable(path)))
+        report.error(
+          at,
+          `${vm.name}: ${what} file ${path} does not exist or is not readable on this node (it must exist on every node)`,
+        );
+    }
+  }
+
+  /** Imported disks are existing RBD images in the cluster's pool; nothing is created or copied. */
+  private async checkDisk(vm: string, disk: { pool: string; image: string }, at: At, report: Report) {
+    const name = `${disk.pool}/${disk.image}`;
+    if (this.options.pool === null) {
+      report.error(
+        at,
+        `${vm}: disk ${name} is an RBD image, but this cluster's storage is ${this.storage.kind}; import needs a cluster on Ceph RBD`,
+      );
+      return;
+    }
+    if (disk.pool !== this.options.pool) {
+      report.error(
+        at,
+        `${vm}: disk ${name} is in pool ${disk.pool}; Haven imports disks from the cluster's pool ${this.options.pool} only (other pools are not supported yet)`,
+      );
+      return;
+    }
+    try {
+      await this.storage.info(disk.image);
+    } catch (err) {
+      if (!(err instanceof HavenError && err.code === "NOT_FOUND")) throw err;
+      report.error(at, `${vm}: RBD image ${name} does not exist`);
+    }
+  }
+
+  /** One writer per disk: an image that is already a Haven VM's disk cannot become another's. */
+  private async checkImagesUnused(vms: ImportedVmResult[], report: Report): Promise<void> {
+    if (vms.length === 0) return;
+    const owners = new Map<string, string>();
+    for (const spec of await this.store.listSpecs())
+      for (const disk of spec.disks) owners.set(disk.image, spec.name);
+    for (const vm of vms) {
+      for (const disk of vm.spec.disks) {
+        const owner = owners.get(disk.image);
+        if (owner !== undefined && owner !== vm.name)
+          report.error(vm, `${vm.name}: disk ${disk.image} is already a disk of VM ${owner}`);
+      }
+    }
+  }
+
+  private async noteReplacedConstraints(constraints: StoredConstraint[], report: Report): Promise<void> {
+    if (constraints.length === 0) return;
+    const existing = new Map((await this.constraintStore.listConstraints()).map((c) => [c.id, c]));
+    for (const constraint of constraints) {
+      const old = existing.get(constraint.id);
+      if (old)
+        report.warning(
+          { file: constraint.source.file, line: constraint.source.line },
+          `constraint ${constraint.id} replaces the one imported from ${old.source.file}:${old.source.line} at ${old.importedAt}`,
+        );
+    }
+  }
+
+  /** Every name is checked before anything is written: an import is all or nothing. */
+  private async refuseExistingNames(vms: ImportedVmResult[]): Promise<void> {
+    const taken: string[] = [];
+    for (const vm of vms) if (await this.store.getSpec(vm.name)) taken.push(vm.name);
+    if (taken.length === 1) throw conflict(`VM ${taken[0]} already exists; nothing was imported`);
+    if (taken.length > 1) throw conflict(`VMs ${taken.join(", ")} already exist; nothing was imported`);
+  }
+
+  /** Node attributes, then constraints, then the VMs; a failure midway undoes what was written. */
+  private async apply(outcome: ImportResult, reason: string): Promise<void> {
+    const rollback = new Rollback();
+    const constraints = this.constraintStore;
+    try {
+      for (const node of outcome.nodes) {
+        const previous = await constraints.getNodeAttributes(node.node);
+        await constraints.putNodeAttributes(node);
+        rollback.push(() =>
+          previous ? constraints.putNodeAttributes(previous) : constraints.deleteNodeAttributes(node.node),
+        );
+      }
+      for (const constraint of outcome.constraints) {
+        const previous = await constraints.getConstraint(constraint.id);
+        await constraints.putConstraint(constraint);
+        rollback.push(() =>
+          previous ? constraints.putConstraint(previous) : constraints.deleteConstraint(constraint.id),
+        );
+      }
+      for (const vm of outcome.vms) {
+        await this.store.createSpec(vm.spec);
+        rollback.push(() => this.store.etcd.delete(`${this.store.vmsPrefix}${vm.name}/`, { prefix: true }));
+      }
+      rollback.clear();
+    } catch (err) {
+      const failures = await rollback.run();
+      if (failures.length > 0)
+        throw new Error(
+          `${(err as Error).message}; rollback also failed: ${failures.map(String).join("; ")}`,
+        );
+      throw err;
+    }
+    for (const vm of outcome.vms)
+      await this.store.appendEvent({ type: "created", vm: vm.name, reason: `${reason}:${vm.line}` });
+    if (outcome.constraints.length > 0)
+      await this.store.appendEvent({
+        type: "constraints-imported",
+        reason: `${reason}: ${outcome.constraints.map((c) => c.id).join(", ")} (recorded, not yet applied)`,
+      });
+  }
+}
+
+interface SpecPolicy {
+  state: "started" | "stopped";
+  allowMigrate: boolean;
+  restartLimit: number;
+  relocateLimit: number;
+  failureTimeoutSeconds: number;
+  priority: number;
+  stopGraceSeconds: number;
+}
+
+/**
+ * Pacemaker's meaning, in Haven's fields: migration-threshold N moves the VM away at the Nth failure, so
+ * N - 1 restarts in place; failure-timeout and force_stop map directly; the stop timeout bounds a graceful
+ * shutdown. Whatever has no field in the VM spec is reported on the primitive's line.
+ */
+function crmPolicy(vm: ImportedVm, at: At, report: Report): SpecPolicy {
+  const warn = (message: string) => report.warning(at, `${vm.name}: ${message}`);
+  let restartLimit = MAX_RESTART_LIMIT;
+  if (vm.migrationThreshold === undefined)
+    warn(
+      `migration-threshold is INFINITY (Pacemaker's default): Haven restarts it at most ${MAX_RESTART_LIMIT} times on one node`,
+    );
+  else if (vm.migrationThreshold - 1 > MAX_RESTART_LIMIT)
+    warn(
+      `migration-threshold=${vm.migrationThreshold} is above Haven's limit: it restarts at most ${MAX_RESTART_LIMIT} times on one node`,
+    );
+  else restartLimit = Math.max(0, vm.migrationThreshold - 1);
+  let failureTimeoutSeconds = vm.failureTimeoutSeconds ?? 0;
+  if (failureTimeoutSeconds > MAX_FAILURE_TIMEOUT_S) {
+    warn(`failure-timeout of ${failureTimeoutSeconds} s is above Haven's limit; 365 days is used`);
+    failureTimeoutSeconds = MAX_FAILURE_TIMEOUT_S;
+  }
+  const priority = Math.max(-MAX_PRIORITY, Math.min(MAX_PRIORITY, vm.priority ?? 0));
+  if (vm.stickiness !== undefined)
+    warn(
+      `resource-stickiness=${vm.stickiness} is not honoured: Haven never moves a running VM to a better node by itself`,
+    );
+  const { timeouts } = vm;
+  let stopGraceSeconds = timeouts.stopSeconds ?? HAVEN_DEFAULTS.stopGraceSeconds;
+  if (stopGraceSeconds > MAX_STOP_GRACE_S) {
+    warn(`op stop timeout=${stopGraceSeconds}s is above Haven's limit; ${MAX_STOP_GRACE_S} s is used`);
+    stopGraceSeconds = MAX_STOP_GRACE_S;
+  }
+  if (vm.forceStop) stopGraceSeconds = 0;
+  if (timeouts.startSeconds !== undefined)
+    warn(`op start timeout=${timeouts.startSeconds}s is not honoured: Haven has no per-VM start timeout`);
+  if (timeouts.monitorIntervalSeconds !== undefined || timeouts.monitorTimeoutSeconds !== undefined)
+    warn("op monitor is not honoured: Haven watches every guest through QMP all the time");
+  if (timeouts.migrateSeconds !== undefined)
+    warn(
+      `op migrate timeout=${timeouts.migrateSeconds}s is not honoured per VM: the migration timeout is the cluster's (haven cluster migration-defaults --timeout) or a migration's (haven vm migrate --timeout)`,
+    );
+  if (vm.migrationTransport === "tcp")
+    warn(
+      "migration_transport=tcp is not kept per VM: migrations use the cluster's default transport (TLS unless changed) or 'haven vm migrate --transport tcp'",
+    );
+  return {
+    state: vm.targetRole,
+    allowMigrate: vm.allowMigrate,
+    restartLimit,
+    relocateLimit: HAVEN_DEFAULTS.relocateLimit,
+    failureTimeoutSeconds,
+    priority,
+    stopGraceSeconds,
+  };
+}
+
+function result(vm: ImportedVm, at: At, spec: VmSpec): ImportedVmResult {
+  const disks = vm.disks.map((disk) => `${disk.pool}/${disk.image}`);
+  return { name: vm.name, file: at.file, line: at.line, config: vm.config, disks, spec };
+}
+
+async function readable(path: string): Promise<boolean> {
+  return access(path, constants.R_OK).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The findings of one import, each with its file; the main file first, then the others as they appear. */
+class Report {
+  private readonly lines: ReportLine[] = [];
+
+  constructor(
+    private readonly file: string,
+    diagnostics: Diagnostic[],
+  ) {
+    for (const { source, line, column, severity, message } of diagnostics)
+      this.lines.push({ file: source ?? file, line, column, severity, message });
+  }
+
+  get errorCount(): number {
+    return this.lines.filter((line) => line.severity === "error").length;
+  }
+  error(at: At, message: string): void {
+    this.lines.push({ file: at.file, line: at.line, column: at.column ?? 1, severity: "error", message });
+  }
+  warning(at: At, message: string): void {
+    this.lines.push({ file: at.file, line: at.line, column: at.column ?? 1, severity: "warning", message });
+  }
+
+  sorted(): ReportLine[] {
+    const files = [this.file, ...new Set(this.lines.map((line) => line.file))];
+    const rank = (line: ReportLine) => files.indexOf(line.file);
+    return [...this.lines].sort((a, b) => rank(a) - rank(b) || a.line - b.line || a.column - b.column);
+  }
+
+  /** Errors refuse the whole import (HTTP 400), with every finding on its own line. */
+  refuseOnErrors(what: string): void {
+    const errors = this.errorCount;
+    if (errors === 0) return;
+    const lines = this.sorted().map(formatReportLine);
+    throw inputError(
+      `${what} refused: ${errors} error${errors === 1 ? "" : "s"}, nothing was imported\n${lines.join("\n")}`,
+    );
+  }
+}

@@ -1,0 +1,203 @@
+// haven import crm FILE, and the --from-libvirt branch of haven vm create: read the files here, send them to
+// the API (which checks them against the cluster and creates everything or nothing), print what is (or would
+// be) created and every finding as FILE:LINE:COL: severity: message.
+import type { Command } from "commander";
+import { readFile } from "node:fs/promises";
+import { dirname, isAbsolute, resolve } from "node:path";
+import type { ImportResult, ReportLine } from "../../api/import-service.js";
+import { inputError } from "../../core/errors.js";
+import { parseCrm } from "../../core/import/crm.js";
+import type { CliContext } from "../context.js";
+import { progress } from "../context.js";
+import { printJson, printTable } from "../output.js";
+
+interface ImportOptions {
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+export function registerImport(program: Command, ctx: CliContext): void {
+  const command = program
+    .command("import")
+    .description("import configuration from other cluster managers (see docs/import.md)");
+  command
+    .command("crm <file>")
+    .description(
+      "create VMs from a Pacemaker crm configuration: every ocf:heartbeat:VirtualDomain with its libvirt domain (config=), on its existing RBD images; records its constraints",
+    )
+    .option("--dry-run", "show what would be created, and the report, without creating anything")
+    .option("--json", "machine-readable output")
+    .action(async (file: string, options: ImportOptions) => {
+      const crm = await readInput(file);
+      const { domains, unreadable } = await readDomains(file, crm);
+      const api = await ctx.api();
+      const result = await api.post<ImportResult>("/v1/import/crm", {
+        crm,
+        file,
+        domains,
+        unreadable,
+        dryRun: options.dryRun ?? false,
+      });
+      if (options.json) printJson(result);
+      else printResult(result);
+    });
+}
+
+/** Options of `haven vm create` that --from-libvirt looks at. */
+export interface FromLibvirtOptions extends ImportOptions {
+  fromLibvirt?: string;
+  start?: boolean;
+  ha?: boolean;
+  allowMigrate?: boolean;
+}
+
+/** Options of `vm create` that the domain decides (or that `haven vm set` changes afterwards). */
+const NOT_WITH_LIBVIRT = [
+  ["canary", "--canary"],
+  ["kernel", "--kernel"],
+  ["initrd", "--initrd"],
+  ["append", "--append"],
+  ["memory", "--memory"],
+  ["vcpus", "--vcpus"],
+  ["diskSize", "--disk-size"],
+  ["restartLimit", "--restart-limit"],
+  ["relocateLimit", "--relocate-limit"],
+  ["failureTimeout", "--failure-timeout"],
+  ["priority", "--priority"],
+] as const;
+
+/** `haven vm create NAME --from-libvirt FILE [--dry-run] [--start] [--json]`. */
+export async function createFromLibvirt(
+  ctx: CliContext,
+  name: string,
+  file: string,
+  options: FromLibvirtOptions,
+): Promise<ImportResult> {
+  const given = options as unknown as Record<string, unknown>;
+  const clash = NOT_WITH_LIBVIRT.find(([key]) => given[key] !== undefined);
+  if (clash)
+    throw inputError(
+      `${clash[1]} cannot be combined with --from-libvirt: the domain gives the VM's resources and boot files (change its policy afterwards with 'haven vm set')`,
+    );
+  if (options.ha === false || options.allowMigrate === false)
+    throw inputError(
+      "--no-ha and --no-allow-migrate cannot be combined with --from-libvirt; use 'haven vm set' afterwards",
+    );
+  const xml = await readInput(file);
+  const api = await ctx.api();
+  const result = await api.post<ImportResult>("/v1/import/libvirt", {
+    name,
+    xml,
+    file,
+    dryRun: options.dryRun ?? false,
+    start: options.start ?? false,
+  });
+  if (options.json) printJson(result);
+  else printResult(result);
+  return result;
+}
+
+async function readInput(file: string): Promise<string> {
+  try {
+    return await readFile(file, "utf8");
+  } catch (err) {
+    throw inputError(`cannot read ${file}: ${describeReadError(err)}`);
+  }
+}
+
+/**
+ * Every libvirt file a primitive's config= names, keyed as written; a relative path is relative to the crm
+ * file's directory. Unreadable ones go to the API with the reason, which reports them on the crm line.
+ */
+async function readDomains(file: string, crm: string) {
+  const domains: Record<string, string> = {};
+  const unreadable: Record<string, string> = {};
+  for (const item of parseCrm(crm).items) {
+    if (item.kind !== "primitive" || !Object.hasOwn(item.params, "config")) continue;
+    const config = item.params.config!;
+    if (Object.hasOwn(domains, config) || Object.hasOwn(unreadable, config)) continue;
+    const path = isAbsolute(config) ? config : resolve(dirname(file), config);
+    try {
+      domains[config] = await readFile(path, "utf8");
+    } catch (err) {
+      unreadable[config] = `${path}: ${describeReadError(err)}`;
+    }
+  }
+  return { domains, unreadable };
+}
+
+function describeReadError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ENOENT") return "no such file";
+  if (code === "EACCES") return "permission denied";
+  if (code === "EISDIR") return "is a directory";
+  return (err as Error).message;
+}
+
+export function formatReportLine(line: ReportLine): string {
+  return `${line.file}:${line.line}:${line.column}: ${line.severity}: ${line.message}`;
+}
+
+function printResult(result: ImportResult): void {
+  const out = (line: string) => process.stdout.write(line + "\n");
+  const verb = result.dryRun ? "would create" : "created";
+  if (result.vms.length === 0) out(`${verb} no VMs`);
+  else {
+    out(
+      `${verb} ${result.vms.length} VM${result.vms.length === 1 ? "" : "s"}${result.dryRun ? " (dry run)" : ""}:`,
+    );
+    printTable(
+      ["NAME", "STATE", "MEMORY", "VCPUS", "DISKS", "KERNEL", "HA", "FROM"],
+      result.vms.map(({ spec, disks, file, line }) => [
+        spec.name,
+        spec.state,
+        `${spec.memoryMb} MB`,
+        spec.vcpus,
+        disks.join(",") || "-",
+        spec.kernel,
+        `restart ${spec.restartLimit}x, migrate ${spec.allowMigrate ? "live" : "cold"}, priority ${spec.priority}`,
+        `${file}:${line}`,
+      ]),
+    );
+  }
+  if (result.constraints.length > 0) {
+    out("");
+    out(
+      `constraints ${result.dryRun ? "that would be recorded" : "recorded"} (not yet applied to placement):`,
+    );
+    printTable(
+      ["ID", "TYPE", "CONSTRAINT", "FROM"],
+      result.constraints.map((c) => [
+        c.id,
+        c.type,
+        describeConstraint(c),
+        `${c.source.file}:${c.source.line}`,
+      ]),
+    );
+  }
+  if (result.nodes.length > 0) {
+    out("");
+    out(`node attributes ${result.dryRun ? "that would be recorded" : "recorded"} (not yet applied):`);
+    printTable(
+      ["NODE", "ATTRIBUTES"],
+      result.nodes.map((n) => [
+        n.node,
+        Object.entries(n.attributes)
+          .map(([key, value]) => `${key}=${value}`)
+          .join(" ") || "-",
+      ]),
+    );
+  }
+  if (result.report.length > 0) {
+    out("");
+    for (const line of result.report) out(formatReportLine(line));
+  }
+  for (const note of result.notes) progress(`note: ${note}`);
+}
+
+function describeConstraint(c: ImportResult["constraints"][number]): string {
+  if (c.type === "location") return `${c.vm} on ${c.node}: ${c.score}`;
+  if (c.type === "location-rule") return `${c.vm} where ${c.rule}: ${c.score}`;
+  if (c.type === "colocation") return `${c.vm} with ${c.withVm}: ${c.score}`;
+  return `${c.first} then ${c.then} (${c.kind})`;
+}

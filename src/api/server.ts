@@ -25,12 +25,16 @@ import type { ImportService } from "./import-service.js";
 import { importCrmRequest, importLibvirtRequest } from "./requests.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** An imported crm file with all its libvirt domains. */
+const MAX_IMPORT_BYTES = 8 * 1024 * 1024;
 
 type Handler = (params: string[], body: () => Promise<unknown>, query: URLSearchParams) => Promise<unknown>;
 interface Route {
   method: string;
   pattern: RegExp;
   handler: Handler;
+  /** Larger bodies than MAX_BODY_BYTES, for routes that carry whole configuration files. */
+  maxBodyBytes?: number;
 }
 
 export interface ApiOptions {
@@ -144,6 +148,7 @@ function importRoutes(imports: ImportService): Route[] {
   const post = <T>(path: string, schema: z.ZodType<T>, handler: (request: T) => Promise<unknown>): Route => ({
     method: "POST",
     pattern: new RegExp(`^${path}$`),
+    maxBodyBytes: MAX_IMPORT_BYTES,
     handler: async (_, body) => {
       const result = schema.safeParse(await body());
       if (!result.success) throw inputError(describeIssues(result.error));
@@ -168,7 +173,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, routes: Route[]
     if (!route)
       return send(res, 405, { error: { code: "METHOD", message: `${req.method} not allowed here` } });
     const params = (route.pattern.exec(url.pathname) ?? []).slice(1).map(decodeURIComponent);
-    send(res, 200, await route.handler(params, () => readJson(req), url.searchParams));
+    const body = () => readJson(req, route.maxBodyBytes ?? MAX_BODY_BYTES);
+    send(res, 200, await route.handler(params, body, url.searchParams));
   } catch (err) {
     if (err instanceof HavenError)
       return send(res, httpStatusOf(err.code), { error: { code: err.code, message: err.message } });
@@ -183,12 +189,12 @@ function authorized(req: IncomingMessage, token: string): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   let size = 0;
   const chunks: Buffer[] = [];
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw inputError(`request body larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > maxBytes) throw inputError(`request body larger than ${maxBytes} bytes`);
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString("utf8");

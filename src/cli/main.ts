@@ -10,6 +10,7 @@ import { registerEtcd } from "./commands/etcd.js";
 import { registerFence } from "./commands/fence.js";
 import { registerImport } from "./commands/import.js";
 import { registerMigrate } from "./commands/migrate.js";
+import { registerSimulate } from "./commands/simulate.js";
 import { registerMisc } from "./commands/misc.js";
 import { registerNode } from "./commands/node.js";
 import { registerVm } from "./commands/vm.js";
@@ -36,6 +37,7 @@ registerEtcd(program, ctx);
 registerFence(program, ctx);
 registerMigrate(program, ctx);
 registerImport(program, ctx);
+registerSimulate(program, ctx);
 for (const command of program.commands) applyToTree(command);
 
 function applyToTree(command: Command): void {

@@ -1,0 +1,112 @@
+// The safety invariants of the design brief, checked by the simulator itself after every step, from what it
+// knows of the machines (not only from what Haven logged):
+//   one writer        never two QEMUs of a VM with write access (alive, running, not blocklisted) at once;
+//                     a frozen QEMU counts, since it writes again the moment it is thawed
+//   run with a lease  no unfrozen QEMU with write access on a node more than one lease-guard period (100 ms)
+//                     past that node's self-fencing deadline (core/self-fence.ts), or past its own start or
+//                     the node's thaw if those came later
+//   fence first       when the controller moves a guest off a failed node, no QEMU of it may still write
+//   spare the living  a storage fence never blocklists the QEMU of a guest's current placement on a node that
+//                     is online (its lease alive in etcd): that guest would get EIO while Haven thinks it runs
+//   never twice       findDoubleRuns (core/history-check.ts) over the event log at the end
+import { findDoubleRuns } from "../core/history-check.js";
+import type { HavenEvent } from "../core/model.js";
+import type { Proc } from "./machines.js";
+import type { World } from "./world.js";
+
+export interface Violation {
+  at: number;
+  invariant: "one writer" | "run with a lease" | "fence before recover" | "spare the living" | "never twice";
+  message: string;
+}
+
+/** The agent checks its deadline every 100 ms (agent.ts LEASE_GUARD_MS); a kill may come that much later. */
+const GUARD_TOLERANCE_MS = 100;
+
+const describe = (proc: Proc) => `${proc.node} (pid ${proc.pid}, generation ${proc.generation})`;
+
+export class Invariants {
+  readonly violations: Violation[] = [];
+  private readonly reported = new Set<string>();
+
+  constructor(private readonly world: World) {}
+
+  check(): void {
+    const { machines } = this.world;
+    const writers = new Map<string, Proc[]>();
+    for (const proc of machines.all()) {
+      if (!machines.isWriter(proc)) continue;
+      writers.set(proc.vm, [...(writers.get(proc.vm) ?? []), proc]);
+    }
+    for (const [vm, procs] of writers) {
+      if (procs.length > 1)
+        this.report(
+          `1:${vm}:${procs.map((p) => p.pid).join(",")}`,
+          "one writer",
+          `${vm} runs with write access on ${procs.map(describe).join(" and ")}`,
+        );
+    }
+    for (const node of this.world.nodes.values()) {
+      if (!node.powered || node.frozen || !node.havend) continue;
+      const late = this.world.wall() - node.havend.deadline();
+      if (late <= GUARD_TOLERANCE_MS) continue;
+      for (const proc of machines.all()) {
+        if (proc.node !== node.name || !machines.isWriter(proc)) continue;
+        // A QEMU whose start completed (or a node thawed) after the deadline gets one guard period too.
+        const since = Math.max(proc.spawnedAt, node.thawedAt);
+        if (this.world.now() - since <= GUARD_TOLERANCE_MS) continue;
+        this.report(
+          `2:${proc.pid}`,
+          "run with a lease",
+          `${proc.vm} still runs on ${describe(proc)} ${(late / 1000).toFixed(3)} s past the node's self-fencing deadline`,
+        );
+      }
+    }
+  }
+
+  /** The controller just moved `vm` off the failed node `from`. */
+  recovered(vm: string, from: string): void {
+    const { machines } = this.world;
+    for (const proc of machines.all()) {
+      if (proc.vm !== vm || !machines.isWriter(proc)) continue;
+      this.report(
+        `3:${proc.pid}`,
+        "fence before recover",
+        `${vm} was moved off failed node ${from} while its QEMU on ${describe(proc)} could still write`,
+      );
+    }
+  }
+
+  /** The controller on `by` just blocklisted `addresses` to recover `vm`. */
+  fenced(by: string, vm: string, addresses: string[]): void {
+    const { etcd, machines } = this.world;
+    const placement = etcd.placements.get(vm);
+    for (const proc of machines.all()) {
+      if (!addresses.includes(proc.client) || proc.vm !== vm || !placement) continue;
+      if (proc.node !== placement.node || proc.generation !== placement.generation) continue;
+      if (!etcd.leaseAlive(etcd.nodes.get(proc.node)?.lease)) continue;
+      this.report(
+        `5:${proc.pid}`,
+        "spare the living",
+        `the controller on ${by} blocklisted ${proc.client}, the QEMU of ${vm}'s current placement on online node ${describe(proc)}`,
+      );
+    }
+  }
+
+  /** At the end: the event log's own account. */
+  finish(events: HavenEvent[]): void {
+    for (const double of findDoubleRuns(events))
+      this.report(
+        `4:${double.vm}:${double.time}`,
+        "never twice",
+        `the event log has ${double.vm} running on ${double.nodes.join(" and ")} at ${double.time}`,
+      );
+  }
+
+  private report(key: string, invariant: Violation["invariant"], message: string): void {
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.violations.push({ at: this.world.now(), invariant, message });
+    this.world.note(`!! invariant "${invariant}" violated: ${message}`);
+  }
+}

@@ -1,0 +1,539 @@
+// Scenario files: one statement per line, `#` starts a comment. See docs/simulator.md for the language.
+//   cluster nodes=3 ttl=5 margin=1.5s memory=4096 vcpus=4
+//   node node3 memory=1024
+//   vm web memory=512 restart-limit=2 relocate-limit=1 priority=10 ha=on migrate=live start-time=1s
+//   at 10s power-off node1
+//   run until 60s
+// Errors carry the line and column of the offending word.
+import { DEFAULT_MIGRATION, NAME_PATTERN, type MigrationDefaults } from "../core/model.js";
+import { DEFAULT_TIMING, type FenceBehaviour, type VmTiming } from "./world.js";
+
+export class ScenarioError extends Error {
+  constructor(
+    readonly line: number,
+    readonly column: number,
+    readonly reason: string,
+  ) {
+    super(`${line}:${column}: ${reason}`);
+    this.name = "ScenarioError";
+  }
+}
+
+export interface ScenarioNode {
+  name: string;
+  memoryMb: number;
+  vcpus: number;
+}
+
+export interface ScenarioVm {
+  name: string;
+  memoryMb: number;
+  vcpus: number;
+  disks: number;
+  restartLimit: number;
+  relocateLimit: number;
+  failureTimeoutSeconds: number;
+  priority: number;
+  ha: boolean;
+  allowMigrate: boolean;
+  timing: VmTiming;
+}
+
+export type PolicyChange =
+  | { key: "restartLimit" | "relocateLimit" | "failureTimeoutSeconds" | "priority"; value: number }
+  | { key: "ha" | "allowMigrate"; value: boolean };
+
+export type SimCommand =
+  | { type: "start" | "stop"; vm: string }
+  | { type: "set"; vm: string; changes: PolicyChange[] }
+  | { type: "crash"; vm: string; node?: string }
+  | { type: "fail-start"; vm: string; times: number; node?: string; message: string }
+  | { type: "power-off" | "power-on" | "net-cut" | "net-restore" | "freeze" | "thaw"; node: string }
+  | { type: "etcd-slow"; node: string | null; latencyMs: number }
+  | { type: "quorum-loss" | "quorum-back" }
+  | { type: "fence-agent"; node: string; behaviour: FenceBehaviour | null; timeoutSeconds: number }
+  | { type: "fence-result"; node: string; behaviour: FenceBehaviour }
+  | { type: "storage-fence"; ok: boolean; message: string }
+  | { type: "migrate"; vm: string; to?: string; timeoutSeconds?: number; transport?: "tls" | "tcp" }
+  | { type: "migration-cancel" | "kill-target" | "kill-source"; vm: string }
+  | { type: "migration-fail"; vm: string; message: string }
+  | { type: "maintenance"; node: string; on: boolean }
+  | { type: "migration-defaults"; changes: Partial<MigrationDefaults> };
+
+export interface ScenarioStep {
+  /** Simulated ms. */
+  at: number;
+  line: number;
+  /** The command as written, for the log. */
+  text: string;
+  command: SimCommand;
+}
+
+export interface Scenario {
+  ttlSeconds: number;
+  marginMs: number;
+  nodes: ScenarioNode[];
+  vms: ScenarioVm[];
+  steps: ScenarioStep[];
+  until: number;
+}
+
+interface Token {
+  text: string;
+  column: number;
+}
+
+export const DEFAULT_STORAGE_FENCE_ERROR = "ceph osd blocklist add: timed out after 30 s";
+export const DEFAULT_MIGRATION_ERROR = "Unable to write to socket: Connection reset by peer";
+
+export function parseScenario(source: string): Scenario {
+  return new Parser().parse(source);
+}
+
+class Parser {
+  private readonly scenario: Scenario = {
+    ttlSeconds: 5,
+    marginMs: 1500,
+    nodes: [],
+    vms: [],
+    steps: [],
+    until: -1,
+  };
+  private clusterSeen = false;
+  private line = 0;
+
+  parse(source: string): Scenario {
+    const lines = source.split("\n");
+    for (const [i, text] of lines.entries()) {
+      this.line = i + 1;
+      const tokens = tokenize(text, this.line);
+      if (tokens.length === 0) continue;
+      if (this.scenario.until >= 0) throw this.error(tokens[0]!, "nothing may follow 'run until'");
+      this.statement(tokens);
+    }
+    const last = source.endsWith("\n") ? lines.length - 1 : lines.length;
+    if (this.scenario.until < 0)
+      throw new ScenarioError(Math.max(last, 1), 1, "missing 'run until TIME' at the end");
+    return this.scenario;
+  }
+
+  private error(token: Token, reason: string): ScenarioError {
+    return new ScenarioError(this.line, token.column, reason);
+  }
+
+  private statement(tokens: Token[]): void {
+    const [keyword, ...rest] = tokens;
+    const word = keyword!.text;
+    if (word !== "cluster" && !this.clusterSeen)
+      throw this.error(keyword!, "the scenario must begin with 'cluster nodes=N ...'");
+    if (word === "cluster") return this.cluster(keyword!, rest);
+    if (word === "node") return this.nodeOverride(keyword!, rest);
+    if (word === "vm") return this.vm(keyword!, rest);
+    if (word === "at") return this.at(keyword!, rest);
+    if (word === "run") return this.run(keyword!, rest);
+    throw this.error(keyword!, `unknown statement '${word}' (expected cluster, node, vm, at or run)`);
+  }
+
+  private cluster(keyword: Token, rest: Token[]): void {
+    if (this.clusterSeen) throw this.error(keyword, "'cluster' may appear only once");
+    this.clusterSeen = true;
+    const o = this.options(rest, ["nodes", "ttl", "margin", "memory", "vcpus"]);
+    const count = o.int("nodes", 3, 1, 64);
+    this.scenario.ttlSeconds = o.int("ttl", 5, 1, 3600);
+    this.scenario.marginMs = o.duration("margin", 1500);
+    const memoryMb = o.int("memory", 4096, 16, 1 << 20);
+    const vcpus = o.int("vcpus", 4, 1, 1024);
+    if (this.scenario.marginMs >= this.scenario.ttlSeconds * 1000)
+      throw this.error(o.token("margin") ?? keyword, "the margin must be shorter than the TTL");
+    for (let i = 1; i <= count; i++) this.scenario.nodes.push({ name: `node${i}`, memoryMb, vcpus });
+  }
+
+  private nodeOverride(keyword: Token, rest: Token[]): void {
+    const [name, ...options] = rest;
+    const node = this.scenario.nodes.find((n) => n.name === name?.text);
+    if (!name || !node) throw this.error(name ?? keyword, `expected a node name (${this.nodeNames()})`);
+    const o = this.options(options, ["memory", "vcpus"]);
+    node.memoryMb = o.int("memory", node.memoryMb, 16, 1 << 20);
+    node.vcpus = o.int("vcpus", node.vcpus, 1, 1024);
+  }
+
+  private vm(keyword: Token, rest: Token[]): void {
+    const [name, ...options] = rest;
+    if (!name || name.text.includes("=")) throw this.error(name ?? keyword, "expected a VM name");
+    if (!NAME_PATTERN.test(name.text)) throw this.error(name, `'${name.text}' is not a valid VM name`);
+    if (this.scenario.vms.some((vm) => vm.name === name.text))
+      throw this.error(name, `VM ${name.text} is declared twice`);
+    const o = this.options(options, [
+      "memory",
+      "vcpus",
+      "disks",
+      "restart-limit",
+      "relocate-limit",
+      "failure-timeout",
+      "priority",
+      "ha",
+      "migrate",
+      "start-time",
+      "incoming-time",
+      "stop-time",
+      "migrate-time",
+      "downtime",
+    ]);
+    this.scenario.vms.push({
+      name: name.text,
+      memoryMb: o.int("memory", 512, 16, 1 << 20),
+      vcpus: o.int("vcpus", 1, 1, 256),
+      disks: o.int("disks", 1, 0, 16),
+      restartLimit: o.int("restart-limit", 3, 0, 100),
+      relocateLimit: o.int("relocate-limit", 1, 0, 100),
+      failureTimeoutSeconds: Math.ceil(o.duration("failure-timeout", 600_000) / 1000),
+      priority: o.int("priority", 0, -1_000_000, 1_000_000),
+      ha: o.onOff("ha", true),
+      allowMigrate: o.choice("migrate", ["live", "cold"], "live") === "live",
+      timing: {
+        startMs: o.duration("start-time", DEFAULT_TIMING.startMs),
+        incomingMs: o.duration("incoming-time", DEFAULT_TIMING.incomingMs),
+        stopMs: o.duration("stop-time", DEFAULT_TIMING.stopMs),
+        migrateMs: o.duration("migrate-time", DEFAULT_TIMING.migrateMs),
+        downtimeMs: o.duration("downtime", DEFAULT_TIMING.downtimeMs),
+      },
+    });
+  }
+
+  private run(keyword: Token, rest: Token[]): void {
+    if (rest[0]?.text !== "until" || !rest[1] || rest.length > 2)
+      throw this.error(rest[0] ?? keyword, "expected 'run until TIME'");
+    const until = duration(rest[1], this.line);
+    const last = this.scenario.steps.at(-1);
+    if (last && last.at > until)
+      throw this.error(rest[1], `the scenario has steps after ${formatTime(until)} (line ${last.line})`);
+    this.scenario.until = until;
+  }
+
+  private at(keyword: Token, rest: Token[]): void {
+    const [time, verb, ...args] = rest;
+    if (!time) throw this.error(keyword, "expected 'at TIME COMMAND ...'");
+    const at = duration(time, this.line);
+    if (!verb) throw this.error(time, "expected a command after the time");
+    const previous = this.scenario.steps.at(-1);
+    if (previous && previous.at > at)
+      throw this.error(
+        time,
+        `steps must be in time order (line ${previous.line} is at ${formatTime(previous.at)})`,
+      );
+    const command = this.command(verb, args);
+    const text = [verb, ...args].map((t) => (/\s/.test(t.text) ? `"${t.text}"` : t.text)).join(" ");
+    this.scenario.steps.push({ at, line: this.line, text, command });
+  }
+
+  private command(verb: Token, args: Token[]): SimCommand {
+    const v = verb.text;
+    const arity = (n: number) => {
+      if (args.length > n) throw this.error(args[n]!, `unexpected '${args[n]!.text}'`);
+      if (args.length < n)
+        throw this.error(args.at(-1) ?? verb, `'${v}' needs ${n} argument${n === 1 ? "" : "s"}`);
+    };
+    switch (v) {
+      case "start":
+      case "stop":
+      case "migration-cancel":
+      case "kill-target":
+      case "kill-source":
+        arity(1);
+        return { type: v, vm: this.vmName(args[0]!) };
+      case "power-off":
+      case "power-on":
+      case "net-cut":
+      case "net-restore":
+      case "freeze":
+      case "thaw":
+        arity(1);
+        return { type: v, node: this.nodeName(args[0]!) };
+      case "quorum-loss":
+      case "quorum-back":
+        arity(0);
+        return { type: v };
+      case "set":
+        return this.set(verb, args);
+      case "crash": {
+        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
+        if (args.length === 1) return { type: v, vm };
+        if (args[1]!.text !== "on" || !args[2] || args.length > 3)
+          throw this.error(args[1]!, "expected 'crash VM [on NODE]'");
+        return { type: v, vm, node: this.nodeName(args[2]) };
+      }
+      case "fail-start": {
+        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
+        const { options, words } = this.split(args.slice(1));
+        if (words.length > 1)
+          throw this.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
+        const o = this.options(options, ["times", "on"]);
+        const node = o.token("on");
+        return {
+          type: v,
+          vm,
+          times: o.int("times", 1, 1, 1000),
+          node: node ? this.nodeName(valueToken(node)) : undefined,
+          message: words[0]?.text ?? "qemu-system-x86_64: could not start (simulated)",
+        };
+      }
+      case "etcd-slow": {
+        arity(2);
+        const node = args[0]!.text === "all" ? null : this.nodeName(args[0]!);
+        return { type: v, node, latencyMs: duration(args[1]!, this.line) };
+      }
+      case "fence-agent": {
+        const node = this.nodeName(this.arg(args, 0, verb, "a node"));
+        const result = this.arg(args, 1, verb, "ok, fail, hang or clear");
+        if (result.text === "clear") {
+          if (args.length > 2) throw this.error(args[2]!, `unexpected '${args[2]!.text}'`);
+          return { type: v, node, behaviour: null, timeoutSeconds: 60 };
+        }
+        const o = this.options(args.slice(2), ["time", "timeout"]);
+        return {
+          type: v,
+          node,
+          behaviour: { result: this.fenceResult(result), durationMs: o.duration("time", 2000) },
+          timeoutSeconds: Math.ceil(o.duration("timeout", 60_000) / 1000),
+        };
+      }
+      case "fence-result": {
+        const node = this.nodeName(this.arg(args, 0, verb, "a node"));
+        const result = this.fenceResult(this.arg(args, 1, verb, "ok, fail or hang"));
+        const o = this.options(args.slice(2), ["time"]);
+        return { type: v, node, behaviour: { result, durationMs: o.duration("time", 2000) } };
+      }
+      case "storage-fence": {
+        const mode = this.arg(args, 0, verb, "ok or fail");
+        if (mode.text !== "ok" && mode.text !== "fail") throw this.error(mode, "expected ok or fail");
+        if (args.length > 2) throw this.error(args[2]!, `unexpected '${args[2]!.text}' (quote the message)`);
+        if (mode.text === "ok" && args[1])
+          throw this.error(args[1], "only 'storage-fence fail' takes a message");
+        return { type: v, ok: mode.text === "ok", message: args[1]?.text ?? DEFAULT_STORAGE_FENCE_ERROR };
+      }
+      case "migrate": {
+        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
+        let rest = args.slice(1);
+        let to: string | undefined;
+        if (rest[0]?.text === "to") {
+          to = this.nodeName(this.arg(rest, 1, rest[0], "a node"));
+          rest = rest.slice(2);
+        }
+        const o = this.options(rest, ["timeout", "transport"]);
+        const timeout = o.token("timeout");
+        return {
+          type: v,
+          vm,
+          to,
+          timeoutSeconds: timeout ? Math.ceil(o.duration("timeout", 0) / 1000) : undefined,
+          transport: o.token("transport")
+            ? (o.choice("transport", ["tls", "tcp"], "tls") as "tls" | "tcp")
+            : undefined,
+        };
+      }
+      case "migration-fail": {
+        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
+        if (args.length > 2) throw this.error(args[2]!, `unexpected '${args[2]!.text}' (quote the message)`);
+        return { type: v, vm, message: args[1]?.text ?? DEFAULT_MIGRATION_ERROR };
+      }
+      case "maintenance": {
+        arity(2);
+        const mode = args[0]!;
+        if (mode.text !== "on" && mode.text !== "off")
+          throw this.error(mode, "expected 'maintenance on|off NODE'");
+        return { type: v, node: this.nodeName(args[1]!), on: mode.text === "on" };
+      }
+      case "migration-defaults": {
+        const o = this.options(args, [
+          "transport",
+          "timeout",
+          "downtime-limit",
+          "bandwidth",
+          "max-per-node",
+          "max-per-cluster",
+        ]);
+        if (args.length === 0) throw this.error(verb, "'migration-defaults' needs at least one setting");
+        const changes: Partial<MigrationDefaults> = {};
+        if (o.token("transport"))
+          changes.transport = o.choice("transport", ["tls", "tcp"], "tls") as "tls" | "tcp";
+        if (o.token("timeout")) changes.timeoutSeconds = Math.ceil(o.duration("timeout", 0) / 1000);
+        if (o.token("downtime-limit")) changes.downtimeLimitMs = o.duration("downtime-limit", 0);
+        if (o.token("bandwidth")) changes.maxBandwidthMBps = o.int("bandwidth", 0, 0, 1_000_000);
+        if (o.token("max-per-node"))
+          changes.maxPerNode = o.int("max-per-node", DEFAULT_MIGRATION.maxPerNode, 1, 64);
+        if (o.token("max-per-cluster"))
+          changes.maxPerCluster = o.int("max-per-cluster", DEFAULT_MIGRATION.maxPerCluster, 1, 1024);
+        return { type: v, changes };
+      }
+      default:
+        throw this.error(verb, `unknown command '${v}'`);
+    }
+  }
+
+  private set(verb: Token, args: Token[]): SimCommand {
+    const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
+    if (args.length < 2) throw this.error(args[0]!, "'set' needs at least one key=value");
+    const keys = {
+      "restart-limit": "restartLimit",
+      "relocate-limit": "relocateLimit",
+      "failure-timeout": "failureTimeoutSeconds",
+      priority: "priority",
+      ha: "ha",
+      "allow-migrate": "allowMigrate",
+    } as const;
+    const o = this.options(args.slice(1), Object.keys(keys));
+    const changes: PolicyChange[] = [];
+    for (const token of args.slice(1)) {
+      const name = token.text.split("=")[0] as keyof typeof keys;
+      const key = keys[name];
+      if (key === "ha" || key === "allowMigrate") changes.push({ key, value: o.onOff(name, true) });
+      else if (key === "failureTimeoutSeconds")
+        changes.push({ key, value: Math.ceil(o.duration(name, 0) / 1000) });
+      else if (key === "priority") changes.push({ key, value: o.int(name, 0, -1_000_000, 1_000_000) });
+      else changes.push({ key, value: o.int(name, 0, 0, 100) });
+    }
+    return { type: "set", vm, changes };
+  }
+
+  private fenceResult(token: Token): FenceBehaviour["result"] {
+    if (token.text === "ok" || token.text === "fail" || token.text === "hang") return token.text;
+    throw this.error(token, `expected ok, fail or hang, got '${token.text}'`);
+  }
+
+  private arg(args: Token[], index: number, after: Token, what: string): Token {
+    const token = args[index];
+    if (!token) throw this.error(after, `expected ${what} after '${after.text}'`);
+    return token;
+  }
+
+  private split(tokens: Token[]): { options: Token[]; words: Token[] } {
+    return {
+      options: tokens.filter((t) => isOption(t)),
+      words: tokens.filter((t) => !isOption(t)),
+    };
+  }
+
+  private vmName(token: Token): string {
+    if (!this.scenario.vms.some((vm) => vm.name === token.text))
+      throw this.error(token, `unknown VM '${token.text}' (declare it with 'vm ${token.text} ...' first)`);
+    return token.text;
+  }
+
+  private nodeName(token: Token): string {
+    if (!this.scenario.nodes.some((node) => node.name === token.text))
+      throw this.error(token, `unknown node '${token.text}' (the cluster has ${this.nodeNames()})`);
+    return token.text;
+  }
+
+  private nodeNames(): string {
+    const names = this.scenario.nodes.map((n) => n.name);
+    return names.length > 3 ? `${names[0]} … ${names.at(-1)}` : names.join(", ");
+  }
+
+  private options(tokens: Token[], allowed: string[]): Options {
+    const byKey = new Map<string, Token>();
+    for (const token of tokens) {
+      const eq = token.text.indexOf("=");
+      if (eq <= 0) throw this.error(token, `expected key=value, got '${token.text}'`);
+      const key = token.text.slice(0, eq);
+      if (!allowed.includes(key))
+        throw this.error(token, `unknown setting '${key}' (expected one of: ${allowed.join(", ")})`);
+      if (byKey.has(key)) throw this.error(token, `'${key}' is given twice`);
+      byKey.set(key, token);
+    }
+    return new Options(byKey, this.line);
+  }
+}
+
+class Options {
+  constructor(
+    private readonly byKey: Map<string, Token>,
+    private readonly line: number,
+  ) {}
+
+  token(key: string): Token | undefined {
+    return this.byKey.get(key);
+  }
+
+  int(key: string, fallback: number, min: number, max: number): number {
+    const token = this.byKey.get(key);
+    if (!token) return fallback;
+    const value = valueToken(token);
+    if (!/^-?\d+$/.test(value.text))
+      throw new ScenarioError(this.line, value.column, `${key} must be a whole number, got '${value.text}'`);
+    const n = Number(value.text);
+    if (n < min || n > max)
+      throw new ScenarioError(this.line, value.column, `${key} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  }
+
+  duration(key: string, fallbackMs: number): number {
+    const token = this.byKey.get(key);
+    return token ? duration(valueToken(token), this.line) : fallbackMs;
+  }
+
+  onOff(key: string, fallback: boolean): boolean {
+    return this.choice(key, ["on", "off"], fallback ? "on" : "off") === "on";
+  }
+
+  choice(key: string, choices: string[], fallback: string): string {
+    const token = this.byKey.get(key);
+    if (!token) return fallback;
+    const value = valueToken(token);
+    if (!choices.includes(value.text))
+      throw new ScenarioError(
+        this.line,
+        value.column,
+        `${key} must be ${choices.join(" or ")}, got '${value.text}'`,
+      );
+    return value.text;
+  }
+}
+
+const isOption = (token: Token) => /^[a-z-]+=/.test(token.text);
+
+/** The value part of a key=value token, with its own column. */
+function valueToken(token: Token): Token {
+  const eq = token.text.indexOf("=");
+  return { text: token.text.slice(eq + 1), column: token.column + eq + 1 };
+}
+
+/** `10s`, `1.5s`, `500ms`, `2m`, `1h`; a bare number is seconds. Returns ms. */
+function duration(token: Token, line: number): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|min|h)?$/.exec(token.text);
+  if (!match)
+    throw new ScenarioError(line, token.column, `'${token.text}' is not a duration (like 10s, 500ms, 2m)`);
+  const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
+  return Math.round(Number(match[1]) * factor);
+}
+
+/** Splits a line into words, keeping "quoted text" (and key="quoted text") together; `#` starts a comment. */
+function tokenize(text: string, line: number): Token[] {
+  const tokens: Token[] = [];
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i]!;
+    if (c === "#") break;
+    if (/\s/.test(c)) {
+      i++;
+      continue;
+    }
+    const column = i + 1;
+    let word = "";
+    while (i < text.length && !/\s/.test(text[i]!) && text[i] !== "#") {
+      if (text[i] === '"') {
+        const end = text.indexOf('"', i + 1);
+        if (end < 0) throw new ScenarioError(line, i + 1, "unterminated quote");
+        word += text.slice(i + 1, end);
+        i = end + 1;
+      } else word += text[i++];
+    }
+    tokens.push({ text: word, column });
+  }
+  return tokens;
+}
+
+/** `12.300s`, as the log writes times. */
+export function formatTime(ms: number): string {
+  return `${(ms / 1000).toFixed(3)}s`;
+}

@@ -276,6 +276,9 @@ export class Agent {
       this.running.set(vm, guest);
       this.outcomes.delete(vm);
       this.rbdClients.delete(vm);
+      // The lease may have run out while QEMU started (a frozen node): the guest may be running elsewhere by
+      // now, and this QEMU's disk client was never fenced. It goes at once, as self-fenced.
+      if (!this.deps.leaseValid()) return await this.selfFence();
       this.deps.log.info("guest started", { vm, generation, pid: guest.pid, accel: guest.accel });
       this.event("started", vm, `QEMU pid ${guest.pid} (${guest.accel}), generation ${generation}`);
     } catch (err) {

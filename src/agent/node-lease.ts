@@ -8,6 +8,9 @@ import { keepAliveIntervalMs, selfFenceDeadline } from "../core/self-fence.js";
 import { sleep } from "../lib/async.js";
 import type { Logger } from "../lib/log.js";
 
+/** Keep-alives outstanding at once; more only pile up against an etcd that does not answer at all. */
+const MAX_KEEPALIVES_IN_FLIGHT = 4;
+
 export class NodeLease {
   private leaseId: string | undefined;
   /** When the last keep-alive that etcd answered was sent (ms); the self-fencing deadline counts from it. */
@@ -56,8 +59,10 @@ export class NodeLease {
   }
 
   /**
-   * Keeps the lease alive until the signal aborts. When etcd says the lease is gone, `onLost` runs first (the
-   * agent kills its guests: they ran on a lease that no longer exists), then the node registers again.
+   * Keeps the lease alive until the signal aborts: one keep-alive every TTL/5, on a fixed cadence whether or not
+   * the previous one was answered yet, so that one lost or slow answer does not delay the next (a slow etcd
+   * must not make the node self-fence while its lease is fine). When etcd says the lease is gone, `onLost` runs
+   * first (the agent kills its guests: they ran on a lease that no longer exists), then the node registers again.
    */
   async keepAlive(
     signal: AbortSignal,
@@ -65,24 +70,34 @@ export class NodeLease {
     onNewLease: (leaseId: string) => void,
   ): Promise<void> {
     const intervalMs = keepAliveIntervalMs(this.ttlSeconds);
-    while (!signal.aborted) {
-      await sleep(intervalMs, signal);
-      if (signal.aborted) return;
-      const sentAt = Date.now();
+    let inFlight = 0;
+    let registering = false;
+    const renew = async (leaseId: string, sentAt: number) => {
+      const ttl = await this.store.etcd.keepAlive(leaseId);
+      if (leaseId !== this.leaseId) return; // answered for a lease we have replaced meanwhile
+      if (ttl > 0) {
+        this.lastRenewSentAt = Math.max(this.lastRenewSentAt, sentAt);
+        return;
+      }
+      if (registering) return;
+      registering = true;
       try {
-        const ttl = await this.store.etcd.keepAlive(this.id);
-        if (ttl > 0) {
-          this.lastRenewSentAt = sentAt;
-          continue;
-        }
-        this.log.warn("lease lost, registering again", { leaseId: this.leaseId });
+        this.log.warn("lease lost, registering again", { leaseId });
         this.lastRenewSentAt = 0;
         await onLost();
         await writeFile(this.leaseFile, "", { mode: 0o600 });
         onNewLease(await this.register());
-      } catch (err) {
-        this.log.warn("lease keep-alive failed", { err, leaseId: this.leaseId });
+      } finally {
+        registering = false;
       }
+    };
+    while (!signal.aborted) {
+      await sleep(intervalMs, signal);
+      if (signal.aborted || registering || inFlight >= MAX_KEEPALIVES_IN_FLIGHT) continue;
+      inFlight++;
+      void renew(this.id, Date.now())
+        .catch((err: unknown) => this.log.warn("lease keep-alive failed", { err, leaseId: this.leaseId }))
+        .finally(() => inFlight--);
     }
   }
 }

@@ -183,6 +183,7 @@ export class Controller {
    */
   private async recover(action: Extract<ControllerAction, { type: "recover" }>): Promise<void> {
     const { store, storage, log } = this.deps;
+    if (!(await this.confirmedByEtcd(action))) return;
     if (!(await this.powerFenced(action.from))) return;
     const fenced: string[] = [];
     try {
@@ -216,6 +217,27 @@ export class Controller {
     this.vms.placements.set(action.vm, placement);
     log.info("recovered", { vm: action.vm, from: action.from, to: placement.node });
     this.event({ type: "recovered", vm: action.vm, node: placement.node, reason: action.event });
+  }
+
+  /**
+   * A controller cut off from etcd still has its last view and may not know that it lost the lead: before it
+   * fences anything, etcd itself must confirm that this node still leads, that the failed node is still gone
+   * and that the guest is still placed there. Otherwise it could blocklist the QEMU that a newer leader has
+   * started elsewhere meanwhile. An unreachable etcd throws here, and nothing is fenced.
+   */
+  private async confirmedByEtcd(action: Extract<ControllerAction, { type: "recover" }>): Promise<boolean> {
+    const { store } = this.deps;
+    const [leader, node, placement] = await Promise.all([
+      store.etcd.get(store.controllerKey),
+      store.etcd.get(store.nodeKey(action.from)),
+      store.getPlacement(action.vm),
+    ]);
+    return (
+      leader?.lease === this.deps.lease() &&
+      node === undefined &&
+      placement?.value.node === action.from &&
+      placement.value.generation === action.expectedGeneration
+    );
   }
 
   private refuseRecovery(vm: string, node: string, reason: string): void {

@@ -114,6 +114,9 @@ export function planMigrationUnderWay(
     }
     if (source && source.state !== "running")
       return end("migration-failed", `the guest is ${source.state} on the source`);
+    // Cancelled before the source began sending: nobody else would end it (the source then never starts).
+    if (migration.cancel && !outgoing)
+      return end("migration-cancelled", "cancelled before the guest was sent");
   }
   if (
     view.now - Date.parse(migration.startedAt) >

@@ -230,7 +230,9 @@ export class SimAgent {
         this.running.set(vm, guest);
         this.outcomes.delete(vm);
         this.rbdClients.delete(vm);
-        this.event("started", vm, `QEMU pid ${guest.pid} (tcg), generation ${generation}`);
+        // As agent.ts: a start that outlasted the lease is self-fenced at once.
+        if (!this.host.leaseValid()) this.selfFence();
+        else this.event("started", vm, `QEMU pid ${guest.pid} (tcg), generation ${generation}`);
       }
       done();
     });

@@ -233,6 +233,7 @@ export class SimController {
   /** Invariant 3: the fence agent (if any) first, then the storage fence, then the new placement. */
   private recover(action: Extract<ControllerAction, { type: "recover" }>): void {
     const { etcd, machines } = this.world;
+    if (!this.confirmedByEtcd(action)) return;
     if (!this.powerFenced(action.from)) return;
     const fenced: string[] = [];
     try {
@@ -270,6 +271,20 @@ export class SimController {
     this.world.recovered(action.vm, action.from);
     this.vms.placements.set(action.vm, placement);
     this.event({ type: "recovered", vm: action.vm, node: placement.node, reason: action.event });
+  }
+
+  /** As controller.ts: etcd confirms the lead, the node's absence and the placement before any fence. */
+  private confirmedByEtcd(action: Extract<ControllerAction, { type: "recover" }>): boolean {
+    const { etcd } = this.world;
+    const leader = etcd.getLeader(this.node);
+    etcd.check(this.node, "get node");
+    const placement = etcd.placements.get(action.vm);
+    return (
+      leader?.lease === this.havend.leaseId() &&
+      !etcd.nodes.has(action.from) &&
+      placement?.node === action.from &&
+      placement.generation === action.expectedGeneration
+    );
   }
 
   private refuseRecovery(vm: string, node: string, reason: string): void {

@@ -11,11 +11,15 @@ import type { SimNode, World } from "./world.js";
 
 const LEASE_GUARD_MS = 100;
 const MAX_REGISTER_BACKOFF_MS = 5000;
+/** As node-lease.ts: keep-alives outstanding at once. */
+const MAX_IN_FLIGHT = 4;
 
 export class SimHavend implements AgentHost {
   private lease: string | undefined;
   /** When the last keep-alive that etcd answered was sent (wall ms). */
   private lastRenewSentAt = 0;
+  private inFlight = 0;
+  private registering = false;
   private info: NodeInfo;
   readonly hypervisor: SimHypervisor;
   readonly agent: SimAgent;
@@ -108,41 +112,56 @@ export class SimHavend implements AgentHost {
   }
 
   /**
-   * One keep-alive round trip: it reaches etcd after half the latency and its answer comes back after the other
-   * half. etcd holds it while it has no quorum and answers once quorum is back; the client gives up after its
-   * request timeout, and then sleeps TTL/5 before the next one (node-lease.ts).
+   * One keep-alive round trip, as node-lease.ts sends them: every TTL/5 on a fixed cadence, whether or not
+   * earlier ones were answered (at most MAX_IN_FLIGHT outstanding). It reaches etcd after half the latency
+   * and its answer comes back after the other half; etcd holds it while it has no quorum and answers once
+   * quorum is back; the client gives up after its request timeout.
    */
   private keepAlive(): void {
+    this.scheduleKeepAlive();
+    if (this.registering || this.inFlight >= MAX_IN_FLIGHT) return;
     const sentAt = this.world.wall();
     const id = this.leaseId();
     const latency = this.world.keepAliveLatency(this.node);
     // The answer comes back to this process only: a node that rebooted meanwhile never hears of it.
     const epoch = this.simNode.epoch;
     const givesUpAt = this.world.now() + REQUEST_TIMEOUT_MS;
-    let answered = false;
-    const failed = () => {
-      if (!answered) this.scheduleKeepAlive();
+    this.inFlight++;
+    let settled = false;
+    const settle = () => {
+      if (settled) return false;
+      settled = true;
+      this.inFlight--;
+      return true;
     };
-    this.world.nodeTask(this.node, REQUEST_TIMEOUT_MS, failed, epoch);
+    this.world.nodeTask(this.node, REQUEST_TIMEOUT_MS, settle, epoch);
     if (!this.world.reachable(this.node)) return;
     this.world.clock.after(latency / 2, () =>
       this.world.etcd.keepAliveRequest(id, (ttl) => {
         const back = this.world.now() + latency / 2;
         if (back >= givesUpAt) return;
-        answered = true;
-        this.world.nodeTask(this.node, latency / 2, () => this.answered(ttl, sentAt), epoch);
+        this.world.nodeTask(
+          this.node,
+          latency / 2,
+          () => {
+            if (settle()) this.answered(id, ttl, sentAt);
+          },
+          epoch,
+        );
       }),
     );
   }
 
-  private answered(ttl: number, sentAt: number): void {
+  private answered(id: string, ttl: number, sentAt: number): void {
+    if (id !== this.lease) return; // answered for a lease replaced meanwhile
     if (ttl === 0) return this.leaseLost();
-    this.lastRenewSentAt = sentAt;
-    this.scheduleKeepAlive();
+    this.lastRenewSentAt = Math.max(this.lastRenewSentAt, sentAt);
   }
 
   /** etcd says the lease is gone: kill the guests that ran on it, then register anew. */
   private leaseLost(): void {
+    if (this.registering) return;
+    this.registering = true;
     this.lastRenewSentAt = 0;
     this.agent.selfFence();
     this.simNode.leaseFile = "";
@@ -151,7 +170,8 @@ export class SimHavend implements AgentHost {
       this.agent.resetReported();
     } catch (err) {
       if (!isEtcdError(err)) throw err;
+    } finally {
+      this.registering = false;
     }
-    this.scheduleKeepAlive();
   }
 }

@@ -18,18 +18,7 @@ const UPDATE = process.env.HAVEN_SIM_UPDATE === "1";
  * Scenarios whose golden file describes the correct behaviour, which Haven does not have yet. Each is a bug
  * found with the simulator; remove it from this list once fixed (and check its log matches).
  */
-const KNOWN_FAILURES: Record<string, string> = {
-  "known-stale-leader-fences-live-guest":
-    "controller.ts recover(): a controller cut off from etcd keeps fencing from its stale view and blocklists the recovered guest's live QEMU",
-  "known-keepalive-lost-once":
-    "node-lease.ts: after one keep-alive lost to the network the next is sent only after the 2 s request timeout plus TTL/5, past the self-fencing deadline",
-  "known-keepalive-slow-etcd":
-    "node-lease.ts: keep-alives answered in 1.3-2 s all succeed, yet each comes later than the deadline of the previous one, so guests are killed and restarted over and over",
-  "known-start-across-freeze":
-    "agent.ts start(): a QEMU start that outlasts the lease (here across a freeze) brings up a QEMU with an RBD client the fence never saw, after the guest was recovered elsewhere",
-  "known-migration-cancel-before-stream":
-    "migration-plan.ts/agent-plan.ts: a live migration cancelled before the source began sending is ended by nobody until its timeout (10 min + 1 min)",
-};
+const KNOWN_FAILURES: Record<string, string> = {};
 
 const scenarios = readdirSync(DIR)
   .filter((file) => file.endsWith(".scenario"))

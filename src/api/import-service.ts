@@ -56,7 +56,7 @@ export interface ImportResult {
 }
 
 export const CONSTRAINTS_NOTE =
-  "constraints and node attributes are recorded (etcd config/constraints/, config/node-attributes/) but not yet applied: the controller's placement does not read them yet";
+  "constraints and node attributes are recorded (etcd config/constraints/, config/node-attributes/); placement applies location rules and colocation scores from now on (haven vm explain NAME shows them); start order is recorded but not enforced";
 
 export function formatReportLine(line: ReportLine): string {
   return `${line.file}:${line.line}:${line.column}: ${line.severity}: ${line.message}`;
@@ -320,7 +320,7 @@ export class ImportService {
     if (outcome.constraints.length > 0)
       await this.store.appendEvent({
         type: "constraints-imported",
-        reason: `${reason}: ${outcome.constraints.map((c) => c.id).join(", ")} (recorded, not yet applied)`,
+        reason: `${reason}: ${outcome.constraints.map((c) => c.id).join(", ")} (applied to placement; start order recorded only)`,
       });
   }
 }

@@ -83,6 +83,7 @@ function buildRoutes(service: HavenService): Route[] {
     ),
     route("POST", "/v1/vms/:name/start", ([name]) => service.setDesiredState(name!, "started")),
     route("POST", "/v1/vms/:name/stop", ([name]) => service.setDesiredState(name!, "stopped")),
+    route("GET", "/v1/vms/:name/explain", ([name]) => service.explainVm(name!)),
     route("GET", "/v1/vms/:name/canary", ([name]) => service.verifyCanary(name!)),
     route("GET", "/v1/disks", (_, __, query) => service.listDisks(poolOf(query))),
     route("POST", "/v1/disks", async (_, body, query) => {

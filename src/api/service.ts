@@ -21,6 +21,7 @@ import {
   type VmView,
 } from "../core/model.js";
 import { nodeLoads } from "../core/placement.js";
+import { explainPlacement } from "../core/placement-rules.js";
 import { Rollback } from "../lib/rollback.js";
 import type { CreateVmRequest, MigrateRequest, UpdateVmRequest } from "./requests.js";
 
@@ -227,6 +228,24 @@ export class HavenService {
       });
     }
     await this.store.appendEvent({ type: "deleted", vm: name, reason: "deleted by user" });
+  }
+
+  /** `haven vm explain`: how placement weighs every online node for this VM, with the constraints' scores. */
+  async explainVm(name: string) {
+    const { value: spec } = await this.requireSpec(name);
+    const [nodes, vms, config] = await Promise.all([
+      this.store.listNodes(),
+      this.store.snapshotVms(),
+      this.store.etcd.list(this.store.configPrefix),
+    ]);
+    const { maintenance, rules } = this.store.parseConfig(
+      new Map(config.kvs.map((kv) => [kv.key, kv.value])),
+    );
+    const view = { nodes, specs: vms.specs, statuses: vms.statuses, maintenance, rules, now: Date.now() };
+    return {
+      ...explainPlacement(spec, view, vms.placements),
+      placedOn: vms.placements.get(name)?.node ?? null,
+    };
   }
 
   // --- migration and maintenance ---

@@ -16,7 +16,8 @@ import type {
   VmSpec,
   VmStatus,
 } from "./model.js";
-import { candidateLoads, chooseNode } from "./placement.js";
+import { candidateLoads } from "./placement.js";
+import { chooseNodeByRules, type PlacementRules } from "./placement-rules.js";
 
 export interface ClusterView {
   /** The controller's clock (ms since the epoch), for failure timeouts. */
@@ -30,6 +31,8 @@ export interface ClusterView {
   /** Nodes in maintenance: they take no guests, and theirs are moved away. */
   maintenance: ReadonlySet<string>;
   migrationDefaults: MigrationDefaults;
+  /** Placement constraints (imported from Pacemaker) and node attributes set for them. */
+  rules: PlacementRules;
 }
 
 export type ControllerAction =
@@ -118,7 +121,7 @@ function planVm(
   }
 
   if (!placement) {
-    const choice = chooseNode(spec, candidateLoads(view, placements));
+    const choice = chooseNodeByRules(spec, candidateLoads(view, placements), view, placements);
     if (choice.node === null) return { type: "unplaceable", vm: spec.name, reason: choice.reason };
     return {
       type: "place",
@@ -201,7 +204,7 @@ function planFailedNode(
   if (placement.migration && arrived?.id === placement.migration.id && arrived.state === "running") {
     return planMigrationUnderWay(spec, placement, undefined, view);
   }
-  const choice = chooseNode(spec, candidateLoads(view, placements));
+  const choice = chooseNodeByRules(spec, candidateLoads(view, placements), view, placements);
   if (choice.node === null) {
     return { type: "unplaceable", vm: spec.name, reason: `node ${placement.node} failed; ${choice.reason}` };
   }
@@ -250,7 +253,10 @@ function restartRelocateOrGiveUp(
     };
   }
   const others = candidateLoads(view, placements).filter((load) => load.node.name !== placement.node);
-  const choice = placement.relocations < spec.relocateLimit ? chooseNode(spec, others) : undefined;
+  const choice =
+    placement.relocations < spec.relocateLimit
+      ? chooseNodeByRules(spec, others, view, placements)
+      : undefined;
   if (choice?.node) {
     const relocations = placement.relocations + 1;
     return {

@@ -5,7 +5,8 @@
 // leaves the guest where it was.
 import type { ClusterView, ControllerAction } from "./controller-plan.js";
 import type { Migration, MigrationSettings, Placement, VmSpec, VmStatus } from "./model.js";
-import { candidateLoads, chooseNode, nodeLoads } from "./placement.js";
+import { candidateLoads, nodeLoads } from "./placement.js";
+import { chooseNodeByRules } from "./placement-rules.js";
 
 export type MigrationDecision =
   | "migrating"
@@ -221,7 +222,7 @@ function pickTarget(
   placements: ReadonlyMap<string, Placement>,
 ): Target {
   const others = candidateLoads(view, placements).filter((load) => load.node.name !== placement.node);
-  const choice = chooseNode(spec, others);
+  const choice = chooseNodeByRules(spec, others, view, placements);
   return choice.node === null
     ? { node: null, reason: `no other node can take it: ${choice.reason}` }
     : choice;
@@ -238,7 +239,7 @@ function checkTarget(
   const load = nodeLoads(view.nodes, view.specs, placements).find((l) => l.node.name === to);
   if (!load) return { node: null, reason: `node ${to} is not online` };
   if (view.maintenance.has(to)) return { node: null, reason: `node ${to} is in maintenance` };
-  const choice = chooseNode(spec, [load]);
+  const choice = chooseNodeByRules(spec, [load], view, placements);
   return choice.node === null
     ? { node: null, reason: `node ${to} cannot take it: ${choice.reason}` }
     : choice;

@@ -43,25 +43,38 @@ export function candidateLoads(
   );
 }
 
-export function chooseNode(spec: VmSpec, loads: NodeLoad[]): PlacementChoice {
+/**
+ * The node for a VM: among nodes that reach the storage and have room, the highest constraint score
+ * (`scores`, when constraints name the VM; a negative score bans a node), then the most free memory, then the
+ * name.
+ */
+export function chooseNode(
+  spec: VmSpec,
+  loads: NodeLoad[],
+  scores?: ReadonlyMap<string, { score: number }>,
+): PlacementChoice {
   if (loads.length === 0) return { node: null, reason: "no node is online" };
   const withStorage = loads.filter((load) => load.node.storage.ok);
   if (withStorage.length === 0) return { node: null, reason: "no online node reaches the storage" };
-  const fitting = withStorage.filter(
+  const scoreOf = (load: NodeLoad) => scores?.get(load.node.name)?.score ?? 0;
+  const allowed = withStorage.filter((load) => scoreOf(load) >= 0);
+  if (allowed.length === 0)
+    return { node: null, reason: "placement constraints ban every online node that reaches the storage" };
+  const fitting = allowed.filter(
     (load) =>
       load.node.capacity.memoryMb - load.usedMemoryMb >= spec.memoryMb &&
       load.node.capacity.vcpus - load.usedVcpus >= spec.vcpus,
   );
   if (fitting.length === 0) {
+    const which = allowed.length < withStorage.length ? "allowed " : "";
     return {
       node: null,
-      reason: `no online node has ${spec.memoryMb} MB memory and ${spec.vcpus} vCPUs free`,
+      reason: `no ${which}online node has ${spec.memoryMb} MB memory and ${spec.vcpus} vCPUs free`,
     };
   }
+  const free = (load: NodeLoad) => load.node.capacity.memoryMb - load.usedMemoryMb;
   fitting.sort(
-    (a, b) =>
-      b.node.capacity.memoryMb - b.usedMemoryMb - (a.node.capacity.memoryMb - a.usedMemoryMb) ||
-      a.node.name.localeCompare(b.node.name),
+    (a, b) => scoreOf(b) - scoreOf(a) || free(b) - free(a) || a.node.name.localeCompare(b.node.name),
   );
   return { node: fitting[0]!.node.name };
 }

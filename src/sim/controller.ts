@@ -12,6 +12,7 @@ import {
   type StorageFence,
 } from "../core/model.js";
 import { REQUEST_TIMEOUT_MS } from "./agent.js";
+import { NO_RULES } from "../core/placement-rules.js";
 import { emptyVmMaps, isEtcdError, type VmMaps } from "./etcd.js";
 import type { SimHavend } from "./havend.js";
 import type { ClusterSnapshot, World } from "./world.js";
@@ -186,6 +187,8 @@ export class SimController {
       ...this.vms,
       maintenance: this.maintenance,
       migrationDefaults: this.migrationDefaults,
+      // Placement constraints are not simulated (docs/simulator.md).
+      rules: NO_RULES,
     });
     for (const action of actions) this.apply(action);
     const waiting = new Set(

@@ -83,7 +83,7 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
       dry.stdout,
       new RegExp(`^guest1\\.xml:\\d+:\\d+: warning: <interface type='bridge'> is not imported`, "m"),
     );
-    assert.match(dry.stderr, /not yet applied/);
+    assert.match(dry.stderr, /placement applies location rules/);
     assert.deepEqual(await cluster.json<VmView[]>(["vm", "list"]), []);
 
     const real = await cluster.haven(["import", "crm", crm]);
@@ -100,6 +100,19 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
     const again = await cluster.haven(["import", "crm", crm]);
     assert.equal(again.code, 4, again.stderr);
     assert.match(again.stderr, /VM guest1 already exists; nothing was imported/);
+
+    // The imported location constraint takes part in placement: vm explain shows its score.
+    const explained = await cluster.json<{
+      constrained: boolean;
+      chosen: string;
+      nodes: Array<{ node: string; score: number }>;
+    }>(["vm", "explain", "guest1"]);
+    assert.equal(explained.constrained, true);
+    assert.deepEqual(
+      explained.nodes.map((n) => [n.node, n.score]),
+      [["node1", 100]],
+    );
+    assert.equal(explained.chosen, "node1");
 
     const start = await cluster.haven(["vm", "start", "guest1"]);
     assert.equal(start.code, 0, start.stderr);

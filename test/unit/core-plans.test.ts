@@ -18,6 +18,7 @@ import type {
   VmStatus,
 } from "../../src/core/model.js";
 import { DEFAULT_MIGRATION, viewVm } from "../../src/core/model.js";
+import { NO_RULES, type PlacementRules } from "../../src/core/placement-rules.js";
 import { parseDurationSeconds, parseSizeMb } from "../../src/core/units.js";
 
 const node = (name: string, memoryMb = 1024, vcpus = 4): NodeInfo => ({
@@ -77,6 +78,7 @@ function view(parts: {
   requests?: Record<string, MigrationRequest>;
   incomings?: Record<string, Incoming>;
   maintenance?: string[];
+  rules?: PlacementRules;
   now?: number;
 }): ClusterView {
   return {
@@ -89,6 +91,7 @@ function view(parts: {
     incomings: new Map(Object.entries(parts.incomings ?? {})),
     maintenance: new Set(parts.maintenance ?? []),
     migrationDefaults: DEFAULT_MIGRATION,
+    rules: parts.rules ?? NO_RULES,
   };
 }
 

@@ -87,7 +87,7 @@ describe("import service on fakes", () => {
       ["l-guest1", "c-apart", "o-first"],
     );
     assert.equal(result.constraintsApplied, false);
-    assert.match(result.notes.join(" "), /not yet applied/);
+    assert.match(result.notes.join(" "), /placement applies location rules/);
     assert.deepEqual(await keys(), []);
   });
 

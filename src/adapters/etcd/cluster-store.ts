@@ -28,6 +28,14 @@ import {
   type VmSpec,
   type VmStatus,
 } from "../../core/model.js";
+import type { PlacementRules } from "../../core/placement-rules.js";
+import type { Constraint } from "../../core/scheduler/types.js";
+import {
+  ConstraintStore,
+  storedConstraintSchema,
+  storedNodeAttributesSchema,
+  type StoredConstraint,
+} from "./constraint-store.js";
 import { runInformer } from "./informer.js";
 import type { EtcdClient, KeyValue, WatchEvent } from "./port.js";
 
@@ -223,13 +231,31 @@ export class ClusterStore {
   parseConfig(config: ReadonlyMap<string, string>): {
     maintenance: Set<string>;
     migrationDefaults: MigrationDefaults;
+    rules: PlacementRules;
   } {
     const maintenance = new Set<string>();
-    for (const key of config.keys())
+    const constraints: Constraint[] = [];
+    const nodeAttributes = new Map<string, Record<string, string>>();
+    const store = ConstraintStore.of(this);
+    for (const [key, value] of config) {
       if (key.startsWith(this.maintenancePrefix)) maintenance.add(key.slice(this.maintenancePrefix.length));
+      // A malformed entry is left out rather than stopping every placement decision.
+      if (key.startsWith(store.constraintsPrefix)) {
+        const parsed = storedConstraintSchema.safeParse(JSON.parse(value));
+        if (parsed.success) constraints.push(schedulerConstraint(parsed.data));
+      }
+      if (key.startsWith(store.nodeAttributesPrefix)) {
+        const parsed = storedNodeAttributesSchema.safeParse(JSON.parse(value));
+        if (parsed.success) nodeAttributes.set(parsed.data.node, parsed.data.attributes);
+      }
+    }
     const stored = config.get(this.migrationDefaultsKey);
     const parsed = stored ? migrationDefaultsSchema.safeParse(JSON.parse(stored)) : undefined;
-    return { maintenance, migrationDefaults: parsed?.success ? parsed.data : DEFAULT_MIGRATION };
+    return {
+      maintenance,
+      migrationDefaults: parsed?.success ? parsed.data : DEFAULT_MIGRATION,
+      rules: { constraints, nodeAttributes },
+    };
   }
 
   async getMigrationDefaults(): Promise<MigrationDefaults> {
@@ -369,6 +395,12 @@ export class ClusterStore {
       .map((kv) => ({ id: kv.key.slice(this.eventsPrefix.length), ...decode(eventSchema, kv) }))
       .filter((event) => after === undefined || event.id > after);
   }
+}
+
+/** A stored constraint without its origin, as the scheduler takes it. */
+function schedulerConstraint(stored: StoredConstraint): Constraint {
+  const { source: _source, importedAt: _importedAt, ...constraint } = stored;
+  return constraint;
 }
 
 function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {

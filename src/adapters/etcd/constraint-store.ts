@@ -1,6 +1,6 @@
 // Placement constraints and node attributes imported from a Pacemaker configuration, kept in etcd under
 // `<prefix>config/constraints/<id>` and `<prefix>config/node-attributes/<node>`. They are recorded for the
-// scheduler; the controller's placement does not read them yet.
+// controller's placement (core/placement-rules.ts), which reads them through its watch of config/.
 import { z } from "zod";
 import type { ClusterStore } from "./cluster-store.js";
 import type { EtcdClient, KeyValue } from "./port.js";

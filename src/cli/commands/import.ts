@@ -163,7 +163,7 @@ function printResult(result: ImportResult): void {
   if (result.constraints.length > 0) {
     out("");
     out(
-      `constraints ${result.dryRun ? "that would be recorded" : "recorded"} (not yet applied to placement):`,
+      `constraints ${result.dryRun ? "that would be recorded" : "recorded"} (placement applies them; start order is not enforced):`,
     );
     printTable(
       ["ID", "TYPE", "CONSTRAINT", "FROM"],
@@ -177,7 +177,9 @@ function printResult(result: ImportResult): void {
   }
   if (result.nodes.length > 0) {
     out("");
-    out(`node attributes ${result.dryRun ? "that would be recorded" : "recorded"} (not yet applied):`);
+    out(
+      `node attributes ${result.dryRun ? "that would be recorded" : "recorded"} (location rules match them):`,
+    );
     printTable(
       ["NODE", "ATTRIBUTES"],
       result.nodes.map((n) => [

@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { HavenError } from "../../core/errors.js";
 import type { VmSpec, VmView } from "../../core/model.js";
+import type { explainPlacement } from "../../core/placement-rules.js";
 import { sleep } from "../../lib/async.js";
 import { openConsole } from "../console.js";
 import type { CliContext } from "../context.js";
@@ -33,6 +34,8 @@ interface CreateOptions {
 }
 
 const WAIT_TIMEOUT_MS = 120_000;
+
+type PlacementExplanation = ReturnType<typeof explainPlacement> & { placedOn: string | null };
 
 const HA_HELP = {
   restartLimit: "restarts after crashes before the VM moves to another node",
@@ -138,6 +141,31 @@ export function registerVm(program: Command, ctx: CliContext): void {
         else progress(`VM ${name} updated`);
       },
     );
+
+  vm.command("explain <name>")
+    .description("how placement weighs every online node for the VM: constraint scores, room, and its pick")
+    .option("--json", "machine-readable output")
+    .action(async (name: string, options: { json?: boolean }) => {
+      const result = await (
+        await ctx.api()
+      ).get<PlacementExplanation>(`/v1/vms/${encodeURIComponent(name)}/explain`);
+      if (options.json) return printJson(result);
+      console.log(
+        `VM ${name}: placed on ${result.placedOn ?? "no node"}; ${result.chosen ? `a new placement would pick ${result.chosen}` : `no node would take it: ${result.reason}`}`,
+      );
+      if (!result.constrained)
+        console.log("no placement constraint names it: the node with the most free memory wins");
+      printTable(
+        ["NODE", "SCORE", "FREE", "VERDICT", "CONSTRAINTS"],
+        result.nodes.map((n) => [
+          n.node,
+          n.score,
+          `${n.free.memoryMb} MB, ${n.free.vcpus} vCPUs`,
+          n.refused ?? (n.node === result.chosen ? "chosen" : "allowed"),
+          n.contributions.map((c) => `${c.source} ${c.score > 0 ? "+" : ""}${c.score}`).join(", ") || "-",
+        ]),
+      );
+    });
 
   vm.command("list")
     .description("all VMs with their state and node")

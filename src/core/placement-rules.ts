@@ -1,0 +1,180 @@
+// Placement constraints (location, colocation, order, imported from Pacemaker) applied to Haven's placement:
+// the scheduler scores each node for the guest with Pacemaker's arithmetic; Haven then keeps only nodes with
+// a score of at least 0 (a negative total bans the node, as in Pacemaker) that pass its own checks (online,
+// not in maintenance, storage, capacity), and prefers the highest score, then the most free memory.
+import type { NodeInfo, Placement, VmSpec, VmStatus } from "./model.js";
+import { candidateLoads, chooseNode, nodeLoads, type NodeLoad, type PlacementChoice } from "./placement.js";
+import { explain } from "./scheduler/scheduler.js";
+import type { Constraint, Contribution, SchedConfig, SchedState } from "./scheduler/types.js";
+
+export interface PlacementRules {
+  constraints: readonly Constraint[];
+  /** Attributes set for nodes (by an import), on top of those the nodes publish themselves. */
+  nodeAttributes: ReadonlyMap<string, Readonly<Record<string, string>>>;
+}
+
+export const NO_RULES: PlacementRules = { constraints: [], nodeAttributes: new Map() };
+
+/** Scores the scheduler computes itself; Haven checks these conditions on its own. */
+const BUILT_IN = new Set(["offline", "standby", "capacity", "stickiness", "migration-threshold"]);
+
+export interface RuleScore {
+  score: number;
+  contributions: Contribution[];
+}
+
+export interface RulesView {
+  nodes: NodeInfo[];
+  specs: ReadonlyMap<string, VmSpec>;
+  statuses: ReadonlyMap<string, VmStatus>;
+  maintenance: ReadonlySet<string>;
+  rules: PlacementRules;
+  now: number;
+}
+
+/** chooseNode with the constraints' scores when any constraint names the VM. */
+export function chooseNodeByRules(
+  spec: VmSpec,
+  loads: NodeLoad[],
+  view: RulesView,
+  placements: ReadonlyMap<string, Placement>,
+): PlacementChoice {
+  const scores = constrained(view.rules, spec.name) ? ruleScores(view, placements, spec.name) : undefined;
+  return chooseNode(spec, loads, scores);
+}
+
+/** Whether any constraint names the VM; without one, placement is Haven's plain most-free-memory choice. */
+export function constrained(rules: PlacementRules, vm: string): boolean {
+  return rules.constraints.some((c) => constraintNames(c).includes(vm));
+}
+
+/** Per node, the constraints' score for the VM (only nodes the scheduler scored; a missing node scores 0). */
+export function ruleScores(
+  view: RulesView,
+  placements: ReadonlyMap<string, Placement>,
+  vm: string,
+): Map<string, RuleScore> {
+  // Scored as if started: placement is only ever chosen for a guest that is to run (and explain may ask early).
+  const explanation = explain(schedConfig(view, vm), schedState(view, placements), vm);
+  return new Map(
+    explanation.nodes.map((node) => {
+      const contributions = node.contributions.filter((c) => !BUILT_IN.has(c.source) && !c.ignored);
+      return [node.node, { score: sumScores(contributions.map((c) => c.score)), contributions }];
+    }),
+  );
+}
+
+function constraintNames(constraint: Constraint): string[] {
+  switch (constraint.type) {
+    case "location":
+    case "location-rule":
+      return [constraint.vm];
+    case "colocation":
+      return [constraint.vm, constraint.withVm];
+    case "colocation-set":
+      return [...constraint.vms];
+    case "order":
+      return [constraint.first, constraint.then];
+  }
+}
+
+/** Saturating sum with -INFINITY winning, as the scheduler adds scores. */
+function sumScores(scores: number[]): number {
+  const INFINITY = 1_000_000;
+  if (scores.some((s) => s <= -INFINITY)) return -INFINITY;
+  return Math.max(
+    -INFINITY,
+    Math.min(
+      INFINITY,
+      scores.reduce((a, b) => a + b, 0),
+    ),
+  );
+}
+
+function schedConfig(view: RulesView, placing: string): SchedConfig {
+  return {
+    vms: [...view.specs.values()].map((spec) => ({
+      name: spec.name,
+      state: spec.name === placing ? "started" : spec.state,
+      vcpus: spec.vcpus,
+      memoryMb: spec.memoryMb,
+      allowMigrate: spec.allowMigrate,
+      stickiness: 0,
+      priority: spec.priority,
+      // Haven's own restart and relocation limits decide about failures.
+      migrationThreshold: 0,
+      failureTimeoutS: spec.failureTimeoutSeconds,
+    })),
+    constraints: view.rules.constraints,
+  };
+}
+
+function schedState(view: RulesView, placements: ReadonlyMap<string, Placement>): SchedState {
+  const vms = new Map(
+    [...placements].map(([vm, placement]) => {
+      const status = view.statuses.get(vm);
+      const running = status?.node === placement.node && status.state === "running";
+      return [vm, { node: placement.node, running, failures: [] }] as const;
+    }),
+  );
+  return {
+    nodes: view.nodes.map((node) => ({
+      name: node.name,
+      online: true,
+      standby: view.maintenance.has(node.name),
+      attributes: { ...node.attributes, ...view.rules.nodeAttributes.get(node.name) },
+      capacity: node.capacity,
+    })),
+    vms,
+    nowMs: view.now,
+  };
+}
+
+export interface NodeVerdict {
+  node: string;
+  /** The constraints' score (0 when none names the VM). */
+  score: number;
+  contributions: Contribution[];
+  free: { vcpus: number; memoryMb: number };
+  /** Why the VM cannot go there, or null when it can. */
+  refused: string | null;
+}
+
+/** `haven vm explain`: every online node as Haven's placement sees it for this VM, and the node it would pick. */
+export function explainPlacement(
+  spec: VmSpec,
+  view: RulesView,
+  placements: ReadonlyMap<string, Placement>,
+): { vm: string; constrained: boolean; chosen: string | null; reason: string | null; nodes: NodeVerdict[] } {
+  // The VM's own placement does not count against the nodes it is weighed for.
+  const others = new Map([...placements].filter(([vm]) => vm !== spec.name));
+  const loads = candidateLoads(view, others);
+  const isConstrained = constrained(view.rules, spec.name);
+  const scores = isConstrained ? ruleScores(view, others, spec.name) : undefined;
+  const choice = chooseNode(spec, loads, scores);
+  const nodes = nodeLoads(view.nodes, view.specs, others).map((load): NodeVerdict => {
+    const free = {
+      vcpus: load.node.capacity.vcpus - load.usedVcpus,
+      memoryMb: load.node.capacity.memoryMb - load.usedMemoryMb,
+    };
+    const rule = scores?.get(load.node.name);
+    const score = rule?.score ?? 0;
+    const refused = view.maintenance.has(load.node.name)
+      ? "in maintenance"
+      : !load.node.storage.ok
+        ? `does not reach the storage: ${load.node.storage.summary}`
+        : score < 0
+          ? `banned by constraints (score ${score})`
+          : free.memoryMb < spec.memoryMb || free.vcpus < spec.vcpus
+            ? `not enough room (${free.memoryMb} MB, ${free.vcpus} vCPUs free)`
+            : null;
+    return { node: load.node.name, score, contributions: rule?.contributions ?? [], free, refused };
+  });
+  return {
+    vm: spec.name,
+    constrained: isConstrained,
+    chosen: choice.node,
+    reason: choice.node === null ? choice.reason : null,
+    nodes,
+  };
+}

@@ -1,0 +1,167 @@
+// Placement constraints in Haven's placement: bans, preferences, rules over node attributes, anti-affinity,
+// recovery and `vm explain`; without constraints the most-free-memory choice is unchanged.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { planController, type ClusterView } from "../../src/core/controller-plan.js";
+import {
+  DEFAULT_MIGRATION,
+  type NodeInfo,
+  type Placement,
+  type VmSpec,
+  type VmStatus,
+} from "../../src/core/model.js";
+import { explainPlacement, NO_RULES, type PlacementRules } from "../../src/core/placement-rules.js";
+import type { Constraint } from "../../src/core/scheduler/types.js";
+
+const node = (name: string, memoryMb: number, attributes: Record<string, string> = {}): NodeInfo => ({
+  name,
+  api: "http://127.0.0.1:1",
+  capacity: { vcpus: 8, memoryMb },
+  attributes,
+  accel: "tcg",
+  accelReason: "test",
+  storage: { ok: true, summary: "test" },
+  startedAt: "t0",
+  version: "0",
+});
+
+const spec = (name: string): VmSpec => ({
+  name,
+  state: "started",
+  memoryMb: 256,
+  vcpus: 1,
+  kernel: "/k",
+  disks: [],
+  canary: false,
+  ha: true,
+  restartLimit: 1,
+  relocateLimit: 1,
+  failureTimeoutSeconds: 0,
+  priority: 0,
+  allowMigrate: true,
+  stopGraceSeconds: 0,
+  createdAt: "t0",
+});
+
+const placed = (nodeName: string): Placement => ({
+  node: nodeName,
+  generation: 1,
+  restarts: 0,
+  relocations: 0,
+  state: "active",
+  reason: "",
+  updatedAt: "t0",
+});
+const running = (nodeName: string): VmStatus => ({
+  node: nodeName,
+  generation: 1,
+  state: "running",
+  updatedAt: "t0",
+});
+
+function view(parts: {
+  nodes?: NodeInfo[];
+  vms?: string[];
+  placements?: Record<string, Placement>;
+  statuses?: Record<string, VmStatus>;
+  constraints?: Constraint[];
+  nodeAttributes?: Record<string, Record<string, string>>;
+}): ClusterView {
+  const rules: PlacementRules = {
+    constraints: parts.constraints ?? [],
+    nodeAttributes: new Map(Object.entries(parts.nodeAttributes ?? {})),
+  };
+  return {
+    now: 0,
+    // n1 has the most free memory: without constraints it wins.
+    nodes: parts.nodes ?? [node("n1", 4096), node("n2", 2048), node("n3", 1024)],
+    specs: new Map((parts.vms ?? ["a"]).map((vm) => [vm, spec(vm)])),
+    placements: new Map(Object.entries(parts.placements ?? {})),
+    statuses: new Map(Object.entries(parts.statuses ?? {})),
+    requests: new Map(),
+    incomings: new Map(),
+    maintenance: new Set(),
+    migrationDefaults: DEFAULT_MIGRATION,
+    rules,
+  };
+}
+
+const placedOn = (v: ClusterView, vm = "a") => {
+  const action = planController(v).find((a) => a.vm === vm);
+  if (action?.type === "place" || action?.type === "recover") return action.placement.node;
+  return action?.type === "unplaceable" ? `unplaceable: ${action.reason}` : undefined;
+};
+
+describe("placement with constraints", () => {
+  test("without constraints the node with the most free memory wins, as before", () => {
+    assert.equal(placedOn(view({})), "n1");
+    assert.equal(NO_RULES.constraints.length, 0);
+  });
+
+  test("a -INFINITY location bans a node; a positive one is preferred over free memory", () => {
+    assert.equal(
+      placedOn(
+        view({ constraints: [{ type: "location", id: "l1", vm: "a", node: "n1", score: -1_000_000 }] }),
+      ),
+      "n2",
+    );
+    assert.equal(
+      placedOn(view({ constraints: [{ type: "location", id: "l2", vm: "a", node: "n3", score: 100 }] })),
+      "n3",
+    );
+  });
+
+  test("a rule over node attributes (the seed's hw=vm), with attributes set by an import", () => {
+    const constraints: Constraint[] = [
+      { type: "location-rule", id: "vm-hw", vm: "a", rule: "hw ne vm", score: -1_000_000 },
+    ];
+    const nodeAttributes = { n2: { hw: "vm" }, n1: { hw: "disk" }, n3: { hw: "disk" } };
+    assert.equal(placedOn(view({ constraints, nodeAttributes })), "n2");
+  });
+
+  test("mandatory anti-affinity keeps a guest off its partner's node, also when recovering", () => {
+    const constraints: Constraint[] = [
+      { type: "colocation", id: "apart", vm: "b", withVm: "a", score: -1_000_000 },
+    ];
+    const base = {
+      vms: ["a", "b"],
+      constraints,
+      placements: { a: placed("n1") },
+      statuses: { a: running("n1") },
+    };
+    assert.equal(placedOn(view(base), "b"), "n2");
+    // b's node n2 fails; a still runs on n1: b is recovered on n3, not on n1 with more room.
+    const failed = view({
+      ...base,
+      nodes: [node("n1", 4096), node("n3", 1024)],
+      placements: { a: placed("n1"), b: placed("n2") },
+    });
+    assert.equal(placedOn(failed, "b"), "n3");
+  });
+
+  test("a guest every node bans is unplaceable, with the reason", () => {
+    const constraints: Constraint[] = [
+      { type: "location-rule", id: "nowhere", vm: "a", rule: "#uname ne nowhere", score: -1_000_000 },
+    ];
+    assert.match(
+      String(placedOn(view({ constraints }))),
+      /unplaceable: placement constraints ban every online node/,
+    );
+  });
+
+  test("vm explain shows each node's score, its contributions, room and verdict", () => {
+    const v = view({
+      constraints: [{ type: "location", id: "no-n1", vm: "a", node: "n1", score: -1_000_000 }],
+    });
+    const explanation = explainPlacement(spec("a"), v, v.placements);
+    assert.equal(explanation.chosen, "n2");
+    assert.equal(explanation.constrained, true);
+    const n1 = explanation.nodes.find((n) => n.node === "n1")!;
+    assert.match(n1.refused ?? "", /banned by constraints/);
+    assert.deepEqual(
+      n1.contributions.map((c) => c.source),
+      ["no-n1"],
+    );
+    assert.equal(explanation.nodes.find((n) => n.node === "n2")!.refused, null);
+  });
+});

@@ -269,8 +269,8 @@ export class ImportService {
       const old = existing.get(constraint.id);
       if (old)
         report.warning(
-          { file: constraint.source.file, line: constraint.source.line },
-          `constraint ${constraint.id} replaces the one imported from ${old.source.file}:${old.source.line} at ${old.importedAt}`,
+          { file: constraint.source?.file ?? "", line: constraint.source?.line ?? 0 },
+          `constraint ${constraint.id} replaces the one ${old.source ? `imported from ${old.source.file}:${old.source.line}` : "added by a user"} at ${old.importedAt}`,
         );
     }
   }

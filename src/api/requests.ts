@@ -1,5 +1,6 @@
 // Request bodies of the HTTP API, validated at the boundary.
 import { z } from "zod";
+import { colocationSchema, locationRuleSchema, locationSchema } from "../core/scheduler/types.js";
 import {
   diskSizeMbSchema,
   imageNameSchema,
@@ -96,3 +97,11 @@ export const importLibvirtRequest = z
   })
   .strict();
 export type ImportLibvirtRequest = z.infer<typeof importLibvirtRequest>;
+
+/** `haven constraint location|rule|colocation`: the scheduler's shapes, scores as numbers or ±INFINITY. */
+export const manualConstraintRequest = z.discriminatedUnion("type", [
+  locationSchema,
+  locationRuleSchema,
+  colocationSchema,
+]);
+export type ManualConstraint = z.infer<typeof manualConstraintRequest>;

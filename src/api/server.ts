@@ -13,6 +13,7 @@ import {
   createDiskRequest,
   createVmRequest,
   maintenanceRequest,
+  manualConstraintRequest,
   migrateRequest,
   migrationDefaultsChange,
   updateVmRequest,
@@ -130,6 +131,14 @@ function buildRoutes(service: HavenService): Route[] {
     route("PUT", "/v1/nodes/:name/maintenance", async ([node], body) =>
       service.setMaintenance(node!, (await parse(maintenanceRequest, body)).on),
     ),
+    route("GET", "/v1/constraints", () => service.listConstraints()),
+    route("POST", "/v1/constraints", async (_, body) =>
+      service.addConstraint(await parse(manualConstraintRequest, body)),
+    ),
+    route("DELETE", "/v1/constraints/:name", async ([id]) => {
+      await service.deleteConstraint(id!);
+      return { deleted: id };
+    }),
     route("GET", "/v1/fencing", () => service.fencing()),
     route("PUT", "/v1/fencing/agents/:name", async ([node], body) =>
       service.setFenceAgent(node!, await parse(fenceAgentSchema.strict(), body)),

@@ -23,7 +23,12 @@ import {
 import { nodeLoads } from "../core/placement.js";
 import { explainPlacement } from "../core/placement-rules.js";
 import { Rollback } from "../lib/rollback.js";
-import type { CreateVmRequest, MigrateRequest, UpdateVmRequest } from "./requests.js";
+import {
+  ConstraintStore,
+  describeConstraint,
+  type StoredConstraint,
+} from "../adapters/etcd/constraint-store.js";
+import type { CreateVmRequest, ManualConstraint, MigrateRequest, UpdateVmRequest } from "./requests.js";
 
 export const CANARY_DEFAULTS = { memoryMb: 128, vcpus: 1, diskSizeMb: 64, stopGraceSeconds: 0 };
 const MB = 1024 * 1024;
@@ -246,6 +251,41 @@ export class HavenService {
       ...explainPlacement(spec, view, vms.placements),
       placedOn: vms.placements.get(name)?.node ?? null,
     };
+  }
+
+  // --- placement constraints (also written by `haven import crm`) ---
+  listConstraints(): Promise<StoredConstraint[]> {
+    return ConstraintStore.of(this.store).listConstraints();
+  }
+
+  /** Adds a location, rule or colocation constraint; placement applies it from its next decision on. */
+  async addConstraint(constraint: ManualConstraint): Promise<StoredConstraint> {
+    const constraints = ConstraintStore.of(this.store);
+    if (await constraints.getConstraint(constraint.id))
+      throw conflict(
+        `constraint ${constraint.id} exists; delete it first ('haven constraint delete ${constraint.id}')`,
+      );
+    const vms = constraint.type === "colocation" ? [constraint.vm, constraint.withVm] : [constraint.vm];
+    for (const vm of vms) await this.requireSpec(vm);
+    const stored: StoredConstraint = { ...constraint, importedAt: new Date().toISOString() };
+    await constraints.putConstraint(stored);
+    await this.store.appendEvent({
+      type: "constraint-added",
+      vm: constraint.vm,
+      reason: `by user: ${describeConstraint(stored)}`,
+    });
+    return stored;
+  }
+
+  async deleteConstraint(id: string): Promise<void> {
+    const constraints = ConstraintStore.of(this.store);
+    const existing = await constraints.getConstraint(id);
+    if (!existing) throw notFound(`constraint ${id} does not exist`);
+    await constraints.deleteConstraint(id);
+    await this.store.appendEvent({
+      type: "constraint-deleted",
+      reason: `by user: ${describeConstraint(existing)}`,
+    });
   }
 
   // --- migration and maintenance ---

@@ -5,6 +5,7 @@ import { exitCodeOf, HavenError } from "../core/errors.js";
 import { VERSION } from "../lib/version.js";
 import { registerCeph } from "./commands/ceph.js";
 import { registerCluster } from "./commands/cluster.js";
+import { registerConstraint } from "./commands/constraint.js";
 import { registerDisk } from "./commands/disk.js";
 import { registerEtcd } from "./commands/etcd.js";
 import { registerFence } from "./commands/fence.js";
@@ -38,6 +39,7 @@ registerFence(program, ctx);
 registerMigrate(program, ctx);
 registerImport(program, ctx);
 registerSimulate(program, ctx);
+registerConstraint(program, ctx);
 for (const command of program.commands) applyToTree(command);
 
 function applyToTree(command: Command): void {

@@ -71,6 +71,30 @@ describe("bad input", { timeout: 300_000 }, () => {
     assert.deepEqual(fencing.agents, []);
   });
 
+  test("constraints: unknown VM, bad score or rule, duplicate id, unknown id; a good one shows in vm explain", async () => {
+    await refused(["constraint", "location", "c1", "ghost", "node1", "100"], 3, /VM ghost does not exist/);
+    assert.equal((await cluster.haven(["vm", "create", "cv", "--canary"])).code, 0);
+    await refused(["constraint", "location", "c1", "cv", "node1", "lots"], 2, /score/);
+    await refused(["constraint", "location", "c1", "cv", "node1", "--", "-2000000"], 2, /score/);
+    await refused(["constraint", "rule", "r1", "cv", "100", "hw", "eq"], 2, /rule/);
+    assert.equal(
+      (await cluster.haven(["constraint", "location", "c1", "cv", "node1", "--", "-INFINITY"])).code,
+      0,
+    );
+    await refused(["constraint", "location", "c1", "cv", "node1", "5"], 4, /constraint c1 exists/);
+    const listed = await cluster.json<Array<{ id: string; score: number }>>(["constraint", "list"]);
+    assert.deepEqual(
+      listed.map((c) => [c.id, c.score]),
+      [["c1", -1_000_000]],
+    );
+    const explained = await cluster.json<{ chosen: string | null; reason: string }>(["vm", "explain", "cv"]);
+    assert.equal(explained.chosen, null);
+    assert.match(explained.reason, /placement constraints ban every online node/);
+    assert.equal((await cluster.haven(["constraint", "delete", "c1"])).code, 0);
+    await refused(["constraint", "delete", "c1"], 3, /constraint c1 does not exist/);
+    assert.equal((await cluster.haven(["vm", "delete", "cv"])).code, 0);
+  });
+
   test("unknown VM, unknown disk", async () => {
     await refused(["vm", "show", "ghost"], 3, /VM ghost does not exist/);
     await refused(["vm", "start", "ghost"], 3, /VM ghost does not exist/);

@@ -5,7 +5,11 @@ import { z } from "zod";
 import type { ClusterStore } from "./cluster-store.js";
 import type { EtcdClient, KeyValue } from "./port.js";
 
-const origin = { source: z.object({ file: z.string(), line: z.number().int() }), importedAt: z.string() };
+/** Where a constraint came from: the crm file and line of an import; absent when added with `haven constraint`. */
+const origin = {
+  source: z.object({ file: z.string(), line: z.number().int() }).optional(),
+  importedAt: z.string(),
+};
 
 /** An imported constraint in the scheduler's shapes (core/import/translate-constraints.ts), with its origin. */
 export const storedConstraintSchema = z.discriminatedUnion("type", [
@@ -50,6 +54,15 @@ export const storedNodeAttributesSchema = z.object({
   ...origin,
 });
 export type StoredNodeAttributes = z.infer<typeof storedNodeAttributesSchema>;
+
+/** One line for events and listings: `web on node2: -INFINITY`, `web with db: -1000`, `web where hw ne vm: 100`. */
+export function describeConstraint(c: StoredConstraint): string {
+  const score = (n: number) => (n >= 1_000_000 ? "INFINITY" : n <= -1_000_000 ? "-INFINITY" : String(n));
+  if (c.type === "location") return `${c.vm} on ${c.node}: ${score(c.score)}`;
+  if (c.type === "location-rule") return `${c.vm} where ${c.rule}: ${score(c.score)}`;
+  if (c.type === "colocation") return `${c.vm} with ${c.withVm}: ${score(c.score)}`;
+  return `${c.first} before ${c.then} (${c.kind})`;
+}
 
 export class ConstraintStore {
   constructor(

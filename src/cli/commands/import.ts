@@ -171,7 +171,7 @@ function printResult(result: ImportResult): void {
         c.id,
         c.type,
         describeConstraint(c),
-        `${c.source.file}:${c.source.line}`,
+        c.source ? `${c.source.file}:${c.source.line}` : "-",
       ]),
     );
   }

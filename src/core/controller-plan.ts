@@ -17,7 +17,7 @@ import type {
   VmStatus,
 } from "./model.js";
 import { candidateLoads } from "./placement.js";
-import { chooseNodeByRules, type PlacementRules } from "./placement-rules.js";
+import { chooseNodeByRules, constrained, type PlacementRules } from "./placement-rules.js";
 
 export interface ClusterView {
   /** The controller's clock (ms since the epoch), for failure timeouts. */
@@ -137,7 +137,9 @@ function planVm(
         reason: "started by user",
       },
       expectedGeneration: 0,
-      event: `placed on ${choice.node}: most free memory among online nodes`,
+      event: constrained(view.rules, spec.name)
+        ? `placed on ${choice.node}: highest placement-constraint score, then most free memory`
+        : `placed on ${choice.node}: most free memory among online nodes`,
     };
   }
 

@@ -15,6 +15,8 @@ export interface PlacementRules {
 
 export const NO_RULES: PlacementRules = { constraints: [], nodeAttributes: new Map() };
 
+const INFINITY = 1_000_000;
+
 /** Scores the scheduler computes itself; Haven checks these conditions on its own. */
 const BUILT_IN = new Set(["offline", "standby", "capacity", "stickiness", "migration-threshold"]);
 
@@ -56,12 +58,38 @@ export function ruleScores(
 ): Map<string, RuleScore> {
   // Scored as if started: placement is only ever chosen for a guest that is to run (and explain may ask early).
   const explanation = explain(schedConfig(view, vm), schedState(view, placements), vm);
+  const keptAway = partnersKeptAway(view.rules, placements, vm);
   return new Map(
     explanation.nodes.map((node) => {
-      const contributions = node.contributions.filter((c) => !BUILT_IN.has(c.source) && !c.ignored);
+      const own = node.contributions.filter((c) => !BUILT_IN.has(c.source) && !c.ignored);
+      const contributions = [...own, ...(keptAway.get(node.node) ?? [])];
       return [node.node, { score: sumScores(contributions.map((c) => c.score)), contributions }];
     }),
   );
+}
+
+/**
+ * A mandatory anti-affinity binds both guests: the scheduler scores it for the dependent guest only (placed
+ * after its partner, as Pacemaker does), but Haven never moves a running guest to make room, so a guest is
+ * also kept off the nodes of the guests that must stay away from it.
+ */
+function partnersKeptAway(
+  rules: PlacementRules,
+  placements: ReadonlyMap<string, Placement>,
+  vm: string,
+): Map<string, Contribution[]> {
+  const byNode = new Map<string, Contribution[]>();
+  for (const c of rules.constraints) {
+    if (c.type !== "colocation" || c.withVm !== vm || c.score > -INFINITY) continue;
+    const partner = placements.get(c.vm);
+    if (!partner) continue;
+    const detail = `${c.vm} runs here and must stay apart from ${vm}`;
+    byNode.set(partner.node, [
+      ...(byNode.get(partner.node) ?? []),
+      { source: c.id, score: -INFINITY, detail },
+    ]);
+  }
+  return byNode;
 }
 
 function constraintNames(constraint: Constraint): string[] {
@@ -80,7 +108,6 @@ function constraintNames(constraint: Constraint): string[] {
 
 /** Saturating sum with -INFINITY winning, as the scheduler adds scores. */
 function sumScores(scores: number[]): number {
-  const INFINITY = 1_000_000;
   if (scores.some((s) => s <= -INFINITY)) return -INFINITY;
   return Math.max(
     -INFINITY,

@@ -12,7 +12,6 @@ import {
   type StorageFence,
 } from "../core/model.js";
 import { REQUEST_TIMEOUT_MS } from "./agent.js";
-import { NO_RULES } from "../core/placement-rules.js";
 import { emptyVmMaps, isEtcdError, type VmMaps } from "./etcd.js";
 import type { SimHavend } from "./havend.js";
 import type { ClusterSnapshot, World } from "./world.js";
@@ -187,8 +186,7 @@ export class SimController {
       ...this.vms,
       maintenance: this.maintenance,
       migrationDefaults: this.migrationDefaults,
-      // Placement constraints are not simulated (docs/simulator.md).
-      rules: NO_RULES,
+      rules: this.world.config.rules,
     });
     for (const action of actions) this.apply(action);
     const waiting = new Set(

@@ -25,6 +25,7 @@ export function runScenario(scenario: Scenario): SimResult {
   const world = new World({
     ttlSeconds: scenario.ttlSeconds,
     marginMs: scenario.marginMs,
+    rules: scenario.rules,
     watchDelayMs: WATCH_DELAY_MS,
   });
   for (const node of scenario.nodes) world.addNode(node.name, { memoryMb: node.memoryMb, vcpus: node.vcpus });

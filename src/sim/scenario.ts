@@ -6,6 +6,7 @@
 //   run until 60s
 // Errors carry the line and column of the offending word.
 import { DEFAULT_MIGRATION, NAME_PATTERN, type MigrationDefaults } from "../core/model.js";
+import { constraintSchema, type Constraint } from "../core/scheduler/types.js";
 import { DEFAULT_TIMING, type FenceBehaviour, type VmTiming } from "./world.js";
 
 export class ScenarioError extends Error {
@@ -74,6 +75,8 @@ export interface Scenario {
   marginMs: number;
   nodes: ScenarioNode[];
   vms: ScenarioVm[];
+  /** Placement constraints and node attributes, as `haven constraint` and `haven import crm` record them. */
+  rules: { constraints: Constraint[]; nodeAttributes: Map<string, Record<string, string>> };
   steps: ScenarioStep[];
   until: number;
 }
@@ -96,6 +99,7 @@ class Parser {
     marginMs: 1500,
     nodes: [],
     vms: [],
+    rules: { constraints: [], nodeAttributes: new Map() },
     steps: [],
     until: -1,
   };
@@ -129,9 +133,14 @@ class Parser {
     if (word === "cluster") return this.cluster(keyword!, rest);
     if (word === "node") return this.nodeOverride(keyword!, rest);
     if (word === "vm") return this.vm(keyword!, rest);
+    if (word === "constraint") return this.constraint(keyword!, rest);
+    if (word === "attribute") return this.attribute(keyword!, rest);
     if (word === "at") return this.at(keyword!, rest);
     if (word === "run") return this.run(keyword!, rest);
-    throw this.error(keyword!, `unknown statement '${word}' (expected cluster, node, vm, at or run)`);
+    throw this.error(
+      keyword!,
+      `unknown statement '${word}' (expected cluster, node, vm, constraint, attribute, at or run)`,
+    );
   }
 
   private cluster(keyword: Token, rest: Token[]): void {
@@ -155,6 +164,57 @@ class Parser {
     const o = this.options(options, ["memory", "vcpus"]);
     node.memoryMb = o.int("memory", node.memoryMb, 16, 1 << 20);
     node.vcpus = o.int("vcpus", node.vcpus, 1, 1024);
+  }
+
+  /**
+   * `constraint ID location VM NODE SCORE`, `constraint ID rule VM SCORE RULE…`,
+   * `constraint ID colocation VM WITH-VM SCORE`: checked with the scheduler's own schemas.
+   */
+  private constraint(keyword: Token, rest: Token[]): void {
+    const [id, kind, ...args] = rest;
+    const vmNames = new Set(this.scenario.vms.map((vm) => vm.name));
+    const text = (i: number) => args[i]?.text;
+    const input =
+      kind?.text === "location"
+        ? { type: "location", id: id?.text, vm: text(0), node: text(1), score: text(2) }
+        : kind?.text === "rule"
+          ? {
+              type: "location-rule",
+              id: id?.text,
+              vm: text(0),
+              score: text(1),
+              rule: args
+                .slice(2)
+                .map((t) => t.text)
+                .join(" "),
+            }
+          : kind?.text === "colocation"
+            ? { type: "colocation", id: id?.text, vm: text(0), withVm: text(1), score: text(2) }
+            : undefined;
+    if (!input) throw this.error(kind ?? keyword, "expected: constraint ID location|rule|colocation ...");
+    const parsed = constraintSchema.safeParse(input);
+    if (!parsed.success) throw this.error(kind!, parsed.error.issues[0]?.message ?? "bad constraint");
+    for (const vm of [
+      parsed.data.type === "colocation" ? parsed.data.withVm : undefined,
+      "vm" in parsed.data ? parsed.data.vm : undefined,
+    ])
+      if (vm !== undefined && !vmNames.has(vm))
+        throw this.error(args[0]!, `unknown VM '${vm}' (declare it with 'vm ${vm} ...' first)`);
+    this.scenario.rules.constraints.push(parsed.data);
+  }
+
+  /** `attribute NODE KEY=VALUE…`: node attributes that location rules match. */
+  private attribute(keyword: Token, rest: Token[]): void {
+    const [name, ...pairs] = rest;
+    if (!name || !this.scenario.nodes.some((n) => n.name === name.text))
+      throw this.error(name ?? keyword, `expected a node name (${this.nodeNames()})`);
+    const attributes = { ...this.scenario.rules.nodeAttributes.get(name.text) };
+    for (const pair of pairs) {
+      const [key, value] = pair.text.split("=");
+      if (!key || value === undefined) throw this.error(pair, "expected KEY=VALUE");
+      attributes[key] = value;
+    }
+    this.scenario.rules.nodeAttributes.set(name.text, attributes);
   }
 
   private vm(keyword: Token, rest: Token[]): void {

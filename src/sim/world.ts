@@ -2,6 +2,7 @@
 // top, all driven by one Scheduler. Node-bound work goes through nodeTask: it is dropped when the node has
 // rebooted since, and held back while the node is frozen (SIGSTOP), to run in order when it is thawed.
 import type { FenceAgent, MigrationDefaults, NodeInfo } from "../core/model.js";
+import type { PlacementRules } from "../core/placement-rules.js";
 import type { FenceOutcome } from "../adapters/fence/port.js";
 import { SimEtcd, type Leased, type VmMaps } from "./etcd.js";
 import { SimHavend } from "./havend.js";
@@ -15,6 +16,8 @@ export const EPOCH_MS = Date.UTC(2025, 0, 1);
 export interface WorldConfig {
   ttlSeconds: number;
   marginMs: number;
+  /** Placement constraints and node attributes, fixed for the whole run. */
+  rules: PlacementRules;
   /** How long a change takes to reach a watcher. */
   watchDelayMs: number;
 }

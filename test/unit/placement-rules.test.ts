@@ -139,6 +139,20 @@ describe("placement with constraints", () => {
     assert.equal(placedOn(failed, "b"), "n3");
   });
 
+  test("mandatory anti-affinity also keeps the partner off the dependent guest's node", () => {
+    // b must stay apart from a; b runs on n1. Haven never moves b to make room, so a may not go to n1 either.
+    const constraints: Constraint[] = [
+      { type: "colocation", id: "apart", vm: "b", withVm: "a", score: -1_000_000 },
+    ];
+    const v = view({
+      vms: ["a", "b"],
+      constraints,
+      placements: { b: placed("n1") },
+      statuses: { b: running("n1") },
+    });
+    assert.equal(placedOn(v), "n2");
+  });
+
   test("a guest every node bans is unplaceable, with the reason", () => {
     const constraints: Constraint[] = [
       { type: "location-rule", id: "nowhere", vm: "a", rule: "#uname ne nowhere", score: -1_000_000 },

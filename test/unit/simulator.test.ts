@@ -3,6 +3,7 @@
 // HAVEN_SIM_UPDATE=1 rewrites the golden files (except the known failures', which are written by hand) —
 // then read every changed one before committing: the golden files are the contract.
 import assert from "node:assert/strict";
+import { NO_RULES } from "../../src/core/placement-rules.js";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -132,7 +133,7 @@ describe("scenario files", () => {
 
 describe("the simulator's invariant checks", () => {
   test("two QEMUs of one VM with write access are reported, and a blocklisted one is not a writer", () => {
-    const world = new World({ ttlSeconds: 5, marginMs: 1500, watchDelayMs: 10 });
+    const world = new World({ ttlSeconds: 5, marginMs: 1500, watchDelayMs: 10, rules: NO_RULES });
     world.addNode("node1", { memoryMb: 1024, vcpus: 2 });
     world.addNode("node2", { memoryMb: 1024, vcpus: 2 });
     const first = world.machines.spawn("node1", "web", 1, ["web-disk0"], "running");
@@ -148,7 +149,7 @@ describe("the simulator's invariant checks", () => {
   });
 
   test("the event log is checked with findDoubleRuns", () => {
-    const world = new World({ ttlSeconds: 5, marginMs: 1500, watchDelayMs: 10 });
+    const world = new World({ ttlSeconds: 5, marginMs: 1500, watchDelayMs: 10, rules: NO_RULES });
     world.invariants.finish([
       { time: "2025-01-01T00:00:01.000Z", type: "started", vm: "web", node: "node1", reason: "" },
       { time: "2025-01-01T00:00:02.000Z", type: "started", vm: "web", node: "node2", reason: "" },

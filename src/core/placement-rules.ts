@@ -5,6 +5,7 @@
 import type { NodeInfo, Placement, VmSpec, VmStatus } from "./model.js";
 import { candidateLoads, chooseNode, nodeLoads, type NodeLoad, type PlacementChoice } from "./placement.js";
 import { explain } from "./scheduler/scheduler.js";
+import { clampScore, MINUS_INFINITY } from "./scheduler/scores.js";
 import type { Constraint, Contribution, SchedConfig, SchedState } from "./scheduler/types.js";
 
 export interface PlacementRules {
@@ -14,8 +15,6 @@ export interface PlacementRules {
 }
 
 export const NO_RULES: PlacementRules = { constraints: [], nodeAttributes: new Map() };
-
-const INFINITY = 1_000_000;
 
 /** Scores the scheduler computes itself; Haven checks these conditions on its own. */
 const BUILT_IN = new Set(["offline", "standby", "capacity", "stickiness", "migration-threshold"]);
@@ -80,13 +79,13 @@ function partnersKeptAway(
 ): Map<string, Contribution[]> {
   const byNode = new Map<string, Contribution[]>();
   for (const c of rules.constraints) {
-    if (c.type !== "colocation" || c.withVm !== vm || c.score > -INFINITY) continue;
+    if (c.type !== "colocation" || c.withVm !== vm || c.score > MINUS_INFINITY) continue;
     const partner = placements.get(c.vm);
     if (!partner) continue;
     const detail = `${c.vm} runs here and must stay apart from ${vm}`;
     byNode.set(partner.node, [
       ...(byNode.get(partner.node) ?? []),
-      { source: c.id, score: -INFINITY, detail },
+      { source: c.id, score: MINUS_INFINITY, detail },
     ]);
   }
   return byNode;
@@ -106,16 +105,10 @@ function constraintNames(constraint: Constraint): string[] {
   }
 }
 
-/** Saturating sum with -INFINITY winning, as the scheduler adds scores. */
+/** The sum of the contributions, clamped to the score range; any -INFINITY bans. */
 function sumScores(scores: number[]): number {
-  if (scores.some((s) => s <= -INFINITY)) return -INFINITY;
-  return Math.max(
-    -INFINITY,
-    Math.min(
-      INFINITY,
-      scores.reduce((a, b) => a + b, 0),
-    ),
-  );
+  if (scores.some((s) => s <= MINUS_INFINITY)) return MINUS_INFINITY;
+  return clampScore(scores.reduce((a, b) => a + b, 0));
 }
 
 function schedConfig(view: RulesView, placing: string): SchedConfig {

@@ -3,6 +3,7 @@
 // etcd is out of reach). Where the program awaits, this code continues in a task at the simulated time the
 // operation ends. Keep the two in step: a change of the program's order of effects belongs here too.
 import { planAgent, SELF_FENCE_REASON, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
+import { simReconciler } from "./reconcile.js";
 import type {
   HavenEvent,
   Incoming,
@@ -50,8 +51,7 @@ export class SimAgent {
   private readonly outgoingIds = new Set<string>();
   private readonly failedIncoming = new Set<string>();
   /** `serialized` of the program: one reconcile at a time; a failing etcd request holds it for its timeout. */
-  private reconcileAt: number | undefined;
-  private blockedUntil = 0;
+  private reconciler: (() => void) | undefined;
 
   constructor(
     private readonly world: World,
@@ -87,19 +87,8 @@ export class SimAgent {
   }
 
   reconcile(): void {
-    const at = Math.max(this.world.now(), this.blockedUntil);
-    if (this.reconcileAt !== undefined && this.reconcileAt <= at) return;
-    this.reconcileAt = at;
-    this.world.nodeTask(this.node, at - this.world.now(), () => {
-      if (this.reconcileAt !== at) return;
-      this.reconcileAt = undefined;
-      try {
-        this.reconcileOnce();
-      } catch (err) {
-        if (!isEtcdError(err)) throw err;
-        this.blockedUntil = this.world.now() + REQUEST_TIMEOUT_MS;
-      }
-    });
+    this.reconciler ??= simReconciler(this.world, this.node, () => this.reconcileOnce(), REQUEST_TIMEOUT_MS);
+    this.reconciler();
   }
 
   /** SIGKILL every guest of this node at once: they may no longer run here (invariant 2). */

@@ -4,6 +4,7 @@
 // is back without the fenced guest. Like the program's Controller object it lives as long as its havend, so
 // what it remembers (lost nodes, power fences, refusals) survives a lost and regained leadership.
 import { planController, type ControllerAction } from "../core/controller-plan.js";
+import { simReconciler } from "./reconcile.js";
 import {
   DEFAULT_MIGRATION,
   type HavenEvent,
@@ -41,8 +42,7 @@ export class SimController {
   /** Bumped when a term ends or a campaign attempt is superseded: older timers do nothing. */
   private generation = 0;
   private unwatch: (() => void) | undefined;
-  private reconcileAt: number | undefined;
-  private blockedUntil = 0;
+  private reconciler: (() => void) | undefined;
 
   constructor(
     private readonly world: World,
@@ -161,19 +161,8 @@ export class SimController {
   }
 
   reconcile(): void {
-    const at = Math.max(this.world.now(), this.blockedUntil);
-    if (this.reconcileAt !== undefined && this.reconcileAt <= at) return;
-    this.reconcileAt = at;
-    this.world.nodeTask(this.node, at - this.world.now(), () => {
-      if (this.reconcileAt !== at) return;
-      this.reconcileAt = undefined;
-      try {
-        this.reconcileOnce();
-      } catch (err) {
-        if (!isEtcdError(err)) throw err;
-        this.blockedUntil = this.world.now() + REQUEST_TIMEOUT_MS;
-      }
-    });
+    this.reconciler ??= simReconciler(this.world, this.node, () => this.reconcileOnce(), REQUEST_TIMEOUT_MS);
+    this.reconciler();
   }
 
   private reconcileOnce(): void {

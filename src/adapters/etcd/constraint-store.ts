@@ -2,6 +2,7 @@
 // `<prefix>config/constraints/<id>` and `<prefix>config/node-attributes/<node>`. They are recorded for the
 // controller's placement (core/placement-rules.ts), which reads them through its watch of config/.
 import { z } from "zod";
+import { formatScore } from "../../core/scheduler/scores.js";
 import type { ClusterStore } from "./cluster-store.js";
 import type { EtcdClient, KeyValue } from "./port.js";
 
@@ -57,11 +58,10 @@ export type StoredNodeAttributes = z.infer<typeof storedNodeAttributesSchema>;
 
 /** One line for events and listings: `web on node2: -INFINITY`, `web with db: -1000`, `web where hw ne vm: 100`. */
 export function describeConstraint(c: StoredConstraint): string {
-  const score = (n: number) => (n >= 1_000_000 ? "INFINITY" : n <= -1_000_000 ? "-INFINITY" : String(n));
-  if (c.type === "location") return `${c.vm} on ${c.node}: ${score(c.score)}`;
-  if (c.type === "location-rule") return `${c.vm} where ${c.rule}: ${score(c.score)}`;
-  if (c.type === "colocation") return `${c.vm} with ${c.withVm}: ${score(c.score)}`;
-  return `${c.first} before ${c.then} (${c.kind})`;
+  if (c.type === "location") return `${c.vm} on ${c.node}: ${formatScore(c.score)}`;
+  if (c.type === "location-rule") return `${c.vm} where ${c.rule}: ${formatScore(c.score)}`;
+  if (c.type === "colocation") return `${c.vm} with ${c.withVm}: ${formatScore(c.score)}`;
+  return `${c.first} then ${c.then} (${c.kind})`;
 }
 
 export class ConstraintStore {

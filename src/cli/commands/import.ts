@@ -4,6 +4,7 @@
 import type { Command } from "commander";
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
+import { describeConstraint } from "../../adapters/etcd/constraint-store.js";
 import type { ImportResult, ReportLine } from "../../api/import-service.js";
 import { inputError } from "../../core/errors.js";
 import { parseCrm } from "../../core/import/crm.js";
@@ -195,11 +196,4 @@ function printResult(result: ImportResult): void {
     for (const line of result.report) out(formatReportLine(line));
   }
   for (const note of result.notes) progress(`note: ${note}`);
-}
-
-function describeConstraint(c: ImportResult["constraints"][number]): string {
-  if (c.type === "location") return `${c.vm} on ${c.node}: ${c.score}`;
-  if (c.type === "location-rule") return `${c.vm} where ${c.rule}: ${c.score}`;
-  if (c.type === "colocation") return `${c.vm} with ${c.withVm}: ${c.score}`;
-  return `${c.first} then ${c.then} (${c.kind})`;
 }

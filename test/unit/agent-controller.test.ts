@@ -14,6 +14,7 @@ import { Controller } from "../../src/controller/controller.js";
 import type { NodeInfo, VmView } from "../../src/core/model.js";
 import { waitFor } from "../../src/lib/async.js";
 import { silentLogger } from "../../src/lib/log.js";
+import { nodeInfo } from "./fixtures.js";
 
 const KERNEL = process.execPath; // any readable file will do as a kernel for fakes
 
@@ -38,17 +39,7 @@ describe("agent + controller on fakes", () => {
     const stop = new AbortController();
     nodeStops.set(name, stop);
     const signal = AbortSignal.any([shutdown.signal, stop.signal]);
-    const info: NodeInfo = {
-      name,
-      api: "http://127.0.0.1:1",
-      capacity: { vcpus: 4, memoryMb: 1024 },
-      attributes: {},
-      accel: "tcg",
-      accelReason: "test",
-      storage: { ok: true, summary: "test" },
-      startedAt: "t0",
-      version: "0",
-    };
+    const info = nodeInfo(name);
     await store.putNode(info, lease);
     const deps = { node: name, store, lease: () => lease, log: silentLogger };
     const leaseValid = () => leaseOk;

@@ -20,55 +20,13 @@ import type {
 import { DEFAULT_MIGRATION, viewVm } from "../../src/core/model.js";
 import { NO_RULES, type PlacementRules } from "../../src/core/placement-rules.js";
 import { parseDurationSeconds, parseSizeMb } from "../../src/core/units.js";
+import { nodeInfo, placementOn, statusOn, vmSpec } from "./fixtures.js";
 
-const node = (name: string, memoryMb = 1024, vcpus = 4): NodeInfo => ({
-  name,
-  api: `http://127.0.10.1:1/${name}`,
-  capacity: { vcpus, memoryMb },
-  attributes: {},
-  accel: "tcg",
-  accelReason: "test",
-  storage: { ok: true, summary: "test" },
-  startedAt: "t0",
-  version: "0",
-});
-
-const spec = (name: string, extra: Partial<VmSpec> = {}): VmSpec => ({
-  name,
-  state: "started",
-  memoryMb: 256,
-  vcpus: 1,
-  kernel: "/k",
-  disks: [],
-  canary: false,
-  ha: true,
-  restartLimit: 2,
-  relocateLimit: 1,
-  failureTimeoutSeconds: 0,
-  priority: 0,
-  allowMigrate: true,
-  stopGraceSeconds: 0,
-  createdAt: "t0",
-  ...extra,
-});
-
-const placement = (nodeName: string, extra: Partial<Placement> = {}): Placement => ({
-  node: nodeName,
-  generation: 1,
-  restarts: 0,
-  relocations: 0,
-  state: "active",
-  reason: "",
-  updatedAt: "t0",
-  ...extra,
-});
-
-const status = (nodeName: string, state: VmStatus["state"], generation = 1): VmStatus => ({
-  node: nodeName,
-  generation,
-  state,
-  updatedAt: "t0",
-});
+const node = (name: string, memoryMb = 1024, vcpus = 4): NodeInfo =>
+  nodeInfo(name, { api: `http://127.0.10.1:1/${name}`, capacity: { vcpus, memoryMb } });
+const spec = vmSpec;
+const placement = placementOn;
+const status = statusOn;
 
 function view(parts: {
   nodes?: NodeInfo[];

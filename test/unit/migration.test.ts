@@ -12,9 +12,10 @@ import { migrateRequest } from "../../src/api/requests.js";
 import { HavenService } from "../../src/api/service.js";
 import { Controller } from "../../src/controller/controller.js";
 import { findDoubleRuns } from "../../src/core/history-check.js";
-import type { NodeInfo, VmView } from "../../src/core/model.js";
+import type { VmView } from "../../src/core/model.js";
 import { waitFor } from "../../src/lib/async.js";
 import { silentLogger } from "../../src/lib/log.js";
+import { nodeInfo } from "./fixtures.js";
 
 describe("migration on fakes", () => {
   let etcd: FakeEtcd;
@@ -43,17 +44,7 @@ describe("migration on fakes", () => {
     const hypervisor = new FakeHypervisor();
     hypervisors.set(name, hypervisor);
     const lease = await etcd.grantLease(5);
-    const info: NodeInfo = {
-      name,
-      api: "http://127.0.0.1:1",
-      capacity: { vcpus: 4, memoryMb: 1024 },
-      attributes: {},
-      accel: "tcg",
-      accelReason: "test",
-      storage: { ok: true, summary: "test" },
-      startedAt: "t0",
-      version: "0",
-    };
+    const info = nodeInfo(name);
     await store.putNode(info, lease);
     const stop = new AbortController();
     stops.set(name, stop);

@@ -12,52 +12,13 @@ import {
 } from "../../src/core/model.js";
 import { explainPlacement, NO_RULES, type PlacementRules } from "../../src/core/placement-rules.js";
 import type { Constraint } from "../../src/core/scheduler/types.js";
+import { nodeInfo, placementOn, statusOn, vmSpec } from "./fixtures.js";
 
-const node = (name: string, memoryMb: number, attributes: Record<string, string> = {}): NodeInfo => ({
-  name,
-  api: "http://127.0.0.1:1",
-  capacity: { vcpus: 8, memoryMb },
-  attributes,
-  accel: "tcg",
-  accelReason: "test",
-  storage: { ok: true, summary: "test" },
-  startedAt: "t0",
-  version: "0",
-});
-
-const spec = (name: string): VmSpec => ({
-  name,
-  state: "started",
-  memoryMb: 256,
-  vcpus: 1,
-  kernel: "/k",
-  disks: [],
-  canary: false,
-  ha: true,
-  restartLimit: 1,
-  relocateLimit: 1,
-  failureTimeoutSeconds: 0,
-  priority: 0,
-  allowMigrate: true,
-  stopGraceSeconds: 0,
-  createdAt: "t0",
-});
-
-const placed = (nodeName: string): Placement => ({
-  node: nodeName,
-  generation: 1,
-  restarts: 0,
-  relocations: 0,
-  state: "active",
-  reason: "",
-  updatedAt: "t0",
-});
-const running = (nodeName: string): VmStatus => ({
-  node: nodeName,
-  generation: 1,
-  state: "running",
-  updatedAt: "t0",
-});
+const node = (name: string, memoryMb: number, attributes: Record<string, string> = {}): NodeInfo =>
+  nodeInfo(name, { capacity: { vcpus: 8, memoryMb }, attributes });
+const spec = (name: string): VmSpec => vmSpec(name, { restartLimit: 1 });
+const placed = (name: string): Placement => placementOn(name);
+const running = (name: string): VmStatus => statusOn(name, "running");
 
 function view(parts: {
   nodes?: NodeInfo[];

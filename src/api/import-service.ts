@@ -56,7 +56,7 @@ export interface ImportResult {
 }
 
 export const CONSTRAINTS_NOTE =
-  "constraints and node attributes are recorded (etcd config/constraints/, config/node-attributes/); placement applies location rules and colocation scores from now on (haven vm explain NAME shows them); start order is recorded but not enforced";
+  "constraints and node attributes are recorded (etcd config/constraints/, config/node-attributes/); placement applies location rules, colocation scores and start order from now on, to running VMs too (haven vm explain NAME shows them)";
 
 export function formatReportLine(line: ReportLine): string {
   return `${line.file}:${line.line}:${line.column}: ${line.severity}: ${line.message}`;
@@ -74,6 +74,7 @@ const HAVEN_DEFAULTS = {
   relocateLimit: 1,
   failureTimeoutSeconds: 600,
   priority: 0,
+  stickiness: 0,
   stopGraceSeconds: 30,
 };
 
@@ -187,6 +188,7 @@ export class ImportService {
       relocateLimit: policy.relocateLimit,
       failureTimeoutSeconds: policy.failureTimeoutSeconds,
       priority: policy.priority,
+      stickiness: policy.stickiness,
       allowMigrate: policy.allowMigrate,
       stopGraceSeconds: policy.stopGraceSeconds,
       createdAt: new Date().toISOString(),
@@ -320,7 +322,7 @@ export class ImportService {
     if (outcome.constraints.length > 0)
       await this.store.appendEvent({
         type: "constraints-imported",
-        reason: `${reason}: ${outcome.constraints.map((c) => c.id).join(", ")} (applied to placement; start order recorded only)`,
+        reason: `${reason}: ${outcome.constraints.map((c) => c.id).join(", ")} (applied to placement and start order)`,
       });
   }
 }
@@ -332,6 +334,7 @@ interface SpecPolicy {
   relocateLimit: number;
   failureTimeoutSeconds: number;
   priority: number;
+  stickiness: number;
   stopGraceSeconds: number;
 }
 
@@ -358,10 +361,6 @@ function crmPolicy(vm: ImportedVm, at: At, report: Report): SpecPolicy {
     failureTimeoutSeconds = MAX_FAILURE_TIMEOUT_S;
   }
   const priority = Math.max(-MAX_PRIORITY, Math.min(MAX_PRIORITY, vm.priority ?? 0));
-  if (vm.stickiness !== undefined)
-    warn(
-      `resource-stickiness=${vm.stickiness} is not honoured: Haven never moves a running VM to a better node by itself`,
-    );
   const { timeouts } = vm;
   let stopGraceSeconds = timeouts.stopSeconds ?? HAVEN_DEFAULTS.stopGraceSeconds;
   if (stopGraceSeconds > MAX_STOP_GRACE_S) {
@@ -388,6 +387,8 @@ function crmPolicy(vm: ImportedVm, at: At, report: Report): SpecPolicy {
     relocateLimit: HAVEN_DEFAULTS.relocateLimit,
     failureTimeoutSeconds,
     priority,
+    // Pacemaker's default is 0, and its INFINITY is the same 1,000,000 as Haven's.
+    stickiness: vm.stickiness ?? 0,
     stopGraceSeconds,
   };
 }

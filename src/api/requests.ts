@@ -1,6 +1,11 @@
 // Request bodies of the HTTP API, validated at the boundary.
 import { z } from "zod";
-import { colocationSchema, locationRuleSchema, locationSchema } from "../core/scheduler/types.js";
+import {
+  colocationSchema,
+  locationRuleSchema,
+  locationSchema,
+  orderSchema,
+} from "../core/scheduler/types.js";
 import {
   diskSizeMbSchema,
   imageNameSchema,
@@ -37,6 +42,7 @@ export const createVmRequest = z
     relocateLimit: vmPolicyShape.relocateLimit.default(1),
     failureTimeoutSeconds: vmPolicyShape.failureTimeoutSeconds.default(600),
     priority: vmPolicyShape.priority.default(0),
+    stickiness: vmPolicyShape.stickiness.default(0),
     stopGraceSeconds: z.number().int().min(0).max(3600).optional(),
     start: z.boolean().default(false),
   })
@@ -98,10 +104,11 @@ export const importLibvirtRequest = z
   .strict();
 export type ImportLibvirtRequest = z.infer<typeof importLibvirtRequest>;
 
-/** `haven constraint location|rule|colocation`: the scheduler's shapes, scores as numbers or ±INFINITY. */
+/** `haven constraint location|rule|colocation|order`: the scheduler's shapes, scores as numbers or ±INFINITY. */
 export const manualConstraintRequest = z.discriminatedUnion("type", [
   locationSchema,
   locationRuleSchema,
   colocationSchema,
+  orderSchema,
 ]);
 export type ManualConstraint = z.infer<typeof manualConstraintRequest>;

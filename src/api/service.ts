@@ -22,6 +22,8 @@ import {
 } from "../core/model.js";
 import { nodeLoads } from "../core/placement.js";
 import { explainPlacement } from "../core/placement-rules.js";
+import { orderRefusal } from "../core/scheduler/prepare.js";
+import type { OrderConstraint } from "../core/scheduler/types.js";
 import { Rollback } from "../lib/rollback.js";
 import {
   ConstraintStore,
@@ -178,6 +180,7 @@ export class HavenService {
         relocateLimit: request.relocateLimit,
         failureTimeoutSeconds: request.failureTimeoutSeconds,
         priority: request.priority,
+        stickiness: request.stickiness,
         ha: request.ha,
         allowMigrate: request.allowMigrate,
         stopGraceSeconds:
@@ -258,23 +261,31 @@ export class HavenService {
     return ConstraintStore.of(this.store).listConstraints();
   }
 
-  /** Adds a location, rule or colocation constraint; placement applies it from its next decision on. */
+  /** Adds a location, rule, colocation or order constraint; the controller applies it from its next round. */
   async addConstraint(constraint: ManualConstraint): Promise<StoredConstraint> {
     const constraints = ConstraintStore.of(this.store);
     if (await constraints.getConstraint(constraint.id))
       throw conflict(
         `constraint ${constraint.id} exists; delete it first ('haven constraint delete ${constraint.id}')`,
       );
-    const vms = constraint.type === "colocation" ? [constraint.vm, constraint.withVm] : [constraint.vm];
+    const vms = constrainedVms(constraint);
     for (const vm of vms) await this.requireSpec(vm);
+    if (constraint.type === "order") await this.refuseOrderCycle(constraint, constraints);
     const stored: StoredConstraint = { ...constraint, importedAt: new Date().toISOString() };
     await constraints.putConstraint(stored);
     await this.store.appendEvent({
       type: "constraint-added",
-      vm: constraint.vm,
+      vm: vms.at(-1),
       reason: `by user: ${describeConstraint(stored)}`,
     });
     return stored;
+  }
+
+  /** An order that closes a cycle could never hold (each guest would wait for the other). */
+  private async refuseOrderCycle(order: OrderConstraint, constraints: ConstraintStore): Promise<void> {
+    const recorded = (await constraints.listConstraints()).filter((c) => c.type === "order");
+    const refusal = orderRefusal(order, recorded);
+    if (refusal) throw inputError(refusal);
   }
 
   async deleteConstraint(id: string): Promise<void> {
@@ -535,4 +546,16 @@ async function requireFile(path: string, what: string): Promise<void> {
   await access(path, constants.R_OK).catch(() => {
     throw inputError(`${what} file ${path} does not exist or is not readable`);
   });
+}
+
+/** The VMs a constraint names; the last is the one it places (the dependent, or `then`). */
+function constrainedVms(constraint: ManualConstraint): string[] {
+  switch (constraint.type) {
+    case "colocation":
+      return [constraint.withVm, constraint.vm];
+    case "order":
+      return [constraint.first, constraint.then];
+    default:
+      return [constraint.vm];
+  }
 }

@@ -1,5 +1,6 @@
 // Option parsers: turn bad values into one clear line naming the option, before anything is sent.
 import { InvalidArgumentError } from "commander";
+import { parseScore } from "../core/scheduler/scores.js";
 import { parseDurationSeconds, parseSizeMb } from "../core/units.js";
 
 export const intOption = (name: string) => (value: string) => {
@@ -18,4 +19,11 @@ export const durationOption = (name: string) => (value: string) => {
   const seconds = parseDurationSeconds(value);
   if (typeof seconds !== "number") throw new InvalidArgumentError(`${name}: ${seconds.error}`);
   return seconds;
+};
+
+/** A placement score as the scheduler reads it: a whole number within ±1,000,000, INFINITY or -INFINITY. */
+export const scoreOption = (name: string) => (value: string) => {
+  const score = parseScore(value);
+  if (!score.ok) throw new InvalidArgumentError(`${name}: ${score.error}`);
+  return score.score;
 };

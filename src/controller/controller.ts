@@ -334,8 +334,9 @@ export class Controller {
     if (action.type === "unplaceable") {
       if (this.unplaceable.get(action.vm) === action.reason) return;
       this.unplaceable.set(action.vm, action.reason);
-      log.warn("cannot place VM", { vm: action.vm, reason: action.reason });
-      await store.appendEvent({ type: "unplaceable", vm: action.vm, reason: action.reason });
+      log.warn(action.waiting ? "VM waits" : "cannot place VM", { vm: action.vm, reason: action.reason });
+      const type = action.waiting ? "waiting" : "unplaceable";
+      await store.appendEvent({ type, vm: action.vm, reason: action.reason });
       return;
     }
     if (action.type === "recover") return this.recover(action);

@@ -17,7 +17,9 @@ import type {
   VmStatus,
 } from "./model.js";
 import { candidateLoads } from "./placement.js";
-import { chooseNodeByRules, constrained, type PlacementRules } from "./placement-rules.js";
+import { chooseNodeByRules, constrained, runningNode, type PlacementRules } from "./placement-rules.js";
+import { planRebalance } from "./rebalance.js";
+import { withoutOrderCycles } from "./scheduler/prepare.js";
 
 export interface ClusterView {
   /** The controller's clock (ms since the epoch), for failure timeouts. */
@@ -61,7 +63,8 @@ export type ControllerAction =
       expectedGeneration: number;
       event: string;
     }
-  | { type: "unplaceable"; vm: string; reason: string };
+  /** Cannot run now; `waiting`: only until another guest runs (a start order). */
+  | { type: "unplaceable"; vm: string; reason: string; waiting?: boolean };
 
 export function planController(view: ClusterView): ControllerAction[] {
   const actions: ControllerAction[] = [];
@@ -89,7 +92,41 @@ export function planController(view: ClusterView): ControllerAction[] {
       placements.set(spec.name, { ...action.placement, updatedAt: "" });
     }
   }
-  return actions;
+  // Rebalancing moves guests only in a round in which nothing else changes.
+  const round = {
+    decided: new Set(actions.map((action) => action.vm)),
+    changing: actions.some((action) => action.type !== "unplaceable"),
+  };
+  return [...actions, ...planRebalance(view, placements, round)];
+}
+
+/**
+ * Order constraints naming the VM as `then`: a mandatory one holds its start until `first` runs; an optional
+ * one only while `first` is being started too. A guest that already runs is left alone.
+ */
+function waitingForOrder(
+  vm: string,
+  view: ClusterView,
+  placements: ReadonlyMap<string, Placement>,
+): string | undefined {
+  const orders = view.rules.constraints.filter((c) => c.type === "order");
+  if (!orders.some((order) => order.then === vm)) return undefined;
+  // Orders on a cycle can never hold; the scheduler ignores them, and so does the start.
+  for (const order of withoutOrderCycles(orders)) {
+    if (order.then !== vm || runningNode(order.first, view, placements)) continue;
+    const first = view.specs.get(order.first);
+    const starting = first?.state === "started" && placements.get(order.first)?.state === "active";
+    if (order.kind === "optional" && !starting) continue;
+    const now = !first
+      ? "unknown"
+      : first.state === "stopped"
+        ? "stopped"
+        : starting
+          ? "starting"
+          : "not running";
+    return `waits for ${order.first} to run first (order ${order.id}; ${order.first} is ${now})`;
+  }
+  return undefined;
 }
 
 function planVm(
@@ -121,6 +158,8 @@ function planVm(
   }
 
   if (!placement) {
+    const waiting = waitingForOrder(spec.name, view, placements);
+    if (waiting) return { type: "unplaceable", vm: spec.name, reason: waiting, waiting: true };
     const choice = chooseNodeByRules(spec, candidateLoads(view, placements), view, placements);
     if (choice.node === null) return { type: "unplaceable", vm: spec.name, reason: choice.reason };
     return {
@@ -205,6 +244,15 @@ function planFailedNode(
   const arrived = placement.migration && view.incomings.get(spec.name);
   if (placement.migration && arrived?.id === placement.migration.id && arrived.state === "running") {
     return planMigrationUnderWay(spec, placement, undefined, view);
+  }
+  const waiting = waitingForOrder(spec.name, view, placements);
+  if (waiting) {
+    return {
+      type: "unplaceable",
+      vm: spec.name,
+      reason: `node ${placement.node} failed; ${waiting}`,
+      waiting: true,
+    };
   }
   const choice = chooseNodeByRules(spec, candidateLoads(view, placements), view, placements);
   if (choice.node === null) {

@@ -7,6 +7,7 @@ import type { ClusterView, ControllerAction } from "./controller-plan.js";
 import type { Migration, MigrationSettings, Placement, VmSpec, VmStatus } from "./model.js";
 import { candidateLoads, nodeLoads } from "./placement.js";
 import { chooseNodeByRules } from "./placement-rules.js";
+import { undoneByRebalancing } from "./rebalance.js";
 
 export type MigrationDecision =
   | "migrating"
@@ -45,7 +46,9 @@ export function planMigrationRequest(
     settings: request.settings,
     reason: request.reason,
   });
-  return typeof begun === "string" ? refuse(begun) : { ...begun, request: request.id };
+  if (typeof begun === "string") return refuse(begun);
+  const undone = undoneByRebalancing(spec.name, begun.placement.migration!.to, view, placements);
+  return undone ? refuse(undone) : { ...begun, request: request.id };
 }
 
 /** A running guest on a node in maintenance is moved away, within the cluster's concurrency limits. */
@@ -58,14 +61,11 @@ export function planDrain(
 ): ControllerAction | undefined {
   if (!placement || !view.maintenance.has(placement.node)) return undefined;
   if (whyNotMovable(spec, placement, status)) return undefined;
-  const { maxPerNode, maxPerCluster, ...settings } = view.migrationDefaults;
-  const underWay = [...placements.values()].filter((p) => p.migration);
-  const onNode = underWay.filter(
-    (p) => p.migration!.from === placement.node || p.migration!.to === placement.node,
-  );
-  if (underWay.length >= maxPerCluster || onNode.length >= maxPerNode) return undefined;
+  if (!roomForMigration(placement.node, view, placements)) return undefined;
+  const { maxPerNode: _node, maxPerCluster: _cluster, ...settings } = view.migrationDefaults;
   const begun = begin(spec, placement, view, placements, {
-    id: `drain-${spec.name}-${placement.generation + 1}`,
+    // Unique per attempt (see rebalance.ts).
+    id: `drain-${spec.name}-${placement.generation + 1}-${view.now}`,
     settings,
     reason: `node ${placement.node} is in maintenance`,
   });
@@ -75,6 +75,18 @@ export function planDrain(
     vm: spec.name,
     reason: `cannot move it off ${placement.node} (maintenance): ${begun}`,
   };
+}
+
+/** Whether another migration from `node` stays within the cluster's limits per node and per cluster. */
+export function roomForMigration(
+  node: string,
+  view: ClusterView,
+  placements: ReadonlyMap<string, Placement>,
+): boolean {
+  const { maxPerNode, maxPerCluster } = view.migrationDefaults;
+  const underWay = [...placements.values()].filter((p) => p.migration);
+  const onNode = underWay.filter((p) => p.migration!.from === node || p.migration!.to === node);
+  return underWay.length < maxPerCluster && onNode.length < maxPerNode;
 }
 
 /** A migration in the placement: flip it when the target has the guest, end it when anything failed. */
@@ -97,6 +109,7 @@ export function planMigrationUnderWay(
       placement,
       migration.cancel ? "migration-cancelled" : decision,
       `${why}; the guest stays on ${migration.from}`,
+      view.now,
     );
 
   // Either side's word that the handover happened is enough: from then on the guest belongs to the target.
@@ -145,7 +158,7 @@ function answerRequestDuring(
     };
   if (migration.kind === "cold")
     return {
-      ...endMigration(spec, placement, "migration-cancelled", "cancelled by user"),
+      ...endMigration(spec, placement, "migration-cancelled", "cancelled by user", view.now),
       request: request.id,
     };
   if (migration.cancel)
@@ -161,7 +174,7 @@ function answerRequestDuring(
   };
 }
 
-function whyNotMovable(
+export function whyNotMovable(
   spec: VmSpec,
   placement: Placement | undefined,
   status: VmStatus | undefined,
@@ -176,7 +189,7 @@ function whyNotMovable(
 }
 
 /** Picks (or checks) the target and writes the migration into the placement; a string is a refusal. */
-function begin(
+export function begin(
   spec: VmSpec,
   placement: Placement,
   view: ClusterView,
@@ -265,6 +278,7 @@ function flip(
       generation: migration.generation,
       restarts: 0,
       migration: undefined,
+      moveEndedAt: undefined,
       reason: `${decision} from ${migration.from}`,
     },
     expectedGeneration: placement.generation,
@@ -277,12 +291,13 @@ function endMigration(
   placement: Placement,
   decision: MigrationDecision,
   why: string,
+  now: number,
 ): Extract<ControllerAction, { type: "place" }> {
   return {
     type: "place",
     decision,
     vm: spec.name,
-    placement: { ...placement, migration: undefined },
+    placement: { ...placement, migration: undefined, moveEndedAt: new Date(now).toISOString() },
     expectedGeneration: placement.generation,
     event: `${decision === "migration-cancelled" ? "cancelled" : "failed"}: ${why}`,
   };

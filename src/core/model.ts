@@ -65,6 +65,11 @@ export const vmPolicyShape = {
     .max(365 * 24 * 3600),
   /** When several guests need a node at once (a node failed), higher priority goes first. */
   priority: z.number().int().min(-1_000_000).max(1_000_000),
+  /**
+   * Added to the score of the node the guest runs on (Pacemaker's resource-stickiness): constraints move a
+   * running guest to a better node only when they outweigh it. INFINITY keeps it where it is.
+   */
+  stickiness: z.number().int().min(-1_000_000).max(1_000_000),
 };
 
 export const vmSpecSchema = z.object({
@@ -95,7 +100,8 @@ export const vmSpecSchema = z.object({
     .max(365 * 24 * 3600)
     .default(600),
   /** When several guests need a node at once (a node failed), higher priority goes first. */
-  priority: z.number().int().min(-1_000_000).max(1_000_000).default(0),
+  priority: vmPolicyShape.priority.default(0),
+  stickiness: vmPolicyShape.stickiness.default(0),
   allowMigrate: vmPolicyShape.allowMigrate.default(true),
   /** How long a stop waits for the guest to power down before QEMU is told to quit. */
   stopGraceSeconds: z.number().int().min(0).max(3600),
@@ -215,6 +221,8 @@ export const placementSchema = z.object({
   reason: z.string(),
   /** A move to another node under way. */
   migration: migrationSchema.optional(),
+  /** When the last move of the guest failed or was cancelled: rebalancing leaves it alone for a while. */
+  moveEndedAt: z.string().optional(),
   updatedAt: z.string(),
 });
 export type Placement = z.infer<typeof placementSchema>;

@@ -5,7 +5,7 @@
 import type { NodeInfo, Placement, VmSpec, VmStatus } from "./model.js";
 import { candidateLoads, chooseNode, nodeLoads, type NodeLoad, type PlacementChoice } from "./placement.js";
 import { explain } from "./scheduler/scheduler.js";
-import { clampScore, MINUS_INFINITY } from "./scheduler/scores.js";
+import { addScores, MINUS_INFINITY } from "./scheduler/scores.js";
 import type { Constraint, Contribution, SchedConfig, SchedState } from "./scheduler/types.js";
 
 export interface PlacementRules {
@@ -62,7 +62,10 @@ export function ruleScores(
     explanation.nodes.map((node) => {
       const own = node.contributions.filter((c) => !BUILT_IN.has(c.source) && !c.ignored);
       const contributions = [...own, ...(keptAway.get(node.node) ?? [])];
-      return [node.node, { score: sumScores(contributions.map((c) => c.score)), contributions }];
+      return [
+        node.node,
+        { score: contributions.reduce((sum, c) => addScores(sum, c.score), 0), contributions },
+      ];
     }),
   );
 }
@@ -105,13 +108,8 @@ function constraintNames(constraint: Constraint): string[] {
   }
 }
 
-/** The sum of the contributions, clamped to the score range; any -INFINITY bans. */
-function sumScores(scores: number[]): number {
-  if (scores.some((s) => s <= MINUS_INFINITY)) return MINUS_INFINITY;
-  return clampScore(scores.reduce((a, b) => a + b, 0));
-}
-
-function schedConfig(view: RulesView, placing: string): SchedConfig {
+/** The scheduler's configuration; `placing` is scored as started whatever its desired state. */
+export function schedConfig(view: RulesView, placing?: string): SchedConfig {
   return {
     vms: [...view.specs.values()].map((spec) => ({
       name: spec.name,
@@ -119,7 +117,7 @@ function schedConfig(view: RulesView, placing: string): SchedConfig {
       vcpus: spec.vcpus,
       memoryMb: spec.memoryMb,
       allowMigrate: spec.allowMigrate,
-      stickiness: 0,
+      stickiness: spec.stickiness,
       priority: spec.priority,
       // Haven's own restart and relocation limits decide about failures.
       migrationThreshold: 0,
@@ -129,11 +127,11 @@ function schedConfig(view: RulesView, placing: string): SchedConfig {
   };
 }
 
-function schedState(view: RulesView, placements: ReadonlyMap<string, Placement>): SchedState {
+/** The scheduler's view of the cluster: online nodes (maintenance as standby) and where guests run. */
+export function schedState(view: RulesView, placements: ReadonlyMap<string, Placement>): SchedState {
   const vms = new Map(
     [...placements].map(([vm, placement]) => {
-      const status = view.statuses.get(vm);
-      const running = status?.node === placement.node && status.state === "running";
+      const running = runningNode(vm, view, placements) !== null;
       return [vm, { node: placement.node, running, failures: [] }] as const;
     }),
   );
@@ -165,12 +163,22 @@ export function explainPlacement(
   spec: VmSpec,
   view: RulesView,
   placements: ReadonlyMap<string, Placement>,
-): { vm: string; constrained: boolean; chosen: string | null; reason: string | null; nodes: NodeVerdict[] } {
+): {
+  vm: string;
+  constrained: boolean;
+  chosen: string | null;
+  reason: string | null;
+  /** For a running guest named by constraints: what rebalancing does with it, in the scheduler's words. */
+  rebalance: string | null;
+  nodes: NodeVerdict[];
+} {
   // The VM's own placement does not count against the nodes it is weighed for.
   const others = new Map([...placements].filter(([vm]) => vm !== spec.name));
   const loads = candidateLoads(view, others);
   const isConstrained = constrained(view.rules, spec.name);
+  const runsOn = runningNode(spec.name, view, placements);
   const scores = isConstrained ? ruleScores(view, others, spec.name) : undefined;
+  if (scores && runsOn) addStickiness(scores, runsOn, spec.stickiness);
   const choice = chooseNode(spec, loads, scores);
   const nodes = nodeLoads(view.nodes, view.specs, others).map((load): NodeVerdict => {
     const free = {
@@ -190,11 +198,45 @@ export function explainPlacement(
             : null;
     return { node: load.node.name, score, contributions: rule?.contributions ?? [], free, refused };
   });
+  let rebalance: string | null = null;
+  if (isConstrained && runsOn) {
+    const verdict = explain(schedConfig(view), schedState(view, placements), spec.name);
+    rebalance = verdict.action?.reason ?? verdict.verdict;
+  }
   return {
     vm: spec.name,
     constrained: isConstrained,
     chosen: choice.node,
     reason: choice.node === null ? choice.reason : null,
+    rebalance,
     nodes,
   };
+}
+
+/** The node the VM's QEMU runs on for its current placement, or null. */
+export function runningNode(
+  vm: string,
+  view: Pick<RulesView, "statuses">,
+  placements: ReadonlyMap<string, Placement>,
+): string | null {
+  const placement = placements.get(vm);
+  const status = view.statuses.get(vm);
+  const runs =
+    placement?.state === "active" &&
+    status?.node === placement.node &&
+    status.generation === placement.generation &&
+    status.state === "running";
+  return runs ? placement.node : null;
+}
+
+function addStickiness(scores: Map<string, RuleScore>, node: string, stickiness: number): void {
+  if (stickiness === 0) return;
+  const rule = scores.get(node) ?? { score: 0, contributions: [] };
+  scores.set(node, {
+    score: addScores(rule.score, stickiness),
+    contributions: [
+      ...rule.contributions,
+      { source: "stickiness", score: stickiness, detail: "runs here now" },
+    ],
+  });
 }

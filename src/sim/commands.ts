@@ -1,9 +1,13 @@
 // A scenario step applied to the world: user requests go through the checks and events of the API service
 // (src/api/service.ts), faults change the machines. Returns a line for the log when the step did not simply
 // happen (a refusal, nothing to act on).
+import { describeConstraint } from "../adapters/etcd/constraint-store.js";
 import type { VmSpec } from "../core/model.js";
+import { orderRefusal } from "../core/scheduler/prepare.js";
+import { formatScore } from "../core/scheduler/scores.js";
+import type { Constraint } from "../core/scheduler/types.js";
 import { isEtcdError } from "./etcd.js";
-import type { ScenarioVm, SimCommand } from "./scenario.js";
+import type { ScenarioConstraint, ScenarioVm, SimCommand } from "./scenario.js";
 import type { World } from "./world.js";
 
 export function createVm(world: World, vm: ScenarioVm): void {
@@ -20,6 +24,7 @@ export function createVm(world: World, vm: ScenarioVm): void {
     relocateLimit: vm.relocateLimit,
     failureTimeoutSeconds: vm.failureTimeoutSeconds,
     priority: vm.priority,
+    stickiness: vm.stickiness,
     allowMigrate: vm.allowMigrate,
     stopGraceSeconds: 30,
     createdAt: world.iso(),
@@ -113,6 +118,22 @@ function apply(world: World, command: SimCommand): string | undefined {
       });
       return undefined;
     }
+    case "constraint":
+      return addConstraint(world, command.constraint);
+    case "constraint-delete": {
+      etcd.check(null, "constraint");
+      const existing = etcd.constraints.get(command.id);
+      if (!existing) throw new Refused(`constraint ${command.id} does not exist`);
+      etcd.deleteConstraint(null, command.id);
+      etcd.appendEvent(null, { type: "constraint-deleted", reason: `by user: ${describe(existing)}` });
+      return undefined;
+    }
+    case "attribute": {
+      etcd.check(null, "node attributes");
+      const attributes = { ...etcd.nodeAttributes.get(command.node), ...command.attributes };
+      etcd.setNodeAttributes(null, command.node, attributes);
+      return undefined;
+    }
     case "fence-agent": {
       if (!command.behaviour) {
         etcd.check(null, "fence agent");
@@ -191,6 +212,38 @@ function apply(world: World, command: SimCommand): string | undefined {
       return `powered off ${node}`;
     }
   }
+}
+
+/** HavenService.addConstraint: a known id is refused, not replaced, and so is an order cycle. */
+function addConstraint(world: World, constraint: ScenarioConstraint): undefined {
+  const { etcd } = world;
+  etcd.check(null, "constraint");
+  if (etcd.constraints.has(constraint.id))
+    throw new Refused(
+      `constraint ${constraint.id} exists; delete it first ('haven constraint delete ${constraint.id}')`,
+    );
+  for (const vm of constraint.type === "order" ? [constraint.first, constraint.then] : [constraint.vm])
+    requireSpec(world, vm);
+  if (constraint.type === "colocation") requireSpec(world, constraint.withVm);
+  if (constraint.type === "order") {
+    const recorded = [...etcd.constraints.values()].filter((c) => c.type === "order");
+    const refusal = orderRefusal(constraint, recorded);
+    if (refusal) throw new Refused(refusal);
+  }
+  etcd.putConstraint(null, constraint);
+  etcd.appendEvent(null, {
+    type: "constraint-added",
+    vm: constraint.type === "order" ? constraint.then : constraint.vm,
+    reason: `by user: ${describe(constraint)}`,
+  });
+  return undefined;
+}
+
+/** The API's wording for a constraint in events (no command writes colocation sets; they get a plain one). */
+function describe(constraint: Constraint): string {
+  if (constraint.type === "colocation-set")
+    return `${constraint.vms.join(", ")} together: ${formatScore(constraint.score)}`;
+  return describeConstraint({ ...constraint, importedAt: "" });
 }
 
 function requireSpec(world: World, vm: string): VmSpec {

@@ -4,6 +4,7 @@
 // is back without the fenced guest. Like the program's Controller object it lives as long as its havend, so
 // what it remembers (lost nodes, power fences, refusals) survives a lost and regained leadership.
 import { planController, type ControllerAction } from "../core/controller-plan.js";
+import { NO_RULES, type PlacementRules } from "../core/placement-rules.js";
 import { simReconciler } from "./reconcile.js";
 import {
   DEFAULT_MIGRATION,
@@ -33,6 +34,7 @@ export class SimController {
   private vms: VmMaps = emptyVmMaps();
   private maintenance = new Set<string>();
   private migrationDefaults: MigrationDefaults = DEFAULT_MIGRATION;
+  private rules: PlacementRules = NO_RULES;
   private readonly unplaceable = new Map<string, string>();
   private synced = false;
   private readonly lostNodes = new Set<string>();
@@ -156,6 +158,7 @@ export class SimController {
     this.vms = snapshot.vms;
     this.maintenance = snapshot.maintenance;
     this.migrationDefaults = snapshot.migrationDefaults;
+    this.rules = snapshot.rules;
     this.synced = true;
     this.reconcile();
   }
@@ -175,7 +178,7 @@ export class SimController {
       ...this.vms,
       maintenance: this.maintenance,
       migrationDefaults: this.migrationDefaults,
-      rules: this.world.config.rules,
+      rules: this.rules,
     });
     for (const action of actions) this.apply(action);
     const waiting = new Set(
@@ -189,7 +192,8 @@ export class SimController {
     if (action.type === "unplaceable") {
       if (this.unplaceable.get(action.vm) === action.reason) return;
       this.unplaceable.set(action.vm, action.reason);
-      etcd.appendEvent(this.node, { type: "unplaceable", vm: action.vm, reason: action.reason });
+      const type = action.waiting ? "waiting" : "unplaceable";
+      etcd.appendEvent(this.node, { type, vm: action.vm, reason: action.reason });
       return;
     }
     if (action.type === "recover") return this.recover(action);

@@ -15,6 +15,8 @@ import {
   type VmSpec,
   type VmStatus,
 } from "../core/model.js";
+import type { PlacementRules } from "../core/placement-rules.js";
+import type { Constraint } from "../core/scheduler/types.js";
 
 /** etcd did not answer (no quorum, or the caller cannot reach it). */
 export class EtcdDown extends Error {
@@ -101,6 +103,10 @@ export class SimEtcd {
   migrationDefaults: MigrationDefaults = DEFAULT_MIGRATION;
   readonly storageFences = new Map<string, StorageFence>();
   readonly fenceAgents = new Map<string, FenceAgent>();
+  /** `config/constraints/` by id, in the order they were written. */
+  readonly constraints = new Map<string, Constraint>();
+  /** `config/node-attributes/`: attributes recorded for nodes, which location rules match. */
+  readonly nodeAttributes = new Map<string, Record<string, string>>();
   leader: Leased<string> | undefined;
   readonly events: StoredEvent[] = [];
 
@@ -252,6 +258,25 @@ export class SimEtcd {
     this.changed();
   }
 
+  // --- placement rules (config/constraints/, config/node-attributes/) ---
+  putConstraint(from: string | null, constraint: Constraint): void {
+    this.check(from, "put constraint");
+    this.constraints.set(constraint.id, constraint);
+    this.changed();
+  }
+
+  deleteConstraint(from: string | null, id: string): void {
+    this.check(from, "delete constraint");
+    this.constraints.delete(id);
+    this.changed();
+  }
+
+  setNodeAttributes(from: string | null, node: string, attributes: Record<string, string>): void {
+    this.check(from, "node attributes");
+    this.nodeAttributes.set(node, attributes);
+    this.changed();
+  }
+
   // --- fencing ---
   putStorageFence(from: string, fence: StorageFence): void {
     this.check(from, "put storage fence");
@@ -313,6 +338,11 @@ export class SimEtcd {
       requests: new Map(this.requests),
       incomings: values(this.incomings),
     };
+  }
+
+  /** What the controller's watch of `config/` reads as placement rules. */
+  rules(): PlacementRules {
+    return { constraints: [...this.constraints.values()], nodeAttributes: new Map(this.nodeAttributes) };
   }
 }
 

@@ -1,11 +1,13 @@
 // Scenario files: one statement per line, `#` starts a comment. See docs/simulator.md for the language.
 //   cluster nodes=3 ttl=5 margin=1.5s memory=4096 vcpus=4
 //   node node3 memory=1024
-//   vm web memory=512 restart-limit=2 relocate-limit=1 priority=10 ha=on migrate=live start-time=1s
+//   vm web memory=512 restart-limit=2 relocate-limit=1 priority=10 stickiness=100 ha=on migrate=live
+//   constraint web-on-node2 location web node2 200
 //   at 10s power-off node1
 //   run until 60s
 // Errors carry the line and column of the offending word.
 import { DEFAULT_MIGRATION, NAME_PATTERN, type MigrationDefaults } from "../core/model.js";
+import { parseScore } from "../core/scheduler/scores.js";
 import { constraintSchema, type Constraint } from "../core/scheduler/types.js";
 import { DEFAULT_TIMING, type FenceBehaviour, type VmTiming } from "./world.js";
 
@@ -35,13 +37,20 @@ export interface ScenarioVm {
   relocateLimit: number;
   failureTimeoutSeconds: number;
   priority: number;
+  stickiness: number;
   ha: boolean;
   allowMigrate: boolean;
   timing: VmTiming;
 }
 
+/** The constraints a scenario can state: those of `haven constraint`, and start order. */
+export type ScenarioConstraint = Exclude<Constraint, { type: "colocation-set" }>;
+
 export type PolicyChange =
-  | { key: "restartLimit" | "relocateLimit" | "failureTimeoutSeconds" | "priority"; value: number }
+  | {
+      key: "restartLimit" | "relocateLimit" | "failureTimeoutSeconds" | "priority" | "stickiness";
+      value: number;
+    }
   | { key: "ha" | "allowMigrate"; value: boolean };
 
 export type SimCommand =
@@ -59,7 +68,10 @@ export type SimCommand =
   | { type: "migration-cancel" | "kill-target" | "kill-source"; vm: string }
   | { type: "migration-fail"; vm: string; message: string }
   | { type: "maintenance"; node: string; on: boolean }
-  | { type: "migration-defaults"; changes: Partial<MigrationDefaults> };
+  | { type: "migration-defaults"; changes: Partial<MigrationDefaults> }
+  | { type: "constraint"; constraint: ScenarioConstraint }
+  | { type: "constraint-delete"; id: string }
+  | { type: "attribute"; node: string; attributes: Record<string, string> };
 
 export interface ScenarioStep {
   /** Simulated ms. */
@@ -75,8 +87,11 @@ export interface Scenario {
   marginMs: number;
   nodes: ScenarioNode[];
   vms: ScenarioVm[];
-  /** Placement constraints and node attributes, as `haven constraint` and `haven import crm` record them. */
-  rules: { constraints: Constraint[]; nodeAttributes: Map<string, Record<string, string>> };
+  /**
+   * Placement constraints and node attributes when the run begins, as `haven constraint` and `haven import
+   * crm` record them; steps may change them later.
+   */
+  rules: { constraints: ScenarioConstraint[]; nodeAttributes: Map<string, Record<string, string>> };
   steps: ScenarioStep[];
   until: number;
 }
@@ -166,55 +181,69 @@ class Parser {
     node.vcpus = o.int("vcpus", node.vcpus, 1, 1024);
   }
 
-  /**
-   * `constraint ID location VM NODE SCORE`, `constraint ID rule VM SCORE RULE…`,
-   * `constraint ID colocation VM WITH-VM SCORE`: checked with the scheduler's own schemas.
-   */
+  /** `constraint ID …`: a constraint in place when the run begins. */
   private constraint(keyword: Token, rest: Token[]): void {
-    const [id, kind, ...args] = rest;
-    const vmNames = new Set(this.scenario.vms.map((vm) => vm.name));
-    const text = (i: number) => args[i]?.text;
-    const input =
-      kind?.text === "location"
-        ? { type: "location", id: id?.text, vm: text(0), node: text(1), score: text(2) }
-        : kind?.text === "rule"
-          ? {
-              type: "location-rule",
-              id: id?.text,
-              vm: text(0),
-              score: text(1),
-              rule: args
-                .slice(2)
-                .map((t) => t.text)
-                .join(" "),
-            }
-          : kind?.text === "colocation"
-            ? { type: "colocation", id: id?.text, vm: text(0), withVm: text(1), score: text(2) }
-            : undefined;
-    if (!input) throw this.error(kind ?? keyword, "expected: constraint ID location|rule|colocation ...");
-    const parsed = constraintSchema.safeParse(input);
-    if (!parsed.success) throw this.error(kind!, parsed.error.issues[0]?.message ?? "bad constraint");
-    for (const vm of [
-      parsed.data.type === "colocation" ? parsed.data.withVm : undefined,
-      "vm" in parsed.data ? parsed.data.vm : undefined,
-    ])
-      if (vm !== undefined && !vmNames.has(vm))
-        throw this.error(args[0]!, `unknown VM '${vm}' (declare it with 'vm ${vm} ...' first)`);
-    this.scenario.rules.constraints.push(parsed.data);
+    const constraint = this.parseConstraint(keyword, rest);
+    if (this.scenario.rules.constraints.some((c) => c.id === constraint.id))
+      throw this.error(rest[0]!, `constraint ${constraint.id} is declared twice`);
+    this.scenario.rules.constraints.push(constraint);
   }
 
-  /** `attribute NODE KEY=VALUE…`: node attributes that location rules match. */
+  /**
+   * `ID location VM NODE SCORE`, `ID rule VM SCORE RULE…`, `ID colocation VM WITH-VM SCORE`,
+   * `ID order FIRST THEN [mandatory|optional]`: checked with the scheduler's own schemas.
+   */
+  private parseConstraint(keyword: Token, rest: Token[]): ScenarioConstraint {
+    const [id, kind, ...args] = rest;
+    const form = kind && Object.hasOwn(CONSTRAINT_FORMS, kind.text) ? CONSTRAINT_FORMS[kind.text] : undefined;
+    if (!id || !kind || !form)
+      throw this.error(kind ?? id ?? keyword, "expected: constraint ID location|rule|colocation|order ...");
+    const usage = `expected: constraint ID ${kind.text} ${form.usage}`;
+    if (args.length < form.required) throw this.error(args.at(-1) ?? kind, usage);
+    if (args.length > form.fields.length && form.type !== "location-rule")
+      throw this.error(args[form.fields.length]!, `unexpected '${args[form.fields.length]!.text}'`);
+    const tokens = new Map<string, Token>([["id", id]]);
+    for (const [i, field] of form.fields.entries()) if (args[i]) tokens.set(field, args[i]);
+    const input: Record<string, string> = { type: form.type };
+    for (const [field, token] of tokens) input[field] = token.text;
+    if (form.type === "location-rule")
+      input.rule = args
+        .slice(2)
+        .map((t) => t.text)
+        .join(" ");
+    const parsed = constraintSchema.safeParse(input);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw this.error(tokens.get(String(issue?.path[0])) ?? kind, issue?.message ?? "bad constraint");
+    }
+    for (const field of ["vm", "withVm", "first", "then"]) {
+      const token = tokens.get(field);
+      if (token) this.vmName(token);
+    }
+    const constraint = parsed.data;
+    if (constraint.type === "colocation-set") throw this.error(kind, usage); // no form makes one
+    return constraint;
+  }
+
+  /** `attribute NODE KEY=VALUE…`: node attributes that location rules match, at the start. */
   private attribute(keyword: Token, rest: Token[]): void {
+    const { node, attributes } = this.parseAttributes(keyword, rest);
+    const known = this.scenario.rules.nodeAttributes.get(node);
+    this.scenario.rules.nodeAttributes.set(node, { ...known, ...attributes });
+  }
+
+  private parseAttributes(keyword: Token, rest: Token[]) {
     const [name, ...pairs] = rest;
     if (!name || !this.scenario.nodes.some((n) => n.name === name.text))
       throw this.error(name ?? keyword, `expected a node name (${this.nodeNames()})`);
-    const attributes = { ...this.scenario.rules.nodeAttributes.get(name.text) };
+    if (pairs.length === 0) throw this.error(name, "expected KEY=VALUE after the node name");
+    const attributes: Record<string, string> = {};
     for (const pair of pairs) {
-      const [key, value] = pair.text.split("=");
-      if (!key || value === undefined) throw this.error(pair, "expected KEY=VALUE");
-      attributes[key] = value;
+      const eq = pair.text.indexOf("=");
+      if (eq <= 0) throw this.error(pair, "expected KEY=VALUE");
+      attributes[pair.text.slice(0, eq)] = pair.text.slice(eq + 1);
     }
-    this.scenario.rules.nodeAttributes.set(name.text, attributes);
+    return { node: name.text, attributes };
   }
 
   private vm(keyword: Token, rest: Token[]): void {
@@ -231,6 +260,7 @@ class Parser {
       "relocate-limit",
       "failure-timeout",
       "priority",
+      "stickiness",
       "ha",
       "migrate",
       "start-time",
@@ -248,6 +278,7 @@ class Parser {
       relocateLimit: o.int("relocate-limit", 1, 0, 100),
       failureTimeoutSeconds: Math.ceil(o.duration("failure-timeout", 600_000) / 1000),
       priority: o.int("priority", 0, -1_000_000, 1_000_000),
+      stickiness: o.score("stickiness", 0),
       ha: o.onOff("ha", true),
       allowMigrate: o.choice("migrate", ["live", "cold"], "live") === "live",
       timing: {
@@ -425,6 +456,13 @@ class Parser {
           changes.maxPerCluster = o.int("max-per-cluster", DEFAULT_MIGRATION.maxPerCluster, 1, 1024);
         return { type: v, changes };
       }
+      case "constraint":
+        return { type: v, constraint: this.parseConstraint(verb, args) };
+      case "constraint-delete":
+        arity(1);
+        return { type: v, id: args[0]!.text };
+      case "attribute":
+        return { type: v, ...this.parseAttributes(verb, args) };
       default:
         throw this.error(verb, `unknown command '${v}'`);
     }
@@ -438,6 +476,7 @@ class Parser {
       "relocate-limit": "relocateLimit",
       "failure-timeout": "failureTimeoutSeconds",
       priority: "priority",
+      stickiness: "stickiness",
       ha: "ha",
       "allow-migrate": "allowMigrate",
     } as const;
@@ -450,6 +489,7 @@ class Parser {
       else if (key === "failureTimeoutSeconds")
         changes.push({ key, value: Math.ceil(o.duration(name, 0) / 1000) });
       else if (key === "priority") changes.push({ key, value: o.int(name, 0, -1_000_000, 1_000_000) });
+      else if (key === "stickiness") changes.push({ key, value: o.score(name, 0) });
       else changes.push({ key, value: o.int(name, 0, 0, 100) });
     }
     return { type: "set", vm, changes };
@@ -527,6 +567,16 @@ class Options {
     return n;
   }
 
+  /** A placement score: a whole number within ±1,000,000, INFINITY or -INFINITY (parseScore). */
+  score(key: string, fallback: number): number {
+    const token = this.byKey.get(key);
+    if (!token) return fallback;
+    const value = valueToken(token);
+    const parsed = parseScore(value.text);
+    if (!parsed.ok) throw new ScenarioError(this.line, value.column, `${key}: ${parsed.error}`);
+    return parsed.score;
+  }
+
   duration(key: string, fallbackMs: number): number {
     const token = this.byKey.get(key);
     return token ? duration(valueToken(token), this.line) : fallbackMs;
@@ -549,6 +599,27 @@ class Options {
     return value.text;
   }
 }
+
+/** The constraint statements: the scheduler's type, its fields in the order written, and how many are needed. */
+const CONSTRAINT_FORMS: Record<
+  string,
+  { type: ScenarioConstraint["type"]; fields: string[]; required: number; usage: string }
+> = {
+  location: { type: "location", fields: ["vm", "node", "score"], required: 3, usage: "VM NODE SCORE" },
+  rule: { type: "location-rule", fields: ["vm", "score", "rule"], required: 3, usage: "VM SCORE RULE…" },
+  colocation: {
+    type: "colocation",
+    fields: ["vm", "withVm", "score"],
+    required: 3,
+    usage: "VM WITH-VM SCORE",
+  },
+  order: {
+    type: "order",
+    fields: ["first", "then", "kind"],
+    required: 2,
+    usage: "FIRST THEN [mandatory|optional]",
+  },
+};
 
 const isOption = (token: Token) => /^[a-z-]+=/.test(token.text);
 

@@ -16,7 +16,7 @@ export const EPOCH_MS = Date.UTC(2025, 0, 1);
 export interface WorldConfig {
   ttlSeconds: number;
   marginMs: number;
-  /** Placement constraints and node attributes, fixed for the whole run. */
+  /** Placement constraints and node attributes in etcd when the run begins (steps may change them). */
   rules: PlacementRules;
   /** How long a change takes to reach a watcher. */
   watchDelayMs: number;
@@ -65,6 +65,7 @@ export interface ClusterSnapshot {
   vms: VmMaps;
   maintenance: Set<string>;
   migrationDefaults: MigrationDefaults;
+  rules: PlacementRules;
 }
 
 export interface SimLine {
@@ -116,6 +117,10 @@ export class World {
       exited: (proc, how) => this.exited(proc, how),
     });
     this.invariants = new Invariants(this);
+    // What etcd holds before the run begins: nobody watches yet, so no change is announced.
+    for (const constraint of config.rules.constraints) this.etcd.constraints.set(constraint.id, constraint);
+    for (const [node, attributes] of config.rules.nodeAttributes)
+      this.etcd.nodeAttributes.set(node, { ...attributes });
   }
 
   // --- time ---
@@ -198,6 +203,7 @@ export class World {
           vms: this.etcd.vmMaps(),
           maintenance: new Set(this.etcd.maintenance.keys()),
           migrationDefaults: this.etcd.migrationDefaults,
+          rules: this.etcd.rules(),
         },
         first,
       ),

@@ -52,13 +52,23 @@ describe("bad input", { timeout: 300_000 }, () => {
     assert.deepEqual(await disks(), []);
   });
 
-  test("HA policy and fence agents: nothing to change, bad durations, missing commands, unknown names", async () => {
+  test("HA policy and fence agents: nothing to change, bad durations and scores, missing commands, unknown names", async () => {
     await refused(
       ["vm", "create", "v1", "--canary", "--failure-timeout", "5 parsecs"],
       2,
       /--failure-timeout: duration/,
     );
     await refused(["vm", "set", "ghost", "--priority", "3"], 3, /VM ghost does not exist/);
+    await refused(
+      ["vm", "create", "v1", "--canary", "--stickiness", "lots"],
+      2,
+      /--stickiness: score "lots" is not an integer, INFINITY or -INFINITY/,
+    );
+    await refused(
+      ["vm", "set", "ghost", "--stickiness", "2000000"],
+      2,
+      /--stickiness: score 2000000 is out of range/,
+    );
     await refused(["vm", "set", "ghost"], 2, /nothing to change/);
     await refused(
       ["fence", "agent", "set", "node1", "--", "/nonexistent/fence_x"],
@@ -71,9 +81,11 @@ describe("bad input", { timeout: 300_000 }, () => {
     assert.deepEqual(fencing.agents, []);
   });
 
-  test("constraints: unknown VM, bad score or rule, duplicate id, unknown id; a good one shows in vm explain", async () => {
+  test("constraints: unknown VM, bad score or rule, duplicate id, unknown id, order cycles; a good one shows in vm explain", async () => {
     await refused(["constraint", "location", "c1", "ghost", "node1", "100"], 3, /VM ghost does not exist/);
-    assert.equal((await cluster.haven(["vm", "create", "cv", "--canary"])).code, 0);
+    assert.equal((await cluster.haven(["vm", "create", "cv", "--canary", "--stickiness", "inf"])).code, 0);
+    const created = await cluster.json<{ spec: { stickiness: number } }>(["vm", "show", "cv"]);
+    assert.equal(created.spec.stickiness, 1_000_000, "inf is INFINITY, as for constraint scores");
     await refused(["constraint", "location", "c1", "cv", "node1", "lots"], 2, /score/);
     await refused(["constraint", "location", "c1", "cv", "node1", "--", "-2000000"], 2, /score/);
     await refused(["constraint", "rule", "r1", "cv", "100", "hw", "eq"], 2, /rule/);
@@ -92,6 +104,17 @@ describe("bad input", { timeout: 300_000 }, () => {
     assert.match(explained.reason, /placement constraints ban every online node/);
     assert.equal((await cluster.haven(["constraint", "delete", "c1"])).code, 0);
     await refused(["constraint", "delete", "c1"], 3, /constraint c1 does not exist/);
+    await refused(["constraint", "order", "o1", "cv", "ghost"], 3, /VM ghost does not exist/);
+    await refused(["constraint", "order", "o1", "cv", "cv"], 2, /cannot start after itself/);
+    assert.equal((await cluster.haven(["vm", "create", "cw", "--canary"])).code, 0);
+    assert.equal((await cluster.haven(["constraint", "order", "o1", "cv", "cw"])).code, 0);
+    await refused(
+      ["constraint", "order", "o2", "cw", "cv"],
+      2,
+      /closes a cycle with the recorded orders \(o1\)/,
+    );
+    assert.equal((await cluster.haven(["constraint", "delete", "o1"])).code, 0);
+    assert.equal((await cluster.haven(["vm", "delete", "cw"])).code, 0);
     assert.equal((await cluster.haven(["vm", "delete", "cv"])).code, 0);
   });
 

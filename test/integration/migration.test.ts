@@ -1,6 +1,6 @@
 // Live migration on a local 3-node cluster on Ceph: the canary moves back and forth while it writes, TLS is
-// really used, cancel, target death, source death, a drain of three guests, and a cold move. Every test
-// ends with the canary verifier.
+// really used, cancel, target death, source death, a drain of three guests, a cold move, and rebalancing by
+// a placement constraint. Every test ends with the canary verifier.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -220,6 +220,34 @@ describe("live migration", { timeout: 900_000 }, () => {
     assert.notEqual(result.view.node, before.node);
     await acking("cold", await highestAck("cold"));
     await assertClean("cold");
+    assert.deepEqual(findDoubleRuns(await events()), []);
+  });
+
+  test("a location preference pulls the running canary live to its node; moves against it are refused; stickiness holds", async () => {
+    const from = (await acking("canary", await highestAck("canary"))).node!;
+    const [preferred, other] = NODES.filter((n) => n !== from);
+    await ok(["constraint", "location", "pull", "canary", preferred!, "100"]);
+    await eventually(`canary rebalanced to ${preferred}`, async () => {
+      const view = await show("canary");
+      return view.node === preferred && view.state === "running" ? view : undefined;
+    });
+    const rebalanced = (await events()).filter((e) => e.type === "migrated" && /rebalancing/.test(e.reason));
+    assert.equal(rebalanced.length, 1, JSON.stringify(rebalanced));
+    await acking("canary", await highestAck("canary"));
+
+    const refused = await cluster.haven(["vm", "migrate", "canary", "--to", other!]);
+    assert.equal(refused.code, 4, refused.stderr);
+    assert.match(refused.stderr, /would move it off .* again/);
+
+    await ok(["vm", "set", "canary", "--stickiness", "200"]);
+    await ok(["constraint", "location", "pull-harder", "canary", other!, "150"]);
+    const explained = await cluster.json<{ rebalance: string | null }>(["vm", "explain", "canary", "--json"]);
+    assert.match(explained.rebalance ?? "", new RegExp(`stays on ${preferred}`));
+    for (const id of ["pull", "pull-harder"]) await ok(["constraint", "delete", id]);
+    await ok(["vm", "set", "canary", "--stickiness", "0"]);
+    assert.equal((await show("canary")).node, preferred);
+    await acking("canary", await highestAck("canary"));
+    await assertClean("canary");
     assert.deepEqual(findDoubleRuns(await events()), []);
   });
 });

@@ -105,6 +105,7 @@ describe("agent + controller on fakes", () => {
       relocateLimit: 0,
       failureTimeoutSeconds: 0,
       priority: 0,
+      stickiness: 0,
       allowMigrate: true,
       kernel: KERNEL,
       start: true,
@@ -323,10 +324,16 @@ describe("agent + controller on fakes", () => {
   });
 
   test("vm set changes only the fields it names", async () => {
-    await create("a", { restartLimit: 4, priority: 1 });
+    await create("a", { restartLimit: 4, priority: 1, stickiness: 100 });
     const change = updateVmRequest.parse({ priority: 7 });
     const { spec } = await service.updateVm("a", change);
-    assert.deepEqual([spec.priority, spec.restartLimit, spec.failureTimeoutSeconds], [7, 4, 0]);
+    assert.deepEqual(
+      [spec.priority, spec.restartLimit, spec.failureTimeoutSeconds, spec.stickiness],
+      [7, 4, 0, 100],
+    );
+    const sticky = await service.updateVm("a", updateVmRequest.parse({ stickiness: 1_000_000 }));
+    assert.deepEqual([sticky.spec.stickiness, sticky.spec.priority], [1_000_000, 7]);
+    assert.throws(() => updateVmRequest.parse({ stickiness: 1_000_001 }), /stickiness/);
     assert.throws(() => updateVmRequest.parse({}), /nothing to change/);
   });
 

@@ -28,6 +28,7 @@ export const vmSpec = (name: string, extra: Partial<VmSpec> = {}): VmSpec => ({
   relocateLimit: 1,
   failureTimeoutSeconds: 0,
   priority: 0,
+  stickiness: 0,
   allowMigrate: true,
   stopGraceSeconds: 0,
   createdAt: "t0",

@@ -25,14 +25,14 @@ const SEED = [
   "node vmhost2 attributes hw=vm", // 2
   "primitive guest1 ocf:heartbeat:VirtualDomain \\", // 3
   "  params config=/etc/libvirt/guest1.xml \\", // 4
-  "  meta allow-migrate=true priority=10 failure-timeout=5min \\", // 5
+  "  meta allow-migrate=true priority=10 failure-timeout=5min resource-stickiness=INFINITY \\", // 5
   "  op start timeout=120s op stop timeout=90s", // 6
   "primitive guest2 ocf:heartbeat:VirtualDomain \\", // 7
   "  params config=/etc/libvirt/guest2.xml meta target-role=Stopped", // 8
   "location l-guest1 guest1 100: vmhost1", // 9
   "colocation c-apart -inf: guest1 guest2", // 10
   "order o-first Optional: guest1 guest2", // 11
-  "rsc_defaults migration-threshold=3", // 12
+  "rsc_defaults migration-threshold=3 resource-stickiness=100", // 12
   "",
 ].join("\n");
 
@@ -76,10 +76,10 @@ describe("import service on fakes", () => {
     const result = await crm({ dryRun: true });
     assert.equal(result.dryRun, true);
     assert.deepEqual(
-      result.vms.map((vm) => [vm.name, vm.spec.state, vm.disks]),
+      result.vms.map((vm) => [vm.name, vm.spec.state, vm.disks, vm.spec.stickiness]),
       [
-        ["guest1", "started", ["rbd/guest1-disk"]],
-        ["guest2", "stopped", ["rbd/guest2-disk"]],
+        ["guest1", "started", ["rbd/guest1-disk"], 1_000_000],
+        ["guest2", "stopped", ["rbd/guest2-disk"], 100],
       ],
     );
     assert.deepEqual(
@@ -102,6 +102,7 @@ describe("import service on fakes", () => {
     assert.deepEqual(guest1.disks, [{ image: "guest1-disk" }]);
     assert.equal(guest1.allowMigrate, true);
     assert.equal(guest1.priority, 10);
+    assert.equal(guest1.stickiness, 1_000_000, "resource-stickiness=INFINITY");
     assert.equal(guest1.failureTimeoutSeconds, 300);
     assert.equal(
       guest1.restartLimit,
@@ -114,6 +115,8 @@ describe("import service on fakes", () => {
     assert.equal(guest2.state, "stopped");
     assert.equal(guest2.allowMigrate, false, "Pacemaker's default: no live migration");
     assert.equal(guest2.failureTimeoutSeconds, 0, "Pacemaker's default: failures never expire");
+    assert.equal(guest2.stickiness, 100, "from rsc_defaults");
+    assert.ok(!result.report.some((line) => /stickiness/.test(line.message)), "stickiness is honoured");
     const constraints = ConstraintStore.of(store);
     const stored = await constraints.listConstraints();
     assert.deepEqual(stored.map((c) => c.id).sort(), ["c-apart", "l-guest1", "o-first"]);
@@ -275,6 +278,7 @@ describe("import service on fakes", () => {
       [spec.state, spec.allowMigrate, spec.restartLimit, spec.failureTimeoutSeconds, spec.stopGraceSeconds],
       ["started", true, 3, 600, 30],
     );
+    assert.equal(spec.stickiness, 0, "Haven's default, as Pacemaker's");
     assert.deepEqual(spec.disks, [{ image: "guest1-disk" }]);
   });
 

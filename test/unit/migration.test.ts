@@ -97,6 +97,7 @@ describe("migration on fakes", () => {
       relocateLimit: 0,
       failureTimeoutSeconds: 0,
       priority: 0,
+      stickiness: 0,
       allowMigrate: true,
       kernel: process.execPath,
       start: true,

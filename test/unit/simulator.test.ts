@@ -83,7 +83,7 @@ describe("scenario files", () => {
     );
     assert.equal(
       error("cluster nodes=2\nvm a colour=red\n"),
-      "2:6: unknown setting 'colour' (expected one of: memory, vcpus, disks, restart-limit, relocate-limit, failure-timeout, priority, ha, migrate, start-time, incoming-time, stop-time, migrate-time, downtime)",
+      "2:6: unknown setting 'colour' (expected one of: memory, vcpus, disks, restart-limit, relocate-limit, failure-timeout, priority, stickiness, ha, migrate, start-time, incoming-time, stop-time, migrate-time, downtime)",
     );
     assert.equal(
       error("cluster nodes=2\nvm a\nat soon start a\n"),
@@ -99,6 +99,113 @@ describe("scenario files", () => {
     assert.equal(error("cluster nodes=2\nvm a\nat 1s start a\n"), "3:1: missing 'run until TIME' at the end");
     assert.equal(error("cluster nodes=2\nrun until 5s\nvm a\n"), "3:1: nothing may follow 'run until'");
     assert.equal(error("cluster nodes=2 ttl=5 margin=6s\n"), "1:23: the margin must be shorter than the TTL");
+  });
+
+  test("stickiness, start order and placement rules changed during a run: errors", () => {
+    const head = "cluster nodes=2\nvm a\nvm b\n";
+    assert.equal(
+      error("cluster nodes=2\nvm a stickiness=lots\n"),
+      '2:17: stickiness: score "lots" is not an integer, INFINITY or -INFINITY',
+    );
+    assert.equal(
+      error(head + "at 1s set a stickiness=2000000\n"),
+      "4:24: stickiness: score 2000000 is out of range: scores go from -INFINITY to INFINITY (±1000000)",
+    );
+    assert.equal(
+      error(head + "constraint o1 order a\n"),
+      "4:21: expected: constraint ID order FIRST THEN [mandatory|optional]",
+    );
+    assert.match(error(head + "constraint o1 order a b sometimes\n"), /^4:25: .*"mandatory"\|"optional"/);
+    assert.equal(
+      error(head + "constraint o1 order a ghost\n"),
+      "4:23: unknown VM 'ghost' (declare it with 'vm ghost ...' first)",
+    );
+    assert.equal(
+      error(head + "constraint c1 spread a b\n"),
+      "4:15: expected: constraint ID location|rule|colocation|order ...",
+    );
+    assert.equal(error(head + "constraint c1 location a node1 5 extra\n"), "4:34: unexpected 'extra'");
+    assert.equal(
+      error(head + "constraint c1 location a node1 lots\n"),
+      '4:32: score "lots" is not an integer, INFINITY or -INFINITY',
+    );
+    assert.equal(
+      error(head + "constraint c1 order a b\nconstraint c1 colocation a b 5\n"),
+      "5:12: constraint c1 is declared twice",
+    );
+    assert.equal(
+      error(head + "at 1s constraint c1 colocation a ghost 5\n"),
+      "4:34: unknown VM 'ghost' (declare it with 'vm ghost ...' first)",
+    );
+    assert.equal(error(head + "at 1s constraint-delete\n"), "4:7: 'constraint-delete' needs 1 argument");
+    assert.equal(error(head + "at 1s attribute node1\n"), "4:17: expected KEY=VALUE after the node name");
+    assert.equal(error(head + "at 1s attribute node1 hw\n"), "4:23: expected KEY=VALUE");
+    assert.equal(error(head + "at 1s attribute node9 hw=vm\n"), "4:17: expected a node name (node1, node2)");
+  });
+
+  test("the new statements parse into the scheduler's shapes", () => {
+    const scenario = parseScenario(
+      [
+        "cluster nodes=2",
+        "vm a stickiness=INFINITY",
+        "vm b",
+        "constraint o1 order a b",
+        "at 1s set b stickiness=-100",
+        "at 2s constraint o2 order b a optional",
+        "at 3s constraint-delete o1",
+        "at 4s attribute node2 hw=vm rack=r1",
+        "run until 5s",
+      ].join("\n"),
+    );
+    assert.equal(scenario.vms[0]!.stickiness, 1_000_000);
+    assert.equal(scenario.vms[1]!.stickiness, 0);
+    assert.deepEqual(scenario.rules.constraints, [
+      { type: "order", id: "o1", first: "a", then: "b", kind: "mandatory" },
+    ]);
+    assert.deepEqual(
+      scenario.steps.map((step) => step.command),
+      [
+        { type: "set", vm: "b", changes: [{ key: "stickiness", value: -100 }] },
+        {
+          type: "constraint",
+          constraint: { type: "order", id: "o2", first: "b", then: "a", kind: "optional" },
+        },
+        { type: "constraint-delete", id: "o1" },
+        { type: "attribute", node: "node2", attributes: { hw: "vm", rack: "r1" } },
+      ],
+    );
+  });
+
+  test("placement rules changed during a run reach the controller; a known or unknown id is refused", () => {
+    const { lines, violations } = simulate(
+      [
+        "cluster nodes=3",
+        "vm a",
+        "vm b",
+        "constraint a-ban location a node1 -INFINITY",
+        "at 1s constraint a-ban location a node2 5",
+        "at 1s constraint-delete a-ban",
+        "at 1s constraint-delete a-ban",
+        "at 1s constraint a-on-3 location a node3 INFINITY",
+        "at 1s attribute node2 hw=vm",
+        "at 1s constraint b-vm rule b -INFINITY hw ne vm",
+        "at 2s start a",
+        "at 2s start b",
+        "run until 6s",
+      ].join("\n"),
+    );
+    assert.deepEqual(violations, []);
+    const has = (pattern: RegExp) =>
+      assert.ok(
+        lines.some((line) => pattern.test(line)),
+        String(pattern),
+      );
+    has(/>> constraint a-ban location a node2 5 => refused: constraint a-ban exists; delete it first/);
+    has(/constraint-deleted: by user: a on node1: -INFINITY$/);
+    has(/>> constraint-delete a-ban => refused: constraint a-ban does not exist$/);
+    has(/constraint-added vm=a: by user: a on node3: INFINITY$/);
+    has(/placed vm=a node=node3: /);
+    has(/placed vm=b node=node2: /);
   });
 
   test("comments, blank lines, quoted messages and units are accepted", () => {

@@ -1,5 +1,5 @@
-// haven constraint list|location|rule|colocation|delete: placement constraints in Pacemaker's terms (scores from
-// -INFINITY to INFINITY), applied by placement from its next decision on (docs/import.md).
+// haven constraint list|location|rule|colocation|order|delete: placement constraints in Pacemaker's terms
+// (scores from -INFINITY to INFINITY), applied by the controller from its next round on (docs/placement.md).
 import type { Command } from "commander";
 import { describeConstraint, type StoredConstraint } from "../../adapters/etcd/constraint-store.js";
 import type { CliContext } from "../context.js";
@@ -56,8 +56,20 @@ export function registerConstraint(program: Command, ctx: CliContext): void {
       add({ type: "colocation", id, vm, withVm, score })(),
     );
   constraint
+    .command("order <id> <first> <then>")
+    .description(
+      "start THEN only once FIRST runs (its first start, after a stop, and its recovery after a node failure)",
+    )
+    .option(
+      "--optional",
+      "only order starts that happen together; THEN starts anyway when FIRST is not starting",
+    )
+    .action((id: string, first: string, then: string, options: { optional?: boolean }) =>
+      add({ type: "order", id, first, then, kind: options.optional ? "optional" : "mandatory" })(),
+    );
+  constraint
     .command("delete <id>")
-    .description("remove a constraint (guests stay where they run)")
+    .description("remove a constraint (guests it moved stay where they run)")
     .action(async (id: string) => {
       await (await ctx.api()).delete(`/v1/constraints/${encodeURIComponent(id)}`);
       progress(`deleted constraint ${id}`);

@@ -8,6 +8,7 @@ import { describeConstraint } from "../../adapters/etcd/constraint-store.js";
 import type { ImportResult, ReportLine } from "../../api/import-service.js";
 import { inputError } from "../../core/errors.js";
 import { parseCrm } from "../../core/import/crm.js";
+import { formatScore } from "../../core/scheduler/scores.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
 import { printJson, printTable } from "../output.js";
@@ -65,6 +66,7 @@ const NOT_WITH_LIBVIRT = [
   ["relocateLimit", "--relocate-limit"],
   ["failureTimeout", "--failure-timeout"],
   ["priority", "--priority"],
+  ["stickiness", "--stickiness"],
 ] as const;
 
 /** `haven vm create NAME --from-libvirt FILE [--dry-run] [--start] [--json]`. */
@@ -156,7 +158,7 @@ function printResult(result: ImportResult): void {
         spec.vcpus,
         disks.join(",") || "-",
         spec.kernel,
-        `restart ${spec.restartLimit}x, migrate ${spec.allowMigrate ? "live" : "cold"}, priority ${spec.priority}`,
+        `restart ${spec.restartLimit}x, migrate ${spec.allowMigrate ? "live" : "cold"}, priority ${spec.priority}, stickiness ${formatScore(spec.stickiness)}`,
         `${file}:${line}`,
       ]),
     );
@@ -164,7 +166,7 @@ function printResult(result: ImportResult): void {
   if (result.constraints.length > 0) {
     out("");
     out(
-      `constraints ${result.dryRun ? "that would be recorded" : "recorded"} (placement applies them; start order is not enforced):`,
+      `constraints ${result.dryRun ? "that would be recorded" : "recorded"} (placement and start order follow them):`,
     );
     printTable(
       ["ID", "TYPE", "CONSTRAINT", "FROM"],

@@ -4,12 +4,13 @@ import { resolve } from "node:path";
 import { HavenError } from "../../core/errors.js";
 import type { VmSpec, VmView } from "../../core/model.js";
 import type { explainPlacement } from "../../core/placement-rules.js";
+import { formatScore } from "../../core/scheduler/scores.js";
 import { sleep } from "../../lib/async.js";
 import { openConsole } from "../console.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
 import { printJson, printTable } from "../output.js";
-import { durationOption, intOption, sizeOption } from "../parse.js";
+import { durationOption, intOption, scoreOption, sizeOption } from "../parse.js";
 import { createFromLibvirt } from "./import.js";
 
 interface CreateOptions {
@@ -24,6 +25,7 @@ interface CreateOptions {
   relocateLimit?: number;
   failureTimeout?: number;
   priority?: number;
+  stickiness?: number;
   ha: boolean;
   allowMigrate: boolean;
   start?: boolean;
@@ -42,6 +44,8 @@ const HA_HELP = {
   relocateLimit: "moves to another node after the restart limit before the VM goes to error",
   failureTimeout: "crashes this long ago no longer count (e.g. 600, 10min, 1h; 0 = never forget)",
   priority: "after a node failure, guests of higher priority are recovered first",
+  stickiness:
+    "added to the score of the node the VM runs on: placement constraints move it (live when allowed) to a better-scoring node only when they outweigh it (a whole number; INFINITY keeps it put)",
 };
 
 export function registerVm(program: Command, ctx: CliContext): void {
@@ -67,6 +71,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
       durationOption("--failure-timeout"),
     )
     .option("--priority <n>", HA_HELP.priority + " (default 0)", intOption("--priority"))
+    .option("--stickiness <score>", HA_HELP.stickiness + " (default 0)", scoreOption("--stickiness"))
     .option("--no-ha", "do not recover it on another node when its node fails")
     .option("--no-allow-migrate", "never migrate it live: moves stop it, move it and start it")
     .option("--start", "start it right away")
@@ -100,6 +105,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         relocateLimit: options.relocateLimit,
         failureTimeoutSeconds: options.failureTimeout,
         priority: options.priority,
+        stickiness: options.stickiness,
         ha: options.ha,
         allowMigrate: options.allowMigrate,
         start: options.start ?? false,
@@ -113,11 +119,14 @@ export function registerVm(program: Command, ctx: CliContext): void {
     });
 
   vm.command("set <name>")
-    .description("change a VM's HA and migration policy (applies from the controller's next decision)")
+    .description(
+      "change a VM's HA, placement and migration policy (applies from the controller's next decision)",
+    )
     .option("--restart-limit <n>", HA_HELP.restartLimit, intOption("--restart-limit"))
     .option("--relocate-limit <n>", HA_HELP.relocateLimit, intOption("--relocate-limit"))
     .option("--failure-timeout <duration>", HA_HELP.failureTimeout, durationOption("--failure-timeout"))
     .option("--priority <n>", HA_HELP.priority, intOption("--priority"))
+    .option("--stickiness <score>", HA_HELP.stickiness, scoreOption("--stickiness"))
     .option("--ha", "recover it on another node when its node fails")
     .option("--no-ha", "do not recover it on another node when its node fails")
     .option("--allow-migrate", "may migrate live")
@@ -133,6 +142,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
           relocateLimit: options.relocateLimit,
           failureTimeoutSeconds: options.failureTimeout,
           priority: options.priority,
+          stickiness: options.stickiness,
           ha: options.ha,
           allowMigrate: options.allowMigrate,
         };
@@ -155,6 +165,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
       );
       if (!result.constrained)
         console.log("no placement constraint names it: the node with the most free memory wins");
+      if (result.rebalance) console.log(`rebalancing: ${result.rebalance}`);
       printTable(
         ["NODE", "SCORE", "FREE", "VERDICT", "CONSTRAINTS"],
         result.nodes.map((n) => [
@@ -205,6 +216,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         ["generation", view.generation],
         ["restarts", view.restarts],
         ["ha", haSummary(view.spec)],
+        ["stickiness", formatScore(view.spec.stickiness)],
         ["memory", `${view.memoryMb} MB`],
         ["vcpus", view.vcpus],
         ["disks", view.disks.join(", ") || "-"],

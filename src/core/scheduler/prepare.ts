@@ -209,8 +209,21 @@ function normalised(
   return { ...constraint, vms: members.filter((vm) => vmByName.has(vm)) };
 }
 
+/** Why an order cannot join the recorded ones (a guest after itself, or a cycle), or undefined. */
+export function orderRefusal(
+  order: OrderConstraint,
+  recorded: readonly OrderConstraint[],
+): string | undefined {
+  if (order.first === order.then) return `order ${order.id}: a VM cannot start after itself`;
+  const problems: Problem[] = [];
+  withoutOrderCycles([...recorded, order], problems);
+  if (!problems.some((problem) => problem.constraint === order.id)) return undefined;
+  const others = problems.map((problem) => problem.constraint).filter((id) => id !== order.id);
+  return `order ${order.id}: ${order.first} before ${order.then} closes a cycle with the recorded orders (${others.join(", ")})`;
+}
+
 /** Order cycles can never be satisfied: each constraint on a cycle is reported and left out. */
-function withoutOrderCycles(orders: OrderConstraint[], problems: Problem[]): OrderConstraint[] {
+export function withoutOrderCycles(orders: OrderConstraint[], problems: Problem[] = []): OrderConstraint[] {
   const edges = new Map<string, string[]>();
   for (const order of orders) edges.set(order.first, [...(edges.get(order.first) ?? []), order.then]);
   const vertices = [...new Set(orders.flatMap((order) => [order.first, order.then]))].sort();

@@ -5,6 +5,7 @@
 // 2. When Debian's pacemaker-cli-utils are installed: the same kind of workload (16 nodes, 1,000 and
 //    2,000 resources, one node offline) as a CIB for Pacemaker's crm_simulate, and for Haven; both times
 //    and their ratio. crm_simulate runs as a process and reads XML, so a run on an empty CIB is shown too.
+// 3. The controller's round on the same workloads (bench/controller-round.ts).
 // Workloads are generated from a seeded PRNG, so every run schedules the same thing.
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { schedule } from "../src/core/scheduler/scheduler.js";
+import { measureRound, type RoundResult } from "./controller-round.js";
 import { INFINITY } from "../src/core/scheduler/scores.js";
 import type {
   Constraint,
@@ -446,6 +448,26 @@ function reportComparison(rows: ComparisonRow[], baselineMs: number): void {
   );
 }
 
+function reportRounds(rounds: RoundResult[]): void {
+  console.log("\ncontroller round (planController, the same workloads, everything running)");
+  console.log(
+    table(
+      ["nodes", "VMs", "settled round", "failure round", "recovered"],
+      rounds.map((round) => [
+        String(round.nodes),
+        String(round.vms),
+        `${round.settledMs.toFixed(0)} ms`,
+        `${round.failureMs.toFixed(0)} ms`,
+        `${round.recovered} of ${round.lost}`,
+      ]),
+    ),
+  );
+  console.log(
+    "settled: the round run on every change and every second (one scheduler run for rebalancing); " +
+      "failure: the round that recovers the failed node's guests. Medians.",
+  );
+}
+
 function main(): void {
   if (process.argv.includes("--large")) {
     process.stdout.write(JSON.stringify(measureLarge()));
@@ -467,6 +489,8 @@ function main(): void {
       rmSync(directory, { recursive: true, force: true });
     }
   }
+  process.stderr.write("bench:scheduler: timing the controller's rounds…\n");
+  reportRounds([measureRound({ nodes: 16, vms: 1000 }, 5), measureRound({ nodes: 100, vms: 10_000 }, 3)]);
   if (!ok) {
     console.log("\nbench:scheduler: a target was missed");
     process.exitCode = 1;

@@ -17,7 +17,14 @@ import type {
   VmStatus,
 } from "./model.js";
 import { candidateLoads } from "./placement.js";
-import { chooseNodeByRules, constrained, runningNode, type PlacementRules } from "./placement-rules.js";
+import {
+  chooseNodeByRules,
+  clusterPlan,
+  constrained,
+  plannedStarts,
+  runningNode,
+  type PlacementRules,
+} from "./placement-rules.js";
 import { planRebalance } from "./rebalance.js";
 import { withoutOrderCycles } from "./scheduler/prepare.js";
 
@@ -71,6 +78,9 @@ export function planController(view: ClusterView): ControllerAction[] {
   const online = new Set(view.nodes.map((node) => node.name));
   // Placements decided in this round count against capacity for the next VM.
   const placements = new Map(view.placements);
+  // One scheduler run for the round: where guests that need a node go, and what rebalancing would move.
+  const plan = clusterPlan(view, view.placements);
+  const planned = plannedStarts(plan);
   // Higher priority first: when capacity runs short after a node failure, the important guests get it.
   const specs = [...view.specs.values()].sort(
     (a, b) => b.priority - a.priority || a.name.localeCompare(b.name),
@@ -80,10 +90,10 @@ export function planController(view: ClusterView): ControllerAction[] {
     const status = view.statuses.get(spec.name);
     const action =
       placement && !online.has(placement.node)
-        ? planFailedNode(spec, placement, view, placements)
+        ? planFailedNode(spec, placement, view, placements, planned.get(spec.name))
         : placement?.migration
           ? planMigrationUnderWay(spec, placement, status, view)
-          : (planVm(spec, placement, status, view, placements) ??
+          : (planVm(spec, placement, status, view, placements, planned.get(spec.name)) ??
             planMigrationRequest(spec, placement, status, view, placements) ??
             planDrain(spec, placement, status, view, placements));
     if (!action) continue;
@@ -97,7 +107,7 @@ export function planController(view: ClusterView): ControllerAction[] {
     decided: new Set(actions.map((action) => action.vm)),
     changing: actions.some((action) => action.type !== "unplaceable"),
   };
-  return [...actions, ...planRebalance(view, placements, round)];
+  return [...actions, ...planRebalance(view, placements, plan, round)];
 }
 
 /**
@@ -135,6 +145,8 @@ function planVm(
   status: VmStatus | undefined,
   view: ClusterView,
   placements: ReadonlyMap<string, Placement>,
+  /** Where the scheduler's plan for the round starts it. */
+  planned: string | undefined,
 ): ControllerAction | undefined {
   const statusOfPlacement =
     placement && status && status.node === placement.node && status.generation === placement.generation
@@ -160,7 +172,7 @@ function planVm(
   if (!placement) {
     const waiting = waitingForOrder(spec.name, view, placements);
     if (waiting) return { type: "unplaceable", vm: spec.name, reason: waiting, waiting: true };
-    const choice = chooseNodeByRules(spec, candidateLoads(view, placements), view, placements);
+    const choice = chooseNodeByRules(spec, candidateLoads(view, placements), view, placements, planned);
     if (choice.node === null) return { type: "unplaceable", vm: spec.name, reason: choice.reason };
     return {
       type: "place",
@@ -231,6 +243,7 @@ function planFailedNode(
   placement: Placement,
   view: ClusterView,
   placements: ReadonlyMap<string, Placement>,
+  planned: string | undefined,
 ): ControllerAction | undefined {
   if (placement.state !== "active" || spec.state !== "started") return undefined;
   if (!spec.ha) {
@@ -254,7 +267,7 @@ function planFailedNode(
       waiting: true,
     };
   }
-  const choice = chooseNodeByRules(spec, candidateLoads(view, placements), view, placements);
+  const choice = chooseNodeByRules(spec, candidateLoads(view, placements), view, placements, planned);
   if (choice.node === null) {
     return { type: "unplaceable", vm: spec.name, reason: `node ${placement.node} failed; ${choice.reason}` };
   }

@@ -1,5 +1,5 @@
-// Simple placement: the online node with the most free memory that fits the VM. The scheduler with
-// constraints and scores replaces this later; its contract (pure, deterministic, explains refusals) stays.
+// Placement: among the online nodes that reach the storage and have room, the highest constraint score
+// (placement-rules.ts), then the most free memory. Pure and deterministic; it explains refusals.
 import type { NodeInfo, Placement, VmSpec } from "./model.js";
 
 export interface NodeLoad {
@@ -60,11 +60,7 @@ export function chooseNode(
   const allowed = withStorage.filter((load) => scoreOf(load) >= 0);
   if (allowed.length === 0)
     return { node: null, reason: "placement constraints ban every online node that reaches the storage" };
-  const fitting = allowed.filter(
-    (load) =>
-      load.node.capacity.memoryMb - load.usedMemoryMb >= spec.memoryMb &&
-      load.node.capacity.vcpus - load.usedVcpus >= spec.vcpus,
-  );
+  const fitting = allowed.filter((load) => hasRoom(spec, load));
   if (fitting.length === 0) {
     const which = allowed.length < withStorage.length ? "allowed " : "";
     return {
@@ -77,4 +73,11 @@ export function chooseNode(
     (a, b) => scoreOf(b) - scoreOf(a) || free(b) - free(a) || a.node.name.localeCompare(b.node.name),
   );
   return { node: fitting[0]!.node.name };
+}
+
+export function hasRoom(spec: VmSpec, load: NodeLoad): boolean {
+  return (
+    load.node.capacity.memoryMb - load.usedMemoryMb >= spec.memoryMb &&
+    load.node.capacity.vcpus - load.usedVcpus >= spec.vcpus
+  );
 }

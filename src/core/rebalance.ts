@@ -11,9 +11,9 @@
 import type { ClusterView, ControllerAction } from "./controller-plan.js";
 import { begin, roomForMigration, whyNotMovable } from "./migration-plan.js";
 import type { Placement } from "./model.js";
-import { constrained, runningNode, schedConfig, schedState } from "./placement-rules.js";
-import { explain, schedule } from "./scheduler/scheduler.js";
-import type { PlanAction } from "./scheduler/types.js";
+import { constrained, constrainedVms, runningNode, schedConfig, schedState } from "./placement-rules.js";
+import { explain } from "./scheduler/scheduler.js";
+import type { Plan, PlanAction } from "./scheduler/types.js";
 
 /** After a move of a guest failed or was cancelled, rebalancing leaves the guest alone this long. */
 export const REBALANCE_HOLD_MS = 10 * 60_000;
@@ -21,14 +21,14 @@ export const REBALANCE_HOLD_MS = 10 * 60_000;
 export function planRebalance(
   view: ClusterView,
   placements: ReadonlyMap<string, Placement>,
+  /** The scheduler's plan for the cluster at the start of the round (none without constraints). */
+  plan: Plan | undefined,
   /** VMs with a decision in this round already, and whether any of them changes a placement. */
   round: { decided: ReadonlySet<string>; changing: boolean },
 ): ControllerAction[] {
-  if (view.rules.constraints.length === 0) return [];
-  const plan = schedule(schedConfig(view), schedState(view, placements));
-  const steps = plan.actions.filter(
-    (step) => constrained(view.rules, step.vm) && !round.decided.has(step.vm),
-  );
+  if (!plan) return [];
+  const named = constrainedVms(view.rules);
+  const steps = plan.actions.filter((step) => named.has(step.vm) && !round.decided.has(step.vm));
   const reports = steps.flatMap((step) => reportBanned(step, view, placements));
   if (round.changing || !settled(view, placements)) return reports;
   return [...reports, ...moves(steps, view, placements)];

@@ -1,5 +1,5 @@
 // Rebalancing running guests by their constraints and stickiness, refusing user moves that rebalancing would
-// undo, and start order between guests.
+// undo, start order between guests, and placement from the scheduler's plan for the round.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { planController, type ClusterView, type ControllerAction } from "../../src/core/controller-plan.js";
@@ -9,7 +9,8 @@ import {
   type Placement,
   type VmStatus,
 } from "../../src/core/model.js";
-import { explainPlacement } from "../../src/core/placement-rules.js";
+import { candidateLoads } from "../../src/core/placement.js";
+import { chooseNodeByRules, explainPlacement } from "../../src/core/placement-rules.js";
 import { REBALANCE_HOLD_MS } from "../../src/core/rebalance.js";
 import type { Constraint } from "../../src/core/scheduler/types.js";
 import { nodeInfo, placementOn, statusOn, vmSpec } from "./fixtures.js";
@@ -287,5 +288,25 @@ describe("start order", () => {
   test("after a node failure `then` is recovered once `first` runs again", () => {
     const v = view({ db: { on: "n9" }, web: { on: "n9" } }, [order("mandatory")]);
     assert.deepEqual(decisions(v), ["db:recover", "web:waiting"]);
+  });
+});
+
+describe("placement from the round's plan", () => {
+  const apart: Constraint = { type: "colocation", id: "apart", vm: "a", withVm: "b", score: -1_000_000 };
+  const choose = (v: ClusterView, planned: string) =>
+    chooseNodeByRules(v.specs.get("a")!, candidateLoads(v, v.placements), v, v.placements, planned).node;
+
+  test("the plan's node is taken when Haven's checks pass there", () => {
+    assert.equal(choose(view({ a: {}, b: { on: "n1" } }, [apart]), "n3"), "n3");
+  });
+
+  test("a mandatory colocation with a guest placed meanwhile, or no room, sends it back to scoring", () => {
+    assert.equal(choose(view({ a: {}, b: { on: "n2" } }, [apart]), "n2"), "n1");
+    const full = view({ a: {}, b: { on: "n1" } }, [apart]);
+    const tiny = {
+      ...full,
+      nodes: full.nodes.map((n) => (n.name === "n3" ? { ...n, capacity: { vcpus: 8, memoryMb: 64 } } : n)),
+    };
+    assert.equal(choose(tiny, "n3"), "n2");
   });
 });

@@ -48,8 +48,6 @@ export interface ImportResult {
   vms: ImportedVmResult[];
   constraints: StoredConstraint[];
   nodes: StoredNodeAttributes[];
-  /** Always false for now: see CONSTRAINTS_NOTE. */
-  constraintsApplied: false;
   notes: string[];
   /** Warnings (an import with errors is refused with the whole report as the error message). */
   report: ReportLine[];
@@ -124,7 +122,6 @@ export class ImportService {
       vms,
       constraints,
       nodes,
-      constraintsApplied: false,
       notes: constraints.length + nodes.length > 0 ? [CONSTRAINTS_NOTE] : [],
       report: report.sorted(),
     };
@@ -154,7 +151,6 @@ export class ImportService {
       vms,
       constraints: [],
       nodes: [],
-      constraintsApplied: false,
       notes: [],
       report: report.sorted(),
     };

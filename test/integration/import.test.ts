@@ -95,6 +95,7 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
     assert.deepEqual(imported.spec.disks, [{ image: "guest1-disk" }]);
     assert.equal(imported.spec.allowMigrate, true);
     assert.equal(imported.spec.restartLimit, 2);
+    assert.equal(imported.spec.stickiness, 100, "rsc_defaults resource-stickiness");
     assert.equal(imported.spec.stopGraceSeconds, 300);
 
     const again = await cluster.haven(["import", "crm", crm]);

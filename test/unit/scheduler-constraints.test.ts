@@ -2,51 +2,24 @@
 // mandatory and scored), start order, and what it does with bad or contradictory input.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { explain, schedule } from "../../src/core/scheduler/scheduler.js";
+import { explain } from "../../src/core/scheduler/scheduler.js";
 import { INFINITY, MINUS_INFINITY } from "../../src/core/scheduler/scores.js";
-import type { Constraint, Plan, SchedNode, SchedVm, VmRuntime } from "../../src/core/scheduler/types.js";
+import type { Constraint, Plan, SchedNode } from "../../src/core/scheduler/types.js";
+import {
+  actionOf,
+  config,
+  node as fixtureNode,
+  placement,
+  plan,
+  runningOn,
+  state,
+  vm,
+  type Setup,
+} from "./scheduler-fixtures.js";
 
-const node = (name: string, extra: Partial<SchedNode> = {}): SchedNode => ({
-  name,
-  online: true,
-  standby: false,
-  attributes: {},
-  capacity: { vcpus: 64, memoryMb: 65536 },
-  ...extra,
-});
-
-const vm = (name: string, extra: Partial<SchedVm> = {}): SchedVm => ({
-  name,
-  state: "started",
-  vcpus: 1,
-  memoryMb: 1024,
-  allowMigrate: true,
-  stickiness: 0,
-  priority: 0,
-  migrationThreshold: INFINITY,
-  failureTimeoutS: 0,
-  ...extra,
-});
-
-const runningOn = (nodeName: string): VmRuntime => ({ node: nodeName, running: true, failures: [] });
-
-interface Setup {
-  vms: SchedVm[];
-  nodes: SchedNode[];
-  constraints: Constraint[];
-  runtime?: Record<string, VmRuntime>;
-}
-
-const config = (setup: Setup) => ({ vms: setup.vms, constraints: setup.constraints });
-const state = (setup: Setup) => ({
-  nodes: setup.nodes,
-  vms: new Map(Object.entries(setup.runtime ?? {})),
-  nowMs: 0,
-});
-const plan = (setup: Setup): Plan => schedule(config(setup), state(setup));
-const actionOf = (result: Plan, name: string) => result.actions.find((action) => action.vm === name);
-const placement = (result: Plan) =>
-  Object.fromEntries(result.actions.filter((action) => action.to).map((action) => [action.vm, action.to]));
+// Roomy nodes: these tests are about constraints, not capacity.
+const node = (name: string, extra: Partial<SchedNode> = {}): SchedNode =>
+  fixtureNode(name, { capacity: { vcpus: 64, memoryMb: 65536 }, ...extra });
 const unplaceable = (result: Plan) => result.unplaceable.map((entry) => entry.vm);
 
 const threeNodes = [node("n1"), node("n2"), node("n3")];

@@ -3,64 +3,20 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { HavenError } from "../../src/core/errors.js";
-import { explain, schedule } from "../../src/core/scheduler/scheduler.js";
+import { explain } from "../../src/core/scheduler/scheduler.js";
 import { INFINITY, MINUS_INFINITY } from "../../src/core/scheduler/scores.js";
-import type {
-  Constraint,
-  Plan,
-  SchedNode,
-  SchedVm,
-  VmFailures,
-  VmRuntime,
-} from "../../src/core/scheduler/types.js";
-
-const node = (name: string, extra: Partial<SchedNode> = {}): SchedNode => ({
-  name,
-  online: true,
-  standby: false,
-  attributes: {},
-  capacity: { vcpus: 8, memoryMb: 8192 },
-  ...extra,
-});
-
-const vm = (name: string, extra: Partial<SchedVm> = {}): SchedVm => ({
-  name,
-  state: "started",
-  vcpus: 1,
-  memoryMb: 1024,
-  allowMigrate: true,
-  stickiness: 0,
-  priority: 0,
-  migrationThreshold: INFINITY,
-  failureTimeoutS: 0,
-  ...extra,
-});
-
-const runningOn = (nodeName: string, failures: VmFailures[] = []): VmRuntime => ({
-  node: nodeName,
-  running: true,
-  failures,
-});
-
-interface Setup {
-  vms: SchedVm[];
-  nodes: SchedNode[];
-  constraints?: Constraint[];
-  runtime?: Record<string, VmRuntime>;
-  nowMs?: number;
-}
-
-const config = (setup: Setup) => ({ vms: setup.vms, constraints: setup.constraints ?? [] });
-const state = (setup: Setup) => ({
-  nodes: setup.nodes,
-  vms: new Map(Object.entries(setup.runtime ?? {})),
-  nowMs: setup.nowMs ?? 0,
-});
-const plan = (setup: Setup): Plan => schedule(config(setup), state(setup));
-const actionOf = (result: Plan, name: string) => result.actions.find((action) => action.vm === name);
-/** Where each guest runs after the plan. */
-const placement = (result: Plan) =>
-  Object.fromEntries(result.actions.filter((action) => action.to).map((action) => [action.vm, action.to]));
+import type { Constraint, VmFailures } from "../../src/core/scheduler/types.js";
+import {
+  actionOf,
+  config,
+  node,
+  placement,
+  plan,
+  runningOn,
+  state,
+  vm,
+  type Setup,
+} from "./scheduler-fixtures.js";
 
 describe("placing new guests", () => {
   test("a new guest starts on the node with the most free memory", () => {

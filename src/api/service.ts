@@ -9,6 +9,7 @@ import { verifyCanaryImage, type CanaryReport } from "../core/canary.js";
 import { conflict, inputError, notFound } from "../core/errors.js";
 import {
   migrationDefaultsSchema,
+  migrationSettingsOf,
   nodeNameSchema,
   viewVm,
   type Maintenance,
@@ -330,7 +331,7 @@ export class HavenService {
       if (!nodes.some((node) => node.name === request.to)) throw conflict(`node ${request.to} is not online`);
       if (maintenance.has(request.to)) throw conflict(`node ${request.to} is in maintenance`);
     }
-    const { maxPerNode: _n, maxPerCluster: _c, ...settings } = defaults;
+    const settings = migrationSettingsOf(defaults);
     const id = randomBytes(6).toString("hex");
     const recorded = await this.store.putMigrationRequest(name, {
       id,

@@ -4,7 +4,14 @@
 // guest (live: its QEMU runs it; cold: the source reports it stopped). Any failure ends the migration and
 // leaves the guest where it was.
 import type { ClusterView, ControllerAction } from "./controller-plan.js";
-import type { Migration, MigrationSettings, Placement, VmSpec, VmStatus } from "./model.js";
+import {
+  migrationSettingsOf,
+  type Migration,
+  type MigrationSettings,
+  type Placement,
+  type VmSpec,
+  type VmStatus,
+} from "./model.js";
 import { candidateLoads, nodeLoads } from "./placement.js";
 import { chooseNodeByRules } from "./placement-rules.js";
 import { undoneByRebalancing } from "./rebalance.js";
@@ -62,11 +69,10 @@ export function planDrain(
   if (!placement || !view.maintenance.has(placement.node)) return undefined;
   if (whyNotMovable(spec, placement, status)) return undefined;
   if (!roomForMigration(placement.node, view, placements)) return undefined;
-  const { maxPerNode: _node, maxPerCluster: _cluster, ...settings } = view.migrationDefaults;
   const begun = begin(spec, placement, view, placements, {
     // Unique per attempt (see rebalance.ts).
     id: `drain-${spec.name}-${placement.generation + 1}-${view.now}`,
-    settings,
+    settings: migrationSettingsOf(view.migrationDefaults),
     reason: `node ${placement.node} is in maintenance`,
   });
   if (typeof begun !== "string") return begun;

@@ -134,6 +134,12 @@ export const migrationDefaultsSchema = migrationSettingsSchema.extend({
   maxPerCluster: z.number().int().min(1).max(1024),
 });
 export type MigrationDefaults = z.infer<typeof migrationDefaultsSchema>;
+/** The settings of one migration from the cluster's defaults (without the concurrency limits). */
+export function migrationSettingsOf(defaults: MigrationDefaults): MigrationSettings {
+  const { maxPerNode: _node, maxPerCluster: _cluster, ...settings } = defaults;
+  return settings;
+}
+
 export const DEFAULT_MIGRATION: MigrationDefaults = {
   transport: "tls",
   downtimeLimitMs: 300,

@@ -10,7 +10,7 @@
 // with nowhere else to go keeps running, and is reported.
 import type { ClusterView, ControllerAction } from "./controller-plan.js";
 import { begin, roomForMigration, whyNotMovable } from "./migration-plan.js";
-import type { Placement } from "./model.js";
+import { migrationSettingsOf, type Placement } from "./model.js";
 import { constrained, constrainedVms, runningNode, schedConfig, schedState } from "./placement-rules.js";
 import { explain } from "./scheduler/scheduler.js";
 import type { Plan, PlanAction } from "./scheduler/types.js";
@@ -53,7 +53,6 @@ function moves(
 ): ControllerAction[] {
   const planned = new Map(placements);
   const actions: ControllerAction[] = [];
-  const { maxPerNode: _node, maxPerCluster: _cluster, ...settings } = view.migrationDefaults;
   for (const step of steps) {
     if ((step.type !== "migrate" && step.type !== "move") || !step.to) continue;
     const spec = view.specs.get(step.vm)!;
@@ -64,7 +63,7 @@ function moves(
       // Unique per attempt: agents act on a migration id once, so a retry after a failure needs a new one.
       id: `rebalance-${step.vm}-${placement.generation + 1}-${view.now}`,
       to: step.to,
-      settings,
+      settings: migrationSettingsOf(view.migrationDefaults),
       reason: `rebalancing: ${step.reason}`,
     });
     // Haven's own checks (storage, room counting moves under way) may refuse what the scheduler planned.

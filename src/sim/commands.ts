@@ -2,7 +2,7 @@
 // (src/api/service.ts), faults change the machines. Returns a line for the log when the step did not simply
 // happen (a refusal, nothing to act on).
 import { describeConstraint } from "../adapters/etcd/constraint-store.js";
-import type { VmSpec } from "../core/model.js";
+import { migrationSettingsOf, type VmSpec } from "../core/model.js";
 import { orderRefusal } from "../core/scheduler/prepare.js";
 import { formatScore } from "../core/scheduler/scores.js";
 import type { Constraint } from "../core/scheduler/types.js";
@@ -274,7 +274,7 @@ function requestMigration(
     if (!etcd.nodes.has(command.to)) throw new Refused(`node ${command.to} is not online`);
     if (etcd.maintenance.has(command.to)) throw new Refused(`node ${command.to} is in maintenance`);
   }
-  const { maxPerNode: _n, maxPerCluster: _c, ...settings } = etcd.migrationDefaults;
+  const settings = migrationSettingsOf(etcd.migrationDefaults);
   const id = world.nextRequestId();
   const recorded = etcd.putRequest(
     null,

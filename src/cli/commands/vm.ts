@@ -48,6 +48,24 @@ const HA_HELP = {
     "added to the score of the node the VM runs on: placement constraints move it (live when allowed) to a better-scoring node only when they outweigh it (a whole number; INFINITY keeps it put)",
 };
 
+type PolicyOptions = Pick<
+  CreateOptions,
+  "restartLimit" | "relocateLimit" | "failureTimeout" | "priority" | "stickiness"
+> & { ha?: boolean; allowMigrate?: boolean };
+
+/** The policy fields of `vm create` and `vm set`, as the API names them (unset ones stay undefined). */
+function policyOf(options: PolicyOptions) {
+  return {
+    restartLimit: options.restartLimit,
+    relocateLimit: options.relocateLimit,
+    failureTimeoutSeconds: options.failureTimeout,
+    priority: options.priority,
+    stickiness: options.stickiness,
+    ha: options.ha,
+    allowMigrate: options.allowMigrate,
+  };
+}
+
 export function registerVm(program: Command, ctx: CliContext): void {
   const vm = program.command("vm").description("create, start, stop and inspect virtual machines");
   vm.command("create <name>")
@@ -101,13 +119,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         memoryMb: options.memory,
         vcpus: options.vcpus,
         diskSizeMb: options.diskSize,
-        restartLimit: options.restartLimit,
-        relocateLimit: options.relocateLimit,
-        failureTimeoutSeconds: options.failureTimeout,
-        priority: options.priority,
-        stickiness: options.stickiness,
-        ha: options.ha,
-        allowMigrate: options.allowMigrate,
+        ...policyOf(options),
         start: options.start ?? false,
       });
       const view = options.start && options.wait ? await waitForState(ctx, name, "running") : created;
@@ -137,15 +149,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         name: string,
         options: Omit<CreateOptions, "ha" | "allowMigrate"> & { ha?: boolean; allowMigrate?: boolean },
       ) => {
-        const change = {
-          restartLimit: options.restartLimit,
-          relocateLimit: options.relocateLimit,
-          failureTimeoutSeconds: options.failureTimeout,
-          priority: options.priority,
-          stickiness: options.stickiness,
-          ha: options.ha,
-          allowMigrate: options.allowMigrate,
-        };
+        const change = policyOf(options);
         const view = await (await ctx.api()).patch<VmView>(`/v1/vms/${encodeURIComponent(name)}`, change);
         if (options.json) printJson(view);
         else progress(`VM ${name} updated`);

@@ -1,7 +1,9 @@
 // Runs the whole suite with Node's test runner (integration tests one file at a time: they start real
 // etcd and QEMU processes), then fails if any test process was left behind.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const only = process.argv[2]; // "unit" or "integration"
 const dirs = (only ? [only] : ["unit", "integration"]).map((dir) => `dist/test/${dir}`);
@@ -11,11 +13,15 @@ const files = dirs.flatMap((dir) =>
     .sort()
     .map((file) => `${dir}/${file}`),
 );
+// Every temporary directory of this run lives under one run directory, whose name marks the processes the
+// run starts: the leak check then finds this run's processes and never another run's.
+const runDir = mkdtempSync(join(tmpdir(), "haven-test-run-"));
 const result = spawnSync(
   process.execPath,
   ["--test", "--test-concurrency=1", "--test-timeout=600000", "--test-reporter=spec", ...files],
   {
     stdio: "inherit",
+    env: { ...process.env, TMPDIR: runDir },
   },
 );
 
@@ -28,7 +34,7 @@ const leaked = readdirSync("/proc")
       return { pid, cmdline: "" };
     }
   })
-  .filter(({ cmdline }) => cmdline.includes("haven-test-"));
+  .filter(({ cmdline }) => cmdline.includes(runDir));
 for (const { pid, cmdline } of leaked) {
   console.error(`test suite leaked process ${pid}: ${cmdline}`);
   try {
@@ -37,4 +43,5 @@ for (const { pid, cmdline } of leaked) {
     /* gone meanwhile */
   }
 }
+rmSync(runDir, { recursive: true, force: true });
 process.exit(result.status !== 0 || leaked.length > 0 ? 1 : 0);

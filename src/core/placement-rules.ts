@@ -190,11 +190,15 @@ export function schedConfig(view: RulesView, placing?: string): SchedConfig {
   };
 }
 
-/** The scheduler's view of the cluster: online nodes (maintenance as standby) and where guests run. */
+/**
+ * The scheduler's view of the cluster: online nodes (maintenance as standby) and where guests are. A guest
+ * placed on a node counts as active there while its agent starts it, as Pacemaker counts a resource whose
+ * start is under way: the next round must not place it again as if it were new.
+ */
 export function schedState(view: RulesView, placements: ReadonlyMap<string, Placement>): SchedState {
   const vms = new Map(
     [...placements].map(([vm, placement]) => {
-      const running = runningNode(vm, view, placements) !== null;
+      const running = placement.state === "active";
       return [vm, { node: placement.node, running, failures: [] }] as const;
     }),
   );

@@ -18,45 +18,49 @@ import type {
   SchedVm,
 } from "./types.js";
 
-export interface RuleLocation {
-  constraint: LocationRuleConstraint;
-  /** 1 where the rule holds, per node index. */
-  matches: Uint8Array;
-}
+/** A location or a rule of one guest, in the order of the configuration (scores add in this order). */
+export type LocationEntry =
+  | { kind: "node"; constraint: LocationConstraint; node: number }
+  | {
+      kind: "rule";
+      constraint: LocationRuleConstraint;
+      /** 1 where the rule holds, per node index. */
+      matches: Uint8Array;
+    };
 
-/** A colocation seen from one of its two guests. */
+/**
+ * One colocation between two guests (a pair, or a pair a set stands for): `dependent` is placed relative to
+ * `primary` (Pacemaker's rsc and with-rsc). Guests are numbered by their position in Prepared.vms.
+ */
 export interface ColocationLink {
-  constraint: ColocationConstraint;
-  partner: string;
-  /** This guest is the constraint's `vm` (placed relative to the partner), not its `withVm`. */
-  dependent: boolean;
-}
-
-export interface SetMembership {
-  constraint: ColocationSetConstraint;
-  /** Index into Prepared.sets. */
-  set: number;
+  constraint: ColocationConstraint | ColocationSetConstraint;
+  dependent: number;
+  primary: number;
+  score: number;
+  /** Pacemaker's weight of the colocation: the score over INFINITY, in single precision. */
+  factor: number;
 }
 
 export interface VmIndex {
-  locations: Array<{ constraint: LocationConstraint; node: number }>;
-  rules: RuleLocation[];
-  colocations: ColocationLink[];
-  sets: SetMembership[];
+  locations: LocationEntry[];
+  /** Colocations in which this guest is the dependent, in Pacemaker's order: primary priority, then name. */
+  primaries: ColocationLink[];
+  /** Colocations in which this guest is the primary, in Pacemaker's order: dependent priority, then name. */
+  dependents: ColocationLink[];
   /** Order constraints in which this guest is `then`. */
   startsAfter: OrderConstraint[];
-  /** Guests to place before this one: colocation primaries and order predecessors. */
-  placeAfter: string[];
 }
 
 export interface Prepared {
   /** Online or not, sorted by name; a node's index is its position here. */
   nodes: SchedNode[];
   nodeIndex: Map<string, number>;
+  /** Sorted by name, which stands for the order of Pacemaker's configuration; a guest's number is its
+   * position here. */
   vms: SchedVm[];
-  vmByName: Map<string, SchedVm>;
-  index: Map<string, VmIndex>;
-  sets: ColocationSetConstraint[];
+  vmIndex: Map<string, number>;
+  /** Per guest number. */
+  index: VmIndex[];
   problems: Problem[];
 }
 
@@ -65,9 +69,12 @@ const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1
 export function prepare(config: SchedConfig, state: SchedState): Prepared {
   const problems: Problem[] = [];
   const nodes = unique(state.nodes, "node", problems).sort(byName);
-  const vms = unique(config.vms, "VM", problems).map((vm) => checkedVm(vm, problems));
+  const vms = unique(config.vms, "VM", problems)
+    .map((vm) => checkedVm(vm, problems))
+    .sort(byName);
   const nodeIndex = new Map(nodes.map((node, position) => [node.name, position]));
   const vmByName = new Map(vms.map((vm) => [vm.name, vm]));
+  const vmIndex = new Map(vms.map((vm, position) => [vm.name, position]));
 
   const parse = cachedRuleParser();
   const usable = usableConstraints(config.constraints, { nodeIndex, vmByName, parse }, problems);
@@ -77,14 +84,10 @@ export function prepare(config: SchedConfig, state: SchedState): Prepared {
   );
   reportContradictions(usable, problems);
 
-  const prepared: Prepared = { nodes, nodeIndex, vms, vmByName, index: new Map(), sets: [], problems };
-  for (const vm of vms) prepared.index.set(vm.name, emptyIndex());
+  const index = vms.map((): VmIndex => ({ locations: [], primaries: [], dependents: [], startsAfter: [] }));
+  const prepared: Prepared = { nodes, nodeIndex, vms, vmIndex, index, problems };
   indexConstraints(prepared, [...usable.filter((c) => c.type !== "order"), ...orders], parse);
   return prepared;
-}
-
-function emptyIndex(): VmIndex {
-  return { locations: [], rules: [], colocations: [], sets: [], startsAfter: [], placeAfter: [] };
 }
 
 function unique<T extends { name: string }>(items: readonly T[], what: string, problems: Problem[]): T[] {
@@ -296,33 +299,69 @@ function indexConstraints(
   parse: (text: string) => RuleParse,
 ): void {
   const ruleMatches = new Map<string, Uint8Array>();
-  const entry = (vm: string) => prepared.index.get(vm)!;
+  const entry = (vm: string) => prepared.index[prepared.vmIndex.get(vm)!]!;
+  const links: ColocationLink[] = [];
+  const link = (constraint: ColocationLink["constraint"], dependent: string, primary: string) => {
+    const [d, p] = [prepared.vmIndex.get(dependent)!, prepared.vmIndex.get(primary)!];
+    const factor = Math.fround(constraint.score / INFINITY);
+    links.push({ constraint, dependent: d, primary: p, score: constraint.score, factor });
+  };
   for (const constraint of constraints) {
     switch (constraint.type) {
       case "location":
-        entry(constraint.vm).locations.push({ constraint, node: prepared.nodeIndex.get(constraint.node)! });
+        entry(constraint.vm).locations.push({
+          kind: "node",
+          constraint,
+          node: prepared.nodeIndex.get(constraint.node)!,
+        });
         break;
       case "location-rule":
-        entry(constraint.vm).rules.push({
+        entry(constraint.vm).locations.push({
+          kind: "rule",
           constraint,
           matches: matchesOf(constraint.rule, prepared.nodes, ruleMatches, parse),
         });
         break;
       case "colocation":
-        entry(constraint.vm).colocations.push({ constraint, partner: constraint.withVm, dependent: true });
-        entry(constraint.withVm).colocations.push({ constraint, partner: constraint.vm, dependent: false });
-        entry(constraint.vm).placeAfter.push(constraint.withVm);
+        // Pacemaker ignores a colocation of score 0.
+        if (constraint.score !== 0) link(constraint, constraint.vm, constraint.withVm);
         break;
-      case "colocation-set": {
-        const set = prepared.sets.push(constraint) - 1;
-        for (const vm of constraint.vms) entry(vm).sets.push({ constraint, set });
+      case "colocation-set":
+        if (constraint.score === 0) break;
+        constraint.vms.forEach((member, position) => {
+          if (position === 0) return;
+          // Positive: each member with the one before it. Negative: away from every member before it.
+          const before =
+            constraint.score > 0 ? [constraint.vms[position - 1]!] : constraint.vms.slice(0, position);
+          for (const other of before) link(constraint, member, other);
+        });
         break;
-      }
       case "order":
         entry(constraint.then).startsAfter.push(constraint);
-        entry(constraint.then).placeAfter.push(constraint.first);
         break;
     }
+  }
+  indexColocations(prepared, links);
+}
+
+/**
+ * Pacemaker keeps each guest's colocations sorted by the other guest's priority (higher first), then its
+ * name; among colocations with the same other guest, the one defined later comes first.
+ */
+function indexColocations(prepared: Prepared, links: readonly ColocationLink[]): void {
+  const { vms, index } = prepared;
+  const defined = new Map(links.map((link, position) => [link, position]));
+  const by = (other: (link: ColocationLink) => number) => (a: ColocationLink, b: ColocationLink) =>
+    vms[other(b)]!.priority - vms[other(a)]!.priority ||
+    other(a) - other(b) ||
+    defined.get(b)! - defined.get(a)!;
+  for (const link of links) {
+    index[link.dependent]!.primaries.push(link);
+    index[link.primary]!.dependents.push(link);
+  }
+  for (const entry of index) {
+    entry.primaries.sort(by((link) => link.primary));
+    entry.dependents.sort(by((link) => link.dependent));
   }
 }
 

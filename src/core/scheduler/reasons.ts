@@ -1,79 +1,85 @@
 // Words for the scheduler's decisions: the action with its reason, why a guest cannot run anywhere, and
-// the per-node score table of `explain`. Reasons come from a traced re-scoring of the guest at its turn,
-// so the hot path never builds strings for guests that simply stay where they are.
-import { freeMemory, freeRoom, type Round } from "./round.js";
-import { scoreVm, type Scored } from "./scoring.js";
+// the per-node score table of `explain`, all read from each guest's recorded steps (trace.ts).
+import type { Allocated } from "./allocate.js";
+import { referenceNode } from "./allocate.js";
+import { weightOn } from "./allocation-state.js";
+import { freeRoom } from "./capacity.js";
 import { formatScore, MINUS_INFINITY } from "./scores.js";
-import type { Contribution, Explanation, NodeScore, PlanAction, SchedVm, VmRuntime } from "./types.js";
+import { contributionsOn } from "./trace.js";
+import type { Contribution, Explanation, NodeScore, PlanAction } from "./types.js";
 
-/** One guest's turn in the round. */
-export interface Turn {
-  round: Round;
-  vm: SchedVm;
-  runtime: VmRuntime;
-  /** The online node it runs on now, or -1. */
-  current: number;
-  /** Whether it was scored allowed to take room held by lower-priority guests. */
-  displace: boolean;
+/** Every contribution on a node, a node that cannot take guests first. */
+export function contributionsFor(allocation: Allocated, vm: number, node: number): Contribution[] {
+  const own = contributionsOn(allocation.steps[vm]!, node);
+  const { online, standby } = allocation.prepared.nodes[node]!;
+  if (!online) return [{ source: "offline", score: MINUS_INFINITY, detail: "offline" }, ...own];
+  if (standby) return [{ source: "standby", score: MINUS_INFINITY, detail: "in standby" }, ...own];
+  return own;
 }
 
-export function traced(turn: Turn): Scored {
-  return scoreVm(turn.round, turn.vm, turn.runtime, turn.current, { traced: true, displace: turn.displace });
+export function stopAction(allocation: Allocated, vm: number, reason: string): PlanAction {
+  const from = allocation.prepared.nodes[allocation.current[vm]!]!.name;
+  return { type: "stop", vm: allocation.prepared.vms[vm]!.name, from, reason };
 }
 
-export function stopAction(turn: Turn, reason: string): PlanAction {
-  return { type: "stop", vm: turn.vm.name, from: turn.round.prepared.nodes[turn.current]!.name, reason };
-}
-
-export function placedAction(turn: Turn, best: number, scores: readonly number[]): PlanAction {
-  const { nodes, nodeIndex } = turn.round.prepared;
-  const { vm, runtime, current } = turn;
+export function placedAction(allocation: Allocated, vm: number, best: number): PlanAction {
+  const { nodes } = allocation.prepared;
+  const guest = allocation.prepared.vms[vm]!;
+  const runtime = allocation.runtimes[vm]!;
+  const current = allocation.current[vm]!;
   const to = nodes[best]!.name;
-  const score = `score ${formatScore(scores[best]!)}${turn.displace ? ", displacing lower-priority guests" : ""}`;
-  if (current === best) return { type: "keep", vm: vm.name, to, reason: `stays on ${to} (${score})` };
+  const score = `score ${formatScore(weightOn(allocation, vm, best))}`;
+  if (current === best) return { type: "keep", vm: guest.name, to, reason: `stays on ${to} (${score})` };
   if (current >= 0) {
     const from = nodes[current]!.name;
-    const why = whyNot(turn, current, best);
-    return vm.allowMigrate
-      ? { type: "migrate", vm: vm.name, from, to, reason: `${why}; live-migrate to ${to} (${score})` }
+    const why = whyNot(allocation, vm, current, best);
+    return guest.allowMigrate
+      ? { type: "migrate", vm: guest.name, from, to, reason: `${why}; live-migrate to ${to} (${score})` }
       : {
           type: "move",
-          vm: vm.name,
+          vm: guest.name,
           from,
           to,
           reason: `${why}; stop and start on ${to} (${score}; allow-migrate is off)`,
         };
   }
   if (runtime.node === null) {
-    return { type: "start", vm: vm.name, to, reason: `start on ${to}, the best node (${score})` };
+    return { type: "start", vm: guest.name, to, reason: `start on ${to}, the best node (${score})` };
   }
-  const placedOn = nodeIndex.get(runtime.node);
-  if (placedOn === undefined || !nodes[placedOn]!.online) {
-    const condition = placedOn === undefined ? "gone" : "offline";
+  const placedOn = referenceNode(allocation, vm);
+  if (placedOn < 0) {
+    const condition = allocation.prepared.nodeIndex.has(runtime.node) ? "offline" : "gone";
     const reason = `recovery: node ${runtime.node} is ${condition}; start on ${to} (${score})`;
-    return { type: "start", vm: vm.name, from: runtime.node, to, reason };
+    return { type: "start", vm: guest.name, from: runtime.node, to, reason };
   }
   if (placedOn === best) {
-    return { type: "start", vm: vm.name, to, reason: `start on ${to}, where it is placed (${score})` };
+    return { type: "start", vm: guest.name, to, reason: `start on ${to}, where it is placed (${score})` };
   }
-  const reason = `${whyNot(turn, placedOn, best)}; start on ${to} (${score})`;
-  return { type: "start", vm: vm.name, from: runtime.node, to, reason };
+  const reason = `${whyNot(allocation, vm, placedOn, best)}; start on ${to} (${score})`;
+  return { type: "start", vm: guest.name, from: runtime.node, to, reason };
 }
 
+const TIE_BREAK_WORDS = {
+  room: "more free capacity",
+  count: "fewer guests",
+  current: "the guest on it now",
+  name: "the earlier name",
+  roomiest: "the most room for the guests that must run with it",
+} as const;
+
 /** Why the guest leaves (or does not return to) `node` for `best`. */
-function whyNot(turn: Turn, node: number, best: number): string {
-  const { nodes } = turn.round.prepared;
-  const scored = traced(turn);
+function whyNot(allocation: Allocated, vm: number, node: number, best: number): string {
+  const { nodes } = allocation.prepared;
   const name = nodes[node]!.name;
-  const total = scored.scores[node]!;
-  if (total < 0) return `${name}: ${decisive(scored.contributions![node]!, total)}`;
+  const total = weightOn(allocation, vm, node);
+  if (total < 0) return `${name}: ${decisive(contributionsFor(allocation, vm, node), total)}`;
   const bestName = nodes[best]!.name;
-  const bestTotal = scored.scores[best]!;
+  const bestTotal = weightOn(allocation, vm, best);
   if (bestTotal > total)
     return `${bestName} scores ${formatScore(bestTotal)}, more than ${formatScore(total)} on ${name}`;
-  const roomier = freeMemory(turn.round, best) > freeMemory(turn.round, node);
-  const tieBreak = roomier ? "more free memory" : "the earlier name";
-  return `${bestName} and ${name} both score ${formatScore(total)}; ${bestName} has ${tieBreak}`;
+  const tieBreak = allocation.tieBreaks.get(vm);
+  const words = tieBreak && tieBreak !== "score" ? TIE_BREAK_WORDS[tieBreak] : "the earlier name";
+  return `${bestName} and ${name} both score ${formatScore(total)}; ${bestName} has ${words}`;
 }
 
 /** What rules a node out: its first -INFINITY, or else the negative sum and its parts. */
@@ -86,13 +92,12 @@ function decisive(contributions: readonly Contribution[], total: number): string
 }
 
 /** Every node's reason, grouped: "no node can take it (node1, node2: offline; node3: in standby)". */
-export function nowhereReason(turn: Turn): string {
-  const { nodes } = turn.round.prepared;
+export function nowhereReason(allocation: Allocated, vm: number): string {
+  const { nodes } = allocation.prepared;
   if (nodes.length === 0) return "no nodes are known";
-  const scored = traced(turn);
   const groups = new Map<string, string[]>();
   nodes.forEach((node, position) => {
-    const reason = decisive(scored.contributions![position]!, scored.scores[position]!);
+    const reason = decisive(contributionsFor(allocation, vm, position), weightOn(allocation, vm, position));
     groups.set(reason, [...(groups.get(reason) ?? []), node.name]);
   });
   const listed = [...groups].map(([reason, names]) => `${nodeList(names)}: ${reason}`);
@@ -105,32 +110,34 @@ function nodeList(names: readonly string[]): string {
 }
 
 export interface Outcome {
-  scored: Scored | null;
   chosen: number;
   action: PlanAction | null;
   verdict: string;
   blockers: string[];
 }
 
-export function explanationOf(turn: Turn, outcome: Outcome): Explanation {
-  const { round } = turn;
-  const { scored, blockers } = outcome;
-  const nodes = round.prepared.nodes;
+export function explanationOf(allocation: Allocated, vm: number, outcome: Outcome): Explanation {
+  const { nodes, vms } = allocation.prepared;
+  const guest = vms[vm]!;
+  const scored = guest.state === "started";
   const table: NodeScore[] = scored
-    ? nodes.map((node, position) => ({
-        node: node.name,
-        total: scored.scores[position]!,
-        eligible: scored.scores[position]! >= 0 && blockers.length === 0,
-        free: freeRoom(round, position, turn.vm.priority, turn.displace),
-        contributions: scored.contributions?.[position] ?? [],
-      }))
+    ? nodes.map((node, position) => {
+        const total = weightOn(allocation, vm, position);
+        return {
+          node: node.name,
+          total,
+          eligible: total >= 0 && outcome.blockers.length === 0,
+          free: allocation.tracedRoom?.[position] ?? freeRoom(allocation, position, guest.priority),
+          contributions: contributionsFor(allocation, vm, position),
+        };
+      })
     : [];
   return {
-    vm: turn.vm.name,
+    vm: guest.name,
     chosen: outcome.chosen < 0 ? null : nodes[outcome.chosen]!.name,
     verdict: outcome.verdict,
     action: outcome.action,
     nodes: table,
-    blockers,
+    blockers: outcome.blockers,
   };
 }

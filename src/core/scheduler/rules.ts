@@ -1,7 +1,9 @@
 // Rules over node attributes, written as in Pacemaker's crm shell: `hw eq vm`, `#uname ne node3`,
-// `defined gpu`, `not_defined maintenance`, joined with `and` / `or` and grouped with parentheses.
-// `and` binds tighter than `or` (Pacemaker's XML has one boolean-op per rule and nests rules instead;
-// precedence plus parentheses expresses the same trees in one line).
+// `cores integer:gte 8`, `defined gpu`, `not_defined maintenance`, joined with `and` / `or` and grouped with
+// parentheses. `and` binds tighter than `or` (Pacemaker's XML has one boolean-op per rule and nests rules
+// instead; precedence plus parentheses expresses the same trees in one line). Values compare as Pacemaker
+// compares them (value-comparison.ts).
+import { compareValues, VALUE_TYPES, type ValueType } from "./value-comparison.js";
 
 export const COMPARISONS = ["eq", "ne", "lt", "gt", "lte", "gte"] as const;
 export type Comparison = (typeof COMPARISONS)[number];
@@ -9,7 +11,14 @@ export type Comparison = (typeof COMPARISONS)[number];
 export type RuleExpression =
   | { kind: "and" | "or"; operands: RuleExpression[] }
   | { kind: "defined" | "not_defined"; attribute: string }
-  | { kind: "compare"; comparison: Comparison; attribute: string; value: string };
+  | {
+      kind: "compare";
+      comparison: Comparison;
+      attribute: string;
+      value: string;
+      /** Pacemaker's `type` of the comparison; absent: Pacemaker's default for the comparison. */
+      valueType?: ValueType;
+    };
 
 export type RuleParse = { ok: true; rule: RuleExpression } | { ok: false; error: string };
 
@@ -93,15 +102,23 @@ class RuleParser {
       return { kind: token, attribute: this.word("an attribute name") };
     }
     if (token === ")" || KEYWORDS.has(token)) throw new RuleSyntaxError(`unexpected "${token}"`);
-    const comparison = this.next("a comparison (eq, ne, lt, gt, lte, gte)");
-    if (!(COMPARISONS as readonly string[]).includes(comparison)) {
-      throw new RuleSyntaxError(`"${literal(comparison)}" is not a comparison (eq, ne, lt, gt, lte, gte)`);
+    const written = this.next("a comparison (eq, ne, lt, gt, lte, gte)");
+    // crm's typed form: `string:eq`, `integer:lt`, `number:gte`, `version:gt`.
+    const [typeOrComparison, typedComparison] = literal(written).split(":", 2) as [string, string?];
+    const comparison = typedComparison ?? typeOrComparison;
+    const valueType = typedComparison === undefined ? undefined : typeOrComparison;
+    if (written.startsWith('"') || !(COMPARISONS as readonly string[]).includes(comparison)) {
+      throw new RuleSyntaxError(`"${literal(written)}" is not a comparison (eq, ne, lt, gt, lte, gte)`);
+    }
+    if (valueType !== undefined && !(VALUE_TYPES as readonly string[]).includes(valueType)) {
+      throw new RuleSyntaxError(`"${valueType}" is not a value type (${VALUE_TYPES.join(", ")})`);
     }
     return {
       kind: "compare",
       comparison: comparison as Comparison,
       attribute: literal(token),
       value: this.word("a value"),
+      ...(valueType !== undefined && { valueType: valueType as ValueType }),
     };
   }
 
@@ -139,20 +156,24 @@ export function evaluateRule(rule: RuleExpression, node: RuleNode): boolean {
     case "not_defined":
       return attributeOf(node, rule.attribute) === undefined;
     case "compare":
-      return compare(attributeOf(node, rule.attribute), rule.comparison, rule.value);
+      return compare(attributeOf(node, rule.attribute), rule.comparison, rule.value, rule.valueType);
   }
 }
 
-/**
- * Pacemaker's defaults: eq and ne compare text; lt, gt, lte and gte compare numbers when both sides are
- * numbers (text otherwise). A missing attribute satisfies only `ne`.
- */
-function compare(actual: string | undefined, comparison: Comparison, expected: string): boolean {
+/** Pacemaker's attribute expression: a missing attribute satisfies only `ne` (and `not_defined`). */
+function compare(
+  actual: string | undefined,
+  comparison: Comparison,
+  expected: string,
+  valueType: ValueType | undefined,
+): boolean {
   if (actual === undefined) return comparison === "ne";
-  if (comparison === "eq") return actual === expected;
-  if (comparison === "ne") return actual !== expected;
-  const order = orderOf(actual, expected);
+  const order = compareValues(actual, expected, comparison, valueType);
   switch (comparison) {
+    case "eq":
+      return order === 0;
+    case "ne":
+      return order !== 0;
     case "lt":
       return order < 0;
     case "gt":
@@ -162,14 +183,6 @@ function compare(actual: string | undefined, comparison: Comparison, expected: s
     case "gte":
       return order >= 0;
   }
-}
-
-function orderOf(left: string, right: string): number {
-  const a = Number(left);
-  const b = Number(right);
-  const numeric = left.trim() !== "" && right.trim() !== "" && Number.isFinite(a) && Number.isFinite(b);
-  if (numeric) return a - b;
-  return left < right ? -1 : left > right ? 1 : 0;
 }
 
 export function formatRule(rule: RuleExpression): string {
@@ -182,7 +195,14 @@ export function formatRule(rule: RuleExpression): string {
     case "defined":
     case "not_defined":
       return `${rule.kind} ${rule.attribute}`;
-    case "compare":
-      return `${rule.attribute} ${rule.comparison} ${/[\s()"]/.test(rule.value) || rule.value === "" ? `"${rule.value}"` : rule.value}`;
+    case "compare": {
+      const comparison = rule.valueType ? `${rule.valueType}:${rule.comparison}` : rule.comparison;
+      return `${rule.attribute} ${comparison} ${quoted(rule.value)}`;
+    }
   }
+}
+
+/** A value as a rule writes it: in double quotes when it holds spaces, parentheses or quotes, or is empty. */
+export function quoted(value: string): string {
+  return /[\s()"]/.test(value) || value === "" ? `"${value}"` : value;
 }

@@ -1,31 +1,30 @@
-// The scheduler: a pure, deterministic function from (configuration, cluster state) to a plan. Guests are
-// placed one at a time, higher priority first (running guests before newcomers of equal priority, then
-// by name), each after the guests it depends on (colocation primaries, order predecessors), as Pacemaker
-// assigns a resource after the resources it is colocated with. Each guest goes to its best-scoring node
-// with room; room is claimed as guests are placed, so the plan never overcommits a node.
+// The scheduler: a pure, deterministic function from (configuration, cluster state) to a plan, with
+// Pacemaker's allocation semantics (allocate.ts and the files it names): guests are assigned one at a
+// time, higher priority first, each after the guests it is colocated with, from scores that add up
+// locations, rules, stickiness and colocations in Pacemaker's order, under the cluster's placement strategy.
+//
+// Where Haven departs from Pacemaker it does so for running guests (docs/placement.md): a running guest
+// stays on its node when no node scores higher (node-choice.ts), and a running guest whose room was taken by
+// guests of its priority or lower, assigned before it, keeps that room: the allocation is made again with
+// the room held for it, at most twice.
 import { notFound } from "../errors.js";
+import { allocate, type Allocated } from "./allocate.js";
+import { blockersOf, runningAfterPlan } from "./blocking.js";
 import { dependenciesFirst } from "./ordering.js";
 import { prepare, type Prepared } from "./prepare.js";
+import { explanationOf, nowhereReason, placedAction, stopAction, type Outcome } from "./reasons.js";
 import {
-  explanationOf,
-  nowhereReason,
-  placedAction,
-  stopAction,
-  type Outcome,
-  type Turn,
-} from "./reasons.js";
-import { currentNode, newRound, place, runtimeOf, startTurn, type Round } from "./round.js";
-import { bestNode, scoreVm, type Scored } from "./scoring.js";
-import { INFINITY } from "./scores.js";
-import type {
-  Explanation,
-  Plan,
-  PlanAction,
-  SchedConfig,
-  SchedState,
-  SchedVm,
-  Unplaceable,
+  DEFAULT_PLACEMENT_STRATEGY,
+  type Explanation,
+  type Plan,
+  type PlanAction,
+  type SchedConfig,
+  type SchedState,
+  type Unplaceable,
 } from "./types.js";
+
+/** Allocations made at most: the first, and two more with the room of evicted running guests held. */
+const MAX_ALLOCATIONS = 3;
 
 export function schedule(config: SchedConfig, state: SchedState): Plan {
   return run(config, state, null).plan;
@@ -38,143 +37,89 @@ export function explain(config: SchedConfig, state: SchedState, vmName: string):
   return explanation;
 }
 
-interface Context {
-  prepared: Prepared;
-  state: SchedState;
-  round: Round;
-  traceVm: string | null;
-  actions: PlanAction[];
-  unplaceable: Unplaceable[];
-  explanation: Explanation | null;
-}
-
 function run(config: SchedConfig, state: SchedState, traceVm: string | null) {
   const prepared = prepare(config, state);
-  const context: Context = {
-    prepared,
-    state,
-    round: newRound(prepared, state),
-    traceVm,
-    actions: [],
-    unplaceable: [],
-    explanation: null,
-  };
-  for (const name of placementOrder(prepared, state)) decide(context, prepared.vmByName.get(name)!);
+  const traced = traceVm === null ? -1 : (prepared.vmIndex.get(traceVm) ?? -1);
+  const allocation = allocateKeepingRoom(prepared, state, config, traced);
+  const runs = runningAfterPlan(allocation);
+  const actions: PlanAction[] = [];
+  const unplaceable: Unplaceable[] = [];
+  let explanation: Explanation | null = null;
+  for (const vm of allocation.finished) {
+    const outcome = outcomeOf(allocation, runs, vm);
+    if (vm === traced) explanation = explanationOf(allocation, vm, outcome);
+    if (outcome.action) actions.push(outcome.action);
+    const guest = prepared.vms[vm]!;
+    if (guest.state === "started" && !runs[vm]) unplaceable.push({ vm: guest.name, reason: outcome.verdict });
+  }
   const plan: Plan = {
-    actions: orderedActions(context),
-    unplaceable: context.unplaceable.sort((a, b) => compareNames(a.vm, b.vm)),
+    actions: orderedActions(prepared, actions),
+    unplaceable: unplaceable.sort((a, b) => compareNames(a.vm, b.vm)),
     problems: prepared.problems,
   };
-  return { plan, explanation: context.explanation };
+  return { plan, explanation };
+}
+
+function allocateKeepingRoom(prepared: Prepared, state: SchedState, config: SchedConfig, traced: number) {
+  const strategy = config.placementStrategy ?? DEFAULT_PLACEMENT_STRATEGY;
+  const protect = new Set<number>();
+  for (let attempt = 1; ; attempt++) {
+    const allocation = allocate(prepared, state, strategy, protect, traced);
+    const grown = [...allocation.evicted].filter((vm) => !protect.has(vm));
+    if (grown.length === 0 || attempt === MAX_ALLOCATIONS) return allocation;
+    grown.forEach((vm) => protect.add(vm));
+  }
 }
 
 const compareNames = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-function placementOrder(prepared: Prepared, state: SchedState): string[] {
-  const runningFirst = new Map(
-    prepared.vms.map((vm) => [vm.name, currentNode(prepared, runtimeOf(state, vm)) >= 0 ? 0 : 1]),
-  );
-  const base = [...prepared.vms].sort(
-    (a, b) =>
-      b.priority - a.priority ||
-      runningFirst.get(a.name)! - runningFirst.get(b.name)! ||
-      compareNames(a.name, b.name),
-  );
-  const rank = new Map(base.map((vm, position) => [vm.name, position]));
-  return dependenciesFirst(
-    base.map((vm) => vm.name),
-    (name) => {
-      const after = prepared.index.get(name)!.placeAfter;
-      return after.length < 2 ? after : [...after].sort((a, b) => rank.get(a)! - rank.get(b)!);
-    },
-  );
-}
-
-function decide(context: Context, vm: SchedVm): void {
-  const { prepared, round } = context;
-  const runtime = runtimeOf(context.state, vm);
-  const turn: Turn = { round, vm, runtime, current: currentNode(prepared, runtime), displace: false };
-  startTurn(round, vm);
-  const outcome = vm.state === "stopped" ? stoppedOutcome(turn) : startedOutcome(context, turn);
-  // Explained before it is placed, so the room shown is the room the guest was offered.
-  if (vm.name === context.traceVm) context.explanation = explanationOf(turn, outcome);
-  if (outcome.action) context.actions.push(outcome.action);
-  if (outcome.chosen >= 0) place(round, vm, outcome.chosen);
-  else if (vm.state === "started") context.unplaceable.push({ vm: vm.name, reason: outcome.verdict });
-}
-
-function stoppedOutcome(turn: Turn): Outcome {
-  const action = turn.current >= 0 ? stopAction(turn, "target state is stopped") : null;
-  return { scored: null, chosen: -1, action, verdict: "target state is stopped", blockers: [] };
-}
-
-function startedOutcome(context: Context, turn: Turn): Outcome {
-  const blockers = blockersOf(context, turn.vm);
-  const { scored, best } = choose(context, turn);
-  if (blockers.length === 0 && best >= 0) {
-    const action = placedAction(turn, best, scored.scores);
-    return { scored, chosen: best, action, verdict: action.reason, blockers };
+function outcomeOf(allocation: Allocated, runs: Uint8Array, vm: number): Outcome {
+  const guest = allocation.prepared.vms[vm]!;
+  const running = allocation.current[vm]! >= 0;
+  if (guest.state === "stopped") {
+    const reason = "target state is stopped";
+    return {
+      chosen: -1,
+      action: running ? stopAction(allocation, vm, reason) : null,
+      verdict: reason,
+      blockers: [],
+    };
   }
-  const reason = blockers.length > 0 ? blockers.join("; ") : nowhereReason(turn);
-  const action = turn.current >= 0 ? stopAction(turn, `cannot run: ${reason}`) : null;
-  return { scored, chosen: -1, action, verdict: reason, blockers };
-}
-
-/**
- * The best node without touching room that pending guests hold; failing that, the best node where
- * lower-priority pending guests give way (they are placed later, elsewhere if they can).
- */
-function choose(context: Context, turn: Turn): { scored: Scored; best: number } {
-  const { round, vm, runtime, current } = turn;
-  const traced = vm.name === context.traceVm;
-  const scored = scoreVm(round, vm, runtime, current, { traced, displace: false });
-  const best = bestNode(round, scored.scores, current);
-  if (best >= 0) return { scored, best };
-  const lowerPriorityHolds = [...round.heldByPriority.keys()].some((priority) => priority < vm.priority);
-  if (!lowerPriorityHolds) return { scored, best };
-  turn.displace = true;
-  const again = scoreVm(round, vm, runtime, current, { traced, displace: true });
-  return { scored: again, best: bestNode(round, again.scores, current) };
-}
-
-/** Guest-wide reasons not to run: a mandatory colocation or order partner that will not run. */
-function blockersOf(context: Context, vm: SchedVm): string[] {
-  const { round } = context;
-  const notRunning = (other: string) => round.decided.has(other) && !round.placed.has(other);
-  const index = context.prepared.index.get(vm.name)!;
-  const blockers: string[] = [];
-  if (!(vm.vcpus >= 0 && vm.memoryMb >= 0)) blockers.push("it needs an invalid amount of CPU or memory");
-  for (const { constraint, partner, dependent } of index.colocations) {
-    if (dependent && constraint.score >= INFINITY && notRunning(partner)) {
-      blockers.push(`it must run with ${partner} (${constraint.id}), which will not run`);
-    }
+  const blockers = blockersOf(allocation, runs, vm);
+  const chosen = allocation.chosen[vm]!;
+  if (runs[vm]) {
+    const action = placedAction(allocation, vm, chosen);
+    return { chosen, action, verdict: action.reason, blockers };
   }
-  for (const order of index.startsAfter) {
-    if (order.kind === "mandatory" && notRunning(order.first)) {
-      blockers.push(`${order.first} must run first (${order.id}), and it will not run`);
-    }
-  }
-  return blockers;
+  const reason = blockers.length > 0 ? blockers.join("; ") : nowhereReason(allocation, vm);
+  const action = running ? stopAction(allocation, vm, `cannot run: ${reason}`) : null;
+  return { chosen: -1, action, verdict: reason, blockers };
 }
 
 const PHASES: Record<PlanAction["type"], number> = { stop: 0, migrate: 1, move: 2, start: 3, keep: 4 };
 
 /**
- * Stops first (they free room; in reverse placement order, so a guest stops before those it needs),
- * then migrations, moves and starts in placement order, which already puts `first` before `then`.
+ * Stops first (they free room; in reverse order of assignment, so a guest stops before those it needs),
+ * then migrations, moves and starts in order of assignment, each start after the starts it waits for
+ * (`after`, from order constraints).
  */
-function orderedActions(context: Context): PlanAction[] {
-  const typeOf = new Map(context.actions.map((action) => [action.vm, action.type]));
-  const sequence = new Map(context.actions.map((action, position) => [action.vm, position]));
-  for (const action of context.actions) {
-    if (action.type !== "start" && action.type !== "move") continue;
-    const after = context.prepared.index
-      .get(action.vm)!
-      .startsAfter.map((order) => order.first)
-      .filter((first) => typeOf.get(first) === "start" || typeOf.get(first) === "move");
+function orderedActions(prepared: Prepared, actions: PlanAction[]): PlanAction[] {
+  const byVm = new Map(actions.map((action) => [action.vm, action]));
+  const starting = (vm: string) => ["start", "move"].includes(byVm.get(vm)?.type ?? "");
+  for (const action of actions) {
+    if (!starting(action.vm)) continue;
+    const after = prepared.index[prepared.vmIndex.get(action.vm)!]!.startsAfter.map(
+      (order) => order.first,
+    ).filter(starting);
     if (after.length > 0) action.after = [...new Set(after)].sort(compareNames);
   }
-  return [...context.actions].sort((a, b) => {
+  const sequence = new Map(actions.map((action, position) => [action.vm, position]));
+  const starts = dependenciesFirst(
+    actions.filter((action) => starting(action.vm)).map((action) => action.vm),
+    (vm) => byVm.get(vm)!.after ?? [],
+  );
+  starts.forEach((vm, position) => sequence.set(vm, position));
+  return [...actions].sort((a, b) => {
     const phase = PHASES[a.type] - PHASES[b.type];
     if (phase !== 0) return phase;
     const order = sequence.get(a.vm)! - sequence.get(b.vm)!;

@@ -26,9 +26,11 @@ export interface SchedVm {
   memoryMb: number;
   /** Move by live migration (Pacemaker's allow-migrate); otherwise stop here and start there. */
   allowMigrate: boolean;
-  /** Added to the score of the node the guest runs on, so it stays unless something outweighs it. */
+  /** Added to the score of the node the guest runs on, so it stays unless something outweighs it. As in
+   * Pacemaker, a stickiness below 1 has no effect. */
   stickiness: Score;
-  /** Higher priorities are placed first and so win contested capacity. */
+  /** Higher priorities are placed first and so win contested capacity (then by name, as Pacemaker goes
+   * by the order of the configuration). */
   priority: number;
   /** Failures on one node after which that node is banned for the guest; 0 turns the ban off. */
   migrationThreshold: number;
@@ -52,9 +54,22 @@ export interface VmRuntime {
   failures: readonly VmFailures[];
 }
 
+/**
+ * Pacemaker's placement-strategy: `default` ignores capacity and spreads guests by count; `utilization`
+ * keeps guests off nodes without room for them; `balanced` does that and prefers the node with more room
+ * left; `minimal` does that and breaks ties by node name only, filling nodes one by one.
+ */
+export const PLACEMENT_STRATEGIES = ["default", "utilization", "balanced", "minimal"] as const;
+export type PlacementStrategy = (typeof PLACEMENT_STRATEGIES)[number];
+/** Haven's default: balanced, so that no plan puts a guest on a node without room for it. */
+export const DEFAULT_PLACEMENT_STRATEGY: PlacementStrategy = "balanced";
+
 export interface SchedConfig {
   vms: readonly SchedVm[];
+  /** Applied in this order where several add up on one node (Pacemaker: the order in the CIB). */
   constraints: readonly Constraint[];
+  /** Absent: DEFAULT_PLACEMENT_STRATEGY. */
+  placementStrategy?: PlacementStrategy;
 }
 
 export interface SchedState {
@@ -113,8 +128,9 @@ export const colocationSchema = z.object({
 });
 
 /**
- * Haven's shorthand for a group: every pair of members is colocated with `score`, so a negative score
- * spreads the group over nodes (each member placed on a node loses `score` per member already there).
+ * Pacemaker's sequential colocation set: with a positive score each member is placed relative to the one
+ * before it (a chain, as crm's `colocation ID SCORE: A B C`); with a negative score each member keeps away
+ * from every member before it, so the set spreads over nodes.
  */
 export const colocationSetSchema = z.object({
   type: z.literal("colocation-set"),

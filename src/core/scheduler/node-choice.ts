@@ -1,0 +1,79 @@
+// Which node a guest gets, once its scores are final: the highest score, then the placement strategy's
+// tie-breaks as Pacemaker breaks them (balanced: more room left; default, utilization and balanced: fewer
+// guests assigned in this run, then the node the guest runs on; all: the earlier name). Two exceptions keep
+// running guests where they are (docs/placement.md): a running guest stays on its node whenever that node
+// scores as high as the best — Pacemaker does this only above 0, and otherwise moves a guest to a node with
+// fewer guests — and before the node Pacemaker prefers when a group of +INFINITY partners has no room.
+import { weightOn, type Allocation } from "./allocation-state.js";
+import { capacityVote } from "./capacity.js";
+
+/** Why the chosen node won over another one with the same score. */
+export type TieBreak = "room" | "count" | "current" | "name" | "roomiest";
+
+/** Negative when node `a` is the better choice for the guest, positive when `b` is (never 0). */
+export function compareNodes(allocation: Allocation, vm: number, a: number, b: number): number {
+  const weightA = weightOn(allocation, vm, a);
+  const weightB = weightOn(allocation, vm, b);
+  if (weightA !== weightB) return weightA > weightB ? -1 : 1;
+  const { strategy } = allocation;
+  if (strategy !== "minimal") {
+    if (strategy === "balanced") {
+      const vote = capacityVote(allocation, a, b, allocation.prepared.vms[vm]!.priority);
+      if (vote !== 0) return vote;
+    }
+    const counts = allocation.counts[a]! - allocation.counts[b]!;
+    if (counts !== 0) return counts;
+    const current = allocation.current[vm];
+    if (current === a) return -1;
+    if (current === b) return 1;
+  }
+  return a - b;
+}
+
+/** Which criterion of compareNodes tells `a` and `b` apart. */
+function criterion(allocation: Allocation, vm: number, a: number, b: number): TieBreak | "score" {
+  if (weightOn(allocation, vm, a) !== weightOn(allocation, vm, b)) return "score";
+  const { strategy } = allocation;
+  if (strategy !== "minimal") {
+    const priority = allocation.prepared.vms[vm]!.priority;
+    if (strategy === "balanced" && capacityVote(allocation, a, b, priority) !== 0) return "room";
+    if (allocation.counts[a] !== allocation.counts[b]) return "count";
+    const current = allocation.current[vm];
+    if (current === a || current === b) return "current";
+  }
+  return "name";
+}
+
+/**
+ * The node for the guest, or -1 when no node with a score of at least 0 can take it. `prefer` is a node
+ * to take when it scores as high as the best (the roomiest, see capacity.ts), or -1.
+ */
+export function chooseNode(allocation: Allocation, vm: number, prefer: number): number {
+  const { available } = allocation;
+  const table = allocation.tables[vm]!;
+  let best = -1;
+  for (let node = 0; node < table.length; node++) {
+    if (best < 0 || compareNodes(allocation, vm, node, best) < 0) best = node;
+  }
+  if (best < 0) return -1;
+  const bestWeight = weightOn(allocation, vm, best);
+  const usable = (node: number) => node >= 0 && available[node] === 1 && table[node]! >= 0;
+  const current = allocation.current[vm]!;
+  let chosen = best;
+  if (usable(current) && table[current] === bestWeight) chosen = current;
+  else if (usable(prefer) && table[prefer]! >= bestWeight) chosen = prefer;
+  return usable(chosen) ? chosen : -1;
+}
+
+/** Why `chosen` won over `other` for the guest: the score, or which tie-break. */
+export function whyChosen(
+  allocation: Allocation,
+  vm: number,
+  chosen: number,
+  other: number,
+  prefer: number,
+): TieBreak | "score" {
+  const reason = criterion(allocation, vm, chosen, other);
+  if (reason === "score") return reason;
+  return chosen === prefer ? "roomiest" : reason;
+}

@@ -5,6 +5,7 @@ import {
   locationRuleSchema,
   locationSchema,
   orderSchema,
+  PLACEMENT_STRATEGIES,
 } from "../core/scheduler/types.js";
 import {
   diskSizeMbSchema,
@@ -103,6 +104,11 @@ export const importLibvirtRequest = z
   })
   .strict();
 export type ImportLibvirtRequest = z.infer<typeof importLibvirtRequest>;
+
+/** `haven cluster placement-strategy STRATEGY|--reset`: null goes back to Haven's default. */
+export const placementStrategyRequest = z
+  .object({ strategy: z.enum(PLACEMENT_STRATEGIES).nullable() })
+  .strict();
 
 /** `haven constraint location|rule|colocation|order`: the scheduler's shapes, scores as numbers or ±INFINITY. */
 export const manualConstraintRequest = z.discriminatedUnion("type", [

@@ -16,6 +16,7 @@ import {
   manualConstraintRequest,
   migrateRequest,
   migrationDefaultsChange,
+  placementStrategyRequest,
   updateVmRequest,
   poolNameSchema,
   resizeDiskRequest,
@@ -130,6 +131,10 @@ function buildRoutes(service: HavenService): Route[] {
     ),
     route("PUT", "/v1/nodes/:name/maintenance", async ([node], body) =>
       service.setMaintenance(node!, (await parse(maintenanceRequest, body)).on),
+    ),
+    route("GET", "/v1/placement/strategy", () => service.placementStrategy()),
+    route("PUT", "/v1/placement/strategy", async (_, body) =>
+      service.setPlacementStrategy((await parse(placementStrategyRequest, body)).strategy),
     ),
     route("GET", "/v1/constraints", () => service.listConstraints()),
     route("POST", "/v1/constraints", async (_, body) =>

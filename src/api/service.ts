@@ -24,12 +24,17 @@ import {
 import { nodeLoads } from "../core/placement.js";
 import { explainPlacement } from "../core/placement-rules.js";
 import { orderRefusal } from "../core/scheduler/prepare.js";
-import type { OrderConstraint } from "../core/scheduler/types.js";
+import {
+  DEFAULT_PLACEMENT_STRATEGY,
+  type OrderConstraint,
+  type PlacementStrategy,
+} from "../core/scheduler/types.js";
 import { Rollback } from "../lib/rollback.js";
 import {
   ConstraintStore,
   describeConstraint,
   type StoredConstraint,
+  type StoredPlacementStrategy,
 } from "../adapters/etcd/constraint-store.js";
 import type { CreateVmRequest, ManualConstraint, MigrateRequest, UpdateVmRequest } from "./requests.js";
 
@@ -49,6 +54,19 @@ export interface NodeView {
   attributes: Record<string, string>;
   /** In maintenance: takes no guests, and its guests are moved away. */
   maintenance: Maintenance | null;
+}
+
+export interface PlacementStrategyView {
+  /** The strategy that applies. */
+  strategy: PlacementStrategy;
+  /** Whether it was set (by a user or an import) rather than Haven's default. */
+  set: boolean;
+  source?: { file: string; line: number };
+}
+
+function placementStrategyView(stored: StoredPlacementStrategy | undefined): PlacementStrategyView {
+  if (!stored) return { strategy: DEFAULT_PLACEMENT_STRATEGY, set: false };
+  return { strategy: stored.strategy, set: true, ...(stored.source && { source: stored.source }) };
 }
 
 export class HavenService {
@@ -298,6 +316,26 @@ export class HavenService {
       type: "constraint-deleted",
       reason: `by user: ${describeConstraint(existing)}`,
     });
+  }
+
+  /** The cluster's placement-strategy: what is set, and what applies. */
+  async placementStrategy(): Promise<PlacementStrategyView> {
+    const stored = await ConstraintStore.of(this.store).getPlacementStrategy();
+    return placementStrategyView(stored);
+  }
+
+  /** Sets the placement-strategy (null: back to Haven's default); the controller applies it from its next round. */
+  async setPlacementStrategy(strategy: PlacementStrategy | null): Promise<PlacementStrategyView> {
+    const constraints = ConstraintStore.of(this.store);
+    const stored = strategy ? { strategy, importedAt: new Date().toISOString() } : undefined;
+    if (stored) await constraints.putPlacementStrategy(stored);
+    else await constraints.deletePlacementStrategy();
+    const view = placementStrategyView(stored);
+    await this.store.appendEvent({
+      type: "placement-strategy-changed",
+      reason: `by user: ${view.strategy}${view.set ? "" : " (Haven's default)"}`,
+    });
+    return view;
   }
 
   // --- migration and maintenance ---

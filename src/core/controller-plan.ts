@@ -27,6 +27,8 @@ import {
 } from "./placement-rules.js";
 import { planRebalance } from "./rebalance.js";
 import { withoutOrderCycles } from "./scheduler/prepare.js";
+import { tieBreakWords } from "./scheduler/tie-breaks.js";
+import { DEFAULT_PLACEMENT_STRATEGY } from "./scheduler/types.js";
 
 export interface ClusterView {
   /** The controller's clock (ms since the epoch), for failure timeouts. */
@@ -174,6 +176,7 @@ function planVm(
     if (waiting) return { type: "unplaceable", vm: spec.name, reason: waiting, waiting: true };
     const choice = chooseNodeByRules(spec, candidateLoads(view, placements), view, placements, planned);
     if (choice.node === null) return { type: "unplaceable", vm: spec.name, reason: choice.reason };
+    const ties = tieBreakWords(view.rules.placementStrategy ?? DEFAULT_PLACEMENT_STRATEGY);
     return {
       type: "place",
       decision: "placed",
@@ -189,8 +192,8 @@ function planVm(
       },
       expectedGeneration: 0,
       event: constrained(view.rules, spec.name)
-        ? `placed on ${choice.node}: highest placement-constraint score, then most free memory`
-        : `placed on ${choice.node}: most free memory among online nodes`,
+        ? `placed on ${choice.node}: highest placement-constraint score, then ${ties}`
+        : `placed on ${choice.node}: ${ties} among online nodes`,
     };
   }
 

@@ -1,7 +1,8 @@
 // Placement constraints (location, colocation, order, imported from Pacemaker) applied to Haven's placement:
 // the scheduler scores each node for the guest with Pacemaker's arithmetic; Haven then keeps only nodes with
 // a score of at least 0 (a negative total bans the node, as in Pacemaker) that pass its own checks (online,
-// not in maintenance, storage, capacity), and prefers the highest score, then the most free memory.
+// not in maintenance, storage, capacity), and prefers the highest score, then the placement strategy's
+// tie-breaks.
 import type { NodeInfo, Placement, VmSpec, VmStatus } from "./model.js";
 import {
   candidateLoads,
@@ -13,12 +14,21 @@ import {
 } from "./placement.js";
 import { explain, schedule } from "./scheduler/scheduler.js";
 import { addScores, INFINITY, isMandatory, MINUS_INFINITY } from "./scheduler/scores.js";
-import type { Constraint, Contribution, Plan, SchedConfig, SchedState } from "./scheduler/types.js";
+import type {
+  Constraint,
+  Contribution,
+  PlacementStrategy,
+  Plan,
+  SchedConfig,
+  SchedState,
+} from "./scheduler/types.js";
 
 export interface PlacementRules {
   constraints: readonly Constraint[];
   /** Attributes set for nodes (by an import), on top of those the nodes publish themselves. */
   nodeAttributes: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** The cluster's placement-strategy; absent: Haven's default (balanced). */
+  placementStrategy?: PlacementStrategy;
 }
 
 export const NO_RULES: PlacementRules = { constraints: [], nodeAttributes: new Map() };
@@ -53,7 +63,8 @@ export function chooseNodeByRules(
   placements: ReadonlyMap<string, Placement>,
   planned?: string,
 ): PlacementChoice {
-  if (!constrained(view.rules, spec.name)) return chooseNode(spec, loads);
+  const strategy = view.rules.placementStrategy;
+  if (!constrained(view.rules, spec.name)) return chooseNode(spec, loads, undefined, strategy);
   const load = planned === undefined ? undefined : loads.find((l) => l.node.name === planned);
   if (
     load?.node.storage.ok &&
@@ -61,7 +72,7 @@ export function chooseNodeByRules(
     !colocationForbids(view.rules, placements, spec.name, planned!)
   )
     return { node: planned! };
-  return chooseNode(spec, loads, ruleScores(view, placements, spec.name));
+  return chooseNode(spec, loads, ruleScores(view, placements, spec.name), strategy);
 }
 
 /** The scheduler's plan for the whole cluster; none without constraints (nothing is scored then). */
@@ -187,6 +198,7 @@ export function schedConfig(view: RulesView, placing?: string): SchedConfig {
       failureTimeoutS: spec.failureTimeoutSeconds,
     })),
     constraints: view.rules.constraints,
+    ...(view.rules.placementStrategy && { placementStrategy: view.rules.placementStrategy }),
   };
 }
 
@@ -246,7 +258,7 @@ export function explainPlacement(
   const runsOn = runningNode(spec.name, view, placements);
   const scores = isConstrained ? ruleScores(view, others, spec.name) : undefined;
   if (scores && runsOn) addStickiness(scores, runsOn, spec.stickiness);
-  const choice = chooseNode(spec, loads, scores);
+  const choice = chooseNode(spec, loads, scores, view.rules.placementStrategy);
   const nodes = nodeLoads(view.nodes, view.specs, others).map((load): NodeVerdict => {
     const free = {
       vcpus: load.node.capacity.vcpus - load.usedVcpus,

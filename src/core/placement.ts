@@ -1,11 +1,16 @@
 // Placement: among the online nodes that reach the storage and have room, the highest constraint score
-// (placement-rules.ts), then the most free memory. Pure and deterministic; it explains refusals.
+// (placement-rules.ts), then the placement strategy's tie-breaks (balanced, the default: the node with more
+// room left). Pure and deterministic; it explains refusals.
 import type { NodeInfo, Placement, VmSpec } from "./model.js";
+import { breakTie, roomVote } from "./scheduler/tie-breaks.js";
+import { DEFAULT_PLACEMENT_STRATEGY, type PlacementStrategy } from "./scheduler/types.js";
 
 export interface NodeLoad {
   node: NodeInfo;
   usedVcpus: number;
   usedMemoryMb: number;
+  /** Guests placed on the node (a guest being moved counts on both nodes). */
+  guests: number;
 }
 
 export type PlacementChoice = { node: string } | { node: null; reason: string };
@@ -19,7 +24,7 @@ export function nodeLoads(
   specs: ReadonlyMap<string, VmSpec>,
   placements: ReadonlyMap<string, Placement>,
 ): NodeLoad[] {
-  const loads = new Map(nodes.map((node) => [node.name, { node, usedVcpus: 0, usedMemoryMb: 0 }]));
+  const loads = new Map(nodes.map((node) => [node.name, { node, usedVcpus: 0, usedMemoryMb: 0, guests: 0 }]));
   for (const [vm, placement] of placements) {
     const spec = specs.get(vm);
     if (!spec || placement.state !== "active") continue;
@@ -28,6 +33,7 @@ export function nodeLoads(
       if (!load) continue;
       load.usedVcpus += spec.vcpus;
       load.usedMemoryMb += spec.memoryMb;
+      load.guests++;
     }
   }
   return [...loads.values()];
@@ -44,14 +50,15 @@ export function candidateLoads(
 }
 
 /**
- * The node for a VM: among nodes that reach the storage and have room, the highest constraint score
- * (`scores`, when constraints name the VM; a negative score bans a node), then the most free memory, then the
- * name.
+ * The node for a VM: among nodes that reach the storage and have room (whatever the strategy: Haven never
+ * starts a guest where its memory does not fit), the highest constraint score (`scores`, when constraints
+ * name the VM; a negative score bans a node), then the strategy's tie-breaks.
  */
 export function chooseNode(
   spec: VmSpec,
   loads: NodeLoad[],
   scores?: ReadonlyMap<string, { score: number }>,
+  strategy: PlacementStrategy = DEFAULT_PLACEMENT_STRATEGY,
 ): PlacementChoice {
   if (loads.length === 0) return { node: null, reason: "no node is online" };
   const withStorage = loads.filter((load) => load.node.storage.ok);
@@ -68,9 +75,18 @@ export function chooseNode(
       reason: `no ${which}online node has ${spec.memoryMb} MB memory and ${spec.vcpus} vCPUs free`,
     };
   }
-  const free = (load: NodeLoad) => load.node.capacity.memoryMb - load.usedMemoryMb;
+  const freeVcpus = (load: NodeLoad) => load.node.capacity.vcpus - load.usedVcpus;
+  const freeMemory = (load: NodeLoad) => load.node.capacity.memoryMb - load.usedMemoryMb;
   fitting.sort(
-    (a, b) => scoreOf(b) - scoreOf(a) || free(b) - free(a) || a.node.name.localeCompare(b.node.name),
+    (a, b) =>
+      scoreOf(b) - scoreOf(a) ||
+      breakTie(strategy, {
+        vote: roomVote(freeVcpus(a), freeVcpus(b), freeMemory(a), freeMemory(b)),
+        guestsA: a.guests,
+        guestsB: b.guests,
+        current: 0,
+        names: a.node.name < b.node.name ? -1 : a.node.name > b.node.name ? 1 : 0,
+      }),
   );
   return { node: fitting[0]!.node.name };
 }

@@ -34,6 +34,7 @@ import {
   ConstraintStore,
   storedConstraintSchema,
   storedNodeAttributesSchema,
+  storedPlacementStrategySchema,
   type StoredConstraint,
 } from "./constraint-store.js";
 import { runInformer } from "./informer.js";
@@ -251,10 +252,18 @@ export class ClusterStore {
     }
     const stored = config.get(this.migrationDefaultsKey);
     const parsed = stored ? migrationDefaultsSchema.safeParse(JSON.parse(stored)) : undefined;
+    const strategy = config.get(store.placementStrategyKey);
+    const placement = strategy ? storedPlacementStrategySchema.safeParse(JSON.parse(strategy)) : undefined;
+    // Constraints in id order: where several scores of one guest add up, they add up in this order.
+    constraints.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return {
       maintenance,
       migrationDefaults: parsed?.success ? parsed.data : DEFAULT_MIGRATION,
-      rules: { constraints, nodeAttributes },
+      rules: {
+        constraints,
+        nodeAttributes,
+        ...(placement?.success && { placementStrategy: placement.data.strategy }),
+      },
     };
   }
 

@@ -3,6 +3,7 @@
 // controller's placement (core/placement-rules.ts), which reads them through its watch of config/.
 import { z } from "zod";
 import { formatScore } from "../../core/scheduler/scores.js";
+import { PLACEMENT_STRATEGIES } from "../../core/scheduler/types.js";
 import type { ClusterStore } from "./cluster-store.js";
 import type { EtcdClient, KeyValue } from "./port.js";
 
@@ -39,6 +40,13 @@ export const storedConstraintSchema = z.discriminatedUnion("type", [
     ...origin,
   }),
   z.object({
+    type: z.literal("colocation-set"),
+    id: z.string(),
+    vms: z.array(z.string()),
+    score: z.number(),
+    ...origin,
+  }),
+  z.object({
     type: z.literal("order"),
     id: z.string(),
     first: z.string(),
@@ -48,6 +56,13 @@ export const storedConstraintSchema = z.discriminatedUnion("type", [
   }),
 ]);
 export type StoredConstraint = z.infer<typeof storedConstraintSchema>;
+
+/** The cluster's placement-strategy (Pacemaker's property of that name), with where it was set. */
+export const storedPlacementStrategySchema = z.object({
+  strategy: z.enum(PLACEMENT_STRATEGIES),
+  ...origin,
+});
+export type StoredPlacementStrategy = z.infer<typeof storedPlacementStrategySchema>;
 
 export const storedNodeAttributesSchema = z.object({
   node: z.string(),
@@ -61,6 +76,7 @@ export function describeConstraint(c: StoredConstraint): string {
   if (c.type === "location") return `${c.vm} on ${c.node}: ${formatScore(c.score)}`;
   if (c.type === "location-rule") return `${c.vm} where ${c.rule}: ${formatScore(c.score)}`;
   if (c.type === "colocation") return `${c.vm} with ${c.withVm}: ${formatScore(c.score)}`;
+  if (c.type === "colocation-set") return `set ${c.vms.join(" ")}: ${formatScore(c.score)}`;
   return `${c.first} then ${c.then} (${c.kind})`;
 }
 
@@ -79,6 +95,9 @@ export class ConstraintStore {
   }
   get nodeAttributesPrefix(): string {
     return `${this.prefix}config/node-attributes/`;
+  }
+  get placementStrategyKey(): string {
+    return `${this.prefix}config/placement-strategy`;
   }
   constraintKey = (id: string) => `${this.constraintsPrefix}${id}`;
   nodeAttributesKey = (node: string) => `${this.nodeAttributesPrefix}${node}`;
@@ -99,6 +118,19 @@ export class ConstraintStore {
 
   async deleteConstraint(id: string): Promise<void> {
     await this.etcd.delete(this.constraintKey(id));
+  }
+
+  async getPlacementStrategy(): Promise<StoredPlacementStrategy | undefined> {
+    const kv = await this.etcd.get(this.placementStrategyKey);
+    return kv ? decode(storedPlacementStrategySchema, kv) : undefined;
+  }
+
+  async putPlacementStrategy(value: StoredPlacementStrategy): Promise<void> {
+    await this.etcd.put(this.placementStrategyKey, JSON.stringify(value));
+  }
+
+  async deletePlacementStrategy(): Promise<void> {
+    await this.etcd.delete(this.placementStrategyKey);
   }
 
   async getNodeAttributes(node: string): Promise<StoredNodeAttributes | undefined> {

@@ -2,6 +2,9 @@
 // (scores from -INFINITY to INFINITY), applied by the controller from its next round on (docs/placement.md).
 import type { Command } from "commander";
 import { describeConstraint, type StoredConstraint } from "../../adapters/etcd/constraint-store.js";
+import type { PlacementStrategyView } from "../../api/service.js";
+import { inputError } from "../../core/errors.js";
+import { PLACEMENT_STRATEGIES } from "../../core/scheduler/types.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
 import { printJson, printTable } from "../output.js";
@@ -73,5 +76,51 @@ export function registerConstraint(program: Command, ctx: CliContext): void {
     .action(async (id: string) => {
       await (await ctx.api()).delete(`/v1/constraints/${encodeURIComponent(id)}`);
       progress(`deleted constraint ${id}`);
+    });
+
+  registerPlacementStrategy(program, ctx);
+}
+
+const STRATEGY_HELP = {
+  default: "capacity is not counted; ties go to the node with fewer guests",
+  utilization: "guests go only where they fit; ties go to the node with fewer guests",
+  balanced: "guests go only where they fit; ties go to the node with more room left (Haven's default)",
+  minimal: "guests go only where they fit; ties go to the earlier node name, so nodes fill one by one",
+};
+
+/** `haven cluster placement-strategy [STRATEGY] [--reset]`: Pacemaker's placement-strategy property. */
+function registerPlacementStrategy(program: Command, ctx: CliContext): void {
+  const cluster = program.commands.find((command) => command.name() === "cluster")!;
+  cluster
+    .command("placement-strategy [strategy]")
+    .description(
+      `show or set how placement counts capacity and breaks ties, as Pacemaker's placement-strategy: ${Object.entries(
+        STRATEGY_HELP,
+      )
+        .map(([name, help]) => `${name}: ${help}`)
+        .join("; ")}; whatever the strategy, Haven starts a guest only where its memory and vCPUs fit`,
+    )
+    .option("--reset", "back to Haven's default (balanced)")
+    .option("--json", "machine-readable output")
+    .action(async (strategy: string | undefined, options: { reset?: boolean; json?: boolean }) => {
+      const api = await ctx.api();
+      if (strategy !== undefined && options.reset) throw inputError("give a strategy or --reset, not both");
+      if (strategy !== undefined && !(PLACEMENT_STRATEGIES as readonly string[]).includes(strategy))
+        throw inputError(`unknown placement strategy "${strategy}" (${PLACEMENT_STRATEGIES.join(", ")})`);
+      const view =
+        strategy !== undefined || options.reset
+          ? await api.request<PlacementStrategyView>("PUT", "/v1/placement/strategy", {
+              strategy: strategy ?? null,
+            })
+          : await api.get<PlacementStrategyView>("/v1/placement/strategy");
+      if (options.json) return printJson(view);
+      const origin = !view.set
+        ? "Haven's default"
+        : view.source
+          ? `imported from ${view.source.file}:${view.source.line}`
+          : "set by a user";
+      process.stdout.write(
+        `placement-strategy ${view.strategy} (${origin}): ${STRATEGY_HELP[view.strategy]}\n`,
+      );
     });
 }

@@ -168,7 +168,9 @@ export function registerVm(program: Command, ctx: CliContext): void {
         `VM ${name}: placed on ${result.placedOn ?? "no node"}; ${result.chosen ? `a new placement would pick ${result.chosen}` : `no node would take it: ${result.reason}`}`,
       );
       if (!result.constrained)
-        console.log("no placement constraint names it: the node with the most free memory wins");
+        console.log(
+          "no placement constraint names it: the cluster's placement-strategy breaks the tie (balanced: the most free capacity)",
+        );
       if (result.rebalance) console.log(`rebalancing: ${result.rebalance}`);
       printTable(
         ["NODE", "SCORE", "FREE", "VERDICT", "CONSTRAINTS"],

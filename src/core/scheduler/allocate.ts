@@ -25,14 +25,14 @@ import {
   type Needs,
 } from "./capacity.js";
 import { applyPrimary, mergeDependents } from "./colocation.js";
-import { chooseNode, whyChosen, type TieBreak } from "./node-choice.js";
+import { chooseNode, whyChosen, type TieReason } from "./node-choice.js";
 import type { Prepared } from "./prepare.js";
 import { MINUS_INFINITY } from "./scores.js";
 import type { PlacementStrategy, SchedState } from "./types.js";
 
 export interface Allocated extends Allocation {
   /** Per guest that left (or did not return to) a node of the same score: which tie-break decided. */
-  tieBreaks: Map<number, TieBreak | "score">;
+  tieBreaks: Map<number, TieReason | "score">;
   /** The room each node offered the traced guest at its turn. */
   tracedRoom: Needs[] | null;
 }

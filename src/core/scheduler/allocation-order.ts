@@ -7,6 +7,7 @@
 import type { Allocation } from "./allocation-state.js";
 import { mergedWithPrimaries } from "./colocation.js";
 import { MINUS_INFINITY } from "./scores.js";
+import { roomVote } from "./tie-breaks.js";
 
 export function allocationOrder(allocation: Allocation): number[] {
   const { vms } = allocation.prepared;
@@ -36,14 +37,13 @@ export function allocationOrder(allocation: Allocation): number[] {
 function nodeOrder(allocation: Allocation): number[] {
   const { nodes } = allocation.prepared;
   const weight = (node: number) => (allocation.available[node] ? 0 : MINUS_INFINITY);
-  const vote = (x: number, y: number) => (x > y ? -1 : x < y ? 1 : 0);
   return nodes
     .map((_, index) => index)
     .sort((a, b) => {
       if (weight(a) !== weight(b)) return weight(b) - weight(a);
       if (allocation.strategy === "balanced") {
         const [capacityA, capacityB] = [nodes[a]!.capacity, nodes[b]!.capacity];
-        const room = vote(capacityA.vcpus, capacityB.vcpus) + vote(capacityA.memoryMb, capacityB.memoryMb);
+        const room = roomVote(capacityA.vcpus, capacityB.vcpus, capacityA.memoryMb, capacityB.memoryMb);
         if (room !== 0) return room;
       }
       return a - b;

@@ -5,6 +5,7 @@
 // without room for the guest itself, and the node with the most room left is preferred.
 import type { Allocation } from "./allocation-state.js";
 import { addScores, INFINITY, MINUS_INFINITY } from "./scores.js";
+import { roomVote } from "./tie-breaks.js";
 import type { Step } from "./trace.js";
 
 export interface Needs {
@@ -83,12 +84,13 @@ function fitsOn(allocation: Allocation, node: number, priority: number, needs: N
   );
 }
 
-/** Pacemaker's capacity comparison: one vote per resource for the node with more of it left. */
+/** Pacemaker's capacity comparison (tie-breaks.ts) of the room two nodes have left. */
 export function capacityVote(allocation: Allocation, a: number, b: number, priority: number): number {
-  const vote = (x: number, y: number) => (x > y ? -1 : x < y ? 1 : 0);
-  return (
-    vote(freeVcpus(allocation, a, priority), freeVcpus(allocation, b, priority)) +
-    vote(freeMemoryMb(allocation, a, priority), freeMemoryMb(allocation, b, priority))
+  return roomVote(
+    freeVcpus(allocation, a, priority),
+    freeVcpus(allocation, b, priority),
+    freeMemoryMb(allocation, a, priority),
+    freeMemoryMb(allocation, b, priority),
   );
 }
 

@@ -6,42 +6,29 @@
 // fewer guests — and before the node Pacemaker prefers when a group of +INFINITY partners has no room.
 import { weightOn, type Allocation } from "./allocation-state.js";
 import { capacityVote } from "./capacity.js";
+import { breakTie, tieBreakOf, type TieBreak, type TieInputs } from "./tie-breaks.js";
 
 /** Why the chosen node won over another one with the same score. */
-export type TieBreak = "room" | "count" | "current" | "name" | "roomiest";
+export type TieReason = TieBreak | "roomiest";
 
-/** Negative when node `a` is the better choice for the guest, positive when `b` is (never 0). */
+// Filled for each comparison rather than allocated: comparisons run for every node of every guest.
+const tie: TieInputs = { vote: 0, guestsA: 0, guestsB: 0, current: 0, names: 0 };
+
+/** Negative when node `a` is the better choice for the guest, positive when `b` is (never 0); the
+ * magnitude of a tie says which tie-break decided (tie-breaks.ts), 0 stands for the score. */
 export function compareNodes(allocation: Allocation, vm: number, a: number, b: number): number {
   const weightA = weightOn(allocation, vm, a);
   const weightB = weightOn(allocation, vm, b);
-  if (weightA !== weightB) return weightA > weightB ? -1 : 1;
+  if (weightA !== weightB) return weightA > weightB ? -0.5 : 0.5;
   const { strategy } = allocation;
-  if (strategy !== "minimal") {
-    if (strategy === "balanced") {
-      const vote = capacityVote(allocation, a, b, allocation.prepared.vms[vm]!.priority);
-      if (vote !== 0) return vote;
-    }
-    const counts = allocation.counts[a]! - allocation.counts[b]!;
-    if (counts !== 0) return counts;
-    const current = allocation.current[vm];
-    if (current === a) return -1;
-    if (current === b) return 1;
-  }
-  return a - b;
-}
-
-/** Which criterion of compareNodes tells `a` and `b` apart. */
-function criterion(allocation: Allocation, vm: number, a: number, b: number): TieBreak | "score" {
-  if (weightOn(allocation, vm, a) !== weightOn(allocation, vm, b)) return "score";
-  const { strategy } = allocation;
-  if (strategy !== "minimal") {
-    const priority = allocation.prepared.vms[vm]!.priority;
-    if (strategy === "balanced" && capacityVote(allocation, a, b, priority) !== 0) return "room";
-    if (allocation.counts[a] !== allocation.counts[b]) return "count";
-    const current = allocation.current[vm];
-    if (current === a || current === b) return "current";
-  }
-  return "name";
+  const current = allocation.current[vm];
+  tie.vote =
+    strategy === "balanced" ? capacityVote(allocation, a, b, allocation.prepared.vms[vm]!.priority) : 0;
+  tie.guestsA = allocation.counts[a]!;
+  tie.guestsB = allocation.counts[b]!;
+  tie.current = current === a ? 1 : current === b ? -1 : 0;
+  tie.names = a - b;
+  return breakTie(strategy, tie);
 }
 
 /**
@@ -72,8 +59,8 @@ export function whyChosen(
   chosen: number,
   other: number,
   prefer: number,
-): TieBreak | "score" {
-  const reason = criterion(allocation, vm, chosen, other);
-  if (reason === "score") return reason;
-  return chosen === prefer ? "roomiest" : reason;
+): TieReason | "score" {
+  const order = compareNodes(allocation, vm, chosen, other);
+  if (Math.abs(order) < 1) return "score";
+  return chosen === prefer ? "roomiest" : tieBreakOf(order);
 }

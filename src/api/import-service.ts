@@ -8,6 +8,7 @@ import {
   ConstraintStore,
   type StoredConstraint,
   type StoredNodeAttributes,
+  type StoredPlacementStrategy,
 } from "../adapters/etcd/constraint-store.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
 import { conflict, HavenError, inputError } from "../core/errors.js";
@@ -48,6 +49,8 @@ export interface ImportResult {
   vms: ImportedVmResult[];
   constraints: StoredConstraint[];
   nodes: StoredNodeAttributes[];
+  /** The cluster's placement-strategy from the configuration's `placement-strategy` property. */
+  placementStrategy?: StoredPlacementStrategy;
   notes: string[];
   /** Warnings (an import with errors is refused with the whole report as the error message). */
   report: ReportLine[];
@@ -114,7 +117,12 @@ export class ImportService {
       ...origin(line),
     }));
     const nodes = plan.nodes.map((node) => ({ node: node.name, attributes: node.attributes, ...origin(1) }));
+    const placementStrategy = plan.placementStrategy && {
+      strategy: plan.placementStrategy.strategy,
+      ...origin(plan.placementStrategy.line),
+    };
     await this.noteReplacedConstraints(constraints, report);
+    if (placementStrategy) await this.noteReplacedStrategy(placementStrategy, report);
     report.refuseOnErrors(`import of ${request.file}`);
     await this.refuseExistingNames(vms);
     const outcome: ImportResult = {
@@ -122,7 +130,8 @@ export class ImportService {
       vms,
       constraints,
       nodes,
-      notes: constraints.length + nodes.length > 0 ? [CONSTRAINTS_NOTE] : [],
+      ...(placementStrategy && { placementStrategy }),
+      notes: constraints.length + nodes.length > 0 || placementStrategy ? [CONSTRAINTS_NOTE] : [],
       report: report.sorted(),
     };
     if (!request.dryRun) await this.apply(outcome, `imported from ${request.file}`);
@@ -273,6 +282,16 @@ export class ImportService {
     }
   }
 
+  private async noteReplacedStrategy(strategy: StoredPlacementStrategy, report: Report): Promise<void> {
+    const old = await this.constraintStore.getPlacementStrategy();
+    if (!old || old.strategy === strategy.strategy) return;
+    const from = old.source ? `imported from ${old.source.file}:${old.source.line}` : "set by a user";
+    report.warning(
+      { file: strategy.source?.file ?? "", line: strategy.source?.line ?? 0 },
+      `placement-strategy ${strategy.strategy} replaces ${old.strategy} (${from})`,
+    );
+  }
+
   /** Every name is checked before anything is written: an import is all or nothing. */
   private async refuseExistingNames(vms: ImportedVmResult[]): Promise<void> {
     const taken: string[] = [];
@@ -281,11 +300,18 @@ export class ImportService {
     if (taken.length > 1) throw conflict(`VMs ${taken.join(", ")} already exist; nothing was imported`);
   }
 
-  /** Node attributes, then constraints, then the VMs; a failure midway undoes what was written. */
+  /** Node attributes, the strategy, constraints, then the VMs; a failure midway undoes what was written. */
   private async apply(outcome: ImportResult, reason: string): Promise<void> {
     const rollback = new Rollback();
     const constraints = this.constraintStore;
     try {
+      if (outcome.placementStrategy) {
+        const previous = await constraints.getPlacementStrategy();
+        await constraints.putPlacementStrategy(outcome.placementStrategy);
+        rollback.push(() =>
+          previous ? constraints.putPlacementStrategy(previous) : constraints.deletePlacementStrategy(),
+        );
+      }
       for (const node of outcome.nodes) {
         const previous = await constraints.getNodeAttributes(node.node);
         await constraints.putNodeAttributes(node);
@@ -319,6 +345,11 @@ export class ImportService {
       await this.store.appendEvent({
         type: "constraints-imported",
         reason: `${reason}: ${outcome.constraints.map((c) => c.id).join(", ")} (applied to placement and start order)`,
+      });
+    if (outcome.placementStrategy)
+      await this.store.appendEvent({
+        type: "placement-strategy-changed",
+        reason: `${reason}: ${outcome.placementStrategy.strategy}`,
       });
   }
 }

@@ -142,6 +142,26 @@ describe("import service on fakes", () => {
     assert.ok(events.some((e) => e.type === "constraints-imported"));
   });
 
+  test("the placement-strategy property becomes the cluster's, from its line, replacing what was set", async () => {
+    const constraints = ConstraintStore.of(store);
+    await constraints.putPlacementStrategy({ strategy: "minimal", importedAt: "earlier" });
+    const result = await crm({ crm: `${SEED}property placement-strategy=utilization\n` });
+    assert.equal(result.placementStrategy?.strategy, "utilization");
+    const stored = await constraints.getPlacementStrategy();
+    assert.deepEqual(stored && [stored.strategy, stored.source], [
+      "utilization",
+      { file: "seed.crm", line: 13 },
+    ]);
+    assert.ok(
+      result.report.some((line) =>
+        /placement-strategy utilization replaces minimal \(set by a user\)/.test(line.message),
+      ),
+    );
+    const config = new Map((await etcd.list("/test/config/")).kvs.map((kv) => [kv.key, kv.value]));
+    assert.equal(store.parseConfig(config).rules.placementStrategy, "utilization");
+    assert.ok((await store.listEvents()).some((e) => e.type === "placement-strategy-changed"));
+  });
+
   test("warnings carry the file, line and column; libvirt findings name the domain file", async () => {
     const guest1 = DOMAINS["/etc/libvirt/guest1.xml"].replace(
       "  <devices>",

@@ -601,8 +601,30 @@ describe("translate: nodes, properties and references", () => {
   });
 });
 
+describe("translate: placement-strategy", () => {
+  it("takes the cluster's placement-strategy, whatever its case, from the line that sets it", () => {
+    const result = plan(`${vmLine("a")}\nproperty cib-bootstrap-options: placement-strategy=Utilization`);
+    assert.deepEqual(result.placementStrategy, { strategy: "utilization", line: 2 });
+    assert.deepEqual(result.report, []);
+  });
+
+  it("refuses a strategy Pacemaker does not know", () => {
+    const result = plan(`${vmLine("a")}\nproperty placement-strategy=spread`);
+    one(result.report, "error", /placement-strategy=spread: not a placement strategy \(default, utilization/);
+    assert.equal(result.placementStrategy, undefined);
+  });
+});
+
 describe("translate: constraints", () => {
   const vms = ["a", "b", "c"].map((name) => vmLine(name)).join("\n");
+
+  it("reads a negative colocation of three as Pacemaker reads the set: each VM away from every VM before it", () => {
+    const result = plan(`${vms}\ncolocation apart -1000: a b c`);
+    assert.deepEqual(result.constraints, [
+      { type: "colocation-set", id: "apart", vms: ["a", "b", "c"], score: -1000, line: 4 },
+    ]);
+    assert.deepEqual(result.report, []);
+  });
 
   it("reads a colocation of three as crm's sequential set: each VM placed relative to the one before", () => {
     const result = plan(`${vms}\ncolocation c3 inf: a b c`);
@@ -659,7 +681,7 @@ describe("translate: constraints", () => {
     assert.deepEqual(result.constraints, []);
   });
 
-  it("notes what it approximates but keeps the constraint", () => {
+  it("notes what it does not honour but keeps the constraint; typed comparisons are kept as typed", () => {
     const text = [
       "node n1 attributes v=1.10",
       vms,
@@ -670,8 +692,12 @@ describe("translate: constraints", () => {
     const result = plan(text);
     one(result.report, "warning", /o1: symmetrical=false has no effect: Haven does not order stops/);
     one(result.report, "warning", /l1: resource-discovery=never is not honoured/);
-    one(result.report, "warning", /l2: version: comparison is approximated/);
+    assert.equal(warnings(result.report).length, 2);
     assert.equal(result.constraints.length, 3);
+    assert.deepEqual(
+      result.constraints.find((constraint) => constraint.id === "l2"),
+      { type: "location-rule", id: "l2", vm: "a", rule: "v version:gt 1.9", score: 10, line: 7 },
+    );
   });
 
   it("evaluates rules on attributes named like Object.prototype's members as undefined", () => {

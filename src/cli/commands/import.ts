@@ -178,6 +178,12 @@ function printResult(result: ImportResult): void {
       ]),
     );
   }
+  if (result.placementStrategy) {
+    out("");
+    out(
+      `placement-strategy ${result.placementStrategy.strategy} ${result.dryRun ? "would be set" : "set"} for the cluster`,
+    );
+  }
   if (result.nodes.length > 0) {
     out("");
     out(

@@ -3,15 +3,17 @@
 // withVm, first/then, numeric scores, rule text; see src/core/scheduler/types.ts), plus the crm line.
 // Mandatory constraints that contradict each other are reported by one pass over the constraints each
 // (union-find for colocations, a depth-first search for order cycles): nothing iterates to a fixpoint.
+import { evaluateRule, parseRule, quoted } from "../scheduler/rules.js";
 import { colocationPairs, INFINITY_SCORE, orderPairs, type AttributeMap, type CrmItem } from "./crm.js";
 import type { Located, RuleCondition, RuleExpression } from "./crm.js";
-import { own } from "./crm-syntax.js";
 
 export type ImportedConstraint =
   | { type: "location"; id: string; vm: string; node: string; score: number; line: number }
   | { type: "location-rule"; id: string; vm: string; rule: string; score: number; line: number }
   /** `vm` is placed relative to `withVm` (Pacemaker's rsc / with-rsc). */
   | { type: "colocation"; id: string; vm: string; withVm: string; score: number; line: number }
+  /** A negative set of three or more: each VM keeps away from every VM before it. */
+  | { type: "colocation-set"; id: string; vms: string[]; score: number; line: number }
   /** `then` starts after `first`. */
   | { type: "order"; id: string; first: string; then: string; kind: "mandatory" | "optional"; line: number };
 
@@ -43,16 +45,13 @@ export function translateConstraints(
 ): ImportedConstraint[] {
   const translator = new ConstraintTranslator(scope, report);
   const constraints = items.flatMap((item) => translator.translate(item));
-  checkLocations(constraints, translator.ruleExpressions, scope, report);
+  checkLocations(constraints, scope, report);
   checkColocations(constraints, report);
   checkOrderCycles(constraints, report);
   return constraints;
 }
 
 class ConstraintTranslator {
-  /** The parsed rule of each location-rule constraint, for the contradiction checks. */
-  readonly ruleExpressions = new Map<ImportedConstraint, RuleExpression>();
-
   constructor(
     private readonly scope: ConstraintScope,
     private readonly report: Reporter,
@@ -89,10 +88,9 @@ class ConstraintTranslator {
       }
       const text = this.ruleText(item.id, rule.expression, rule);
       if (text === undefined) return [];
-      const constraint = { type: "location-rule" as const, id, vm: item.rsc, rule: text, score: rule.score };
-      const imported = { ...constraint, line: rule.line };
-      this.ruleExpressions.set(imported, rule.expression);
-      return [imported];
+      return [
+        { type: "location-rule" as const, id, vm: item.rsc, rule: text, score: rule.score, line: rule.line },
+      ];
     });
   }
 
@@ -104,8 +102,16 @@ class ConstraintTranslator {
       return this.drop(item, "node-attribute is not honoured: Haven colocates on the same node");
     }
     const pairs = colocationPairs(item.resources);
-    if (pairs.some((pair) => pair.rsc === pair.withRsc))
+    if (
+      pairs.some((pair) => pair.rsc === pair.withRsc) ||
+      new Set(item.resources).size < item.resources.length
+    )
       return this.fail(item, "a VM cannot be colocated with itself");
+    // Pacemaker reads a negative set not as a chain but as every VM kept away from every VM before it.
+    if (item.resources.length > 2 && item.score < 0) {
+      const { id, score, line } = item;
+      return [{ type: "colocation-set", id, vms: [...item.resources], score, line }];
+    }
     return pairs.map((pair, index) => ({
       type: "colocation",
       id: pairs.length === 1 ? item.id : `${item.id}-${index + 1}`,
@@ -184,7 +190,7 @@ class ConstraintTranslator {
         return undefined;
       }
       if (!this.conditionNodesKnown(id, condition, at)) return undefined;
-      parts.push(this.conditionText(id, condition, at));
+      parts.push(this.conditionText(condition));
     }
     return parts.join(` ${expression.join} `);
   }
@@ -198,18 +204,11 @@ class ConstraintTranslator {
     return true;
   }
 
-  private conditionText(id: string, condition: RuleCondition, at: Located): string {
+  private conditionText(condition: RuleCondition): string {
     if (condition.op === "defined" || condition.op === "not_defined")
       return `${condition.op} ${condition.attribute}`;
-    if (condition.type !== undefined && condition.type !== "number") {
-      this.report.warning(
-        at,
-        `${id}: ${condition.type}: comparison is approximated: Haven compares numbers when both sides are numbers, text otherwise`,
-      );
-    }
-    const value =
-      /[\s()"]/.test(condition.value) || condition.value === "" ? `"${condition.value}"` : condition.value;
-    return `${condition.attribute} ${condition.op} ${value}`;
+    const op = condition.type === undefined ? condition.op : `${condition.type}:${condition.op}`;
+    return `${condition.attribute} ${op} ${quoted(condition.value)}`;
   }
 
   private drop(at: Located & { id: string }, reason: string): [] {
@@ -227,12 +226,7 @@ const isRequired = (score: number) => score >= INFINITY_SCORE;
 const isBanned = (score: number) => score <= -INFINITY_SCORE;
 
 /** A VM both required on and banned from a node, or banned from every node, can never be placed as asked. */
-function checkLocations(
-  constraints: ImportedConstraint[],
-  rules: ReadonlyMap<ImportedConstraint, RuleExpression>,
-  scope: ConstraintScope,
-  report: Reporter,
-): void {
+function checkLocations(constraints: ImportedConstraint[], scope: ConstraintScope, report: Reporter): void {
   if (scope.nodes.size === 0) return;
   const byVm = groupBy(
     constraints.filter((constraint) => constraint.type === "location" || constraint.type === "location-rule"),
@@ -245,7 +239,7 @@ function checkLocations(
       const holding = locations.filter((constraint) =>
         constraint.type === "location"
           ? constraint.node === node
-          : ruleHolds(rules.get(constraint)!, node, attributes),
+          : ruleHolds(constraint.rule, node, attributes),
       );
       const required = holding.filter((constraint) => isRequired(constraint.score));
       const banned = holding.filter((constraint) => isBanned(constraint.score));
@@ -289,7 +283,17 @@ function checkColocations(constraints: ImportedConstraint[], report: Reporter): 
     const [a, b] = [root(vm), root(withVm)];
     if (a !== b) parent.set(a, b);
   }
-  for (const apart of colocations.filter((constraint) => isBanned(constraint.score))) {
+  // A -INFINITY set keeps every member away from every member before it.
+  const sets = constraints.flatMap((constraint) =>
+    constraint.type === "colocation-set" && isBanned(constraint.score) ? [constraint] : [],
+  );
+  const apartPairs = [
+    ...colocations.filter((constraint) => isBanned(constraint.score)),
+    ...sets.flatMap((set) =>
+      set.vms.flatMap((vm, position) => set.vms.slice(0, position).map((withVm) => ({ ...set, vm, withVm }))),
+    ),
+  ];
+  for (const apart of apartPairs) {
     const group = root(apart.vm);
     if (group !== root(apart.withVm)) continue;
     const ties = together.filter((constraint) => root(constraint.vm) === group);
@@ -339,33 +343,11 @@ function checkOrderCycles(constraints: ImportedConstraint[], report: Reporter): 
   }
 }
 
-/** Pacemaker's rule semantics: a missing attribute satisfies only `ne` (and `not_defined`). */
-function ruleHolds(expression: RuleExpression, node: string, attributes: AttributeMap): boolean {
-  const holds = (condition: RuleCondition) => {
-    const actual = condition.attribute === "#uname" ? node : own(attributes, condition.attribute);
-    if (condition.op === "defined") return actual !== undefined;
-    if (condition.op === "not_defined") return actual === undefined;
-    if (actual === undefined) return condition.op === "ne";
-    const numeric =
-      actual.trim() !== "" &&
-      condition.value.trim() !== "" &&
-      !isNaN(Number(actual)) &&
-      !isNaN(Number(condition.value));
-    const order = numeric ? Number(actual) - Number(condition.value) : compareText(actual, condition.value);
-    const results = {
-      eq: actual === condition.value,
-      ne: actual !== condition.value,
-      lt: order < 0,
-      gt: order > 0,
-      lte: order <= 0,
-      gte: order >= 0,
-    };
-    return results[condition.op];
-  };
-  return expression.join === "and" ? expression.conditions.every(holds) : expression.conditions.some(holds);
+/** Whether a translated rule holds on a node, as the scheduler evaluates it. */
+function ruleHolds(rule: string, node: string, attributes: AttributeMap): boolean {
+  const parsed = parseRule(rule);
+  return parsed.ok && evaluateRule(parsed.rule, { name: node, attributes });
 }
-
-const compareText = (left: string, right: string) => (left < right ? -1 : left > right ? 1 : 0);
 
 function groupBy<T>(values: T[], key: (value: T) => string): Map<string, T[]> {
   const groups = new Map<string, T[]>();

@@ -3,6 +3,7 @@
 // properties come along. Everything Haven cannot honour is in `report`, line by line, with the file it is
 // in. Pure: the caller reads the libvirt files, through `loadDomain`.
 import { NAME_PATTERN } from "../model.js";
+import { PLACEMENT_STRATEGIES, type PlacementStrategy } from "../scheduler/types.js";
 import {
   parseDuration,
   type AttributeMap,
@@ -30,6 +31,8 @@ export interface ImportPlan {
   vms: ImportedVm[];
   nodes: Array<{ name: string; attributes: AttributeMap }>;
   constraints: ImportedConstraint[];
+  /** `property placement-strategy=…`, with the line it is on. */
+  placementStrategy?: { strategy: PlacementStrategy; line: number };
   /** Cluster properties as written, all of them; the report says which Haven does not honour. */
   properties: AttributeMap;
   /** Parse and translation findings: the crm file's by line, then each libvirt file's (with `source`). */
@@ -54,7 +57,7 @@ export function translateCrm(
   const { items } = parsed;
   checkDuplicateIds(items, report);
   const nodes = translateNodes(items, report);
-  const properties = translateProperties(items, report);
+  const { properties, placementStrategy } = translateProperties(items, report);
   const defaults = translateDefaults(items, report);
   const vms: ImportedVm[] = [];
   const notImported = new Map<string, string>();
@@ -93,7 +96,14 @@ export function translateCrm(
       "no nodes are known, so the nodes named in locations were not checked",
     );
   }
-  return { vms, nodes, constraints, properties, report: report.sorted() };
+  return {
+    vms,
+    nodes,
+    constraints,
+    ...(placementStrategy && { placementStrategy }),
+    properties,
+    report: report.sorted(),
+  };
 }
 
 /**
@@ -219,8 +229,9 @@ const PROPERTY_CHECKS: Record<string, (value: string) => string | undefined> = {
       : undefined,
 };
 
-function translateProperties(items: CrmItem[], report: Collector): AttributeMap {
+function translateProperties(items: CrmItem[], report: Collector) {
   const properties: AttributeMap = {};
+  let placementStrategy: ImportPlan["placementStrategy"];
   for (const item of items) {
     if (item.kind !== "property") continue;
     for (const [name, value] of Object.entries(item.values)) {
@@ -228,12 +239,23 @@ function translateProperties(items: CrmItem[], report: Collector): AttributeMap 
         report.warning(item, `property ${name} is set again; the later value is used`);
       properties[name] = value;
       if (INFORMATIONAL_PROPERTIES.includes(name)) continue;
+      if (name === "placement-strategy") {
+        // Pacemaker reads the value without regard to case.
+        const strategy = PLACEMENT_STRATEGIES.find((known) => known === value.toLowerCase());
+        if (strategy) placementStrategy = { strategy, line: item.line };
+        else
+          report.error(
+            item,
+            `property placement-strategy=${value}: not a placement strategy (${PLACEMENT_STRATEGIES.join(", ")})`,
+          );
+        continue;
+      }
       const check = own(PROPERTY_CHECKS, name);
       const reason = check ? check(value) : "Haven has no such setting";
       if (reason) report.warning(item, `property ${name}=${value} is not honoured: ${reason}`);
     }
   }
-  return properties;
+  return { properties, placementStrategy };
 }
 
 function translateDefaults(items: CrmItem[], report: Collector): ImportDefaults {

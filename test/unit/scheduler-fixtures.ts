@@ -4,6 +4,7 @@ import { schedule } from "../../src/core/scheduler/scheduler.js";
 import { INFINITY } from "../../src/core/scheduler/scores.js";
 import type {
   Constraint,
+  PlacementStrategy,
   Plan,
   SchedNode,
   SchedVm,
@@ -45,9 +46,14 @@ export interface Setup {
   constraints?: Constraint[];
   runtime?: Record<string, VmRuntime>;
   nowMs?: number;
+  strategy?: PlacementStrategy;
 }
 
-export const config = (setup: Setup) => ({ vms: setup.vms, constraints: setup.constraints ?? [] });
+export const config = (setup: Setup) => ({
+  vms: setup.vms,
+  constraints: setup.constraints ?? [],
+  ...(setup.strategy && { placementStrategy: setup.strategy }),
+});
 export const state = (setup: Setup) => ({
   nodes: setup.nodes,
   vms: new Map(Object.entries(setup.runtime ?? {})),

@@ -111,6 +111,24 @@ describe("rules over node attributes", () => {
     assert.ok(holds("zone gt a") && holds("zone lt c"));
   });
 
+  test("text compares without regard to case, as Pacemaker compares it", () => {
+    assert.ok(holds("hw eq VM"));
+    assert.ok(!holds("hw ne Vm"));
+    assert.ok(holds("#uname eq NODE1"));
+    assert.ok(holds("zone gt A") && holds("zone lt C"));
+  });
+
+  test("a comparison may name Pacemaker's type: string, integer, number or version", () => {
+    const node = onNode("n", { ver: "2.10", cores: "16", ratio: "0.5" });
+    assert.ok(holds("ver version:gt 2.9", node), "2.10 is a later version than 2.9");
+    assert.ok(!holds("ver gt 2.9", node), "without a type, a value with a dot compares as a number");
+    assert.ok(holds("cores number:eq 16.0", node) && !holds("cores eq 16.0", node));
+    assert.ok(holds("cores string:lt 9", node), "as text, 16 sorts before 9");
+    assert.ok(holds("ratio lt 1", node) && holds("cores integer:gte 16", node));
+    assert.ok(holds("cores gt 9kg", node), "the leading number counts, as strtoll reads it");
+    assert.match(ruleError("hw bool:eq x"), /"bool" is not a value type/);
+  });
+
   test("#uname is the node name", () => {
     assert.ok(holds("#uname eq node1"));
     assert.ok(!holds("#uname ne node1"));
@@ -159,6 +177,7 @@ describe("rules over node attributes", () => {
       "a eq 1 or b eq 2 and c eq 3",
       "(a eq 1 or b eq 2) and not_defined c",
       'r eq "row 2"',
+      "v version:gte 2.1 or c integer:lt 8",
     ]) {
       const first = parseRule(text) as { ok: true; rule: RuleExpression };
       const again = parseRule(formatRule(first.rule)) as { ok: true; rule: RuleExpression };

@@ -12,7 +12,8 @@ import {
 } from "../adapters/etcd/constraint-store.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
 import { conflict, HavenError, inputError } from "../core/errors.js";
-import { parseCrm, type Diagnostic } from "../core/import/crm.js";
+import { parseCib } from "../core/import/cib.js";
+import { parseCrm, type CrmParseResult, type Diagnostic } from "../core/import/crm.js";
 import { parseLibvirtDomain } from "../core/import/libvirt.js";
 import {
   translateCrm,
@@ -22,7 +23,7 @@ import {
 } from "../core/import/translate.js";
 import { vmSpecSchema, type VmSpec } from "../core/model.js";
 import { Rollback } from "../lib/rollback.js";
-import type { ImportCrmRequest, ImportLibvirtRequest } from "./requests.js";
+import type { ImportCibRequest, ImportCrmRequest, ImportLibvirtRequest } from "./requests.js";
 
 export interface ReportLine {
   file: string;
@@ -94,14 +95,26 @@ export class ImportService {
   }
 
   /** `POST /v1/import/crm`: every VirtualDomain with its constraints, all or nothing. */
-  async importCrm(request: ImportCrmRequest): Promise<ImportResult> {
+  importCrm(request: ImportCrmRequest): Promise<ImportResult> {
+    return this.importConfiguration(parseCrm(request.crm), request);
+  }
+
+  /** `POST /v1/import/cib`: the same from Pacemaker's CIB XML. */
+  importCib(request: ImportCibRequest): Promise<ImportResult> {
+    return this.importConfiguration(parseCib(request.cib), request);
+  }
+
+  private async importConfiguration(
+    parsed: CrmParseResult,
+    request: Omit<ImportCrmRequest, "crm">,
+  ): Promise<ImportResult> {
     const loadDomain: DomainLoader = (path) => {
       if (Object.hasOwn(request.unreadable, path)) return { error: request.unreadable[path]! };
       if (!Object.hasOwn(request.domains, path)) return { error: "the file was not sent with the import" };
       return parseLibvirtDomain(request.domains[path]!);
     };
     const knownNodes = (await this.store.listNodes()).map(({ name, attributes }) => ({ name, attributes }));
-    const plan = translateCrm(parseCrm(request.crm), loadDomain, { knownNodes });
+    const plan = translateCrm(parsed, loadDomain, { knownNodes });
     const report = new Report(request.file, plan.report);
     const now = new Date().toISOString();
     const vms: ImportedVmResult[] = [];

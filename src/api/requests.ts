@@ -80,18 +80,22 @@ export const migrationDefaultsChange = migrationDefaultsSchema
 export const maintenanceRequest = z.object({ on: z.boolean() }).strict();
 
 /** `haven import crm FILE`: the crm text, its path (for messages) and every libvirt file its config= names. */
-export const importCrmRequest = z
-  .object({
-    crm: z.string(),
-    file: z.string().min(1, "file is empty"),
-    /** libvirt domain XML by the config= value that names it, as written in the crm file. */
-    domains: z.record(z.string(), z.string()).default({}),
-    /** config= values the CLI could not read, with the reason (reported on the primitive's line). */
-    unreadable: z.record(z.string(), z.string()).default({}),
-    dryRun: z.boolean().default(false),
-  })
-  .strict();
+const importConfiguration = {
+  file: z.string().min(1, "file is empty"),
+  /** libvirt domain XML by the config= value that names it, as written in the configuration. */
+  domains: z.record(z.string(), z.string()).default({}),
+  /** config= values the CLI could not read, with the reason (reported on the primitive's line). */
+  unreadable: z.record(z.string(), z.string()).default({}),
+  dryRun: z.boolean().default(false),
+};
+
+/** `haven import crm FILE`: crm shell configuration text and the domains it names. */
+export const importCrmRequest = z.object({ crm: z.string(), ...importConfiguration }).strict();
 export type ImportCrmRequest = z.infer<typeof importCrmRequest>;
+
+/** `haven import cib FILE`: Pacemaker's CIB XML and the domains it names. */
+export const importCibRequest = z.object({ cib: z.string(), ...importConfiguration }).strict();
+export type ImportCibRequest = z.infer<typeof importCibRequest>;
 
 /** `haven vm create NAME --from-libvirt FILE`: one libvirt domain as a VM. */
 export const importLibvirtRequest = z

@@ -24,7 +24,7 @@ import {
 } from "./requests.js";
 import type { HavenService } from "./service.js";
 import type { ImportService } from "./import-service.js";
-import { importCrmRequest, importLibvirtRequest } from "./requests.js";
+import { importCibRequest, importCrmRequest, importLibvirtRequest } from "./requests.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
 /** An imported crm file with all its libvirt domains. */
@@ -172,6 +172,7 @@ function importRoutes(imports: ImportService): Route[] {
   });
   return [
     post("/v1/import/crm", importCrmRequest, (request) => imports.importCrm(request)),
+    post("/v1/import/cib", importCibRequest, (request) => imports.importCib(request)),
     post("/v1/import/libvirt", importLibvirtRequest, (request) => imports.importLibvirt(request)),
   ];
 }

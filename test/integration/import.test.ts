@@ -129,6 +129,36 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
     assert.ok(["node1", "node2"].includes(running.node ?? ""), `runs on ${running.node}`);
   });
 
+  test("import cib: Pacemaker's CIB XML, with config= files relative to it and FILE:LINE:COL findings", async () => {
+    const disk = await cluster.haven(["disk", "create", "guest3-disk", "--size", "64"]);
+    assert.equal(disk.code, 0, disk.stderr);
+    await writeFile(join(dir, "guest3.xml"), domainXml("guest3-disk").replace("guest1", "guest3"));
+    const cib = join(dir, "seed.xml");
+    await writeFile(
+      cib,
+      [
+        "<cib><configuration><crm_config>",
+        '<cluster_property_set id="o"><nvpair id="o1" name="placement-strategy" value="utilization"/></cluster_property_set>',
+        "</crm_config><nodes/><resources>",
+        '<primitive id="guest3" class="ocf" provider="heartbeat" type="VirtualDomain">',
+        '<instance_attributes id="ia"><nvpair id="c" name="config" value="guest3.xml"/></instance_attributes>',
+        '<operations><op id="o-start" name="start" timeout="300" interval="0"/></operations>',
+        "</primitive></resources><constraints>",
+        '<rsc_location id="l-guest3" rsc="guest3" node="node1" score="50"/>',
+        "</constraints></configuration><status/></cib>",
+      ].join("\n"),
+    );
+    const dry = await cluster.haven(["import", "cib", cib, "--dry-run"]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /would create 1 VM \(dry run\)/);
+    assert.match(dry.stdout, /^l-guest3\s+location\s+guest3 on node1: 50/m);
+    assert.match(dry.stdout, /placement-strategy utilization would be set for the cluster/);
+    assert.match(
+      dry.stdout,
+      new RegExp(`^${cib}:4:1: warning: guest3: op start timeout=300s is not honoured`, "m"),
+    );
+  });
+
   test("bad input: a syntax error is FILE:LINE:COL with exit 2; a missing config= file names its crm line", async () => {
     const broken = join(dir, "broken.crm");
     await writeFile(broken, 'primitive g2 ocf:heartbeat:VirtualDomain \\\n  params config="g2.xml\n');
@@ -144,6 +174,12 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
       result.stderr,
       new RegExp(`^${missing}:1:1: error: g3: cannot read nowhere/g3\\.xml: .*no such file$`, "m"),
     );
+
+    const brokenCib = join(dir, "broken.xml");
+    await writeFile(brokenCib, "<cib>\n  <configuration>\n    <nodes>\n</cib>\n");
+    const xml = await cluster.haven(["import", "cib", brokenCib, "--dry-run"]);
+    assert.equal(xml.code, 2, xml.stderr);
+    assert.match(xml.stderr, new RegExp(`^${brokenCib}:4:\\d+: error: `, "m"));
 
     const noFile = await cluster.haven(["import", "crm", join(dir, "absent.crm")]);
     assert.equal(noFile.code, 2);

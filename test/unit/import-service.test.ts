@@ -7,7 +7,7 @@ import { ConstraintStore } from "../../src/adapters/etcd/constraint-store.js";
 import { FakeEtcd } from "../../src/adapters/etcd/fake.js";
 import { FakeStorage } from "../../src/adapters/storage/fake.js";
 import { ImportService, type ImportResult } from "../../src/api/import-service.js";
-import { importCrmRequest, importLibvirtRequest } from "../../src/api/requests.js";
+import { importCibRequest, importCrmRequest, importLibvirtRequest } from "../../src/api/requests.js";
 import { HavenError } from "../../src/core/errors.js";
 
 const KERNEL = process.execPath; // any readable file will do as a kernel for fakes
@@ -160,6 +160,28 @@ describe("import service on fakes", () => {
     const config = new Map((await etcd.list("/test/config/")).kvs.map((kv) => [kv.key, kv.value]));
     assert.equal(store.parseConfig(config).rules.placementStrategy, "utilization");
     assert.ok((await store.listEvents()).some((e) => e.type === "placement-strategy-changed"));
+  });
+
+  test("import cib: the same mapping from CIB XML, with the CIB's lines", async () => {
+    const cib = [
+      "<cib><configuration>", // 1
+      "<crm_config/><nodes/><resources>", // 2
+      '<primitive id="guest1" class="ocf" provider="heartbeat" type="VirtualDomain">', // 3
+      '<instance_attributes id="ia"><nvpair id="c" name="config" value="/etc/libvirt/guest1.xml"/></instance_attributes>',
+      '<meta_attributes id="ma"><nvpair id="p" name="priority" value="10"/></meta_attributes>',
+      "</primitive></resources><constraints>",
+      '<rsc_location id="l-guest1" rsc="guest1" node="vmhost1" score="100"/>', // 7
+      "</constraints></configuration></cib>",
+    ].join("\n");
+    const result = await imports.importCib(
+      importCibRequest.parse({ cib, file: "seed.xml", domains: DOMAINS, dryRun: false }),
+    );
+    assert.deepEqual(
+      result.vms.map((vm) => [vm.name, vm.file, vm.line, vm.spec.priority]),
+      [["guest1", "seed.xml", 3, 10]],
+    );
+    const stored = await ConstraintStore.of(store).getConstraint("l-guest1");
+    assert.deepEqual(stored?.source, { file: "seed.xml", line: 7 });
   });
 
   test("warnings carry the file, line and column; libvirt findings name the domain file", async () => {

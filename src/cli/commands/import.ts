@@ -7,7 +7,8 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { describeConstraint } from "../../adapters/etcd/constraint-store.js";
 import type { ImportResult, ReportLine } from "../../api/import-service.js";
 import { inputError } from "../../core/errors.js";
-import { parseCrm } from "../../core/import/crm.js";
+import { parseCib } from "../../core/import/cib.js";
+import { parseCrm, type CrmItem } from "../../core/import/crm.js";
 import { formatScore } from "../../core/scheduler/scores.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
@@ -22,27 +23,41 @@ export function registerImport(program: Command, ctx: CliContext): void {
   const command = program
     .command("import")
     .description("import configuration from other cluster managers (see docs/import.md)");
-  command
-    .command("crm <file>")
-    .description(
-      "create VMs from a Pacemaker crm configuration: every ocf:heartbeat:VirtualDomain with its libvirt domain (config=), on its existing RBD images; records its constraints",
-    )
-    .option("--dry-run", "show what would be created, and the report, without creating anything")
-    .option("--json", "machine-readable output")
-    .action(async (file: string, options: ImportOptions) => {
-      const crm = await readInput(file);
-      const { domains, unreadable } = await readDomains(file, crm);
-      const api = await ctx.api();
-      const result = await api.post<ImportResult>("/v1/import/crm", {
-        crm,
-        file,
-        domains,
-        unreadable,
-        dryRun: options.dryRun ?? false,
+  const formats = [
+    {
+      name: "crm",
+      what: "a Pacemaker crm configuration (crm configure show, or the file you wrote)",
+      parse: parseCrm,
+    },
+    {
+      name: "cib",
+      what: "Pacemaker's CIB XML (cibadmin --query, pcs cluster cib)",
+      parse: parseCib,
+    },
+  ] as const;
+  for (const format of formats) {
+    command
+      .command(`${format.name} <file>`)
+      .description(
+        `create VMs from ${format.what}: every ocf:heartbeat:VirtualDomain with its libvirt domain (config=), on its existing RBD images; records its constraints, node attributes and placement-strategy`,
+      )
+      .option("--dry-run", "show what would be created, and the report, without creating anything")
+      .option("--json", "machine-readable output")
+      .action(async (file: string, options: ImportOptions) => {
+        const text = await readInput(file);
+        const { domains, unreadable } = await readDomains(file, format.parse(text).items);
+        const api = await ctx.api();
+        const result = await api.post<ImportResult>(`/v1/import/${format.name}`, {
+          [format.name]: text,
+          file,
+          domains,
+          unreadable,
+          dryRun: options.dryRun ?? false,
+        });
+        if (options.json) printJson(result);
+        else printResult(result);
       });
-      if (options.json) printJson(result);
-      else printResult(result);
-    });
+  }
 }
 
 /** Options of `haven vm create` that --from-libvirt looks at. */
@@ -109,13 +124,14 @@ async function readInput(file: string): Promise<string> {
 }
 
 /**
- * Every libvirt file a primitive's config= names, keyed as written; a relative path is relative to the crm
- * file's directory. Unreadable ones go to the API with the reason, which reports them on the crm line.
+ * Every libvirt file a primitive's config= names, keyed as written; a relative path is relative to the
+ * configuration file's directory. Unreadable ones go to the API with the reason, which reports them on the
+ * primitive's line.
  */
-async function readDomains(file: string, crm: string) {
+async function readDomains(file: string, items: readonly CrmItem[]) {
   const domains: Record<string, string> = {};
   const unreadable: Record<string, string> = {};
-  for (const item of parseCrm(crm).items) {
+  for (const item of items) {
     if (item.kind !== "primitive" || !Object.hasOwn(item.params, "config")) continue;
     const config = item.params.config!;
     if (Object.hasOwn(domains, config) || Object.hasOwn(unreadable, config)) continue;

@@ -10,6 +10,7 @@ import type {
   RuleExpression,
   RuleOperator,
 } from "./crm.js";
+import { VALUE_TYPES, type ValueType } from "../scheduler/value-comparison.js";
 import {
   ID_PATTERN,
   NODE_PATTERN,
@@ -110,7 +111,6 @@ function readExpression(reader: StatementReader): RuleExpression {
 }
 
 const BINARY_OPERATORS = ["eq", "ne", "lt", "gt", "lte", "gte"];
-const VALUE_TYPES = ["string", "number", "version"];
 
 function readCondition(reader: StatementReader): RuleCondition {
   const first = reader.next("rule condition");
@@ -127,10 +127,11 @@ function readCondition(reader: StatementReader): RuleCondition {
   if (!BINARY_OPERATORS.includes(op)) {
     reader.fail(`unknown operator "${op}" (eq, ne, lt, gt, lte, gte, defined, not_defined)`, opToken);
   }
-  if (type !== undefined && !VALUE_TYPES.includes(type)) reader.fail(`unknown value type "${type}"`, opToken);
+  if (type !== undefined && !(VALUE_TYPES as readonly string[]).includes(type))
+    reader.fail(`unknown value type "${type}"`, opToken);
   const value = reader.next(`value after "${opToken.text}"`).text;
   const condition = { attribute: first.text, op: op as RuleOperator, value };
-  return type ? { ...condition, type: type as "string" | "number" | "version" } : condition;
+  return type ? { ...condition, type: type as ValueType } : condition;
 }
 
 interface Reference {

@@ -5,6 +5,7 @@
 // items with a warning: the rest of the file still imports, and nothing is dropped without a word.
 // Tokens and shared value syntaxes live in crm-syntax.ts, the constraint statements in crm-constraints.ts.
 import { parseColocation, parseLocation, parseOrder } from "./crm-constraints.js";
+import type { ValueType } from "../scheduler/value-comparison.js";
 import {
   CrmProblem,
   ID_PATTERN,
@@ -48,14 +49,17 @@ export interface CrmOp extends Located {
 }
 
 export type RuleCondition =
-  | { attribute: string; op: RuleOperator; value: string; type?: "string" | "number" | "version" }
+  | { attribute: string; op: RuleOperator; value: string; type?: ValueType }
   | { attribute: string; op: "defined" }
   | { attribute: string; op: "not_defined" };
 
-/** Pacemaker rules combine their conditions with one operator; crm cannot mix `and` and `or` in a rule. */
+/**
+ * Pacemaker rules combine their conditions with one operator; crm cannot mix `and` and `or` in a rule, but
+ * a CIB rule may hold rules of its own (nested expressions).
+ */
 export interface RuleExpression {
   join: "and" | "or";
-  conditions: RuleCondition[];
+  conditions: Array<RuleCondition | RuleExpression>;
 }
 
 export interface CrmRule extends Located {

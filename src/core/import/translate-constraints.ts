@@ -181,6 +181,13 @@ class ConstraintTranslator {
   private ruleText(id: string, expression: RuleExpression, at: Located): string | undefined {
     const parts: string[] = [];
     for (const condition of expression.conditions) {
+      if ("join" in condition) {
+        // A nested rule (CIB): its own operator, in parentheses.
+        const nested = this.ruleText(id, condition, at);
+        if (nested === undefined) return undefined;
+        parts.push(condition.conditions.length > 1 ? `(${nested})` : nested);
+        continue;
+      }
       const { attribute } = condition;
       if (attribute.startsWith("#") && attribute !== "#uname") {
         this.report.warning(

@@ -20,6 +20,7 @@ import type {
   PlacementStrategy,
   Plan,
   SchedConfig,
+  SchedNode,
   SchedState,
 } from "./scheduler/types.js";
 
@@ -214,17 +215,36 @@ export function schedState(view: RulesView, placements: ReadonlyMap<string, Plac
       return [vm, { node: placement.node, running, failures: [] }] as const;
     }),
   );
-  return {
-    nodes: view.nodes.map((node) => ({
-      name: node.name,
-      online: true,
-      standby: view.maintenance.has(node.name),
-      attributes: { ...node.attributes, ...view.rules.nodeAttributes.get(node.name) },
-      capacity: node.capacity,
-    })),
-    vms,
-    nowMs: view.now,
-  };
+  const online: SchedNode[] = view.nodes.map((node) => ({
+    name: node.name,
+    online: true,
+    standby: view.maintenance.has(node.name),
+    attributes: { ...node.attributes, ...view.rules.nodeAttributes.get(node.name) },
+    capacity: node.capacity,
+  }));
+  return { nodes: [...online, ...offlineNodes(view, placements)], vms, nowMs: view.now };
+}
+
+/**
+ * Nodes Haven knows of that are down: those an import recorded attributes for, and those guests are placed
+ * on. Pacemaker counts down nodes too (they take no guests, but their scores take part in colocations), so
+ * they are there, without room.
+ */
+function offlineNodes(view: RulesView, placements: ReadonlyMap<string, Placement>): SchedNode[] {
+  const up = new Set(view.nodes.map((node) => node.name));
+  const names = new Set([
+    ...view.rules.nodeAttributes.keys(),
+    ...[...placements.values()].map((p) => p.node),
+  ]);
+  return [...names]
+    .filter((name) => !up.has(name))
+    .map((name) => ({
+      name,
+      online: false,
+      standby: false,
+      attributes: { ...view.rules.nodeAttributes.get(name) },
+      capacity: { vcpus: 0, memoryMb: 0 },
+    }));
 }
 
 export interface NodeVerdict {

@@ -44,12 +44,13 @@ export interface Allocated extends Allocation {
 export function allocate(
   prepared: Prepared,
   state: SchedState,
-  strategy: PlacementStrategy,
+  options: { strategy: PlacementStrategy; keepOnTies: boolean },
   protect: ReadonlySet<number>,
   traced: number,
 ): Allocated {
+  const { strategy, keepOnTies } = options;
   const allocation: Allocated = {
-    ...newAllocation(prepared, state, strategy),
+    ...newAllocation(prepared, state, strategy, keepOnTies),
     tieBreaks: new Map(),
     tracedRoom: null,
   };
@@ -116,7 +117,7 @@ function finish(allocation: Allocated, groups: Groups | null, vm: number, traced
       );
     chosen = chooseNode(allocation, vm, prefer);
     noteTieBreak(allocation, vm, chosen, prefer);
-    if (groups && chosen !== current) noteEviction(allocation, vm, before);
+    if (groups && chosen < 0) noteEviction(allocation, vm, before);
   }
   if (chosen >= 0) consume(allocation, vm, chosen);
   allocation.chosen[vm] = chosen;
@@ -154,8 +155,9 @@ export function referenceNode(allocation: Allocation, vm: number): number {
 
 /**
  * A running guest that would have stayed on its node (it scored as high as any node that had room) but
- * found the room taken by guests of its priority or lower placed before it: Pacemaker moves it (or stops
- * it); Haven keeps its room for it in the next allocation (scheduler.ts).
+ * found the room taken by guests of its priority or lower placed before it, and no room anywhere else:
+ * Pacemaker stops it; Haven keeps its room for it in the next allocation (scheduler.ts). (One that finds
+ * room elsewhere moves, as in Pacemaker: it keeps running.)
  */
 function noteEviction(allocation: Allocation, vm: number, before: number): void {
   const current = allocation.current[vm]!;

@@ -21,6 +21,8 @@ export interface Hold {
 export interface Allocation {
   prepared: Prepared;
   strategy: PlacementStrategy;
+  /** A running guest stays on its node when no node scores higher (SchedConfig.runningGuests). */
+  keepOnTies: boolean;
   nowMs: number;
   runtimes: VmRuntime[];
   /** 1 where a node can take guests: online and not in standby. */
@@ -68,6 +70,7 @@ export function newAllocation(
   prepared: Prepared,
   state: SchedState,
   strategy: PlacementStrategy,
+  keepOnTies: boolean,
 ): Allocation {
   const nodeCount = prepared.nodes.length;
   const vmCount = prepared.vms.length;
@@ -75,6 +78,7 @@ export function newAllocation(
   return {
     prepared,
     strategy,
+    keepOnTies,
     nowMs: state.nowMs,
     runtimes,
     available: Uint8Array.from(prepared.nodes, (node) => (node.online && !node.standby ? 1 : 0)),

@@ -1,7 +1,9 @@
 // After the allocation, what will actually run: as in Pacemaker, a guest whose mandatory `first` will not run
-// cannot start (and a running one is stopped), and a guest that must run with (+INFINITY) a guest that will
-// not run cannot run either. Such guests keep the node they were assigned (and its room, as in Pacemaker),
-// but do not run. Propagated along orders and colocations with a work list: each guest is visited once.
+// cannot start (and a running one is stopped), and a guest that must run with (+INFINITY) a guest that is to
+// run but cannot cannot run either. (A guest that is to stay stopped blocks nothing this way: its +INFINITY
+// dependents were scored off every node already, unless a colocation loop skipped that, as in Pacemaker.)
+// Blocked guests keep the node they were assigned (and its room, as in Pacemaker), but do not run.
+// Propagated along orders and colocations with a work list: each guest is visited once.
 import type { Allocation } from "./allocation-state.js";
 import { INFINITY } from "./scores.js";
 
@@ -23,11 +25,12 @@ export function runningAfterPlan(allocation: Allocation): Uint8Array {
   });
   while (queue.length > 0) {
     const stopped = queue.pop()!;
+    const wanted = prepared.vms[stopped]!.state === "started";
     const followers = [
       ...(mandatoryAfter.get(stopped) ?? []),
-      ...prepared.index[stopped]!.dependents.filter((link) => link.score >= INFINITY).map(
-        (link) => link.dependent,
-      ),
+      ...(wanted ? prepared.index[stopped]!.dependents : [])
+        .filter((link) => link.score >= INFINITY)
+        .map((link) => link.dependent),
     ];
     for (const follower of followers) {
       if (!runs[follower]) continue;
@@ -51,8 +54,11 @@ export function blockersOf(allocation: Allocation, runs: Uint8Array, vm: number)
       blockers.push(`${order.first} must run first (${order.id}), and it will not run`);
     }
   }
+  const assigned = allocation.chosen[vm]! >= 0;
   for (const link of entry.primaries) {
     if (link.score < INFINITY || runs[link.primary]) continue;
+    // A guest to stay stopped blocks its dependents only through their scores (see the top of the file).
+    if (assigned && prepared.vms[link.primary]!.state !== "started") continue;
     const primary = prepared.vms[link.primary]!.name;
     blockers.push(`it must run with ${primary} (${link.constraint.id}), which will not run`);
   }

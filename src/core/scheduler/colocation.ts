@@ -202,9 +202,12 @@ function merge(
     }
     merging[guest] = 0;
     if (depth === 0) return "merged";
-    // The parent takes this step's table as its own.
+    // The parent takes this step's table (and its count of available nodes) as its own.
     const { tables } = stack;
-    [tables[depth - 1], tables[depth]] = [tables[depth]!, tables[depth - 1]!];
+    const parent = tables[depth - 1]!;
+    tables[depth - 1] = tables[depth]!;
+    tables[depth] = parent;
+    stack.counts[depth - 1] = stack.counts[depth]!;
     depth--;
   }
 }

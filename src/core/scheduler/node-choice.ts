@@ -47,8 +47,11 @@ export function chooseNode(allocation: Allocation, vm: number, prefer: number): 
   const usable = (node: number) => node >= 0 && available[node] === 1 && table[node]! >= 0;
   const current = allocation.current[vm]!;
   let chosen = best;
-  if (usable(current) && table[current] === bestWeight) chosen = current;
+  // Pacemaker keeps a running guest on its node at an equal score above 0 only, and after `prefer`.
+  const stays = usable(current) && table[current] === bestWeight;
+  if (stays && allocation.keepOnTies) chosen = current;
   else if (usable(prefer) && table[prefer]! >= bestWeight) chosen = prefer;
+  else if (stays && bestWeight > 0) chosen = current;
   return usable(chosen) ? chosen : -1;
 }
 

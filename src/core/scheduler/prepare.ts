@@ -79,7 +79,10 @@ export function prepare(config: SchedConfig, state: SchedState): Prepared {
   const parse = cachedRuleParser();
   const usable = usableConstraints(config.constraints, { nodeIndex, vmByName, parse }, problems);
   const orders = withoutOrderCycles(
-    usable.filter((c): c is OrderConstraint => c.type === "order"),
+    firstOrderOfEachPair(
+      usable.filter((c): c is OrderConstraint => c.type === "order"),
+      problems,
+    ),
     problems,
   );
   reportContradictions(usable, problems);
@@ -210,6 +213,24 @@ function normalised(
   const unknown = members.filter((vm) => !vmByName.has(vm));
   if (unknown.length > 0) report(`${constraint.id}: unknown VM ${unknown.join(", ")} left out of the set`);
   return { ...constraint, vms: members.filter((vm) => vmByName.has(vm)) };
+}
+
+/**
+ * Of two orders between the same guests in the same direction only the first counts, as in Pacemaker,
+ * where the later one does not change the ordering the first made.
+ */
+function firstOrderOfEachPair(orders: OrderConstraint[], problems: Problem[]): OrderConstraint[] {
+  const seen = new Map<string, string>();
+  return orders.filter((order) => {
+    const pair = `${order.first}\0${order.then}`;
+    const first = seen.get(pair);
+    if (first === undefined) return (seen.set(pair, order.id), true);
+    problems.push({
+      constraint: order.id,
+      message: `${order.id}: ${first} already orders ${order.first} before ${order.then}; as in Pacemaker, the first order counts`,
+    });
+    return false;
+  });
 }
 
 /** Why an order cannot join the recorded ones (a guest after itself, or a cycle), or undefined. */

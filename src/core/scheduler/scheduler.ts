@@ -4,9 +4,9 @@
 // locations, rules, stickiness and colocations in Pacemaker's order, under the cluster's placement strategy.
 //
 // Where Haven departs from Pacemaker it does so for running guests (docs/placement.md): a running guest
-// stays on its node when no node scores higher (node-choice.ts), and a running guest whose room was taken by
-// guests of its priority or lower, assigned before it, keeps that room: the allocation is made again with
-// the room held for it, at most twice.
+// stays on its node when no node scores higher (node-choice.ts), and a running guest that would be stopped
+// because guests of its priority or lower, assigned before it, took its room keeps that room: the
+// allocation is made again with the room held for it, at most twice.
 import { notFound } from "../errors.js";
 import { allocate, type Allocated } from "./allocate.js";
 import { blockersOf, runningAfterPlan } from "./blocking.js";
@@ -23,8 +23,8 @@ import {
   type Unplaceable,
 } from "./types.js";
 
-/** Allocations made at most: the first, and two more with the room of evicted running guests held. */
-const MAX_ALLOCATIONS = 3;
+/** Allocations made at most: the first, and up to three more with the room of evicted running guests held. */
+const MAX_ALLOCATIONS = 4;
 
 export function schedule(config: SchedConfig, state: SchedState): Plan {
   return run(config, state, null).plan;
@@ -60,15 +60,31 @@ function run(config: SchedConfig, state: SchedState, traceVm: string | null) {
   return { plan, explanation };
 }
 
+/**
+ * Pacemaker's allocation, then again with the room of evicted running guests held for them, as long as that
+ * keeps them running: a guest that would not run even so (a higher priority takes the room) is not held for.
+ */
 function allocateKeepingRoom(prepared: Prepared, state: SchedState, config: SchedConfig, traced: number) {
-  const strategy = config.placementStrategy ?? DEFAULT_PLACEMENT_STRATEGY;
-  const protect = new Set<number>();
-  for (let attempt = 1; ; attempt++) {
-    const allocation = allocate(prepared, state, strategy, protect, traced);
+  const options = {
+    strategy: config.placementStrategy ?? DEFAULT_PLACEMENT_STRATEGY,
+    keepOnTies: config.runningGuests?.ties ?? true,
+  };
+  let best = allocate(prepared, state, options, new Set(), traced);
+  if (config.runningGuests?.room === false) return best;
+  const protect = new Set(best.evicted);
+  for (let attempt = 2; attempt <= MAX_ALLOCATIONS && protect.size > 0; attempt++) {
+    const allocation = allocate(prepared, state, options, protect, traced);
+    const lost = [...protect].filter((vm) => allocation.chosen[vm]! < 0);
+    if (lost.length > 0) {
+      lost.forEach((vm) => protect.delete(vm));
+      continue;
+    }
+    best = allocation;
     const grown = [...allocation.evicted].filter((vm) => !protect.has(vm));
-    if (grown.length === 0 || attempt === MAX_ALLOCATIONS) return allocation;
+    if (grown.length === 0) break;
     grown.forEach((vm) => protect.add(vm));
   }
+  return best;
 }
 
 const compareNames = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -70,6 +70,12 @@ export interface SchedConfig {
   constraints: readonly Constraint[];
   /** Absent: DEFAULT_PLACEMENT_STRATEGY. */
   placementStrategy?: PlacementStrategy;
+  /**
+   * Haven's two departures from Pacemaker for running guests (docs/placement.md), each on unless turned off:
+   * a running guest stays on its node when no node scores higher (`ties`), and keeps its room against guests
+   * of its priority or lower placed before it (`room`). Both off, the scheduler answers as Pacemaker would.
+   */
+  runningGuests?: { ties?: boolean; room?: boolean };
 }
 
 export interface SchedState {

@@ -275,7 +275,7 @@ describe("crm: syntax errors carry line and column", () => {
     ["trailing word after node", "location l p 100: n1 extra", 1, 22, /unexpected "extra"/],
     ["rule without score", "location l p rule", 1, 18, /expected "<score>:"/],
     ["rule with unknown operator", "location l p rule 1: hw is vm", 1, 25, /unknown operator "is"/],
-    ["rule with unknown type", "location l p rule 1: hw integer:gt 3", 1, 25, /unknown value type "integer"/],
+    ["rule with unknown type", "location l p rule 1: hw float:gt 3", 1, 25, /unknown value type "float"/],
     ["rule without value", "location l p \\\n  rule 1: hw eq", 2, 16, /expected value after "eq"/],
     ["rule with bad joiner", "location l p rule 1: hw eq vm xor b", 1, 31, /expected "and", "or" or "rule"/],
     ["rule with bad attribute", "location l p rule 1: h/w eq vm", 1, 22, /is not a node attribute/],

@@ -6,6 +6,7 @@ import type {
   Constraint,
   PlacementStrategy,
   Plan,
+  SchedConfig,
   SchedNode,
   SchedVm,
   VmFailures,
@@ -47,12 +48,14 @@ export interface Setup {
   runtime?: Record<string, VmRuntime>;
   nowMs?: number;
   strategy?: PlacementStrategy;
+  runningGuests?: SchedConfig["runningGuests"];
 }
 
-export const config = (setup: Setup) => ({
+export const config = (setup: Setup): SchedConfig => ({
   vms: setup.vms,
   constraints: setup.constraints ?? [],
   ...(setup.strategy && { placementStrategy: setup.strategy }),
+  ...(setup.runningGuests && { runningGuests: setup.runningGuests }),
 });
 export const state = (setup: Setup) => ({
   nodes: setup.nodes,

@@ -235,14 +235,55 @@ describe("stickiness and the order of sums", () => {
   });
 });
 
+describe("orders", () => {
+  test("of two orders between the same guests, the first counts", () => {
+    // a is to stay stopped, b runs. Mandatory then optional: b cannot run without a; the other way round, b
+    // keeps running (Pacemaker's answers).
+    const setup = (kinds: Array<"mandatory" | "optional">): Setup => ({
+      vms: [vm("a", { state: "stopped" }), vm("b")],
+      nodes: [node("n1"), node("n2")],
+      constraints: kinds.map((kind, position) => ({
+        type: "order",
+        id: `o${position + 1}`,
+        first: "a",
+        then: "b",
+        kind,
+      })),
+      runtime: { b: runningOn("n1") },
+    });
+    assert.equal(actionOf(plan(setup(["mandatory", "optional"])), "b")?.type, "stop");
+    assert.equal(actionOf(plan(setup(["optional", "mandatory"])), "b")?.type, "keep");
+  });
+});
+
 describe("where Haven keeps running guests in place (docs/placement.md)", () => {
+  const small = (name: string, memoryMb: number) => fixtureNode(name, { capacity: { vcpus: 8, memoryMb } });
+
   test("a running guest stays on its node when another node only ties with it", () => {
-    // Pacemaker moves `old` to n2, which has more room left after `new` (both score 0).
+    // Pacemaker moves b to n2, which has more room left once a is placed (both score 0).
     const setup: Setup = {
-      vms: [vm("old", { memoryMb: 4096 }), vm("new", { priority: 5 })],
-      nodes: [fixtureNode("n1"), fixtureNode("n2")],
-      runtime: { old: runningOn("n1") },
+      vms: [vm("a"), vm("b")],
+      nodes: [small("n1", 4096), small("n2", 4096)],
+      runtime: { a: runningOn("n1"), b: runningOn("n1") },
     };
-    assert.deepEqual(planned(setup), { new: "n1", old: "n1" });
+    assert.deepEqual(planned(setup), { a: "n1", b: "n1" });
+    assert.deepEqual(
+      planned({ ...setup, runningGuests: { ties: false } }),
+      { a: "n1", b: "n2" },
+      "Pacemaker's",
+    );
+  });
+
+  test("a running guest is not stopped to make room for a guest of its priority placed before it", () => {
+    // r runs on n1 and follows p (100); p is placed first, as r's primary. Pacemaker puts p on n1, where r
+    // then has no room left, and stops r; Haven keeps r running, and p waits for room.
+    const setup: Setup = {
+      vms: [vm("p", { memoryMb: 2048 }), vm("r", { memoryMb: 2048 })],
+      nodes: [small("n1", 3072), small("n2", 1024)],
+      constraints: [colocation("r-with-p", "r", "p", 100)],
+      runtime: { r: runningOn("n1") },
+    };
+    assert.deepEqual(planned(setup), { r: "n1" });
+    assert.deepEqual(planned({ ...setup, runningGuests: { room: false } }), { p: "n1" }, "Pacemaker's");
   });
 });

@@ -103,7 +103,7 @@ function finish(allocation: Allocated, groups: Groups | null, vm: number, traced
     addOnNodes(allocation, vm, {
       kind: "nodes",
       source: "target-role",
-      matches: null,
+      nodes: null,
       score: MINUS_INFINITY,
       detail,
     });

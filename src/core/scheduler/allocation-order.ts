@@ -4,7 +4,7 @@
 // scores at full weight) go first, so running guests come before new ones, and after them the guests with
 // the higher score on the first node where they differ (nodes taken in Pacemaker's order of preference).
 // A guest's primaries are assigned when it is (allocate.ts), whatever their place here.
-import type { Allocation } from "./allocation-state.js";
+import { slices, type Allocation } from "./allocation-state.js";
 import { mergedWithPrimaries } from "./colocation.js";
 import { MINUS_INFINITY } from "./scores.js";
 import { roomVote } from "./tie-breaks.js";
@@ -15,7 +15,8 @@ export function allocationOrder(allocation: Allocation): number[] {
     .map((_, index) => index)
     .sort((a, b) => vms[b]!.priority - vms[a]!.priority || a - b);
   if (allocation.strategy === "default") return byPriority;
-  const merged = vms.map((_, index) => mergedWithPrimaries(allocation, index));
+  const keys = slices(vms.length, allocation.prepared.nodes.length);
+  const merged = vms.map((_, index) => mergedWithPrimaries(allocation, index, keys[index]!));
   const here = merged.map((table, index) => {
     const current = allocation.current[index]!;
     return current >= 0 ? table[current]! : MINUS_INFINITY;

@@ -82,7 +82,7 @@ export function newAllocation(
     nowMs: state.nowMs,
     runtimes,
     available: Uint8Array.from(prepared.nodes, (node) => (node.online && !node.standby ? 1 : 0)),
-    tables: prepared.vms.map(() => new Int32Array(nodeCount)),
+    tables: slices(vmCount, nodeCount),
     status: new Uint8Array(vmCount),
     merging: new Uint8Array(vmCount),
     chosen: new Int32Array(vmCount).fill(-1),
@@ -97,6 +97,15 @@ export function newAllocation(
     mergeStack: null,
     evicted: new Set(),
   };
+}
+
+/**
+ * `count` tables of `length` scores, views of one buffer: thousands of small typed arrays of their own
+ * would each cost an allocation of memory outside the heap, and the collector's time.
+ */
+export function slices(count: number, length: number): Int32Array[] {
+  const buffer = new Int32Array(count * length);
+  return Array.from({ length: count }, (_, index) => buffer.subarray(index * length, (index + 1) * length));
 }
 
 /** Pacemaker's "available node": it can run guests and the score there is not negative. */
@@ -121,8 +130,10 @@ export function addOnNode(allocation: Allocation, vm: number, step: Step & { kin
 /** Adds `score` on the matching nodes (or every node), recording the step. */
 export function addOnNodes(allocation: Allocation, vm: number, step: Step & { kind: "nodes" }): void {
   const table = allocation.tables[vm]!;
-  for (let node = 0; node < table.length; node++) {
-    if (step.matches === null || step.matches[node] !== 0) table[node] = addScores(table[node]!, step.score);
+  if (step.nodes === null) {
+    for (let node = 0; node < table.length; node++) table[node] = addScores(table[node]!, step.score);
+  } else {
+    for (const node of step.nodes) table[node] = addScores(table[node]!, step.score);
   }
   allocation.steps[vm]!.push(step);
 }

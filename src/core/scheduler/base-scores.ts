@@ -17,7 +17,7 @@ export function applyBaseScores(allocation: Allocation): void {
         addOnNodes(allocation, index, {
           kind: "nodes",
           source: id,
-          matches: location.matches,
+          nodes: location.matching,
           score,
           detail,
         });

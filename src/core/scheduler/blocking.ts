@@ -1,9 +1,10 @@
-// After the allocation, what will actually run: as in Pacemaker, a guest whose mandatory `first` will not run
-// cannot start (and a running one is stopped), and a guest that must run with (+INFINITY) a guest that is to
-// run but cannot cannot run either. (A guest that is to stay stopped blocks nothing this way: its +INFINITY
-// dependents were scored off every node already, unless a colocation loop skipped that, as in Pacemaker.)
-// Blocked guests keep the node they were assigned (and its room, as in Pacemaker), but do not run.
-// Propagated along orders and colocations with a work list: each guest is visited once.
+// After the allocation, what will actually run, as Pacemaker decides it from its actions: a guest whose
+// mandatory `first` will not run cannot start (and a running one is stopped); a guest that must run with
+// (+INFINITY) a guest that was assigned a node but is blocked cannot run either. A guest that was assigned no
+// node blocks its +INFINITY dependents only through their scores (it has no start that could fail): where a
+// colocation loop skipped the colocation, they run, as in Pacemaker. Blocked guests keep the node they were
+// assigned (and its room, as in Pacemaker), but do not run. Propagated with a work list: each guest is visited
+// once.
 import type { Allocation } from "./allocation-state.js";
 import { INFINITY } from "./scores.js";
 
@@ -25,10 +26,10 @@ export function runningAfterPlan(allocation: Allocation): Uint8Array {
   });
   while (queue.length > 0) {
     const stopped = queue.pop()!;
-    const wanted = prepared.vms[stopped]!.state === "started";
+    const blocked = chosen[stopped]! >= 0;
     const followers = [
       ...(mandatoryAfter.get(stopped) ?? []),
-      ...(wanted ? prepared.index[stopped]!.dependents : [])
+      ...(blocked ? prepared.index[stopped]!.dependents : [])
         .filter((link) => link.score >= INFINITY)
         .map((link) => link.dependent),
     ];
@@ -57,8 +58,8 @@ export function blockersOf(allocation: Allocation, runs: Uint8Array, vm: number)
   const assigned = allocation.chosen[vm]! >= 0;
   for (const link of entry.primaries) {
     if (link.score < INFINITY || runs[link.primary]) continue;
-    // A guest to stay stopped blocks its dependents only through their scores (see the top of the file).
-    if (assigned && prepared.vms[link.primary]!.state !== "started") continue;
+    // A primary assigned no node blocks an assigned guest only through its scores (see the top of the file).
+    if (assigned && allocation.chosen[link.primary]! < 0) continue;
     const primary = prepared.vms[link.primary]!.name;
     blockers.push(`it must run with ${primary} (${link.constraint.id}), which will not run`);
   }

@@ -106,10 +106,12 @@ export function banNodesWithoutRoom(allocation: Allocation, groups: Groups, vm: 
   const group = groups.pending[groups.groupOf[vm]!]!;
   const alone = group.vcpus === guest.vcpus && group.memoryMb === guest.memoryMb;
   let anyRoom = false;
+  for (let node = 0; node < table.length && !anyRoom; node++) {
+    anyRoom = available[node] === 1 && table[node]! >= 0 && fitsOn(allocation, node, guest.priority, group);
+  }
   let roomiest = -1;
-  for (let node = 0; node < table.length; node++) {
+  for (let node = 0; node < table.length && !anyRoom; node++) {
     if (!available[node] || table[node]! < 0) continue;
-    if (fitsOn(allocation, node, guest.priority, group)) anyRoom = true;
     if (roomiest < 0 || capacityVote(allocation, node, roomiest, guest.priority) < 0) roomiest = node;
   }
   const needs = anyRoom ? group : guest;
@@ -123,9 +125,8 @@ export function banNodesWithoutRoom(allocation: Allocation, groups: Groups, vm: 
     const together = anyRoom && !alone ? " for it and the guests that must run with it:" : "";
     const { vcpus, memoryMb } = needs; // the group's needs change as its members are assigned
     const detail = () => `not enough free capacity for${together} ${vcpus} vCPUs and ${memoryMb} MB`;
-    const nodes = Int32Array.from(banned);
-    const amounts = new Int32Array(banned.length).fill(MINUS_INFINITY);
-    const step: Step = { kind: "amounts", source: "capacity", nodes, amounts, detail };
+    const amounts = banned.map(() => MINUS_INFINITY);
+    const step: Step = { kind: "amounts", source: "capacity", nodes: banned, amounts, detail };
     allocation.steps[vm]!.push(step);
   }
   return anyRoom ? -1 : roomiest;

@@ -24,8 +24,19 @@ export function applyPrimary(allocation: Allocation, vm: number, link: Colocatio
   const step = primaryStep(allocation, link, where);
   const table = allocation.tables[vm]!;
   const { available } = allocation;
-  const amountOn = (node: number) =>
-    where < 0 ? -score : node === where ? (score < INFINITY ? score : 0) : score >= INFINITY ? -score : 0;
+  if (where >= 0 && score < INFINITY) {
+    // The common case, one node: a finite or -INFINITY score on the primary's node.
+    const after = addScores(table[where]!, score);
+    let applied = isInfinite(score) || after >= 0;
+    for (let node = 0; node < table.length && !applied; node++) {
+      applied = node !== where && available[node] === 1 && table[node]! >= 0;
+    }
+    if (applied) table[where] = after;
+    else step.ignored = true;
+    allocation.steps[vm]!.push(step);
+    return;
+  }
+  const amountOn = (node: number) => (where < 0 ? -score : node === where ? 0 : -score);
   // A finite colocation that would leave no node available is left out; checked before anything changes.
   let applied = isInfinite(score);
   for (let node = 0; node < table.length && !applied; node++) {
@@ -47,13 +58,14 @@ function primaryStep(allocation: Allocation, link: ColocationLink, where: number
       score >= INFINITY
         ? `must run with ${partner} (${id}), which will not run`
         : `${partner}, which it prefers to run with, will not run (${id}, ${formatScore(-score)})`;
-    return { kind: "nodes", source: id, matches: null, score: -score, detail };
+    return { kind: "nodes", source: id, nodes: null, score: -score, detail };
   }
   if (score >= INFINITY) {
-    const matches = new Uint8Array(nodes.length).fill(1);
-    matches[where] = 0;
+    const others = Int32Array.from({ length: nodes.length - 1 }, (_, position) =>
+      position < where ? position : position + 1,
+    );
     const detail = () => `must run with ${partner} (${id}), which runs on ${nodes[where]!.name}`;
-    return { kind: "nodes", source: id, matches, score: MINUS_INFINITY, detail };
+    return { kind: "nodes", source: id, nodes: others, score: MINUS_INFINITY, detail };
   }
   const detail = () =>
     score <= MINUS_INFINITY
@@ -68,7 +80,7 @@ function primaryStep(allocation: Allocation, link: ColocationLink, where: number
  * Haven stops following paths once it has taken in this many, which no configuration of ordinary size
  * reaches (docs/placement.md).
  */
-export const MERGE_BUDGET = 64;
+export const MERGE_BUDGET = 16;
 
 /** Takes in the preferences of the guests that follow `vm`, one colocation at a time. */
 export function mergeDependents(allocation: Allocation, vm: number): void {
@@ -94,10 +106,14 @@ export function mergeDependents(allocation: Allocation, vm: number): void {
 
 /**
  * A guest's scores with those of the guests it follows added at full weight, and theirs in turn: how
- * Pacemaker compares guests to decide which to assign first under a capacity strategy.
+ * Pacemaker compares guests to decide which to assign first under a capacity strategy. Written into
+ * `work` (or the guest's own table when it follows no guest).
  */
-export function mergedWithPrimaries(allocation: Allocation, vm: number): Int32Array {
-  const work = allocation.tables[vm]!.slice();
+export function mergedWithPrimaries(allocation: Allocation, vm: number, work: Int32Array): Int32Array {
+  const table = allocation.tables[vm]!;
+  // Nothing to add: the guest's own table serves (tables do not change while guests are ordered).
+  if (allocation.prepared.index[vm]!.primaries.length === 0) return table;
+  work.set(table);
   if (!anyAvailable(allocation, work)) return work;
   allocation.merging[vm] = 1;
   const budget = { left: MERGE_BUDGET };

@@ -38,8 +38,13 @@ export function compareNodes(allocation: Allocation, vm: number, a: number, b: n
 export function chooseNode(allocation: Allocation, vm: number, prefer: number): number {
   const { available } = allocation;
   const table = allocation.tables[vm]!;
+  // The highest score first; the tie-breaks only among the nodes that have it (the hot path: most guests
+  // have one best node).
+  let top = Number.NEGATIVE_INFINITY;
+  for (let node = 0; node < table.length; node++) top = Math.max(top, weightOn(allocation, vm, node));
   let best = -1;
   for (let node = 0; node < table.length; node++) {
+    if (weightOn(allocation, vm, node) !== top) continue;
     if (best < 0 || compareNodes(allocation, vm, node, best) < 0) best = node;
   }
   if (best < 0) return -1;

@@ -24,8 +24,8 @@ export type LocationEntry =
   | {
       kind: "rule";
       constraint: LocationRuleConstraint;
-      /** 1 where the rule holds, per node index. */
-      matches: Uint8Array;
+      /** The nodes (indices) where the rule holds. */
+      matching: Int32Array;
     };
 
 /**
@@ -39,6 +39,8 @@ export interface ColocationLink {
   score: number;
   /** Pacemaker's weight of the colocation: the score over INFINITY, in single precision. */
   factor: number;
+  /** Its position among all colocations, in the order they are defined. */
+  defined: number;
 }
 
 export interface VmIndex {
@@ -319,13 +321,20 @@ function indexConstraints(
   constraints: readonly Constraint[],
   parse: (text: string) => RuleParse,
 ): void {
-  const ruleMatches = new Map<string, Uint8Array>();
+  const ruleMatches = new Map<string, Int32Array>();
   const entry = (vm: string) => prepared.index[prepared.vmIndex.get(vm)!]!;
   const links: ColocationLink[] = [];
   const link = (constraint: ColocationLink["constraint"], dependent: string, primary: string) => {
     const [d, p] = [prepared.vmIndex.get(dependent)!, prepared.vmIndex.get(primary)!];
     const factor = Math.fround(constraint.score / INFINITY);
-    links.push({ constraint, dependent: d, primary: p, score: constraint.score, factor });
+    links.push({
+      constraint,
+      dependent: d,
+      primary: p,
+      score: constraint.score,
+      factor,
+      defined: links.length,
+    });
   };
   for (const constraint of constraints) {
     switch (constraint.type) {
@@ -340,7 +349,7 @@ function indexConstraints(
         entry(constraint.vm).locations.push({
           kind: "rule",
           constraint,
-          matches: matchesOf(constraint.rule, prepared.nodes, ruleMatches, parse),
+          matching: matchesOf(constraint.rule, prepared.nodes, ruleMatches, parse),
         });
         break;
       case "colocation":
@@ -371,11 +380,8 @@ function indexConstraints(
  */
 function indexColocations(prepared: Prepared, links: readonly ColocationLink[]): void {
   const { vms, index } = prepared;
-  const defined = new Map(links.map((link, position) => [link, position]));
   const by = (other: (link: ColocationLink) => number) => (a: ColocationLink, b: ColocationLink) =>
-    vms[other(b)]!.priority - vms[other(a)]!.priority ||
-    other(a) - other(b) ||
-    defined.get(b)! - defined.get(a)!;
+    vms[other(b)]!.priority - vms[other(a)]!.priority || other(a) - other(b) || b.defined - a.defined;
   for (const link of links) {
     index[link.dependent]!.primaries.push(link);
     index[link.primary]!.dependents.push(link);
@@ -390,15 +396,16 @@ function indexColocations(prepared: Prepared, links: readonly ColocationLink[]):
 function matchesOf(
   text: string,
   nodes: readonly SchedNode[],
-  cache: Map<string, Uint8Array>,
+  cache: Map<string, Int32Array>,
   parse: (text: string) => RuleParse,
-): Uint8Array {
+): Int32Array {
   const cached = cache.get(text);
   if (cached) return cached;
   const parsed = parse(text);
-  const matches = new Uint8Array(nodes.length);
+  const matching: number[] = [];
   if (parsed.ok)
-    nodes.forEach((node, position) => (matches[position] = evaluateRule(parsed.rule, node) ? 1 : 0));
-  cache.set(text, matches);
-  return matches;
+    nodes.forEach((node, position) => evaluateRule(parsed.rule, node) && matching.push(position));
+  const result = Int32Array.from(matching);
+  cache.set(text, result);
+  return result;
 }

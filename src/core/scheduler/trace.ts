@@ -8,11 +8,11 @@ import type { Contribution } from "./types.js";
 export type Step =
   /** `score` on one node. */
   | { kind: "node"; source: string; node: number; score: Score; detail: () => string; ignored?: boolean }
-  /** `score` on every node where `matches` is 1 (rules), or on every node when `matches` is null. */
+  /** `score` on each of `nodes` (where a rule holds, say), or on every node when `nodes` is null. */
   | {
       kind: "nodes";
       source: string;
-      matches: Uint8Array | null;
+      nodes: Int32Array | null;
       score: Score;
       detail: (node: number) => string;
       ignored?: boolean;
@@ -21,8 +21,8 @@ export type Step =
   | {
       kind: "amounts";
       source: string;
-      nodes: Int32Array;
-      amounts: Int32Array;
+      nodes: readonly number[];
+      amounts: readonly number[];
       detail: (node: number, amount: Score) => string;
       ignored?: boolean;
     };
@@ -33,7 +33,7 @@ export function amountOn(step: Step, node: number): Score | null {
     case "node":
       return step.node === node ? step.score : null;
     case "nodes":
-      return step.matches === null || step.matches[node] !== 0 ? step.score : null;
+      return step.nodes === null || step.nodes.includes(node) ? step.score : null;
     case "amounts": {
       const position = step.nodes.indexOf(node);
       return position < 0 ? null : step.amounts[position]!;
@@ -59,19 +59,13 @@ export function contributionsOn(steps: readonly Step[], node: number): Contribut
 }
 
 /** What changed between two score tables, node by node (only the nodes that changed), or null. */
-export function difference(
-  after: Int32Array,
-  before: Int32Array,
-): { nodes: Int32Array; amounts: Int32Array } | null {
-  let changed = 0;
-  for (let node = 0; node < after.length; node++) if (after[node] !== before[node]) changed++;
-  if (changed === 0) return null;
-  const nodes = new Int32Array(changed);
-  const amounts = new Int32Array(changed);
-  for (let node = 0, position = 0; node < after.length; node++) {
+export function difference(after: Int32Array, before: Int32Array) {
+  const nodes: number[] = [];
+  const amounts: number[] = [];
+  for (let node = 0; node < after.length; node++) {
     if (after[node] === before[node]) continue;
-    nodes[position] = node;
-    amounts[position++] = after[node]! - before[node]!;
+    nodes.push(node);
+    amounts.push(after[node]! - before[node]!);
   }
-  return { nodes, amounts };
+  return nodes.length === 0 ? null : { nodes, amounts };
 }

@@ -15,6 +15,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { schedule } from "../src/core/scheduler/scheduler.js";
 import { measureRound, type RoundResult } from "./controller-round.js";
 import { INFINITY } from "../src/core/scheduler/scores.js";
+import { seededRandom } from "../test/seeded-random.js";
 import type {
   Constraint,
   Plan,
@@ -29,18 +30,6 @@ const TARGET_MB = 500;
 const SEED = 20240601;
 
 // ---- workload ------------------------------------------------------------------------------------
-
-/** mulberry32: small, fast and good enough to make a reproducible workload. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Workload {
   config: SchedConfig;
@@ -64,7 +53,7 @@ const RACKS = 8;
  * next group's head (+200). Capacity is sized for about 75 % use, so one node's guests fit elsewhere.
  */
 export function buildWorkload(shape: Shape): Workload {
-  const random = prng(SEED + shape.nodes * 7 + shape.vms);
+  const random = seededRandom(SEED + shape.nodes * 7 + shape.vms);
   const width = String(shape.vms).length;
   const vms = Array.from({ length: shape.vms }, (_, i) => ({
     name: `vm${pad(i, width)}`,

@@ -3,6 +3,7 @@
 // locations, rules, colocations, colocation sets and orders with finite and infinite scores, under one of
 // Pacemaker's placement strategies, with capacity that binds or does not. Seeded: the same seed gives the
 // same problems. Each problem says which features it combines, for the agreement table.
+import { seededRandom } from "../seeded-random.js";
 import { INFINITY, MINUS_INFINITY } from "../../src/core/scheduler/scores.js";
 import {
   PLACEMENT_STRATEGIES,
@@ -22,18 +23,6 @@ export interface Scenario {
   /** Guest → the node it runs on. */
   running: Map<string, string>;
   features: Set<string>;
-}
-
-/** mulberry32: small, fast, and the same on every machine. */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 class Dice {
@@ -76,7 +65,7 @@ const SET_SCORES = [INFINITY, MINUS_INFINITY, -500, 200];
 const STICKINESS = [0, 1, 50, 100, 1000, INFINITY, -50];
 
 export function generateScenario(seed: number, index: number): Scenario {
-  const dice = new Dice(prng(seed * 1_000_003 + index));
+  const dice = new Dice(seededRandom(seed * 1_000_003 + index));
   const features = new Set<string>();
   const strategy = dice.pick(PLACEMENT_STRATEGIES);
   features.add(`strategy ${strategy}`);

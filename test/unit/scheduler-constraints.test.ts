@@ -4,64 +4,27 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { explain } from "../../src/core/scheduler/scheduler.js";
 import { INFINITY, MINUS_INFINITY } from "../../src/core/scheduler/scores.js";
-import type { Constraint, Plan, SchedNode } from "../../src/core/scheduler/types.js";
+import type { Constraint, Plan } from "../../src/core/scheduler/types.js";
 import {
   actionOf,
+  colocation,
+  colocationSet,
   config,
-  node as fixtureNode,
+  location,
+  order,
   placement,
   plan,
+  roomyNode as node,
+  rule,
   runningOn,
   state,
   vm,
   type Setup,
 } from "./scheduler-fixtures.js";
 
-// Roomy nodes: these tests are about constraints, not capacity.
-const node = (name: string, extra: Partial<SchedNode> = {}): SchedNode =>
-  fixtureNode(name, { capacity: { vcpus: 64, memoryMb: 65536 }, ...extra });
 const unplaceable = (result: Plan) => result.unplaceable.map((entry) => entry.vm);
 
 const threeNodes = [node("n1"), node("n2"), node("n3")];
-const location = (id: string, vmName: string, nodeName: string, score: number): Constraint => ({
-  type: "location",
-  id,
-  vm: vmName,
-  node: nodeName,
-  score,
-});
-const rule = (id: string, vmName: string, text: string, score: number): Constraint => ({
-  type: "location-rule",
-  id,
-  vm: vmName,
-  rule: text,
-  score,
-});
-const colocation = (id: string, vmName: string, withVm: string, score: number): Constraint => ({
-  type: "colocation",
-  id,
-  vm: vmName,
-  withVm,
-  score,
-});
-const colocationSet = (id: string, vms: string[], score: number): Constraint => ({
-  type: "colocation-set",
-  id,
-  vms,
-  score,
-});
-const order = (
-  id: string,
-  first: string,
-  then: string,
-  kind: "mandatory" | "optional" = "mandatory",
-): Constraint => ({
-  type: "order",
-  id,
-  first,
-  then,
-  kind,
-});
 
 describe("location constraints", () => {
   test("a positive score draws the guest to the node", () => {

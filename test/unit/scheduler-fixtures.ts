@@ -67,3 +67,47 @@ export const actionOf = (result: Plan, name: string) => result.actions.find((act
 /** Where each guest runs after the plan. */
 export const placement = (result: Plan) =>
   Object.fromEntries(result.actions.filter((action) => action.to).map((action) => [action.vm, action.to]));
+
+/** A node with room for everything, for tests about constraints rather than capacity. */
+export const roomyNode = (name: string, extra: Partial<SchedNode> = {}): SchedNode =>
+  node(name, { capacity: { vcpus: 64, memoryMb: 65536 }, ...extra });
+
+export const location = (id: string, vmName: string, nodeName: string, score: number): Constraint => ({
+  type: "location",
+  id,
+  vm: vmName,
+  node: nodeName,
+  score,
+});
+export const rule = (id: string, vmName: string, text: string, score: number): Constraint => ({
+  type: "location-rule",
+  id,
+  vm: vmName,
+  rule: text,
+  score,
+});
+export const colocation = (id: string, vmName: string, withVm: string, score: number): Constraint => ({
+  type: "colocation",
+  id,
+  vm: vmName,
+  withVm,
+  score,
+});
+export const colocationSet = (id: string, vms: string[], score: number): Constraint => ({
+  type: "colocation-set",
+  id,
+  vms,
+  score,
+});
+export const order = (
+  id: string,
+  first: string,
+  then: string,
+  kind: "mandatory" | "optional" = "mandatory",
+): Constraint => ({
+  type: "order",
+  id,
+  first,
+  then,
+  kind,
+});

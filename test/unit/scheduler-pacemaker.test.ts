@@ -5,37 +5,24 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { explain } from "../../src/core/scheduler/scheduler.js";
 import { INFINITY, MINUS_INFINITY } from "../../src/core/scheduler/scores.js";
-import type { Constraint, PlacementStrategy, SchedNode } from "../../src/core/scheduler/types.js";
+import type { PlacementStrategy } from "../../src/core/scheduler/types.js";
 import {
   actionOf,
+  colocation,
   config,
+  location,
   node as fixtureNode,
   placement,
   plan,
+  roomyNode as node,
   runningOn,
   state,
   vm,
   type Setup,
 } from "./scheduler-fixtures.js";
 
-const node = (name: string, extra: Partial<SchedNode> = {}) =>
-  fixtureNode(name, { capacity: { vcpus: 64, memoryMb: 65536 }, ...extra });
 const withMemory = (name: string, memoryMb: number) =>
   fixtureNode(name, { capacity: { vcpus: 64, memoryMb } });
-const location = (id: string, vmName: string, nodeName: string, score: number): Constraint => ({
-  type: "location",
-  id,
-  vm: vmName,
-  node: nodeName,
-  score,
-});
-const colocation = (id: string, vmName: string, withVm: string, score: number): Constraint => ({
-  type: "colocation",
-  id,
-  vm: vmName,
-  withVm,
-  score,
-});
 /** Each guest's score per node at its turn, as crm_simulate --show-scores prints them. */
 const scores = (setup: Setup, name: string) =>
   Object.fromEntries(explain(config(setup), state(setup), name).nodes.map((row) => [row.node, row.total]));

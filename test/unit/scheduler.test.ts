@@ -6,6 +6,7 @@ import { HavenError } from "../../src/core/errors.js";
 import { explain } from "../../src/core/scheduler/scheduler.js";
 import { INFINITY, MINUS_INFINITY } from "../../src/core/scheduler/scores.js";
 import type { Constraint, VmFailures } from "../../src/core/scheduler/types.js";
+import { seededRandom } from "../seeded-random.js";
 import {
   actionOf,
   config,
@@ -84,7 +85,7 @@ describe("capacity", () => {
   });
 
   test("a random cluster never ends up over capacity on any node", () => {
-    const random = seeded(7);
+    const random = seededRandom(7);
     const nodes = Array.from({ length: 12 }, (_, i) =>
       node(`n${i}`, {
         capacity: { vcpus: 8 + Math.floor(random() * 24), memoryMb: 8192 * (1 + Math.floor(random() * 4)) },
@@ -407,7 +408,7 @@ describe("the plan", () => {
   });
 
   test("the same input in another order gives the same plan", () => {
-    const random = seeded(11);
+    const random = seededRandom(11);
     const nodes = Array.from({ length: 6 }, (_, i) => node(`n${i}`, { attributes: { rack: `r${i % 2}` } }));
     const vms = Array.from({ length: 60 }, (_, i) =>
       vm(`v${i}`, { priority: i % 3, memoryMb: 512 * (1 + (i % 4)) }),
@@ -508,14 +509,3 @@ describe("explain", () => {
   });
 });
 
-/** A small seeded PRNG (mulberry32), so random tests are the same on every run. */
-function seeded(seed: number): () => number {
-  let value = seed >>> 0;
-  return () => {
-    value = (value + 0x6d2b79f5) >>> 0;
-    let t = value;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

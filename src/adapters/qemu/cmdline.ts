@@ -45,7 +45,7 @@ export function buildQemuArgs(launch: GuestLaunch, paths: QemuPaths, mode: QemuS
     // TCG keeps QEMU's default threading (multi-threaded TCG for x86 on x86 hosts).
     ...["-accel", kvm ? "kvm" : "tcg"],
     ...["-cpu", kvm ? "host" : "max"],
-    ...["-m", String(launch.memoryMb)],
+    ...["-m", memoryOption(launch.memoryMb, kvm)],
     ...["-smp", String(launch.vcpus)],
     // No default NIC/VGA/serial/parallel/floppy/CD and no /etc/qemu config: the guest has exactly the
     // devices listed here. -nographic is incompatible with -daemonize; -display none is its equivalent.
@@ -93,6 +93,22 @@ function incomingArgs(tlsDir: string | undefined): string[] {
         ];
   return [...tls, "-incoming", "defer"];
 }
+
+/**
+ * The guest's RAM size. Under TCG it is 8 KiB larger than asked, on purpose: QEMU before 9.0 (Debian 12 ships
+ * 7.2) loses guest writes during live migration under TCG when a RAM block's size is a multiple of 256 KiB.
+ * Its fast path for syncing such blocks' dirty bitmap clears the bits without re-arming TCG's write tracking,
+ * so pages written after they were sent are never sent again and the target runs with stale memory (a guest
+ * that oopses or hangs after the move; fixed upstream by "physmem: Fix migration dirty bitmap coherency with
+ * TCG memory access"). A size that is not such a multiple takes the per-page path, which re-arms it. KVM
+ * tracks dirty pages in the kernel and gets the exact size.
+ */
+export function memoryOption(memoryMb: number, kvm: boolean): string {
+  return kvm ? String(memoryMb) : `${memoryMb * 1024 + tcgMemoryPadKib}K`;
+}
+
+/** QEMU rounds RAM sizes up to 8 KiB, so this is the smallest pad that keeps the size off 256 KiB multiples. */
+const tcgMemoryPadKib = 8;
 
 function blockdevFor(source: DriveSource, index: number, paths: QemuPaths) {
   const nodeName = `disk${index}`;

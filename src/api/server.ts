@@ -174,6 +174,8 @@ function importRoutes(imports: ImportService): Route[] {
 async function handle(req: IncomingMessage, res: ServerResponse, routes: Route[], options: ApiOptions) {
   const url = new URL(req.url ?? "/", "http://haven");
   try {
+    // Liveness of this havend, for clients choosing a node and for monitoring: no token, no etcd round trip.
+    if (url.pathname === "/healthz" && req.method === "GET") return send(res, 200, { ok: true });
     if (!authorized(req, options.token)) {
       return send(res, 401, { error: { code: "UNAUTHORIZED", message: "missing or wrong bearer token" } });
     }

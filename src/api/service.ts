@@ -5,7 +5,7 @@ import { access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import type { ImageInfo, StorageBackend } from "../adapters/storage/port.js";
-import { verifyCanaryImage, type CanaryReport } from "../core/canary.js";
+import { CANARY_SLOT_BYTES, verifyCanaryImage, type CanaryReport } from "../core/canary.js";
 import { conflict, inputError, notFound } from "../core/errors.js";
 import {
   migrationDefaultsSchema,
@@ -147,8 +147,11 @@ export class HavenService {
     const spec = (await this.requireSpec(name)).value;
     const disk = spec.disks[0]?.image;
     if (!spec.canary || !disk) throw inputError(`VM ${name} is not a canary guest`);
-    const info = await this.storage.info(disk);
-    const bytes = await this.storage.read(disk, 0, info.sizeBytes);
+    // Only as far as anything was written: a canary's records start at the front, and a large thin disk
+    // would otherwise be read (into memory) whole.
+    const [info, dataEnd] = await Promise.all([this.storage.info(disk), this.storage.dataEnd(disk)]);
+    const length = Math.min(info.sizeBytes, Math.ceil(dataEnd / CANARY_SLOT_BYTES) * CANARY_SLOT_BYTES);
+    const bytes = await this.storage.read(disk, 0, length);
     return { vm: name, disk, ...verifyCanaryImage(bytes) };
   }
 

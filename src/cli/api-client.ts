@@ -6,14 +6,23 @@ import { errorCodeFromHttpStatus, HavenError, unavailable } from "../core/errors
 const READ_TIMEOUT_MS = 5_000;
 const WRITE_TIMEOUT_MS = 60_000;
 
+export interface RequestOptions {
+  /**
+   * For an operation that may take long (reading a whole disk): the node must first answer /healthz within
+   * the read timeout, then the operation gets this long. A slow answer is then not taken for a dead node, and
+   * the same slow work is not started again on every other node.
+   */
+  slowTimeoutMs?: number;
+}
+
 export class ApiClient {
   constructor(
     private readonly endpoints: string[],
     private readonly token: string,
   ) {}
 
-  get<T>(path: string): Promise<T> {
-    return this.request<T>("GET", path);
+  get<T>(path: string, options: RequestOptions = {}): Promise<T> {
+    return this.request<T>("GET", path, undefined, options);
   }
 
   post<T>(path: string, body: unknown = {}): Promise<T> {
@@ -31,22 +40,35 @@ export class ApiClient {
   /** The node that answered last is asked first next time. */
   private preferred = 0;
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
     const failures: string[] = [];
     const order = this.endpoints.map((_, i) => this.endpoints[(this.preferred + i) % this.endpoints.length]!);
     for (const endpoint of order) {
+      if (options.slowTimeoutMs !== undefined) {
+        const down = await this.unresponsive(endpoint);
+        if (down) {
+          failures.push(`${endpoint}: ${down}`);
+          continue;
+        }
+      }
       let response: Response;
       try {
         response = await fetch(endpoint + path, {
           method,
           headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(method === "GET" ? READ_TIMEOUT_MS : WRITE_TIMEOUT_MS),
+          signal: AbortSignal.timeout(
+            options.slowTimeoutMs ?? (method === "GET" ? READ_TIMEOUT_MS : WRITE_TIMEOUT_MS),
+          ),
         });
       } catch (err) {
-        failures.push(
-          `${endpoint}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`,
-        );
+        // A node that was alive but did not finish a slow operation in time: asking the next node to do the
+        // same work would not help.
+        if (options.slowTimeoutMs !== undefined && (err as Error).name === "TimeoutError")
+          throw unavailable(
+            `${endpoint} did not finish ${method} ${path} within ${options.slowTimeoutMs / 1000} s`,
+          );
+        failures.push(`${endpoint}: ${failureOf(err)}`);
         continue;
       }
       const payload = (await response.json().catch(() => null)) as {
@@ -68,4 +90,19 @@ export class ApiClient {
       `no Haven node answered (${failures.join("; ")}); is the cluster up? ('haven cluster up')`,
     );
   }
+
+  /** Why `endpoint` cannot be asked (no answer to /healthz within the read timeout), or undefined if it can. */
+  private async unresponsive(endpoint: string): Promise<string | undefined> {
+    try {
+      const response = await fetch(`${endpoint}/healthz`, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+      return response.ok ? undefined : `health check answered HTTP ${response.status}`;
+    } catch (err) {
+      return failureOf(err);
+    }
+  }
+}
+
+function failureOf(err: unknown): string {
+  const cause = (err as Error).cause;
+  return cause instanceof Error ? cause.message : (err as Error).message;
 }

@@ -94,6 +94,11 @@ export class DirStorage implements StorageBackend {
     }
   }
 
+  /** Sparse files do not say where their data ends without SEEK_DATA, which Node lacks: the whole size. */
+  async dataEnd(name: string): Promise<number> {
+    return (await this.info(name)).sizeBytes;
+  }
+
   driveSource(name: string) {
     return { driver: "file" as const, filename: this.pathOf(name) };
   }

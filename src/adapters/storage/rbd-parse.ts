@@ -34,6 +34,17 @@ export const rbdLsLongSchema = z.array(
 );
 
 /** `rbd du --format json [-p POOL | POOL/IMAGE]` */
+/** `rbd diff --format json`: the allocated extents ("exists" is the string "true" or "false"). */
+export const rbdDiffSchema = z.array(
+  z
+    .looseObject({
+      offset: z.number().int().nonnegative(),
+      length: z.number().int().nonnegative(),
+      exists: z.enum(["true", "false"]),
+    })
+    .transform((e) => ({ offset: e.offset, length: e.length, exists: e.exists === "true" })),
+);
+
 export const rbdDuSchema = z.looseObject({
   images: z
     .array(

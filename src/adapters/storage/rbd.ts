@@ -19,6 +19,7 @@ import {
   parseJson,
   qemuImgInfoSchema,
   rbdChildrenSchema,
+  rbdDiffSchema,
   rbdDuSchema,
   rbdInfoSchema,
   rbdLsLongSchema,
@@ -163,6 +164,14 @@ export class RbdStorage implements StorageBackend {
     } catch (err) {
       throw this.mapError(err, { missing: `disk ${name} does not exist` });
     }
+  }
+
+  /** The end of the last extent `rbd diff` lists: what was ever written, with the parent's data for a clone. */
+  async dataEnd(name: string): Promise<number> {
+    const extents = await this.rbdJson(rbdDiffSchema, ["diff", this.spec(name)], {
+      missing: `disk ${name} does not exist`,
+    });
+    return Math.max(0, ...extents.filter((e) => e.exists).map((e) => e.offset + e.length));
   }
 
   driveSource(name: string, node: string): DriveSource {

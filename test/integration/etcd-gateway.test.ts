@@ -233,15 +233,16 @@ void describe("GatewayEtcdClient against etcd 3.4", { timeout: 60_000 }, () => {
     const stop = new AbortController();
     await campaign(client, "election/leader", "n1", l1, stop.signal);
     let n2Leads = false;
-    const n2 = campaign(client, "election/leader", "n2", l2, stop.signal).then(() => (n2Leads = true));
+    // With a poll interval longer than the test, only the watch can wake n2 once n1 resigns.
+    const n2 = campaign(client, "election/leader", "n2", l2, stop.signal, 3_600_000).then(
+      () => (n2Leads = true),
+    );
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(n2Leads, false);
     assert.equal(await leader(client, "election/leader"), "n1");
     assert.equal(await resign(client, "election/leader", l2), false);
-    const resignedAt = Date.now();
     assert.equal(await resign(client, "election/leader", l1), true);
     await n2;
-    assert.ok(Date.now() - resignedAt < 900, "the watch, not the 1 s poll, woke the waiting candidate");
     assert.equal(await leader(client, "election/leader"), "n2");
     await Promise.all([client.revokeLease(l1), client.revokeLease(l2)]);
     assert.equal(await leader(client, "election/leader"), undefined);

@@ -7,7 +7,8 @@ const POLL_MS = 1000;
 
 /**
  * Resolves once this candidate holds `key` (with `value`, under `leaseId`). Rejects with an AbortError when
- * `signal` aborts first, and with etcd's error when a transaction fails.
+ * `signal` aborts first, and with etcd's error when a transaction fails. `pollMs` bounds each wait for the
+ * holder's key to go.
  */
 export async function campaign(
   client: EtcdClient,
@@ -15,6 +16,7 @@ export async function campaign(
   value: string,
   leaseId: string,
   signal: AbortSignal,
+  pollMs = POLL_MS,
 ): Promise<void> {
   for (;;) {
     if (signal.aborted) throw abortError();
@@ -36,7 +38,7 @@ export async function campaign(
       );
       continue;
     }
-    await waitForDelete(client, key, result.revision + 1, signal);
+    await waitForDelete(client, key, result.revision + 1, signal, pollMs);
   }
 }
 
@@ -54,15 +56,16 @@ export async function leader(client: EtcdClient, key: string): Promise<string | 
   return (await client.get(key))?.value;
 }
 
-/** Waits until `key` is deleted at or after `fromRevision`, POLL_MS passes, or `signal` aborts. */
+/** Waits until `key` is deleted at or after `fromRevision`, `pollMs` passes, or `signal` aborts. */
 async function waitForDelete(
   client: EtcdClient,
   key: string,
   fromRevision: number,
   signal: AbortSignal,
+  pollMs: number,
 ): Promise<void> {
   const wake = new AbortController();
-  const timer = setTimeout(() => wake.abort(), POLL_MS);
+  const timer = setTimeout(() => wake.abort(), pollMs);
   const stop = AbortSignal.any([signal, wake.signal]);
   // The watch matches a prefix, so it also sees longer keys; only the exact key matters.
   const onEvents = (events: WatchEvent[]) => {

@@ -3,7 +3,7 @@
 // A migration target is a guest like any other (listed, supervised, reported to onExit) whose QEMU starts with
 // `-incoming defer`; the QMP side of migrations lives in migration.ts.
 import { spawn } from "node:child_process";
-import { mkdir, readdir, rm, stat, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { pollUntil, sleep } from "../../lib/async.js";
@@ -225,6 +225,9 @@ export class QemuHypervisor implements Hypervisor {
     if (await this.guestFor(vm)) throw new Error(`QEMU for ${vm} is already running`);
     await mkdir(files.dir, { recursive: true });
     removeRuntimeFiles(files);
+    // The console log belongs to one QEMU: what an earlier QEMU of this VM printed here (an earlier
+    // generation, or a deleted VM of the same name) must not pass for this one's output.
+    await rename(files.serialLog, `${files.serialLog}.1`).catch(() => undefined);
 
     const startedAt = new Date().toISOString();
     const begun = Date.now();

@@ -35,6 +35,8 @@ export interface AgentDeps {
   lease: () => string;
   /** Whether the node lease is certainly still valid (invariant 2); checked before every start. */
   leaseValid: () => boolean;
+  /** The earliest time (ms) etcd may let the lease expire: self-fencing reports how long before it the kills ended. */
+  leaseExpiresAt: () => number;
   /** Publishes which guests (by generation) this node runs, so that fences of its old guests can be lifted. */
   publishGuests: (guests: NonNullable<NodeInfo["guests"]>) => Promise<void>;
   /** Where incoming migrations listen (this node's address) and this node's TLS credentials for them. */
@@ -154,7 +156,10 @@ export class Agent {
         }),
       ),
     );
-    for (const guest of victims) this.event("self-fenced", guest.vm, SELF_FENCE_REASON);
+    const marginMs = Math.round(this.deps.leaseExpiresAt() - Date.now());
+    if (marginMs <= 0) this.deps.log.error("self-fencing ended after the lease could expire", { marginMs });
+    const reason = `${SELF_FENCE_REASON}; its guests were killed ${Math.abs(marginMs)} ms ${marginMs > 0 ? "before" : "AFTER"} the lease could expire`;
+    for (const guest of victims) this.event("self-fenced", guest.vm, reason);
   }
 
   /** A crash reported by an earlier run of this agent stays a crash: the controller decides what follows. */

@@ -68,6 +68,7 @@ async function main(): Promise<void> {
     accel: accel.accel,
     lease: () => lease.id,
     leaseValid,
+    leaseExpiresAt: () => lease.deadline(0),
     publishGuests: (guests) => lease.update({ guests }),
     migration: { host: config.migration?.host ?? config.listen.host, tlsDir: config.migration?.tlsDir },
     log: log.child("agent"),

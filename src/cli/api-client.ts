@@ -2,13 +2,17 @@
 // replies back into Haven's semantic errors (so exit codes match the API's status codes).
 import { errorCodeFromHttpStatus, HavenError, unavailable } from "../core/errors.js";
 
-/** Reads give up quickly on a node that accepts connections but does not answer (a frozen node). */
-const READ_TIMEOUT_MS = 5_000;
-const WRITE_TIMEOUT_MS = 60_000;
+export interface ApiTimeouts {
+  /** Reads give up quickly on a node that accepts connections but does not answer (a frozen node). */
+  readMs: number;
+  writeMs: number;
+}
+
+const DEFAULT_TIMEOUTS: ApiTimeouts = { readMs: 5_000, writeMs: 60_000 };
 
 export interface RequestOptions {
   /**
-   * For an operation that may take long (reading a whole disk): the node must first answer /healthz within
+   * For an operation that may take long (reading a guest's disk): the node must first answer /healthz within
    * the read timeout, then the operation gets this long. A slow answer is then not taken for a dead node, and
    * the same slow work is not started again on every other node.
    */
@@ -19,6 +23,7 @@ export class ApiClient {
   constructor(
     private readonly endpoints: string[],
     private readonly token: string,
+    private readonly timeouts: ApiTimeouts = DEFAULT_TIMEOUTS,
   ) {}
 
   get<T>(path: string, options: RequestOptions = {}): Promise<T> {
@@ -58,7 +63,7 @@ export class ApiClient {
           headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
           body: body === undefined ? undefined : JSON.stringify(body),
           signal: AbortSignal.timeout(
-            options.slowTimeoutMs ?? (method === "GET" ? READ_TIMEOUT_MS : WRITE_TIMEOUT_MS),
+            options.slowTimeoutMs ?? (method === "GET" ? this.timeouts.readMs : this.timeouts.writeMs),
           ),
         });
       } catch (err) {
@@ -94,7 +99,9 @@ export class ApiClient {
   /** Why `endpoint` cannot be asked (no answer to /healthz within the read timeout), or undefined if it can. */
   private async unresponsive(endpoint: string): Promise<string | undefined> {
     try {
-      const response = await fetch(`${endpoint}/healthz`, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+      const response = await fetch(`${endpoint}/healthz`, {
+        signal: AbortSignal.timeout(this.timeouts.readMs),
+      });
       return response.ok ? undefined : `health check answered HTTP ${response.status}`;
     } catch (err) {
       return failureOf(err);

@@ -33,7 +33,7 @@ function recorder() {
   return { seen, onEvents };
 }
 
-async function eventually(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+async function eventually(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);

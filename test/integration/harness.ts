@@ -1,10 +1,15 @@
 // Test harness: real local clusters driven through the real `haven` CLI, in a temporary state directory
 // whose name marks every process it starts (so the suite can prove nothing leaked).
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ApiClient } from "../../src/cli/api-client.js";
+import { requireClusterFile } from "../../src/cli/cluster-file.js";
+import { readToken } from "../../src/cli/local-cluster.js";
+import { thawNode } from "../../src/cli/local-faults.js";
+import type { VmView } from "../../src/core/model.js";
 import { processesMatching, terminate } from "../../src/lib/process.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -96,33 +101,57 @@ export class TestCluster {
 
   /**
    * Brings the cluster back to how a fresh one looks, whatever the last test left (also after a failure):
-   * every node thawed, running and online, none in maintenance, no constraints, no fence agents, no VMs.
-   * Test files that share one cluster call it after each test, so that one test's failure cannot fail the next.
+   * every node thawed, running and online, none in maintenance, no constraints, no fence agents, no VMs, no
+   * disks. Test files that share one cluster call it after each test, so that one test's failure cannot fail
+   * the next. Apart from `cluster up` it talks to the API directly: a CLI process per step would make it slow.
    */
   async reset(): Promise<void> {
-    const must = async (args: string[]) => {
-      const result = await this.haven(args);
-      if (result.code !== 0) throw new Error(`reset: haven ${args.join(" ")} failed: ${result.stderr}`);
-      return result;
-    };
-    const nodes = (await readdir(join(this.stateDir, "nodes")).catch(() => [])).sort();
-    for (const node of nodes) await this.haven(["node", "thaw", node]);
-    await must(["cluster", "up"]);
-    await eventually(
+    const file = await requireClusterFile(this.stateDir);
+    for (const node of file.nodes) await thawNode(this.stateDir, file, node.name);
+    const up = await this.haven(["cluster", "up"]);
+    if (up.code !== 0) throw new Error(`reset: cluster up failed: ${up.stderr}`);
+    const api = new ApiClient(
+      file.nodes.map((node) => node.api),
+      await readToken(file),
+    );
+    const path = (...parts: string[]) => parts.map(encodeURIComponent).join("/");
+    const nodes = await eventually(
       "every node online",
-      async () => ((await this.json<unknown[]>(["node", "list"])).length === nodes.length ? true : undefined),
+      async () => {
+        const online = await api.get<Array<{ name: string; maintenance: unknown }>>("/v1/nodes");
+        return online.length === file.nodes.length ? online : undefined;
+      },
       120_000,
     );
-    for (const node of await this.json<Array<{ name: string; maintenance: unknown }>>(["node", "list"]))
-      if (node.maintenance) await must(["node", "maintenance", "off", node.name]);
-    for (const constraint of await this.json<Array<{ id: string }>>(["constraint", "list"]))
-      await must(["constraint", "delete", constraint.id]);
-    for (const agent of (await this.json<{ agents: Array<{ node: string }> }>(["fence", "list"])).agents)
-      await must(["fence", "agent", "clear", agent.node]);
-    const vms = await this.json<Array<{ name: string; migration?: unknown }>>(["vm", "list"]);
-    for (const vm of vms) if (vm.migration) await this.haven(["vm", "migrate", "--cancel", vm.name]);
-    await Promise.all(vms.map((vm) => must(["vm", "stop", vm.name])));
-    for (const vm of vms) await must(["vm", "delete", vm.name]);
+    for (const node of nodes.filter((n) => n.maintenance))
+      await api.request("PUT", `/v1/nodes/${path(node.name)}/maintenance`, { on: false });
+    for (const constraint of await api.get<Array<{ id: string }>>("/v1/constraints"))
+      await api.delete(`/v1/constraints/${path(constraint.id)}`);
+    for (const agent of (await api.get<{ agents: Array<{ node: string }> }>("/v1/fencing")).agents)
+      await api.delete(`/v1/fencing/agents/${path(agent.node)}`);
+    const vms = await api.get<VmView[]>("/v1/vms");
+    for (const vm of vms.filter((v) => v.migration))
+      await api.post(`/v1/vms/${path(vm.name)}/migrate/cancel`).catch(() => undefined);
+    for (const vm of vms) await api.post(`/v1/vms/${path(vm.name)}/stop`);
+    await eventually(
+      "every VM stopped",
+      async () =>
+        (await api.get<VmView[]>("/v1/vms")).every((v) => v.state === "stopped") ? true : undefined,
+      120_000,
+    );
+    for (const vm of vms) await api.delete(`/v1/vms/${path(vm.name)}`);
+    // Disks a test made itself: clones before the snapshots they hang off, snapshots before their disk.
+    const disks = await api.get<Array<{ name: string; parent: string | null }>>("/v1/disks");
+    for (const disk of disks.filter((d) => d.parent !== null))
+      await api.delete(`/v1/disks/${path(disk.name)}`);
+    for (const disk of disks.filter((d) => d.parent === null)) {
+      const snapshots = await api
+        .get<Array<{ name: string }>>(`/v1/disks/${path(disk.name)}/snapshots`)
+        .catch(() => []);
+      for (const snapshot of snapshots)
+        await api.delete(`/v1/disks/${path(disk.name)}/snapshots/${path(snapshot.name)}`);
+      await api.delete(`/v1/disks/${path(disk.name)}`);
+    }
   }
 
   /** Tears the cluster down and throws if any of its processes survived. */
@@ -138,7 +167,7 @@ export class TestCluster {
 export async function eventually<T>(
   what: string,
   check: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
+  timeoutMs = 120_000,
   intervalMs = 300,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -235,7 +235,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the target guest to run",
         async () => ((await target.isRunning(vm)) ? true : undefined),
-        10_000,
+        60_000,
       );
       assert.equal(await source.isRunning(vm), false, "the source is paused (postmigrate)");
       const ackedOnSource = highestAck(source, vm);
@@ -307,7 +307,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the target guest to run",
         async () => ((await target.isRunning(vm)) ? true : undefined),
-        10_000,
+        60_000,
       );
       const transcript = readFileSync(join(root, "source", vm, "qmp.log"), "utf8");
       assert.match(transcript, /"object-add".*"tls-creds-x509".*"endpoint":"client"/);
@@ -322,7 +322,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the guest back on the source",
         async () => ((await source.isRunning(vm)) ? true : undefined),
-        10_000,
+        60_000,
       );
       await nextAck(source, vm, highestAck(target, vm));
       await target.stop(vm, 30_000);
@@ -411,7 +411,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the target QEMU to exit",
         () => (targetExits.includes(vm) ? true : undefined),
-        10_000,
+        60_000,
       ).catch(() => target.kill(vm));
       assert.equal(await target.isRunning(vm), false);
       assert.deepEqual(await target.list(), []);
@@ -427,7 +427,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the target guest to run",
         async () => ((await target.isRunning(vm)) ? true : undefined),
-        10_000,
+        60_000,
       );
       await source.stop(vm, 30_000);
       await target.stop(vm, 1000);

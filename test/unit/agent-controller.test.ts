@@ -51,6 +51,7 @@ describe("agent + controller on fakes", () => {
       storage,
       accel: "tcg" as const,
       leaseValid,
+      leaseExpiresAt: () => Infinity,
       publishGuests,
       migration,
     };
@@ -180,6 +181,7 @@ describe("agent + controller on fakes", () => {
         accel: "tcg",
         lease: () => lease,
         leaseValid: () => true,
+        leaseExpiresAt: () => Infinity,
         publishGuests: () => Promise.resolve(),
         migration: { host: "127.0.0.1" },
         log: silentLogger,

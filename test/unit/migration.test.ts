@@ -58,6 +58,7 @@ describe("migration on fakes", () => {
         storage,
         accel: "tcg",
         leaseValid: () => true,
+        leaseExpiresAt: () => Infinity,
         publishGuests: () => Promise.resolve(),
         migration: { host: `127.0.0.${hypervisors.size}`, tlsDir: "/tls" },
       }).run(signal),

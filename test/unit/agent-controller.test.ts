@@ -76,7 +76,7 @@ describe("agent + controller on fakes", () => {
         const view = await show(vm);
         return check(view) ? view : undefined;
       },
-      5000,
+      30_000,
       20,
     );
 
@@ -233,7 +233,7 @@ describe("agent + controller on fakes", () => {
   });
 
   const eventOf = (type: string) =>
-    waitFor(type, async () => (await service.events(1000)).find((e) => e.type === type), 5000, 20);
+    waitFor(type, async () => (await service.events(1000)).find((e) => e.type === type), 30_000, 20);
 
   test("a node's fence agent must power it off before its guests start elsewhere; a failure is retried", async () => {
     await startNode("n1");
@@ -290,7 +290,7 @@ describe("agent + controller on fakes", () => {
         const events = await service.events(100);
         return events.some((e) => e.type === "recovery-refused") ? true : undefined;
       },
-      5000,
+      30_000,
       20,
     );
     await new Promise((r) => setTimeout(r, 2500));
@@ -317,7 +317,7 @@ describe("agent + controller on fakes", () => {
         const events = await service.events(100);
         return events.some((e) => e.type === "unplaceable" && /HA is off/.test(e.reason)) ? true : undefined;
       },
-      5000,
+      30_000,
       20,
     );
     assert.equal(n2.started.length, 0);

@@ -10,6 +10,7 @@ import type {
   MigrationProgress,
 } from "../adapters/qemu/port.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
+import { guestLaunch } from "./guest-launch.js";
 import { planAgent, SELF_FENCE_REASON, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
 import { highestAckInLog } from "../core/canary.js";
 import type {
@@ -339,6 +340,10 @@ export class Agent {
       const record = this.incoming.get(vm);
       if (record?.id !== id) return;
       if (arrived) {
+        // Switches learn the guest's new port now rather than when it next sends something.
+        await this.deps.hypervisor
+          .announce(vm)
+          .catch((err: unknown) => this.deps.log.warn("announce-self failed", { vm, err }));
         await this.reportIncoming(vm, { ...record, state: "running" });
         this.event("arrived", vm, `the guest runs here (QEMU pid ${this.running.get(vm)?.pid})`);
         return;
@@ -447,20 +452,10 @@ export class Agent {
   }
 
   private launchOf(spec: VmSpec, generation: number): GuestLaunch {
-    return {
-      vm: spec.name,
-      generation,
-      memoryMb: spec.memoryMb,
-      vcpus: spec.vcpus,
-      kernel: spec.kernel,
-      initrd: spec.initrd,
-      append: spec.append,
-      disks: spec.disks.map((disk) => ({
-        image: disk.image,
-        source: this.deps.storage.driveSource(disk.image, this.deps.node),
-      })),
+    return guestLaunch(spec, generation, {
       accel: this.deps.accel,
-    };
+      source: (image, pool) => this.deps.storage.driveSource(image, this.deps.node, pool),
+    });
   }
 
   private async publishGuests(): Promise<void> {

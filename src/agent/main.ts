@@ -10,6 +10,10 @@ import { CommandFenceRunner } from "../adapters/fence/command.js";
 import { Watchdog } from "../adapters/fence/watchdog.js";
 import { GatewayEtcdClient } from "../adapters/etcd/gateway-client.js";
 import { probeAccelerator } from "../adapters/qemu/accel.js";
+import { LinuxHostNetwork } from "../adapters/network/linux.js";
+import type { HostNetwork } from "../adapters/network/port.js";
+import { writeSeedImage } from "../adapters/cloud-init/seed-image.js";
+import { qemuCapabilities } from "../adapters/qemu/capabilities.js";
 import { QemuHypervisor } from "../adapters/qemu/hypervisor.js";
 import type { Accelerator } from "../adapters/qemu/port.js";
 import { cephExtras, openStorage } from "../adapters/storage/config.js";
@@ -42,12 +46,14 @@ async function main(): Promise<void> {
   const etcd = new GatewayEtcdClient({ endpoints: config.etcd });
   const store = new ClusterStore(etcd, config.prefix);
   const storage = openStorage(config.storage);
+  const network = new LinuxHostNetwork();
   const hypervisor = new QemuHypervisor({
     runDir: join(config.stateDir, "guests"),
+    network,
     log: (message, fields) => log.child("qemu").info(message, fields),
   });
   const accel = await chooseAccelerator(config, log);
-  const info = nodeInfo(config, accel, await storage.health());
+  const info = nodeInfo(config, accel, await nodeConditions(storage, network));
   const lease = new NodeLease(
     store,
     info,
@@ -85,6 +91,8 @@ async function main(): Promise<void> {
     name: config.cluster,
     guestDir: config.guestDir,
     ...cephExtras(config.storage),
+    capabilities: () => qemuCapabilities(),
+    writeSeed: writeSeedImage,
   });
   const server = createApiServer({
     service,
@@ -112,7 +120,7 @@ async function main(): Promise<void> {
     ),
     agent.run(shutdown.signal),
     controller.run(shutdown.signal),
-    watchStorageHealth(storage, lease, log, shutdown.signal),
+    watchNodeConditions(storage, network, lease, log, shutdown.signal),
     watchdog?.run(
       () => mayFeedWatchdog(leaseValid(), agent.runningGuests),
       config.watchdog!.feedIntervalMs,
@@ -130,7 +138,7 @@ async function main(): Promise<void> {
 function nodeInfo(
   config: NodeConfig,
   accel: { accel: Accelerator; reason: string },
-  storage: StorageHealth,
+  conditions: NodeConditions,
 ): NodeInfo {
   return {
     name: config.node,
@@ -142,7 +150,7 @@ function nodeInfo(
     attributes: config.attributes,
     accel: accel.accel,
     accelReason: accel.reason,
-    storage,
+    ...conditions,
     startedAt: new Date().toISOString(),
     version: VERSION,
   };
@@ -170,22 +178,29 @@ async function chooseAccelerator(
   return result;
 }
 
-/** Republishes the node record whenever the node's view of storage health changes. */
-async function watchStorageHealth(
+/** What decides whether a guest can run here besides room: the storage reached, the bridges offered. */
+type NodeConditions = { storage: StorageHealth; bridges: string[] };
+
+async function nodeConditions(storage: StorageBackend, network: HostNetwork): Promise<NodeConditions> {
+  const [health, bridges] = await Promise.all([storage.health(), network.bridges()]);
+  return { storage: health, bridges };
+}
+
+/** Republishes the node record whenever the node's storage health or its bridges change. */
+async function watchNodeConditions(
   storage: StorageBackend,
+  network: HostNetwork,
   lease: NodeLease,
   log: Logger,
   signal: AbortSignal,
 ): Promise<void> {
   let last = "";
   while (!signal.aborted) {
-    const health = await storage.health();
-    const fingerprint = JSON.stringify(health);
+    const conditions = await nodeConditions(storage, network);
+    const fingerprint = JSON.stringify(conditions);
     if (fingerprint !== last) {
-      if (last) log.info("storage health changed", { ...health });
-      await lease
-        .update({ storage: health })
-        .catch((err: unknown) => log.warn("node update failed", { err }));
+      if (last) log.info("node conditions changed", { ...conditions });
+      await lease.update(conditions).catch((err: unknown) => log.warn("node update failed", { err }));
       last = fingerprint;
     }
     await sleep(STORAGE_HEALTH_INTERVAL_MS, signal);

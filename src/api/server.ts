@@ -17,10 +17,10 @@ import {
   migrateRequest,
   migrationDefaultsChange,
   updateVmRequest,
-  poolNameSchema,
   resizeDiskRequest,
   snapshotRequest,
 } from "./requests.js";
+import { poolNameSchema } from "../core/names.js";
 import type { HavenService } from "./service.js";
 import type { ImportService } from "./import-service.js";
 import { importCrmRequest, importLibvirtRequest } from "./requests.js";

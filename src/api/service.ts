@@ -1,6 +1,7 @@
 // What the API does, independent of HTTP: reads that combine etcd state into views, and writes that
 // validate, keep invariants and roll back half-done work.
 import { randomBytes } from "node:crypto";
+import type { z } from "zod";
 import { access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
@@ -21,19 +22,28 @@ import {
   type VmSpec,
   type VmView,
 } from "../core/model.js";
+import { ownedImages, ownerOf } from "../core/hardware.js";
 import { nodeLoads } from "../core/placement.js";
 import { explainPlacement } from "../core/placement-rules.js";
 import { orderRefusal } from "../core/scheduler/prepare.js";
 import type { OrderConstraint } from "../core/scheduler/types.js";
-import { Rollback } from "../lib/rollback.js";
 import {
   ConstraintStore,
   describeConstraint,
   type StoredConstraint,
 } from "../adapters/etcd/constraint-store.js";
-import type { CreateVmRequest, ManualConstraint, MigrateRequest, UpdateVmRequest } from "./requests.js";
+import type { QemuCapabilities } from "../adapters/qemu/capabilities.js";
+import {
+  createVmRequest,
+  type ManualConstraint,
+  type MigrateRequest,
+  type UpdateVmRequest,
+} from "./requests.js";
+import { buildVm, type VmBuilderDeps } from "./vm-builder.js";
 
-export const CANARY_DEFAULTS = { memoryMb: 128, vcpus: 1, diskSizeMb: 64, stopGraceSeconds: 0 };
+/** A create request as a caller writes it: defaults may be left out. */
+export type CreateVmInput = z.input<typeof createVmRequest>;
+
 const MB = 1024 * 1024;
 
 export interface NodeView {
@@ -62,8 +72,23 @@ export class HavenService {
       cephStatus?: () => Promise<unknown>;
       /** The backend for another pool than the default one (RBD only); rejects with NOT_FOUND for a missing pool. */
       storageForPool?: (pool: string) => Promise<StorageBackend>;
+      /** What this node's QEMU offers (machine types, CPU models, UEFI). */
+      capabilities: () => Promise<QemuCapabilities>;
+      /** Writes a cloud-init seed image to the storage. */
+      writeSeed: VmBuilderDeps["writeSeed"];
     },
-  ) {}
+  ) {
+    this.builder = {
+      store,
+      storageFor: (pool) => this.storageFor(pool),
+      guestDir: cluster.guestDir,
+      capabilities: cluster.capabilities,
+      writeSeed: cluster.writeSeed,
+      random: (bytes) => randomBytes(bytes),
+    };
+  }
+
+  private readonly builder: VmBuilderDeps;
 
   // --- reads ---
   async status() {
@@ -156,54 +181,10 @@ export class HavenService {
   }
 
   // --- VM writes ---
-  async createVm(request: CreateVmRequest): Promise<VmView> {
-    if (await this.store.getSpec(request.name)) throw conflict(`VM ${request.name} already exists`);
-    const kernel = request.canary ? join(this.cluster.guestDir, "vmlinuz") : request.kernel!;
-    const initrd = request.canary ? join(this.cluster.guestDir, "initramfs.img") : request.initrd;
-    await requireFile(kernel, request.canary ? "canary kernel (run the setup to build the guest)" : "kernel");
-    if (initrd) await requireFile(initrd, request.canary ? "canary initramfs" : "initrd");
-    const diskSizeMb = request.diskSizeMb ?? (request.canary ? CANARY_DEFAULTS.diskSizeMb : undefined);
-    const image = `${request.name}-disk0`;
-    const rollback = new Rollback();
-    try {
-      if (diskSizeMb !== undefined) {
-        await this.storage.create(image, diskSizeMb * MB);
-        rollback.push(() => this.storage.delete(image));
-      }
-      const spec: VmSpec = {
-        name: request.name,
-        state: request.start ? "started" : "stopped",
-        memoryMb: request.memoryMb ?? (request.canary ? CANARY_DEFAULTS.memoryMb : 512),
-        vcpus: request.vcpus ?? 1,
-        kernel,
-        initrd,
-        append: request.canary ? "console=ttyS0 quiet cryptomgr.notests" : request.append,
-        disks: diskSizeMb !== undefined ? [{ image }] : [],
-        canary: request.canary,
-        restartLimit: request.restartLimit,
-        relocateLimit: request.relocateLimit,
-        failureTimeoutSeconds: request.failureTimeoutSeconds,
-        priority: request.priority,
-        stickiness: request.stickiness,
-        ha: request.ha,
-        allowMigrate: request.allowMigrate,
-        stopGraceSeconds:
-          request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
-        createdAt: new Date().toISOString(),
-      };
-      await this.store.createSpec(spec);
-      rollback.clear();
-      await this.store.appendEvent({ type: "created", vm: spec.name, reason: "created by user" });
-      return viewVm(spec, undefined, undefined);
-    } catch (err) {
-      const failures = await rollback.run();
-      if (failures.length > 0) {
-        throw new Error(
-          `${(err as Error).message}; rollback also failed: ${failures.map(String).join("; ")}`,
-        );
-      }
-      throw err;
-    }
+  async createVm(input: CreateVmInput): Promise<VmView> {
+    const spec = await buildVm(this.builder, createVmRequest.parse(input));
+    await this.store.appendEvent({ type: "created", vm: spec.name, reason: "created by user" });
+    return viewVm(spec, undefined, undefined);
   }
 
   async setDesiredState(name: string, state: "started" | "stopped"): Promise<VmView> {
@@ -234,8 +215,8 @@ export class HavenService {
     if (await this.store.getPlacement(name))
       throw conflict(`VM ${name} is still stopping; try again in a moment`);
     await this.store.deleteVm(name, modRevision);
-    for (const disk of spec.disks) {
-      await this.storage.delete(disk.image).catch((err: unknown) => {
+    for (const { image, pool } of ownedImages(spec)) {
+      await (await this.storageFor(pool)).delete(image).catch((err: unknown) => {
         if (!(err instanceof Error && "code" in err && err.code === "NOT_FOUND")) throw err;
       });
     }
@@ -500,11 +481,8 @@ export class HavenService {
 
   /** VM disks live in the default pool, so only images there can belong to a VM. */
   private async refuseIfUsed(image: string, what: string, pool?: string): Promise<void> {
-    if (pool !== undefined && pool !== this.defaultPool()) return;
-    const user = (await this.store.listSpecs()).find((spec) =>
-      spec.disks.some((disk) => disk.image === image),
-    );
-    if (user) throw conflict(`cannot ${what} disk ${image}: VM ${user.name} uses it`);
+    const user = ownerOf(await this.store.listSpecs(), image, pool === this.defaultPool() ? undefined : pool);
+    if (user) throw conflict(`cannot ${what} disk ${image}: VM ${user} uses it`);
   }
 
   private defaultPool(): string | undefined {
@@ -543,13 +521,6 @@ async function findExecutable(command: string): Promise<boolean> {
       return true;
   }
   return false;
-}
-
-async function requireFile(path: string, what: string): Promise<void> {
-  if (!path.startsWith("/")) throw inputError(`${what} path must be absolute: ${path}`);
-  await access(path, constants.R_OK).catch(() => {
-    throw inputError(`${what} file ${path} does not exist or is not readable`);
-  });
 }
 
 /** The VMs a constraint names; the last is the one it places (the dependent, or `then`). */

@@ -1,22 +1,16 @@
 // Haven's data model: what lives in etcd, validated with schemas at every boundary.
 import { z } from "zod";
 
-/** Names of VMs, nodes and disk images: safe as etcd key parts, file names and RBD image names. */
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-
-export const nameSchema = (what: string) =>
-  z
-    .string({ error: `${what} name is required` })
-    .min(1, `${what} name is empty`)
-    .regex(
-      NAME_PATTERN,
-      `${what} name must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit`,
-    )
-    .refine((name) => !name.includes(".."), `${what} name must not contain '..'`);
-
-export const vmNameSchema = nameSchema("VM");
-export const nodeNameSchema = nameSchema("node");
-export const imageNameSchema = nameSchema("disk");
+export * from "./names.js";
+import {
+  cloudInitSchema,
+  cpuModelSchema,
+  firmwareSchema,
+  machineTypeSchema,
+  nicSchema,
+  vmDiskSchema,
+} from "./hardware.js";
+import { imageNameSchema, nodeNameSchema, poolNameSchema, vmNameSchema } from "./names.js";
 
 export const MAX_MEMORY_MB = 1024 * 1024;
 export const MAX_VCPUS = 256;
@@ -70,6 +64,8 @@ export const vmPolicyShape = {
    * running guest to a better node only when they outweigh it. INFINITY keeps it where it is.
    */
   stickiness: z.number().int().min(-1_000_000).max(1_000_000),
+  /** How long a stop waits for the guest to power down (ACPI) before QEMU is told to quit. */
+  stopGraceSeconds: z.number().int().min(0).max(3600),
 };
 
 export const vmSpecSchema = z.object({
@@ -77,10 +73,23 @@ export const vmSpecSchema = z.object({
   state: desiredStateSchema,
   memoryMb: memoryMbSchema,
   vcpus: vcpusSchema,
-  kernel: z.string().min(1),
+  /** Direct kernel boot (the canary); without a kernel the guest boots from its first disk through firmware. */
+  kernel: z.string().min(1).optional(),
   initrd: z.string().min(1).optional(),
   append: z.string().optional(),
-  disks: z.array(z.object({ image: imageNameSchema })),
+  /** How a guest without a kernel boots; absent means bios (SeaBIOS). */
+  firmware: firmwareSchema.optional(),
+  /** QEMU CPU model; absent on VMs created before it was recorded (they keep QEMU's max, or host on KVM). */
+  cpu: cpuModelSchema.optional(),
+  /** Versioned machine type; absent on VMs created before it was recorded (q35 of the running QEMU). */
+  machine: machineTypeSchema.optional(),
+  /** The first disk boots. */
+  disks: z.array(vmDiskSchema).max(32, "at most 32 disks"),
+  /** A read-only CD-ROM (an installer ISO imported as a disk image). */
+  cdrom: z.object({ image: imageNameSchema, pool: poolNameSchema.optional() }).optional(),
+  nics: z.array(nicSchema).max(16, "at most 16 network cards").optional(),
+  /** A NoCloud seed Haven generates and keeps with the VM on the cluster's storage. */
+  cloudInit: cloudInitSchema.optional(),
   /** The canary guest: its disk can be verified with `haven canary verify`. */
   canary: z.boolean(),
   /** Highly available: when its node fails, the guest is fenced and started on another node. */
@@ -103,8 +112,7 @@ export const vmSpecSchema = z.object({
   priority: vmPolicyShape.priority.default(0),
   stickiness: vmPolicyShape.stickiness.default(0),
   allowMigrate: vmPolicyShape.allowMigrate.default(true),
-  /** How long a stop waits for the guest to power down before QEMU is told to quit. */
-  stopGraceSeconds: z.number().int().min(0).max(3600),
+  stopGraceSeconds: vmPolicyShape.stopGraceSeconds,
   createdAt: z.string(),
 });
 export type VmSpec = z.infer<typeof vmSpecSchema>;
@@ -273,6 +281,8 @@ export const nodeInfoSchema = z.object({
   accelReason: z.string(),
   /** Whether this node reaches the cluster's storage; nothing is placed on a node that does not. */
   storage: z.object({ ok: z.boolean(), summary: z.string() }),
+  /** Bridges guests' network cards can plug into here; a guest needing one it lacks is not placed here. */
+  bridges: z.array(z.string()).optional(),
   startedAt: z.string(),
   version: z.string(),
   /**

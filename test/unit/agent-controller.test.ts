@@ -14,7 +14,7 @@ import { Controller } from "../../src/controller/controller.js";
 import type { NodeInfo, VmView } from "../../src/core/model.js";
 import { waitFor } from "../../src/lib/async.js";
 import { silentLogger } from "../../src/lib/log.js";
-import { nodeInfo } from "./fixtures.js";
+import { nodeInfo, serviceOptions } from "./fixtures.js";
 
 const KERNEL = process.execPath; // any readable file will do as a kernel for fakes
 
@@ -85,7 +85,7 @@ describe("agent + controller on fakes", () => {
     store = new ClusterStore(etcd, "/test/");
     storage = new FakeStorage();
     fenceAgents = new FakeFenceRunner();
-    service = new HavenService(store, storage, { name: "test", guestDir: "/nonexistent" });
+    service = new HavenService(store, storage, serviceOptions());
     shutdown = new AbortController();
     running = [];
     leaseOk = true;

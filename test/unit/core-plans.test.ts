@@ -89,7 +89,25 @@ describe("controller plan", () => {
     const [onlySighted] = planController(view({ specs: [spec("a")], nodes: [blind, node("n2", 512)] }));
     assert.equal(onlySighted?.type === "place" ? onlySighted.placement.node : null, "n2");
     const [none] = planController(view({ specs: [spec("a")], nodes: [blind] }));
-    assert.deepEqual(none, { type: "unplaceable", vm: "a", reason: "no online node reaches the storage" });
+    assert.deepEqual(none, {
+      type: "unplaceable",
+      vm: "a",
+      reason: "no online node can run it: n1 does not reach the storage: Ceph unreachable",
+    });
+  });
+
+  test("never places a VM on a node that lacks a bridge its network cards need", () => {
+    const nic = { bridge: "br-lab", mac: "52:54:00:00:00:01", model: "virtio" as const };
+    const withNic = spec("a", { nics: [nic] });
+    const bridged = { ...node("n1", 512), bridges: ["br-lab"] };
+    const [placed] = planController(view({ specs: [withNic], nodes: [node("n2", 4096), bridged] }));
+    assert.equal(placed?.type === "place" ? placed.placement.node : null, "n1");
+    const [none] = planController(view({ specs: [withNic], nodes: [node("n2", 4096)] }));
+    assert.deepEqual(none, {
+      type: "unplaceable",
+      vm: "a",
+      reason: "no online node can run it: n2 has no bridge br-lab",
+    });
   });
 
   test("a new placement's generation is above any status left from an earlier run", () => {

@@ -37,6 +37,8 @@ export class FakeHypervisor implements Hypervisor {
   /** Every start() (a guest booted here); migration targets are in `incomingStarted`. */
   readonly started: GuestLaunch[] = [];
   readonly incomingStarted: GuestLaunch[] = [];
+  /** Every announce() call (a guest announced from its new node). */
+  readonly announced: string[] = [];
   /** Every migrate() call, in order. */
   readonly migrations: Array<{ vm: string } & OutgoingMigration> = [];
   private readonly progress = new Map<string, MigrationProgress>();
@@ -91,6 +93,13 @@ export class FakeHypervisor implements Hypervisor {
 
   isRunning(vm: string): Promise<boolean> {
     return Promise.resolve(this.guests.get(vm)?.running ?? false);
+  }
+
+  announce(vm: string): Promise<void> {
+    if (!this.guests.get(vm)?.running)
+      return Promise.reject(new Error(`no running QEMU for ${vm} on this node`));
+    this.announced.push(vm);
+    return Promise.resolve();
   }
 
   migrate(vm: string, migration: OutgoingMigration): Promise<void> {

@@ -4,6 +4,8 @@
 // `-incoming defer`; the QMP side of migrations lives in migration.ts.
 import { spawn } from "node:child_process";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { LinuxHostNetwork } from "../network/linux.js";
+import type { HostNetwork } from "../network/port.js";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { pollUntil, sleep } from "../../lib/async.js";
@@ -40,6 +42,8 @@ export interface QemuHypervisorOptions {
   /** Node state dir for guests; one subdirectory per VM. */
   runDir: string;
   qemuBinary?: string;
+  /** Plugs guests' taps into bridges; default: this Linux host's. */
+  network?: HostNetwork;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -73,6 +77,7 @@ interface Guest {
 export class QemuHypervisor implements Hypervisor {
   private readonly runDir: string;
   private readonly qemuBinary: string;
+  private readonly network: HostNetwork;
   private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
   private readonly guests = new Map<string, Guest>();
   private readonly starting = new Set<string>();
@@ -83,6 +88,7 @@ export class QemuHypervisor implements Hypervisor {
     // Absolute: QEMU chdirs to / when it daemonizes, and /proc cmdline comparisons need one spelling.
     this.runDir = resolve(options.runDir);
     this.qemuBinary = options.qemuBinary ?? "qemu-system-x86_64";
+    this.network = options.network ?? new LinuxHostNetwork();
     this.log = options.log ?? (() => undefined);
   }
 
@@ -118,6 +124,14 @@ export class QemuHypervisor implements Hypervisor {
     const tls = migration.tls && { ...migration.tls, dir: resolve(migration.tls.dir) };
     await startOutgoingMigration(qmp, { ...migration, tls });
     this.log("migration started", { vm, uri: migration.uri, tls: tls !== undefined });
+  }
+
+  async announce(vm: string): Promise<void> {
+    // Five rounds of gratuitous ARP/RARP from every NIC, 50 ms apart at first: switches learn the new port at
+    // once, and a lost packet is repeated.
+    await (
+      await this.qmpOfRunning(vm)
+    ).execute("announce-self", { initial: 50, max: 550, rounds: 5, step: 100 });
   }
 
   async migrationProgress(vm: string): Promise<MigrationProgress> {
@@ -245,10 +259,13 @@ export class QemuHypervisor implements Hypervisor {
       if (!(await ourQemuArgv(pid, vm, files.pidFile)))
         throw new Error(`QEMU for ${vm} exited right after start`);
       qmp = await connectQmp(files, qmpStartTimeoutMs);
+      // The guest waits (-S, or for its migration) until its network cards are in their bridges.
+      for (const nic of launch.nics ?? []) await this.network.plug(nic.tap, nic.bridge, nic.vlan);
       let uri: string | undefined;
       if (incoming) {
         uri = await listenForIncoming(qmp, { listenHost: incoming.listenHost, tls: tlsDir !== undefined });
       } else {
+        await qmp.cont();
         const status = await qmp.queryStatus();
         if (!status.running)
           throw new Error(`guest ${vm} is not running after start (QMP status ${status.status})`);

@@ -12,7 +12,21 @@ export interface GuestDisk {
   /** Storage-level image name, for humans and status. */
   image: string;
   source: DriveSource;
+  /** Absent means virtio-blk. */
+  bus?: "virtio-blk" | "virtio-scsi";
 }
+
+/** A network card: QEMU creates the tap device, the hypervisor plugs it into the bridge. */
+export interface GuestNic {
+  tap: string;
+  bridge: string;
+  mac: string;
+  model: "virtio" | "e1000";
+  vlan?: number;
+}
+
+/** Without a kernel the guest boots from its first disk: SeaBIOS, or UEFI with its variables on storage. */
+export type GuestFirmware = { type: "bios" } | { type: "uefi"; vars: DriveSource };
 
 export interface GuestLaunch {
   vm: string;
@@ -20,10 +34,19 @@ export interface GuestLaunch {
   generation: number;
   memoryMb: number;
   vcpus: number;
-  kernel: string;
+  /** Direct kernel boot (the canary); otherwise `firmware` boots the first disk. */
+  kernel?: string;
   initrd?: string;
   append?: string;
+  firmware?: GuestFirmware;
+  /** QEMU CPU model; absent: max under TCG, host under KVM. */
+  cpu?: string;
+  /** Versioned machine type; absent: q35. */
+  machine?: string;
   disks: GuestDisk[];
+  /** Read-only CD-ROMs: an installer ISO, the cloud-init seed. */
+  cdroms?: GuestDisk[];
+  nics?: GuestNic[];
   accel: Accelerator;
 }
 
@@ -100,6 +123,8 @@ export interface Hypervisor {
   isRunning(vm: string): Promise<boolean>;
   /** Source side: start migrating the running guest; returns once QEMU accepted the request. */
   migrate(vm: string, migration: OutgoingMigration): Promise<void>;
+  /** Target side, once the guest runs: tell the network where its MACs are now (QEMU `announce-self`). */
+  announce(vm: string): Promise<void>;
   /** Either side: `query-migrate`. */
   migrationProgress(vm: string): Promise<MigrationProgress>;
   /** Source side: `migrate_cancel`; the guest keeps running here. */

@@ -10,6 +10,7 @@ import { CommandFenceRunner } from "../adapters/fence/command.js";
 import { Watchdog } from "../adapters/fence/watchdog.js";
 import { GatewayEtcdClient } from "../adapters/etcd/gateway-client.js";
 import { probeAccelerator } from "../adapters/qemu/accel.js";
+import { readDhcpLeases } from "../adapters/network/dhcp-leases.js";
 import { LinuxHostNetwork } from "../adapters/network/linux.js";
 import type { HostNetwork } from "../adapters/network/port.js";
 import { writeSeedImage } from "../adapters/cloud-init/seed-image.js";
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
     ...cephExtras(config.storage),
     capabilities: () => qemuCapabilities(),
     writeSeed: writeSeedImage,
+    ...(config.dhcpLeases !== undefined && { dhcpLeases: () => readDhcpLeases(config.dhcpLeases!) }),
   });
   const server = createApiServer({
     service,

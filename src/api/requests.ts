@@ -28,17 +28,29 @@ import {
   vmDiskSchema,
 } from "../core/hardware.js";
 
-/** The policy a user may change later (`haven vm set`): only the fields named. */
-export const updateVmRequest = z
-  .object(vmPolicyShape)
-  .partial()
-  .strict()
-  .refine((body) => Object.keys(body).length > 0, { message: "nothing to change" });
-export type UpdateVmRequest = z.infer<typeof updateVmRequest>;
-
 /** A network card asked for: Haven chooses the MAC when none is given. */
 export const nicRequest = nicSchema.extend({ mac: nicSchema.shape.mac.optional() }).strict();
 export type NicRequest = z.infer<typeof nicRequest>;
+
+/** Hardware a user may change while the VM is stopped (`haven vm set`); lists replace the whole list. */
+export const hardwareShape = {
+  memoryMb: memoryMbSchema,
+  vcpus: vcpusSchema,
+  disks: z.array(vmDiskSchema.strict()).max(32, "at most 32 disks"),
+  nics: z.array(nicRequest).max(16, "at most 16 network cards"),
+  cdrom: z.object({ image: imageNameSchema, pool: poolNameSchema.optional() }).strict().nullable(),
+  cloudInit: cloudInitSchema.strict(),
+};
+
+/** The policy and hardware a user may change later (`haven vm set`): only the fields named. */
+export const updateVmRequest = z
+  .object({ ...vmPolicyShape, ...hardwareShape })
+  .partial()
+  .strict()
+  .refine((body) => Object.values(body).some((value) => value !== undefined), {
+    message: "nothing to change",
+  });
+export type UpdateVmRequest = z.infer<typeof updateVmRequest>;
 
 export const createVmRequest = z
   .object({

@@ -39,7 +39,7 @@ import {
   type MigrateRequest,
   type UpdateVmRequest,
 } from "./requests.js";
-import { buildVm, type VmBuilderDeps } from "./vm-builder.js";
+import { buildVm, changeHardware, type VmBuilderDeps } from "./vm-builder.js";
 
 /** A create request as a caller writes it: defaults may be left out. */
 export type CreateVmInput = z.input<typeof createVmRequest>;
@@ -55,6 +55,8 @@ export interface NodeView {
   capacity: NodeInfo["capacity"];
   used: { vcpus: number; memoryMb: number };
   storage: NodeInfo["storage"];
+  /** Bridges guests' network cards can plug into on this node. */
+  bridges: string[];
   vms: string[];
   attributes: Record<string, string>;
   /** In maintenance: takes no guests, and its guests are moved away. */
@@ -76,6 +78,8 @@ export class HavenService {
       capabilities: () => Promise<QemuCapabilities>;
       /** Writes a cloud-init seed image to the storage. */
       writeSeed: VmBuilderDeps["writeSeed"];
+      /** The guest network's DHCP leases (MAC → address), where Haven runs its DHCP server. */
+      dhcpLeases?: () => Promise<Map<string, string>>;
     },
   ) {
     this.builder = {
@@ -138,6 +142,7 @@ export class HavenService {
       capacity: node.capacity,
       used: { vcpus: usedVcpus, memoryMb: usedMemoryMb },
       storage: node.storage,
+      bridges: node.bridges ?? [],
       vms: [...vms.placements]
         .filter(([, p]) => p.node === node.name)
         .map(([vm]) => vm)
@@ -148,19 +153,27 @@ export class HavenService {
   }
 
   async listVms(): Promise<VmView[]> {
-    const { specs, placements, statuses } = await this.store.snapshotVms();
+    const [{ specs, placements, statuses }, leases] = await Promise.all([
+      this.store.snapshotVms(),
+      this.dhcpLeases(),
+    ]);
     return [...specs.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((spec) => viewVm(spec, placements.get(spec.name), statuses.get(spec.name)));
+      .map((spec) => withLeases(viewVm(spec, placements.get(spec.name), statuses.get(spec.name)), leases));
   }
 
   async showVm(name: string): Promise<VmView & { spec: VmSpec }> {
     const spec = await this.requireSpec(name);
-    const [placement, status] = await Promise.all([
+    const [placement, status, leases] = await Promise.all([
       this.store.getPlacement(name),
       this.store.getStatus(name),
+      this.dhcpLeases(),
     ]);
-    return { ...viewVm(spec.value, placement?.value, status), spec: spec.value };
+    return { ...withLeases(viewVm(spec.value, placement?.value, status), leases), spec: spec.value };
+  }
+
+  private dhcpLeases(): Promise<Map<string, string>> {
+    return this.cluster.dhcpLeases?.() ?? Promise.resolve(new Map<string, string>());
   }
 
   async events(limit: number, after?: string): Promise<Array<HavenEvent & { id: string }>> {
@@ -200,11 +213,23 @@ export class HavenService {
     return (await this.showVm(name)) satisfies VmView;
   }
 
-  /** Changes a VM's HA policy; the controller applies it from its next decision on. */
-  async updateVm(name: string, change: UpdateVmRequest): Promise<VmView & { spec: VmSpec }> {
+  /** Changes a VM's policy (applied from the controller's next decision) and, while it is stopped, its hardware. */
+  async updateVm(name: string, request: UpdateVmRequest): Promise<VmView & { spec: VmSpec }> {
     const { value: spec, modRevision } = await this.requireSpec(name);
-    await this.store.updateSpec({ ...spec, ...change }, modRevision);
-    const changes = Object.entries(change).map(([key, value]) => `${key}=${String(value)}`);
+    const { memoryMb, vcpus, disks, nics, cdrom, cloudInit, ...policy } = request;
+    const hardware = definedOnly({ memoryMb, vcpus, disks, nics, cdrom, cloudInit });
+    let next: VmSpec = { ...spec, ...definedOnly(policy) };
+    if (Object.keys(hardware).length > 0) {
+      if (spec.state !== "stopped" || (await this.store.getPlacement(name)))
+        throw conflict(
+          `VM ${name} must be stopped to change its hardware or cloud-init ('haven vm stop ${name}')`,
+        );
+      next = await changeHardware(this.builder, next, hardware);
+    }
+    await this.store.updateSpec(next, modRevision);
+    const changes = Object.entries(definedOnly(request)).map(
+      ([key, value]) => `${key}=${describeValue(value)}`,
+    );
     await this.store.appendEvent({ type: "changed", vm: name, reason: `by user: ${changes.join(", ")}` });
     return this.showVm(name);
   }
@@ -494,6 +519,21 @@ export class HavenService {
     if (!spec) throw notFound(`VM ${name} does not exist`);
     return spec;
   }
+}
+
+/** A running guest's cards without addresses from its guest agent get the DHCP server's lease, if any. */
+function withLeases(view: VmView, leases: Map<string, string>): VmView {
+  if (view.pid === null || leases.size === 0) return view;
+  const nics = view.nics.map((nic) => {
+    const lease = leases.get(nic.mac);
+    return nic.addresses.length === 0 && lease !== undefined ? { ...nic, addresses: [lease] } : nic;
+  });
+  return { ...view, nics };
+}
+
+/** A changed value for the event: lists and objects as JSON, the rest as it is. */
+function describeValue(value: unknown): string {
+  return typeof value === "object" && value !== null ? JSON.stringify(value) : String(value);
 }
 
 /** Drops undefined fields, so that a partial change never overwrites with nothing. */

@@ -15,6 +15,7 @@ import {
   nvramImageOf,
   ownerOf,
   seedImageOf,
+  type CloudInit,
   type Nic,
   type VmDisk,
 } from "../core/hardware.js";
@@ -40,7 +41,7 @@ export async function buildVm(deps: VmBuilderDeps, request: CreateVmRequest): Pr
   const [specs, nodes] = await Promise.all([deps.store.listSpecs(), deps.store.listNodes()]);
   const boot = await bootOf(deps, request);
   const hardware = await hardwareOf(deps, request, nodes);
-  const attached = await checkAttached(deps, request, specs);
+  const attached = await checkAttached(deps, request.name, request.disks, specs);
   const nics = checkNics(request.name, request.nics, specs, nodes, deps.random);
   if (request.cdrom) await requireImage(deps, request.cdrom.image, request.cdrom.pool);
 
@@ -135,22 +136,66 @@ async function hardwareOf(
   return { cpu, machine };
 }
 
-/** Existing disks to attach: they exist, and no other VM owns them (invariant 1: one writer per disk). */
+/**
+ * Disks to attach to `vm`: they exist, none is given twice, and no other VM owns them (invariant 1: one
+ * writer per disk).
+ */
 async function checkAttached(
   deps: VmBuilderDeps,
-  request: CreateVmRequest,
-  specs: VmSpec[],
+  vm: string,
+  disks: readonly VmDisk[],
+  specs: readonly VmSpec[],
 ): Promise<VmDisk[]> {
   const seen = new Set<string>();
-  for (const disk of request.disks) {
+  const others = specs.filter((spec) => spec.name !== vm);
+  for (const disk of disks) {
     const key = `${disk.pool ?? ""}/${disk.image}`;
     if (seen.has(key)) throw inputError(`disk ${disk.image} is given twice`);
     seen.add(key);
     await requireImage(deps, disk.image, disk.pool);
-    const owner = ownerOf(specs, disk.image, disk.pool);
+    const owner = ownerOf(others, disk.image, disk.pool);
     if (owner) throw conflict(`disk ${disk.image} is attached to VM ${owner}; a disk belongs to one VM`);
   }
-  return request.disks;
+  return [...disks];
+}
+
+export type HardwareChange = Partial<{
+  memoryMb: number;
+  vcpus: number;
+  disks: VmDisk[];
+  nics: NicRequest[];
+  cdrom: { image: string; pool?: string } | null;
+  cloudInit: CloudInit;
+}>;
+
+/**
+ * A stopped VM's new hardware or cloud-init: the same checks as at creation, and a new seed when what it
+ * says changed. Returns the spec to write.
+ */
+export async function changeHardware(
+  deps: VmBuilderDeps,
+  spec: VmSpec,
+  change: HardwareChange,
+): Promise<VmSpec> {
+  const [specs, nodes] = await Promise.all([deps.store.listSpecs(), deps.store.listNodes()]);
+  const next: VmSpec = { ...spec };
+  if (change.memoryMb !== undefined) next.memoryMb = change.memoryMb;
+  if (change.vcpus !== undefined) next.vcpus = change.vcpus;
+  if (change.disks !== undefined) next.disks = await checkAttached(deps, spec.name, change.disks, specs);
+  if (change.nics !== undefined) next.nics = checkNics(spec.name, change.nics, specs, nodes, deps.random);
+  if (change.cdrom === null) delete next.cdrom;
+  else if (change.cdrom !== undefined) {
+    await requireImage(deps, change.cdrom.image, change.cdrom.pool);
+    next.cdrom = change.cdrom;
+  }
+  if (change.cloudInit !== undefined) next.cloudInit = change.cloudInit;
+  if (next.cloudInit) {
+    const files = seedFiles(next.name, next.cloudInit, next.nics ?? []);
+    const before = spec.cloudInit && seedFiles(spec.name, spec.cloudInit, spec.nics ?? []);
+    if (JSON.stringify(files) !== JSON.stringify(before))
+      await deps.writeSeed(await deps.storageFor(), seedImageOf(spec.name), files);
+  }
+  return next;
 }
 
 /**

@@ -88,6 +88,13 @@ export const cloudInitSchema = z.object({
 });
 export type CloudInit = z.infer<typeof cloudInitSchema>;
 
+/** What a running guest's QEMU guest agent reports: its OS, and the addresses on each card (by MAC). */
+export const guestInfoSchema = z.object({
+  os: z.string().optional(),
+  addresses: z.record(z.string(), z.array(z.string())).optional(),
+});
+export type GuestInfo = z.infer<typeof guestInfoSchema>;
+
 /** Locally administered MACs Haven chooses: 52:54:00 (as libvirt and Proxmox-style tools use) + 3 random bytes. */
 export const MAC_PREFIX = "52:54:00";
 

@@ -6,9 +6,11 @@ import {
   cloudInitSchema,
   cpuModelSchema,
   firmwareSchema,
+  guestInfoSchema,
   machineTypeSchema,
   nicSchema,
   vmDiskSchema,
+  type Nic,
 } from "./hardware.js";
 import { imageNameSchema, nodeNameSchema, poolNameSchema, vmNameSchema } from "./names.js";
 
@@ -268,6 +270,8 @@ export const vmStatusSchema = z.object({
   rbdClients: z.array(z.string()).optional(),
   /** An outgoing live migration of this guest. */
   outgoing: outgoingSchema.optional(),
+  /** What the QEMU guest agent inside says, when the guest runs one. */
+  guest: guestInfoSchema.optional(),
   updatedAt: z.string(),
 });
 export type VmStatus = z.infer<typeof vmStatusSchema>;
@@ -339,6 +343,10 @@ export type VmView = {
   memoryMb: number;
   vcpus: number;
   disks: string[];
+  /** Network cards with the addresses the guest agent (or the guest network's DHCP server) reports. */
+  nics: Array<Nic & { addresses: string[] }>;
+  /** The guest's operating system, from its guest agent. */
+  os: string | null;
   canary: boolean;
   /** A move under way, with the source's progress for a live one. */
   migration:
@@ -365,6 +373,8 @@ export function viewVm(spec: VmSpec, placement: Placement | undefined, status: V
     memoryMb: spec.memoryMb,
     vcpus: spec.vcpus,
     disks: spec.disks.map((disk) => disk.image),
+    nics: (spec.nics ?? []).map((nic) => ({ ...nic, addresses: current?.guest?.addresses?.[nic.mac] ?? [] })),
+    os: current?.guest?.os ?? null,
     canary: spec.canary,
     migration: placement?.migration ? migrationView(placement.migration, current) : null,
   };

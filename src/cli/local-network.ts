@@ -48,10 +48,25 @@ const files = (lab: LabNetwork) => ({
 export async function ensureLabNetwork(lab: LabNetwork, progress: (line: string) => void): Promise<void> {
   await mkdir(lab.dir, { recursive: true });
   if (!(await linkExists(lab.bridge))) {
-    // VLAN filtering on, so that guests can be put on VLANs (the default VLAN 1 stays untagged).
-    await run("ip", ["link", "add", lab.bridge, "type", "bridge", "vlan_filtering", "1"]);
+    // VLAN filtering on where the kernel has it, so that guests can be put on VLANs (the default VLAN 1 stays
+    // untagged); a kernel without it gets a plain bridge, and guests asking for a VLAN cannot start there.
+    const filtering = await run("ip", [
+      "link",
+      "add",
+      lab.bridge,
+      "type",
+      "bridge",
+      "vlan_filtering",
+      "1",
+    ]).then(
+      () => true,
+      () => false,
+    );
+    if (!filtering) await run("ip", ["link", "add", lab.bridge, "type", "bridge"]);
     await run("ip", ["link", "set", lab.bridge, "up"]);
-    progress(`created guest bridge ${lab.bridge}`);
+    progress(
+      `created guest bridge ${lab.bridge}${filtering ? "" : " (this kernel's bridges cannot filter VLANs)"}`,
+    );
   }
   const namespaces = await run("ip", ["netns", "list"]);
   if (!namespaces.split("\n").some((line) => line.split(" ")[0] === lab.namespace))

@@ -15,10 +15,9 @@ export class LinuxHostNetwork implements HostNetwork {
 
   async plug(tap: string, bridge: string, vlan?: number): Promise<void> {
     if (!(await isBridge(bridge))) throw new Error(`bridge ${bridge} does not exist on this node`);
-    if (
-      vlan !== undefined &&
-      (await readFile(`${SYS_NET}/${bridge}/bridge/vlan_filtering`, "utf8")).trim() !== "1"
-    )
+    // A kernel built without VLAN filtering has no such file.
+    const filtering = await readFile(`${SYS_NET}/${bridge}/bridge/vlan_filtering`, "utf8").catch(() => "0");
+    if (vlan !== undefined && filtering.trim() !== "1")
       throw new Error(
         `bridge ${bridge} does not filter VLANs, so it cannot put a guest on VLAN ${vlan} ('ip link set ${bridge} type bridge vlan_filtering 1')`,
       );

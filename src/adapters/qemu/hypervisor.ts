@@ -4,7 +4,9 @@
 // `-incoming defer`; the QMP side of migrations lives in migration.ts.
 import { spawn } from "node:child_process";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import type { GuestInfo } from "../../core/hardware.js";
 import { LinuxHostNetwork } from "../network/linux.js";
+import { guestShutdown, readGuestInfo } from "./guest-agent.js";
 import type { HostNetwork } from "../network/port.js";
 import { resolve } from "node:path";
 import { z } from "zod";
@@ -124,6 +126,31 @@ export class QemuHypervisor implements Hypervisor {
     const tls = migration.tls && { ...migration.tls, dir: resolve(migration.tls.dir) };
     await startOutgoingMigration(qmp, { ...migration, tls });
     this.log("migration started", { vm, uri: migration.uri, tls: tls !== undefined });
+  }
+
+  async guestInfo(vm: string): Promise<GuestInfo | undefined> {
+    const guest = await this.guestFor(checkVmName(vm));
+    return guest ? readGuestInfo(guest.files.guestAgentSocket) : undefined;
+  }
+
+  async reboot(vm: string): Promise<void> {
+    const guest = await this.guestFor(checkVmName(vm));
+    if (!guest) throw new Error(`no QEMU for ${vm} on this node`);
+    await guestShutdown(guest.files.guestAgentSocket, "reboot").catch((err: unknown) => {
+      throw new Error(
+        `the guest agent of ${vm} does not answer (${(err as Error).message}): a graceful reboot needs qemu-guest-agent in the guest; 'haven vm reset' resets it hard`,
+      );
+    });
+  }
+
+  async reset(vm: string): Promise<void> {
+    await (await this.qmpOfRunning(vm)).execute("system_reset");
+  }
+
+  async resizeDisk(vm: string, index: number, sizeBytes: number): Promise<void> {
+    await (
+      await this.qmpOfRunning(vm)
+    ).execute("block_resize", { "node-name": `disk${index}`, size: sizeBytes });
   }
 
   async announce(vm: string): Promise<void> {

@@ -1,6 +1,8 @@
 // The hypervisor port: start, find, stop and watch QEMU guests on this node. QEMU runs daemonized so a
 // guest outlives its agent; the agent re-attaches through the pidfile and the QMP socket.
 
+import type { GuestInfo } from "../../core/hardware.js";
+
 export type Accelerator = "kvm" | "tcg";
 
 /** How QEMU reaches one disk; produced by the storage backend, turned into -blockdev by the builder. */
@@ -111,6 +113,14 @@ export interface Hypervisor {
   onExit(listener: (vm: string, generation: number) => void): () => void;
   /** Path of the guest's serial console socket and log file. */
   consolePaths(vm: string): { socket: string; log: string };
+  /** What the guest agent inside reports (OS, addresses per MAC); undefined when it does not answer. */
+  guestInfo(vm: string): Promise<GuestInfo | undefined>;
+  /** Asks the guest agent to reboot the guest; rejects when no agent answers. */
+  reboot(vm: string): Promise<void>;
+  /** Hard reset, as the reset button does (QMP system_reset). */
+  reset(vm: string): Promise<void>;
+  /** Grows a running guest's disk (QMP block_resize): the storage image and what the guest sees. */
+  resizeDisk(vm: string, index: number, sizeBytes: number): Promise<void>;
 
   // --- live migration ---
   /**

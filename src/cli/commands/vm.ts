@@ -85,7 +85,22 @@ export function registerVm(program: Command, ctx: CliContext): void {
         ["stickiness", formatScore(view.spec.stickiness)],
         ["memory", `${view.memoryMb} MB`],
         ["vcpus", view.vcpus],
-        ["disks", view.disks.join(", ") || "-"],
+        ["boot", bootSummary(view.spec)],
+        ["cpu", view.spec.cpu ?? "max (TCG) / host (KVM)"],
+        ["machine", view.spec.machine ?? "q35"],
+        [
+          "disks",
+          view.spec.disks
+            .map((d) => `${d.pool ? `${d.pool}/` : ""}${d.image} (${d.bus ?? "virtio-blk"})`)
+            .join(", ") || "-",
+        ],
+        ["cdrom", view.spec.cdrom?.image ?? null],
+        ...view.nics.map((nic, index): [string, string] => [
+          `nic${index}`,
+          `${nic.mac} on ${nic.bridge}${nic.vlan ? ` VLAN ${nic.vlan}` : ""} (${nic.model})${nic.addresses.length ? `: ${nic.addresses.join(", ")}` : ""}`,
+        ]),
+        ["cloud-init", view.spec.cloudInit ? cloudInitSummary(view.spec) : null],
+        ["guest os", view.os],
         ["canary", view.canary ? `yes, last ack ${view.lastAck ?? "-"}` : "no"],
         ["reason", view.reason],
       ];
@@ -125,6 +140,23 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .action(async (name: string) => {
       await openConsole(ctx, name);
     });
+}
+
+function bootSummary(spec: VmSpec): string {
+  if (spec.kernel !== undefined) return `kernel ${spec.kernel}`;
+  return spec.firmware === "uefi" ? "UEFI (OVMF), variables on the storage" : "BIOS (SeaBIOS)";
+}
+
+function cloudInitSummary(spec: VmSpec): string {
+  const c = spec.cloudInit!;
+  const parts = [
+    `user ${c.user ?? "(the image's default)"}`,
+    `${c.sshKeys.length} SSH key(s)`,
+    `hostname ${c.hostname ?? spec.name}`,
+    ...(c.userData !== undefined ? ["own user-data"] : []),
+    ...(c.networkConfig !== undefined ? ["own network-config"] : []),
+  ];
+  return parts.join(", ");
 }
 
 function haSummary(spec: VmSpec): string {

@@ -1,6 +1,5 @@
 // The node agent: runs the guests the controller placed on this node, and reports what it observes.
 // It never restarts a crashed guest by itself; the controller decides (restart limit, relocation).
-import { open } from "node:fs/promises";
 import { emptyVmMaps, type ClusterStore, type VmMaps } from "../adapters/etcd/cluster-store.js";
 import type {
   Accelerator,
@@ -22,8 +21,10 @@ import type {
   VmSpec,
   VmStatus,
 } from "../core/model.js";
-import { serialized, sleep } from "../lib/async.js";
+import { serialized } from "../lib/async.js";
+import { isoNow, systemClock, type Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
+import { consoleLogFiles, type ConsoleLogs } from "./console-log.js";
 
 export interface AgentDeps {
   node: string;
@@ -40,6 +41,10 @@ export interface AgentDeps {
   /** Where incoming migrations listen (this node's address) and this node's TLS credentials for them. */
   migration: { host: string; tlsDir?: string };
   log: Logger;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Where canary guests print their acks; default: the log files of the hypervisor's consolePaths. */
+  consoleLogs?: ConsoleLogs;
 }
 
 const TICK_MS = 1000;
@@ -82,8 +87,12 @@ export class Agent {
   /** Incoming migrations whose QEMU failed here: never started again. */
   private readonly failedIncoming = new Set<string>();
   readonly reconcile: () => void;
+  private readonly clock: Clock;
+  private readonly consoleLogs: ConsoleLogs;
 
   constructor(private readonly deps: AgentDeps) {
+    this.clock = deps.clock ?? systemClock;
+    this.consoleLogs = deps.consoleLogs ?? consoleLogFiles((vm) => deps.hypervisor.consolePaths(vm).log);
     this.reconcile = serialized(
       () => this.reconcileOnce(),
       (err) => deps.log.error("reconcile failed", { err }),
@@ -125,7 +134,7 @@ export class Agent {
     );
     const guard = this.guardLease(signal);
     while (!signal.aborted) {
-      await sleep(TICK_MS, signal);
+      await this.clock.sleep(TICK_MS, signal);
       this.reconcile();
     }
     await guard;
@@ -137,7 +146,7 @@ export class Agent {
   private async guardLease(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       if (!this.deps.leaseValid() && this.running.size > 0) await this.selfFence();
-      await sleep(LEASE_GUARD_MS, signal);
+      await this.clock.sleep(LEASE_GUARD_MS, signal);
     }
   }
 
@@ -338,12 +347,12 @@ export class Agent {
         this.event("arrived", vm, `the guest runs here (QEMU pid ${this.running.get(vm)?.pid})`);
         return;
       }
-      await sleep(ARRIVAL_POLL_MS, this.stopping);
+      await this.clock.sleep(ARRIVAL_POLL_MS, this.stopping);
     }
   }
 
   private async reportIncoming(vm: string, incoming: Omit<Incoming, "updatedAt">): Promise<void> {
-    const report = { ...incoming, updatedAt: new Date().toISOString() };
+    const report = { ...incoming, updatedAt: isoNow(this.clock) };
     this.incoming.set(vm, report);
     await this.deps.store
       .putIncoming(vm, report, this.deps.lease())
@@ -354,14 +363,15 @@ export class Agent {
   private async sendGuest(vm: string, migration: Migration, uri: string): Promise<void> {
     const { hypervisor, log } = this.deps;
     this.outgoingIds.add(migration.id);
-    const started = Date.now();
+    const now = () => this.clock.now();
+    const started = now();
     const host = uri.split(":").slice(1, -1).join(":");
     const { settings } = migration;
     let reportedAt = 0;
     const report = async (progress: Omit<Outgoing, "id" | "elapsedMs">, force = false) => {
-      this.outgoing.set(vm, { id: migration.id, elapsedMs: Date.now() - started, ...progress });
-      if (!force && Date.now() - reportedAt < PROGRESS_REPORT_MS) return;
-      reportedAt = Date.now();
+      this.outgoing.set(vm, { id: migration.id, elapsedMs: now() - started, ...progress });
+      if (!force && now() - reportedAt < PROGRESS_REPORT_MS) return;
+      reportedAt = now();
       await this.reportStatuses().catch(() => undefined);
     };
     const fail = (message: string) =>
@@ -401,7 +411,7 @@ export class Agent {
       const flipped = placement?.node === migration.to && placement.generation >= migration.generation;
       if (this.stopping.aborted || (state !== "completed" && flipped)) return;
       const cancelling = state === "migrating" && (placed?.id !== migration.id || placed.cancel);
-      const timedOut = state === "migrating" && Date.now() - started > settings.timeoutSeconds * 1000;
+      const timedOut = state === "migrating" && now() - started > settings.timeoutSeconds * 1000;
       if (cancelling || timedOut) {
         await hypervisor.cancelMigration(vm).catch(() => undefined);
         const why = timedOut ? `timed out after ${settings.timeoutSeconds} s` : "cancelled";
@@ -415,7 +425,7 @@ export class Agent {
         this.event(
           "migration-sent",
           vm,
-          `sent to ${migration.to} in ${Date.now() - started} ms, downtime ${progress.downtimeMs ?? "?"} ms`,
+          `sent to ${migration.to} in ${now() - started} ms, downtime ${progress.downtimeMs ?? "?"} ms`,
         );
         return;
       }
@@ -423,7 +433,7 @@ export class Agent {
         this.event("migration-send-failed", vm, error ?? `QEMU reports ${status}`);
         return;
       }
-      await sleep(MIGRATION_POLL_MS, this.stopping);
+      await this.clock.sleep(MIGRATION_POLL_MS, this.stopping);
     }
   }
 
@@ -484,7 +494,7 @@ export class Agent {
   private async readCanaryAcks(): Promise<void> {
     for (const vm of this.running.keys()) {
       if (!this.vms.specs.get(vm)?.canary) continue;
-      const tail = await readTail(this.deps.hypervisor.consolePaths(vm).log, 4096);
+      const tail = await this.consoleLogs.tail(vm, 0, 4096);
       const ack = highestAckInLog(tail);
       if (ack > 0) this.acks.set(vm, ack);
       else if (!this.acks.has(vm)) this.acks.set(vm, 0);
@@ -492,8 +502,7 @@ export class Agent {
   }
 
   private desiredStatus(vm: string, placement: Placement): VmStatus | undefined {
-    const now = new Date().toISOString();
-    const base = { node: this.deps.node, generation: placement.generation, updatedAt: now };
+    const base = { node: this.deps.node, generation: placement.generation, updatedAt: isoNow(this.clock) };
     const guest = this.running.get(vm);
     const busy = this.busy.get(vm);
     if (busy === "stopping")
@@ -546,7 +555,10 @@ export class Agent {
   /** Records an event; while etcd is unreachable events wait in order (with their own time) and go later. */
   private event(type: string, vm: string, reason: string): void {
     if (this.pendingEvents.length >= MAX_PENDING_EVENTS) this.pendingEvents.shift();
-    this.pendingEvents.push({ event: { type, vm, node: this.deps.node, reason }, at: new Date() });
+    this.pendingEvents.push({
+      event: { type, vm, node: this.deps.node, reason },
+      at: new Date(this.clock.now()),
+    });
     void this.flushEvents();
   }
 
@@ -568,17 +580,3 @@ export class Agent {
 }
 
 const emptyProgress = { transferredBytes: 0, remainingBytes: 0, totalBytes: 0, mbps: 0 };
-
-async function readTail(path: string, bytes: number): Promise<string> {
-  const file = await open(path, "r").catch(() => undefined);
-  if (!file) return "";
-  try {
-    const { size } = await file.stat();
-    const length = Math.min(bytes, size);
-    const buffer = Buffer.alloc(length);
-    await file.read(buffer, 0, length, size - length);
-    return buffer.toString("latin1");
-  } finally {
-    await file.close();
-  }
-}

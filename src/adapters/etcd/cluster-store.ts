@@ -29,6 +29,7 @@ import {
   type VmStatus,
 } from "../../core/model.js";
 import type { PlacementRules } from "../../core/placement-rules.js";
+import { systemClock, type Clock } from "../../lib/clock.js";
 import type { Constraint } from "../../core/scheduler/types.js";
 import {
   ConstraintStore,
@@ -71,6 +72,8 @@ export class ClusterStore {
   constructor(
     readonly etcd: EtcdClient,
     readonly prefix: string,
+    /** Event times, and the informers' waits between retries. */
+    readonly clock: Clock = systemClock,
   ) {}
 
   // --- keys ---
@@ -317,7 +320,9 @@ export class ClusterStore {
       },
       onError,
     };
-    return runInformer(this.etcd, this.vmsPrefix, handlers, signal);
+    return runInformer(this.etcd, this.vmsPrefix, handlers, signal, {
+      sleep: (ms, wake) => this.clock.sleep(ms, wake),
+    });
   }
 
   vmMapsOf(kvs: KeyValue[]): VmMaps {
@@ -380,7 +385,7 @@ export class ClusterStore {
   }
 
   // --- events ---
-  async appendEvent(event: Omit<HavenEvent, "time">, now = new Date()): Promise<HavenEvent> {
+  async appendEvent(event: Omit<HavenEvent, "time">, now = new Date(this.clock.now())): Promise<HavenEvent> {
     const full = { time: now.toISOString(), ...event };
     // Keys sort by time; the random tail keeps two events of the same millisecond apart.
     const key = `${this.eventsPrefix}${now.getTime().toString().padStart(15, "0")}-${randomBytes(4).toString("hex")}`;

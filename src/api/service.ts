@@ -25,6 +25,7 @@ import { nodeLoads } from "../core/placement.js";
 import { explainPlacement } from "../core/placement-rules.js";
 import { orderRefusal } from "../core/scheduler/prepare.js";
 import type { OrderConstraint } from "../core/scheduler/types.js";
+import { isoNow } from "../lib/clock.js";
 import { Rollback } from "../lib/rollback.js";
 import {
   ConstraintStore,
@@ -63,6 +64,8 @@ export class HavenService {
       /** The backend for another pool than the default one (RBD only); rejects with NOT_FOUND for a missing pool. */
       storageForPool?: (pool: string) => Promise<StorageBackend>;
     },
+    /** Ids of migration requests (the simulator counts them). Times come from the store's clock. */
+    private readonly newRequestId: () => string = () => randomBytes(6).toString("hex"),
   ) {}
 
   // --- reads ---
@@ -186,7 +189,7 @@ export class HavenService {
         allowMigrate: request.allowMigrate,
         stopGraceSeconds:
           request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
-        createdAt: new Date().toISOString(),
+        createdAt: isoNow(this.store.clock),
       };
       await this.store.createSpec(spec);
       rollback.clear();
@@ -250,7 +253,14 @@ export class HavenService {
     const { maintenance, rules } = this.store.parseConfig(
       new Map(config.kvs.map((kv) => [kv.key, kv.value])),
     );
-    const view = { nodes, specs: vms.specs, statuses: vms.statuses, maintenance, rules, now: Date.now() };
+    const view = {
+      nodes,
+      specs: vms.specs,
+      statuses: vms.statuses,
+      maintenance,
+      rules,
+      now: this.store.clock.now(),
+    };
     return {
       ...explainPlacement(spec, view, vms.placements),
       placedOn: vms.placements.get(name)?.node ?? null,
@@ -272,7 +282,7 @@ export class HavenService {
     const vms = constrainedVms(constraint);
     for (const vm of vms) await this.requireSpec(vm);
     if (constraint.type === "order") await this.refuseOrderCycle(constraint, constraints);
-    const stored: StoredConstraint = { ...constraint, importedAt: new Date().toISOString() };
+    const stored: StoredConstraint = { ...constraint, importedAt: isoNow(this.store.clock) };
     await constraints.putConstraint(stored);
     await this.store.appendEvent({
       type: "constraint-added",
@@ -332,14 +342,14 @@ export class HavenService {
       if (maintenance.has(request.to)) throw conflict(`node ${request.to} is in maintenance`);
     }
     const settings = migrationSettingsOf(defaults);
-    const id = randomBytes(6).toString("hex");
+    const id = this.newRequestId();
     const recorded = await this.store.putMigrationRequest(name, {
       id,
       to: request.to,
       settings: { ...settings, ...definedOnly(request.settings) },
       cancel: false,
       reason: "by user",
-      time: new Date().toISOString(),
+      time: isoNow(this.store.clock),
     });
     if (!recorded) throw conflict(`a migration request for VM ${name} is already pending`);
     await this.store.appendEvent({
@@ -359,7 +369,7 @@ export class HavenService {
       settings: migration.settings,
       cancel: true,
       reason: "cancelled by user",
-      time: new Date().toISOString(),
+      time: isoNow(this.store.clock),
     };
     await this.store.putMigrationRequest(name, request, true);
     await this.store.appendEvent({ type: "migration-cancel-requested", vm: name, reason: "by user" });
@@ -391,7 +401,7 @@ export class HavenService {
     if (on && !current) {
       if (!(await this.store.listNodes()).some((n) => n.name === node))
         throw notFound(`node ${node} is not online`);
-      await this.store.setMaintenance(node, { since: new Date().toISOString(), reason: "by user" });
+      await this.store.setMaintenance(node, { since: isoNow(this.store.clock), reason: "by user" });
       await this.store.appendEvent({
         type: "maintenance-on",
         node,

@@ -40,6 +40,8 @@ export interface ScenarioVm {
   stickiness: number;
   ha: boolean;
   allowMigrate: boolean;
+  /** A canary guest: it writes and acknowledges records (the lost-write oracle). */
+  canary: boolean;
   timing: VmTiming;
 }
 
@@ -66,7 +68,8 @@ export type SimCommand =
   | { type: "storage-fence"; ok: boolean; message: string }
   | { type: "migrate"; vm: string; to?: string; timeoutSeconds?: number; transport?: "tls" | "tcp" }
   | { type: "migration-cancel" | "kill-target" | "kill-source"; vm: string }
-  | { type: "migration-fail"; vm: string; message: string }
+  | { type: "migration-fail"; vm: string; times: number; message: string }
+  | { type: "show"; vm: string }
   | { type: "maintenance"; node: string; on: boolean }
   | { type: "migration-defaults"; changes: Partial<MigrationDefaults> }
   | { type: "constraint"; constraint: ScenarioConstraint }
@@ -263,6 +266,7 @@ class Parser {
       "stickiness",
       "ha",
       "migrate",
+      "canary",
       "start-time",
       "incoming-time",
       "stop-time",
@@ -281,6 +285,7 @@ class Parser {
       stickiness: o.score("stickiness", 0),
       ha: o.onOff("ha", true),
       allowMigrate: o.choice("migrate", ["live", "cold"], "live") === "live",
+      canary: o.onOff("canary", false),
       timing: {
         startMs: o.duration("start-time", DEFAULT_TIMING.startMs),
         incomingMs: o.duration("incoming-time", DEFAULT_TIMING.incomingMs),
@@ -327,6 +332,7 @@ class Parser {
     switch (v) {
       case "start":
       case "stop":
+      case "show":
       case "migration-cancel":
       case "kill-target":
       case "kill-source":
@@ -424,8 +430,12 @@ class Parser {
       }
       case "migration-fail": {
         const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        if (args.length > 2) throw this.error(args[2]!, `unexpected '${args[2]!.text}' (quote the message)`);
-        return { type: v, vm, message: args[1]?.text ?? DEFAULT_MIGRATION_ERROR };
+        const { options, words } = this.split(args.slice(1));
+        if (words.length > 1)
+          throw this.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
+        const o = this.options(options, ["times"]);
+        const times = o.int("times", 1, 1, 1000);
+        return { type: v, vm, times, message: words[0]?.text ?? DEFAULT_MIGRATION_ERROR };
       }
       case "maintenance": {
         arity(2);

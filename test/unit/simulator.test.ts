@@ -36,8 +36,8 @@ describe("simulator scenarios", () => {
 
   for (const name of scenarios) {
     const known = KNOWN_FAILURES[name];
-    test(name, known ? { skip: `known failure: ${known}` } : {}, () => {
-      const result = simulate(readFileSync(join(DIR, `${name}.scenario`), "utf8"));
+    test(name, known ? { skip: `known failure: ${known}` } : {}, async () => {
+      const result = await simulate(readFileSync(join(DIR, `${name}.scenario`), "utf8"));
       const expectedFile = join(DIR, `${name}.expected`);
       if (UPDATE) writeFileSync(expectedFile, result.lines.join("\n") + "\n");
       const expected = readFileSync(expectedFile, "utf8").replace(/\n$/, "").split("\n");
@@ -50,9 +50,9 @@ describe("simulator scenarios", () => {
     });
   }
 
-  test("a run is deterministic", () => {
+  test("a run is deterministic", async () => {
     const source = readFileSync(join(DIR, "migrate-source-dies.scenario"), "utf8");
-    assert.deepEqual(simulate(source).lines, simulate(source).lines);
+    assert.deepEqual((await simulate(source)).lines, (await simulate(source)).lines);
   });
 });
 
@@ -83,7 +83,7 @@ describe("scenario files", () => {
     );
     assert.equal(
       error("cluster nodes=2\nvm a colour=red\n"),
-      "2:6: unknown setting 'colour' (expected one of: memory, vcpus, disks, restart-limit, relocate-limit, failure-timeout, priority, stickiness, ha, migrate, start-time, incoming-time, stop-time, migrate-time, downtime)",
+      "2:6: unknown setting 'colour' (expected one of: memory, vcpus, disks, restart-limit, relocate-limit, failure-timeout, priority, stickiness, ha, migrate, canary, start-time, incoming-time, stop-time, migrate-time, downtime)",
     );
     assert.equal(
       error("cluster nodes=2\nvm a\nat soon start a\n"),
@@ -176,8 +176,8 @@ describe("scenario files", () => {
     );
   });
 
-  test("placement rules changed during a run reach the controller; a known or unknown id is refused", () => {
-    const { lines, violations } = simulate(
+  test("placement rules changed during a run reach the controller; a known or unknown id is refused", async () => {
+    const { lines, violations } = await simulate(
       [
         "cluster nodes=3",
         "vm a",

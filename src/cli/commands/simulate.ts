@@ -21,7 +21,7 @@ export function registerSimulate(program: Command, _ctx: CliContext): void {
   program
     .command("simulate <file>")
     .description(
-      "run an HA simulator scenario (docs/simulator.md): the real controller and agent decisions on a simulated cluster, printed as an event log and compared with FILE's .expected golden file when there is one",
+      "run an HA simulator scenario (docs/simulator.md): Haven's own havend (node lease, agent, controller) on every node of a simulated cluster, printed as an event log and compared with FILE's .expected golden file when there is one",
     )
     .option("--json", "machine-readable output: events, log lines and invariant violations")
     .option("--update-expected", "write the log to the golden file instead of comparing")
@@ -37,7 +37,7 @@ export function registerSimulate(program: Command, _ctx: CliContext): void {
         if (err instanceof ScenarioError) throw inputError(`${file}:${err.message}`);
         throw err;
       }
-      const result = runScenario(scenario);
+      const result = await runScenario(scenario);
       const log = result.lines.join("\n") + "\n";
       if (options.json)
         printJson({

@@ -256,6 +256,8 @@ export class Agent {
       if (action.type !== "incoming") await this.reportStatuses();
       if (action.type === "start") await this.start(action.vm, action.generation);
       else if (action.type === "incoming") await this.receiveGuest(action.vm, action.migration);
+      // Gone while its status was written (self-fenced by the lease guard, or crashed): its end is recorded.
+      else if (!this.running.has(action.vm)) return;
       else if (action.type === "stop") {
         log.info("stopping guest", { vm: action.vm, reason: action.reason });
         this.ending.set(action.vm, { type: "stopped", reason: action.reason });

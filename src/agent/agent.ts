@@ -543,8 +543,8 @@ export class Agent {
       if (!status) continue;
       const fingerprint = JSON.stringify({ ...status, updatedAt: undefined });
       if (this.reported.get(vm) === fingerprint) continue;
-      await this.deps.store.putStatus(vm, status, this.deps.lease());
-      this.reported.set(vm, fingerprint);
+      // Refused when the placement has moved on (this view is stale): tried again with the next view.
+      if (await this.deps.store.putStatus(vm, status, this.deps.lease())) this.reported.set(vm, fingerprint);
     }
   }
 

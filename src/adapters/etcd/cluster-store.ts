@@ -285,8 +285,19 @@ export class ClusterStore {
   }
 
   // --- status (agents, under their node lease) ---
-  async putStatus(vm: string, status: VmStatus, lease: string): Promise<void> {
-    await this.etcd.put(this.vmKey(vm, "status"), JSON.stringify(status), { lease });
+  /**
+   * Writes the status only while the VM's placement names the reporting node, in one transaction guarded by
+   * the placement's revision: a node that comes back after its guest was moved elsewhere cannot overwrite the
+   * status of the guest's new node with its stale view. Returns whether it was written.
+   */
+  async putStatus(vm: string, status: VmStatus, lease: string): Promise<boolean> {
+    const placement = await this.etcd.get(this.vmKey(vm, "placement"));
+    if (!placement || decode(placementSchema, placement).node !== status.node) return false;
+    const result = await this.etcd.txn(
+      [{ key: placement.key, target: "mod", result: "equal", value: placement.modRevision }],
+      [{ type: "put", key: this.vmKey(vm, "status"), value: JSON.stringify(status), lease }],
+    );
+    return result.succeeded;
   }
 
   async getStatus(vm: string): Promise<VmStatus | undefined> {

@@ -68,7 +68,11 @@ export class Agent {
   private readonly busy = new Map<string, "starting" | "stopping">();
   private readonly reported = new Map<string, string>();
   private readonly acks = new Map<string, number>();
+  /** Where the current QEMU's output begins in the guest's console log (the log outlives each QEMU). */
+  private readonly consoleFrom = new Map<string, number>();
   private readonly rbdClients = new Map<string, string[]>();
+  /** RBD clients that had the guest's disks open before its QEMU here started: not this QEMU's. */
+  private readonly othersClients = new Map<string, string[]>();
   private readonly pendingEvents: Array<{ event: Omit<HavenEvent, "time">; at: Date }> = [];
   private flushing = false;
   /** Guests this agent is stopping or killing, with the event their end is recorded as. */
@@ -186,6 +190,8 @@ export class Agent {
     this.outcomes.delete(vm);
     this.acks.delete(vm);
     this.rbdClients.delete(vm);
+    this.othersClients.delete(vm);
+    this.consoleFrom.delete(vm);
     this.reported.delete(vm);
   }
 
@@ -283,10 +289,10 @@ export class Agent {
     const spec = this.vms.specs.get(vm);
     if (!spec || !this.deps.leaseValid()) return;
     try {
+      await this.forgetEarlierRun(vm, false);
       const guest = await this.deps.hypervisor.start(this.launchOf(spec, generation));
       this.running.set(vm, guest);
       this.outcomes.delete(vm);
-      this.rbdClients.delete(vm);
       // The lease may have run out while QEMU started (a frozen node): the guest may be running elsewhere by
       // now, and this QEMU's disk client was never fenced. It goes at once, as self-fenced.
       if (!this.deps.leaseValid()) return await this.selfFence();
@@ -300,6 +306,23 @@ export class Agent {
     }
   }
 
+  /**
+   * What this node remembers of an earlier run of the guest here (its last ack, its RBD clients) is not about
+   * the QEMU that starts now. The guest's console log is kept across runs: acks count from its current end. A
+   * migration target notes the clients that already have the disks open: the source's, not its own.
+   */
+  private async forgetEarlierRun(vm: string, incoming: boolean): Promise<void> {
+    this.acks.delete(vm);
+    this.rbdClients.delete(vm);
+    const disks = incoming ? (this.vms.specs.get(vm)?.disks ?? []) : [];
+    const [from, ...lists] = await Promise.all([
+      this.consoleLogs.size(vm),
+      ...disks.map((disk) => this.deps.storage.watchers(disk.image).catch(() => [])),
+    ]);
+    this.consoleFrom.set(vm, from);
+    this.othersClients.set(vm, lists.flat());
+  }
+
   /** Target side: a QEMU waiting for the guest, reported to etcd with the URI the source must send it to. */
   private async receiveGuest(vm: string, migration: Migration): Promise<void> {
     const spec = this.vms.specs.get(vm);
@@ -309,6 +332,7 @@ export class Agent {
     try {
       if (migration.settings.transport === "tls" && !tlsDir)
         throw new Error(`node ${this.deps.node} has no migration TLS credentials`);
+      await this.forgetEarlierRun(vm, true);
       const { guest, uri } = await this.deps.hypervisor.startIncoming(
         this.launchOf(spec, migration.generation),
         {
@@ -480,7 +504,10 @@ export class Agent {
     this.publishedGuests = fingerprint;
   }
 
-  /** The RBD client addresses of each running guest's QEMU, which fencing will blocklist. */
+  /**
+   * The RBD client addresses of each running guest's QEMU, which fencing will blocklist: the disks' clients
+   * but those that had them open before this QEMU started (a migration's source keeps them open until it quits).
+   */
   private async readRbdClients(): Promise<void> {
     for (const vm of this.running.keys()) {
       if (this.rbdClients.get(vm)?.length) continue;
@@ -488,7 +515,8 @@ export class Agent {
       const lists = await Promise.all(
         disks.map((disk) => this.deps.storage.watchers(disk.image).catch(() => [])),
       );
-      this.rbdClients.set(vm, [...new Set(lists.flat())].sort());
+      const others = new Set(this.othersClients.get(vm));
+      this.rbdClients.set(vm, [...new Set(lists.flat())].filter((client) => !others.has(client)).sort());
     }
   }
 
@@ -496,7 +524,7 @@ export class Agent {
   private async readCanaryAcks(): Promise<void> {
     for (const vm of this.running.keys()) {
       if (!this.vms.specs.get(vm)?.canary) continue;
-      const tail = await this.consoleLogs.tail(vm, 0, 4096);
+      const tail = await this.consoleLogs.tail(vm, this.consoleFrom.get(vm) ?? 0, 4096);
       const ack = highestAckInLog(tail);
       if (ack > 0) this.acks.set(vm, ack);
       else if (!this.acks.has(vm)) this.acks.set(vm, 0);

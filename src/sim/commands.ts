@@ -140,6 +140,12 @@ function showLine(view: ReturnType<typeof viewVm>): string {
 /** Faults: what happens to machines, networks, processes and etcd, not through Haven. */
 function applyFault(world: World, command: SimCommand): string | undefined {
   const { machines } = world;
+  if ("node" in command && command.node === "leader") {
+    const leader = world.leader();
+    if (!leader) return "nothing to act on: no node leads";
+    const outcome = applyFault(world, { ...command, node: leader });
+    return `the leader is ${leader}${outcome ? `; ${outcome}` : ""}`;
+  }
   switch (command.type) {
     case "storage-fence":
       machines.fenceError = command.ok ? undefined : command.message;
@@ -159,6 +165,27 @@ function applyFault(world: World, command: SimCommand): string | undefined {
       return undefined;
     case "freeze":
       world.freeze(command.node);
+      return undefined;
+    case "shutdown":
+      return world.shutdown(command.node) ? undefined : `nothing to shut down: ${command.node} is off`;
+    case "reboot":
+      if (!world.shutdown(command.node)) return `nothing to reboot: ${command.node} is off`;
+      world.scheduler.after(command.downMs, () => world.powerOn(command.node));
+      return undefined;
+    case "havend-kill":
+      return world.killHavend(command.node)
+        ? undefined
+        : `nothing to kill: no havend runs on ${command.node}`;
+    case "havend-start":
+      return world.startHavend(command.node)
+        ? undefined
+        : `nothing to start: ${command.node} is off or its havend runs`;
+    case "etcd-kill":
+    case "etcd-start":
+      world.etcd.setMemberDown(command.member, command.type === "etcd-kill");
+      return undefined;
+    case "fail-stop":
+      world.failStops(command.vm, command.times, command.message, command.node);
       return undefined;
     case "thaw":
       world.thaw(command.node);

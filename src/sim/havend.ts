@@ -16,6 +16,10 @@ export const SIM_PREFIX = "/haven/sim/";
 
 export class SimHavend {
   readonly process: SimProcess;
+  /** Simulated ms it was started at: it gets one lease-guard period to register and act. */
+  readonly startedAt: number;
+  /** Whether it has registered since it started (until then it vouches for nothing). */
+  registered = false;
   readonly hypervisor: SimHypervisor;
   readonly havend: Havend;
   private readonly etcd: SimEtcdClient;
@@ -24,9 +28,11 @@ export class SimHavend {
 
   constructor(world: World, node: SimNode) {
     this.process = new SimProcess(world, node.name, node.boot);
+    this.startedAt = world.now();
     const clock = new SimClock(world.scheduler, this.process);
     this.etcd = world.etcd.client({
-      reachable: () => world.reachable(node.name),
+      // A dead process sends nothing (and hears nothing: its answers are dropped).
+      reachable: () => this.process.alive && world.reachable(node.name),
       after: (delayMs, run) => this.process.after(delayMs, run),
       keepAliveLatencyMs: () => node.keepAliveLatencyMs,
     });
@@ -66,7 +72,11 @@ export class SimHavend {
     const { signal } = this.shutdown;
     void this.havend
       .register(signal)
-      .then(() => (signal.aborted ? undefined : this.havend.run(signal)))
+      .then(() => {
+        if (signal.aborted) return;
+        this.registered = true;
+        return this.havend.run(signal);
+      })
       .then(() => this.etcd.close());
   }
 

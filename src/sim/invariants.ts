@@ -3,8 +3,10 @@
 //   one writer        never two QEMUs of a VM with write access (alive, running, not blocklisted) at once;
 //                     a frozen QEMU counts, since it writes again the moment it is thawed
 //   run with a lease  no unfrozen QEMU with write access on a node more than one lease-guard period (100 ms)
-//                     past that node's self-fencing deadline (core/self-fence.ts), or past its own start or
-//                     the node's thaw if those came later
+//                     past the self-fencing deadline (core/self-fence.ts) of the node's havend (0 until it has
+//                     registered), or past its own start, the node's thaw or havend's start if those came
+//                     later; a node
+//                     without havend is the watchdog's case, which is not simulated
 //   fence first       when a placement leaves a failed node, no QEMU of the guest may still write (but the
 //                     one the new placement names: a migration target that already has the guest)
 //   spare the living  a storage fence never blocklists the QEMU of a guest's current placement on a node that
@@ -58,18 +60,24 @@ export class Invariants {
         );
     }
     for (const node of this.world.nodes.values()) {
-      if (!node.powered || node.frozen) continue;
-      const late = this.world.wall() - node.deadline();
+      // Without a havend, or before a restarted one registers, nothing on the node can vouch for its QEMUs or
+      // knows their deadline (the watchdog's case, not simulated): not checked.
+      if (!node.powered || node.frozen || !node.havend?.registered) continue;
+      const deadline = node.havend.havend.deadline();
+      const late = this.world.wall() - deadline;
       if (late <= GUARD_TOLERANCE_MS) continue;
       for (const proc of machines.all()) {
         if (proc.node !== node.name || !machines.isWriter(proc)) continue;
-        // A QEMU whose start completed (or a node thawed) after the deadline gets one guard period too.
-        const since = Math.max(proc.spawnedAt, node.thawedAt);
+        // A QEMU whose start completed (or a node thawed, or a havend started) after the deadline gets one
+        // guard period too.
+        const since = Math.max(proc.spawnedAt, node.thawedAt, node.havend.startedAt);
         if (this.world.now() - since <= GUARD_TOLERANCE_MS) continue;
         this.report(
           `2:${proc.pid}`,
           "run with a lease",
-          `${proc.vm} still runs on ${describe(proc)} ${(late / 1000).toFixed(3)} s past the node's self-fencing deadline`,
+          deadline === 0
+            ? `${proc.vm} still runs on ${describe(proc)} while its node holds no lease`
+            : `${proc.vm} still runs on ${describe(proc)} ${(late / 1000).toFixed(3)} s past the node's self-fencing deadline`,
         );
       }
     }

@@ -1,10 +1,10 @@
 // Runs a scenario: builds the world, boots the nodes and creates the VMs at t=0, applies each step at its
 // time, checks the invariants after every task, and returns the event log with the final state.
 import { ConstraintStore } from "../adapters/etcd/constraint-store.js";
-import { viewVm } from "../core/model.js";
+import { viewVm, type Placement, type VmSpec } from "../core/model.js";
 import { applyCommand, createVm, simService } from "./commands.js";
 import type { Violation } from "./invariants.js";
-import { parseScenario, formatTime, type Scenario } from "./scenario.js";
+import { parseScenario, formatTime, type InitialState, type Scenario } from "./scenario.js";
 import { World, type SimLine, type StoredEvent } from "./world.js";
 
 /** How long a change in etcd takes to reach a watcher. */
@@ -29,22 +29,29 @@ export async function runScenario(scenario: Scenario): Promise<SimResult> {
     marginMs: scenario.marginMs,
     rules: scenario.rules,
     watchDelayMs: WATCH_DELAY_MS,
+    etcdMembers: scenario.etcdMembers,
   });
   const service = simService(world);
   for (const node of scenario.nodes) world.addNode(node.name, { memoryMb: node.memoryMb, vcpus: node.vcpus });
   await seedRules(world, scenario);
-  // Nodes boot first (the first one elects itself), then the VMs are created; each is a task of its own, so
-  // that the programs' first steps settle in between.
+  const specs = scenario.vms.map((vm) => createVm(world, vm));
+  const given = scenario.vms.filter((vm) => vm.initial.state !== "stopped");
+  for (const vm of given)
+    await seedVm(
+      world,
+      specs.find((spec) => spec.name === vm.name)!,
+      vm.initial,
+    );
+  // Nodes boot first (the first one elects itself), then the other VMs are created; each is a task of its
+  // own, so that the programs' first steps settle in between.
   world.scheduler.at(0, () => {
     for (const node of scenario.nodes) world.powerOn(node.name);
   });
   world.scheduler.at(0, () => {
-    for (const vm of scenario.vms) {
-      const spec = createVm(world, vm);
+    for (const spec of specs.filter((s) => !given.some((vm) => vm.name === s.name)))
       void world.store
         .createSpec(spec)
-        .then(() => world.store.appendEvent({ type: "created", vm: vm.name, reason: "created by user" }));
-    }
+        .then(() => world.store.appendEvent({ type: "created", vm: spec.name, reason: "created by user" }));
   });
   for (const step of scenario.steps) {
     world.scheduler.at(step.at, () => {
@@ -79,6 +86,29 @@ async function seedRules(world: World, scenario: Scenario): Promise<void> {
     await constraints.putConstraint({ ...constraint, importedAt });
   for (const [node, attributes] of scenario.rules.nodeAttributes)
     await constraints.putNodeAttributes({ node, attributes, importedAt });
+}
+
+/**
+ * A VM that is started, running or in error when the run begins: its spec, its placement (generation 1) and,
+ * for a running one, its QEMU, which the node's havend finds when it boots.
+ */
+async function seedVm(world: World, spec: VmSpec, initial: InitialState): Promise<void> {
+  await world.store.createSpec({ ...spec, state: "started" });
+  await world.store.appendEvent({ type: "created", vm: spec.name, reason: "created by user" });
+  if (!("node" in initial)) return;
+  const placement: Placement = {
+    node: initial.node,
+    generation: 1,
+    restarts: 0,
+    relocations: 0,
+    state: initial.state === "error" ? "error" : "active",
+    reason: `${initial.state === "error" ? "in error" : "running"} when the scenario began`,
+    updatedAt: world.iso(),
+  };
+  await world.store.swapPlacement(spec.name, placement, 0);
+  if (initial.state !== "running") return;
+  const images = spec.disks.map((disk) => disk.image);
+  world.machines.spawn(initial.node, spec.name, 1, images, "running", spec.canary);
 }
 
 function formatEvent(event: StoredEvent): string {

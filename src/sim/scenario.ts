@@ -42,6 +42,7 @@ export interface ScenarioVm {
   allowMigrate: boolean;
   /** A canary guest: it writes and acknowledges records (the lost-write oracle). */
   canary: boolean;
+  initial: InitialState;
   timing: VmTiming;
 }
 
@@ -60,7 +61,11 @@ export type SimCommand =
   | { type: "set"; vm: string; changes: PolicyChange[] }
   | { type: "crash"; vm: string; node?: string }
   | { type: "fail-start"; vm: string; times: number; node?: string; message: string }
-  | { type: "power-off" | "power-on" | "net-cut" | "net-restore" | "freeze" | "thaw"; node: string }
+  /** `node` may be "leader": the node that leads when the step runs. */
+  | { type: NodeFault; node: string }
+  | { type: "reboot"; node: string; downMs: number }
+  | { type: "fail-stop"; vm: string; times: number; node?: string; message: string }
+  | { type: "etcd-kill" | "etcd-start"; member: string }
   | { type: "etcd-slow"; node: string | null; latencyMs: number }
   | { type: "quorum-loss" | "quorum-back" }
   | { type: "fence-agent"; node: string; behaviour: FenceBehaviour | null; timeoutSeconds: number }
@@ -76,6 +81,29 @@ export type SimCommand =
   | { type: "constraint-delete"; id: string }
   | { type: "attribute"; node: string; attributes: Record<string, string> };
 
+/** Faults of one node; those that take a node down may name "leader" instead. */
+export type NodeFault =
+  | "power-off"
+  | "power-on"
+  | "net-cut"
+  | "net-restore"
+  | "freeze"
+  | "thaw"
+  | "shutdown"
+  | "havend-kill"
+  | "havend-start";
+const LEADER_FAULTS: readonly string[] = [
+  "power-off",
+  "net-cut",
+  "freeze",
+  "shutdown",
+  "havend-kill",
+  "reboot",
+];
+
+/** Where a VM is when the run begins. */
+export type InitialState = { state: "stopped" | "started" } | { state: "running" | "error"; node: string };
+
 export interface ScenarioStep {
   /** Simulated ms. */
   at: number;
@@ -88,6 +116,8 @@ export interface ScenarioStep {
 export interface Scenario {
   ttlSeconds: number;
   marginMs: number;
+  /** etcd members (quorum needs more than half of them). */
+  etcdMembers: number;
   nodes: ScenarioNode[];
   vms: ScenarioVm[];
   /**
@@ -115,6 +145,7 @@ class Parser {
   private readonly scenario: Scenario = {
     ttlSeconds: 5,
     marginMs: 1500,
+    etcdMembers: 3,
     nodes: [],
     vms: [],
     rules: { constraints: [], nodeAttributes: new Map() },
@@ -164,8 +195,9 @@ class Parser {
   private cluster(keyword: Token, rest: Token[]): void {
     if (this.clusterSeen) throw this.error(keyword, "'cluster' may appear only once");
     this.clusterSeen = true;
-    const o = this.options(rest, ["nodes", "ttl", "margin", "memory", "vcpus"]);
+    const o = this.options(rest, ["nodes", "ttl", "margin", "memory", "vcpus", "etcd"]);
     const count = o.int("nodes", 3, 1, 64);
+    this.scenario.etcdMembers = o.int("etcd", 3, 1, 9);
     this.scenario.ttlSeconds = o.int("ttl", 5, 1, 3600);
     this.scenario.marginMs = o.duration("margin", 1500);
     const memoryMb = o.int("memory", 4096, 16, 1 << 20);
@@ -267,6 +299,8 @@ class Parser {
       "ha",
       "migrate",
       "canary",
+      "state",
+      "on",
       "start-time",
       "incoming-time",
       "stop-time",
@@ -286,6 +320,7 @@ class Parser {
       ha: o.onOff("ha", true),
       allowMigrate: o.choice("migrate", ["live", "cold"], "live") === "live",
       canary: o.onOff("canary", false),
+      initial: this.initialState(o, name),
       timing: {
         startMs: o.duration("start-time", DEFAULT_TIMING.startMs),
         incomingMs: o.duration("incoming-time", DEFAULT_TIMING.incomingMs),
@@ -294,6 +329,18 @@ class Parser {
         downtimeMs: o.duration("downtime", DEFAULT_TIMING.downtimeMs),
       },
     });
+  }
+
+  /** `state=stopped|started|running|error [on=NODE]`: where the VM is when the run begins. */
+  private initialState(o: Options, name: Token): InitialState {
+    const state = o.choice("state", ["stopped", "started", "running", "error"], "stopped");
+    const on = o.token("on");
+    if (state === "stopped" || state === "started") {
+      if (on) throw this.error(on, `'on' goes with state=running or state=error`);
+      return { state };
+    }
+    if (!on) throw this.error(o.token("state") ?? name, `state=${state} needs on=NODE`);
+    return { state: state as "running" | "error", node: this.nodeName(valueToken(on)) };
   }
 
   private run(keyword: Token, rest: Token[]): void {
@@ -344,8 +391,42 @@ class Parser {
       case "net-restore":
       case "freeze":
       case "thaw":
+      case "shutdown":
+      case "havend-kill":
+      case "havend-start":
         arity(1);
-        return { type: v, node: this.nodeName(args[0]!) };
+        return { type: v, node: this.faultNode(v, args[0]!) };
+      case "reboot": {
+        const node = this.faultNode(v, this.arg(args, 0, verb, "a node"));
+        const o = this.options(args.slice(1), ["down"]);
+        return { type: v, node, downMs: o.duration("down", 30_000) };
+      }
+      case "etcd-kill":
+      case "etcd-start": {
+        arity(1);
+        const members = Array.from({ length: this.scenario.etcdMembers }, (_, i) => `etcd${i + 1}`);
+        if (!members.includes(args[0]!.text))
+          throw this.error(
+            args[0]!,
+            `unknown etcd member '${args[0]!.text}' (the cluster has ${members.join(", ")})`,
+          );
+        return { type: v, member: args[0]!.text };
+      }
+      case "fail-stop": {
+        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
+        const { options, words } = this.split(args.slice(1));
+        if (words.length > 1)
+          throw this.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
+        const o = this.options(options, ["times", "on"]);
+        const node = o.token("on");
+        return {
+          type: v,
+          vm,
+          times: o.int("times", 1, 1, 1000),
+          node: node ? this.nodeName(valueToken(node)) : undefined,
+          message: words[0]?.text ?? "QEMU did not power down the guest in time (simulated)",
+        };
+      }
       case "quorum-loss":
       case "quorum-back":
         arity(0);
@@ -521,6 +602,15 @@ class Parser {
       options: tokens.filter((t) => isOption(t)),
       words: tokens.filter((t) => !isOption(t)),
     };
+  }
+
+  /** A node name, or `leader` (resolved when the step runs) for the faults that take a node down. */
+  private faultNode(verb: string, token: Token): string {
+    if (token.text === "leader") {
+      if (!LEADER_FAULTS.includes(verb)) throw this.error(token, `'${verb}' needs a node name, not 'leader'`);
+      return "leader";
+    }
+    return this.nodeName(token);
   }
 
   private vmName(token: Token): string {

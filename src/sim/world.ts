@@ -22,6 +22,8 @@ export interface WorldConfig {
   rules: PlacementRules;
   /** How long a change takes to reach a watcher. */
   watchDelayMs: number;
+  /** etcd members (default 3): quorum needs more than half of them. */
+  etcdMembers?: number;
 }
 
 export interface VmTiming {
@@ -59,8 +61,6 @@ export interface SimNode {
   /** The havend's lease file: survives reboots, as on disk. */
   leaseFile: string;
   havend: SimHavend | undefined;
-  /** The self-fencing deadline of the node's last havend (wall ms): its guests may run until then. */
-  deadline: () => number;
   fence: FenceBehaviour;
 }
 
@@ -78,6 +78,9 @@ export interface SimLine {
 }
 
 type Failure = { vm: string; node?: string; message: string; left: number };
+
+/** A shutdown stops havend, then the QEMUs a second later, then the power a second after that. */
+const SHUTDOWN_STEP_MS = 1000;
 
 export class World {
   readonly scheduler = new Scheduler();
@@ -99,11 +102,14 @@ export class World {
   private readonly stopFailures: Failure[] = [];
 
   constructor(readonly config: WorldConfig) {
-    this.etcd = new SimEtcd({
-      scheduler: this.scheduler,
-      watchDelayMs: config.watchDelayMs,
-      onCommit: (events) => this.committed(events),
-    });
+    this.etcd = new SimEtcd(
+      {
+        scheduler: this.scheduler,
+        watchDelayMs: config.watchDelayMs,
+        onCommit: (events) => this.committed(events),
+      },
+      Array.from({ length: config.etcdMembers ?? 3 }, (_, i) => `etcd${i + 1}`),
+    );
     this.etcd.ttlMs = config.ttlSeconds * 1000;
     this.api = this.etcd.client({
       reachable: () => true,
@@ -185,7 +191,6 @@ export class World {
       keepAliveLatencyMs: 0,
       leaseFile: "",
       havend: undefined,
-      deadline: () => 0,
       fence: { result: "ok", durationMs: 2000 },
     });
   }
@@ -281,10 +286,8 @@ export class World {
   startHavend(name: string): boolean {
     const node = this.node(name);
     if (!node.powered || node.havend) return false;
-    const havend = new SimHavend(this, node);
-    node.havend = havend;
-    node.deadline = () => havend.havend.deadline();
-    havend.start();
+    node.havend = new SimHavend(this, node);
+    node.havend.start();
     return true;
   }
 
@@ -303,6 +306,36 @@ export class World {
     if (!node.havend) return false;
     node.havend.stop();
     node.havend = undefined;
+    return true;
+  }
+
+  /**
+   * A clean shutdown: havend gets SIGTERM and stops (its guests keep running, as always), a second later the
+   * system stops the QEMUs (SIGTERM: they quit, closing their disks), and a second after that the node is off.
+   * Returns false when the node is off already.
+   */
+  shutdown(name: string): boolean {
+    const node = this.node(name);
+    if (!node.powered) return false;
+    this.stopHavend(name);
+    const boot = node.boot;
+    this.nodeTask(
+      name,
+      SHUTDOWN_STEP_MS,
+      () => {
+        for (const proc of this.machines.all()) if (proc.node === name) this.machines.exit(proc, "quit");
+        this.nodeTask(
+          name,
+          SHUTDOWN_STEP_MS,
+          () => {
+            this.note(`-- ${name} is powered off (shutdown)`);
+            this.powerOff(name);
+          },
+          boot,
+        );
+      },
+      boot,
+    );
     return true;
   }
 

@@ -170,6 +170,34 @@ export class Agent {
     for (const guest of victims) this.event("self-fenced", guest.vm, SELF_FENCE_REASON);
   }
 
+  /**
+   * Before the agent runs: a havend that starts without being able to register (etcd out of reach) cannot
+   * vouch for the QEMUs it finds, since the lease they ran under may run out any moment (invariant 2). They
+   * are killed at once and reported self-fenced once etcd answers; the controller then restarts them.
+   */
+  async fenceOrphans(): Promise<void> {
+    const orphans = await this.deps.hypervisor.list();
+    if (orphans.length === 0) return;
+    this.deps.log.warn("no lease vouches for the guests found here: killing them", {
+      vms: orphans.map((g) => g.vm),
+    });
+    await Promise.all(
+      orphans.map((guest) =>
+        this.deps.hypervisor.kill(guest.vm).catch((err: unknown) => {
+          this.deps.log.error("self-fencing kill failed", { vm: guest.vm, err });
+        }),
+      ),
+    );
+    for (const guest of orphans) {
+      this.outcomes.set(guest.vm, {
+        generation: guest.generation,
+        state: "fenced",
+        message: SELF_FENCE_REASON,
+      });
+      this.event("self-fenced", guest.vm, SELF_FENCE_REASON);
+    }
+  }
+
   /** A crash reported by an earlier run of this agent stays a crash: the controller decides what follows. */
   private seedOutcomesFromStatus(): void {
     for (const [vm, status] of this.vms.statuses) {

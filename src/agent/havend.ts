@@ -87,14 +87,23 @@ export class Havend {
     return mayFeedWatchdog(this.leaseValid(), this.agent.runningGuests);
   }
 
-  /** Registers the node, retrying with capped backoff until etcd answers or the signal aborts. */
+  /**
+   * Registers the node, retrying with capped backoff until etcd answers or the signal aborts. When the first
+   * attempt fails, the guests a previous havend left running are killed: no lease vouches for them.
+   */
   async register(signal: AbortSignal): Promise<void> {
-    for (let delay = 200; !signal.aborted; delay = Math.min(delay * 2, MAX_REGISTER_BACKOFF_MS)) {
+    for (
+      let delay = 200, first = true;
+      !signal.aborted;
+      delay = Math.min(delay * 2, MAX_REGISTER_BACKOFF_MS)
+    ) {
       try {
         await this.lease.register();
         return;
       } catch (err) {
         this.deps.log.warn("cannot register node yet", { err, retryInMs: delay });
+        if (first) await this.agent.fenceOrphans();
+        first = false;
         await this.deps.clock.sleep(delay, signal);
       }
     }

@@ -293,8 +293,8 @@ export class Controller {
    */
   private async liftFences(): Promise<void> {
     for (const fence of await this.deps.store.listStorageFences()) {
-      const guests = this.nodes.get(fence.node)?.guests;
-      if (!guests || guests.some((g) => g.vm === fence.vm && g.generation <= fence.generation)) continue;
+      if (!runsNoLonger(fence, this.nodes.get(fence.node))) continue;
+      if (!(await this.liftConfirmedByEtcd(fence))) continue;
       await this.deps.storage.unfence(fence.addresses);
       await this.deps.store.deleteStorageFence(fence);
       this.event({
@@ -304,6 +304,22 @@ export class Controller {
         reason: `node ${fence.node} is back and no longer runs generation ${fence.generation}: lifted the blocklisting of ${fence.addresses.join(", ")}`,
       });
     }
+  }
+
+  /**
+   * The view a lift is decided on may be stale: a controller that was cut off from etcd still believes it
+   * leads and still has the node records of before the cut, with guests that have run there since left out.
+   * Lifting on such a view unblocks a QEMU that may write again. etcd must confirm that this node leads and
+   * that the node's record there, under its current lease, no longer lists the fenced generation.
+   */
+  private async liftConfirmedByEtcd(fence: StorageFence): Promise<boolean> {
+    const { store } = this.deps;
+    const [leader, node] = await Promise.all([
+      store.etcd.get(store.controllerKey),
+      store.etcd.get(store.nodeKey(fence.node)),
+    ]);
+    if (leader?.lease !== this.deps.lease() || !node) return false;
+    return runsNoLonger(fence, nodeInfoSchema.parse(JSON.parse(node.value)));
   }
 
   /** One detection event per lost node, also when a new leader first sees placements on a node that is gone. */
@@ -373,4 +389,10 @@ export class Controller {
     log.info("placement", { vm: action.vm, node: placement.node, generation: placement.generation, type });
     await store.appendEvent({ type, vm: action.vm, node: placement.node, reason: action.event });
   }
+}
+
+/** Whether the fenced node is back and its agent says it no longer runs the fenced generation of the guest. */
+function runsNoLonger(fence: StorageFence, node: NodeInfo | undefined): boolean {
+  const guests = node?.guests;
+  return guests !== undefined && !guests.some((g) => g.vm === fence.vm && g.generation <= fence.generation);
 }

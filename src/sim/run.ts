@@ -23,7 +23,11 @@ export function simulate(source: string): Promise<SimResult> {
   return runScenario(parseScenario(source));
 }
 
-export async function runScenario(scenario: Scenario): Promise<SimResult> {
+/** `programLog` gets the programs' own log lines (JSON, as havend writes them) with the simulated time. */
+export async function runScenario(
+  scenario: Scenario,
+  options: { programLog?: (line: string) => void } = {},
+): Promise<SimResult> {
   const world = new World({
     ttlSeconds: scenario.ttlSeconds,
     marginMs: scenario.marginMs,
@@ -31,6 +35,11 @@ export async function runScenario(scenario: Scenario): Promise<SimResult> {
     watchDelayMs: WATCH_DELAY_MS,
     etcdMembers: scenario.etcdMembers,
   });
+  const { programLog } = options;
+  // The logger stamps the wall clock; the simulated time replaces it.
+  if (programLog)
+    world.programLog = (line) =>
+      programLog(`t=${formatTime(world.now())} ${line.replace(/^\{"time":"[^"]*",/, "{")}`);
   const service = simService(world);
   for (const node of scenario.nodes) world.addNode(node.name, { memoryMb: node.memoryMb, vcpus: node.vcpus });
   await seedRules(world, scenario);

@@ -93,7 +93,7 @@ export class World {
   readonly lines: SimLine[] = [];
   readonly events: StoredEvent[] = [];
   readonly invariants: Invariants;
-  /** Where the programs' own log lines go (the simulator's --log); by default nowhere. */
+  /** Where the programs' own log lines go (`haven simulate --log`); by default nowhere. */
   programLog: ((line: string) => void) | undefined;
   private seq = 0;
   private readonly timings = new Map<string, VmTiming>();

@@ -19,6 +19,7 @@ import { intOption } from "../parse.js";
 
 interface SimulateOptions {
   json?: boolean;
+  log?: boolean;
   updateExpected?: boolean;
   random?: number;
   seed?: number;
@@ -32,6 +33,7 @@ export function registerSimulate(program: Command, _ctx: CliContext): void {
     )
     .option("--json", "machine-readable output: events, log lines and invariant violations")
     .option("--update-expected", "write the log to the golden file instead of comparing")
+    .option("--log", "also print the programs' own log lines (havend's, with the simulated time) on stderr")
     .option(
       "--random <n>",
       `run N random fault schedules instead of FILE; each is checked for the invariants and for every started guest running again within ${RECOVERY_BOUND_MS / 1000} s after the faults stop; a failing one is printed as a scenario file`,
@@ -61,7 +63,9 @@ async function simulateFile(file: string, options: SimulateOptions): Promise<voi
     if (err instanceof ScenarioError) throw inputError(`${file}:${err.message}`);
     throw err;
   }
-  const result = await runScenario(scenario);
+  const result = await runScenario(scenario, {
+    programLog: options.log ? (line) => process.stderr.write(line) : undefined,
+  });
   const log = result.lines.join("\n") + "\n";
   if (options.json)
     printJson({

@@ -6,6 +6,7 @@ import { EtcdUnavailableError } from "../adapters/etcd/port.js";
 import { HavenService } from "../api/service.js";
 import { HavenError } from "../core/errors.js";
 import { viewVm, type VmSpec } from "../core/model.js";
+import { simStorage } from "./adapters.js";
 import type { ScenarioVm, SimCommand } from "./scenario.js";
 import type { World } from "./world.js";
 
@@ -36,7 +37,7 @@ export function createVm(world: World, vm: ScenarioVm): VmSpec {
 /** The API service of the simulated cluster: migration requests are numbered m1, m2, … */
 export function simService(world: World): HavenService {
   let requests = 0;
-  const storage = { kind: "rbd" } as never; // the requests the simulator makes never touch storage
+  const storage = simStorage(world, "api");
   return new HavenService(world.store, storage, { name: "sim", guestDir: "/sim" }, () => `m${++requests}`);
 }
 

@@ -6,21 +6,22 @@
 //   at 10s power-off node1
 //   run until 60s
 // Errors carry the line and column of the offending word.
-import { DEFAULT_MIGRATION, NAME_PATTERN, type MigrationDefaults } from "../core/model.js";
-import { parseScore } from "../core/scheduler/scores.js";
+import { NAME_PATTERN, type MigrationDefaults } from "../core/model.js";
 import { constraintSchema, type Constraint } from "../core/scheduler/types.js";
+import { LEADER_FAULTS, parseCommand, type StepParser } from "./scenario-commands.js";
+import {
+  duration,
+  formatTime,
+  isOption,
+  Options,
+  ScenarioError,
+  tokenize,
+  valueToken,
+  type Token,
+} from "./scenario-words.js";
 import { DEFAULT_TIMING, type FenceBehaviour, type VmTiming } from "./world.js";
 
-export class ScenarioError extends Error {
-  constructor(
-    readonly line: number,
-    readonly column: number,
-    readonly reason: string,
-  ) {
-    super(`${line}:${column}: ${reason}`);
-    this.name = "ScenarioError";
-  }
-}
+export { formatTime, ScenarioError };
 
 export interface ScenarioNode {
   name: string;
@@ -92,14 +93,6 @@ export type NodeFault =
   | "shutdown"
   | "havend-kill"
   | "havend-start";
-const LEADER_FAULTS: readonly string[] = [
-  "power-off",
-  "net-cut",
-  "freeze",
-  "shutdown",
-  "havend-kill",
-  "reboot",
-];
 
 /** Where a VM is when the run begins. */
 export type InitialState = { state: "stopped" | "started" } | { state: "running" | "error"; node: string };
@@ -129,19 +122,11 @@ export interface Scenario {
   until: number;
 }
 
-interface Token {
-  text: string;
-  column: number;
-}
-
-export const DEFAULT_STORAGE_FENCE_ERROR = "ceph osd blocklist add: timed out after 30 s";
-export const DEFAULT_MIGRATION_ERROR = "Unable to write to socket: Connection reset by peer";
-
 export function parseScenario(source: string): Scenario {
   return new Parser().parse(source);
 }
 
-class Parser {
+class Parser implements StepParser {
   private readonly scenario: Scenario = {
     ttlSeconds: 5,
     marginMs: 1500,
@@ -153,7 +138,11 @@ class Parser {
     until: -1,
   };
   private clusterSeen = false;
-  private line = 0;
+  line = 0;
+
+  get etcdMembers(): number {
+    return this.scenario.etcdMembers;
+  }
 
   parse(source: string): Scenario {
     const lines = source.split("\n");
@@ -170,7 +159,7 @@ class Parser {
     return this.scenario;
   }
 
-  private error(token: Token, reason: string): ScenarioError {
+  error(token: Token, reason: string): ScenarioError {
     return new ScenarioError(this.line, token.column, reason);
   }
 
@@ -228,7 +217,7 @@ class Parser {
    * `ID location VM NODE SCORE`, `ID rule VM SCORE RULE…`, `ID colocation VM WITH-VM SCORE`,
    * `ID order FIRST THEN [mandatory|optional]`: checked with the scheduler's own schemas.
    */
-  private parseConstraint(keyword: Token, rest: Token[]): ScenarioConstraint {
+  parseConstraint(keyword: Token, rest: Token[]): ScenarioConstraint {
     const [id, kind, ...args] = rest;
     const form = kind && Object.hasOwn(CONSTRAINT_FORMS, kind.text) ? CONSTRAINT_FORMS[kind.text] : undefined;
     if (!id || !kind || !form)
@@ -267,7 +256,7 @@ class Parser {
     this.scenario.rules.nodeAttributes.set(node, { ...known, ...attributes });
   }
 
-  private parseAttributes(keyword: Token, rest: Token[]) {
+  parseAttributes(keyword: Token, rest: Token[]) {
     const [name, ...pairs] = rest;
     if (!name || !this.scenario.nodes.some((n) => n.name === name.text))
       throw this.error(name ?? keyword, `expected a node name (${this.nodeNames()})`);
@@ -364,240 +353,18 @@ class Parser {
         time,
         `steps must be in time order (line ${previous.line} is at ${formatTime(previous.at)})`,
       );
-    const command = this.command(verb, args);
+    const command = parseCommand(this, verb, args);
     const text = [verb, ...args].map((t) => (/\s/.test(t.text) ? `"${t.text}"` : t.text)).join(" ");
     this.scenario.steps.push({ at, line: this.line, text, command });
   }
 
-  private command(verb: Token, args: Token[]): SimCommand {
-    const v = verb.text;
-    const arity = (n: number) => {
-      if (args.length > n) throw this.error(args[n]!, `unexpected '${args[n]!.text}'`);
-      if (args.length < n)
-        throw this.error(args.at(-1) ?? verb, `'${v}' needs ${n} argument${n === 1 ? "" : "s"}`);
-    };
-    switch (v) {
-      case "start":
-      case "stop":
-      case "show":
-      case "migration-cancel":
-      case "kill-target":
-      case "kill-source":
-        arity(1);
-        return { type: v, vm: this.vmName(args[0]!) };
-      case "power-off":
-      case "power-on":
-      case "net-cut":
-      case "net-restore":
-      case "freeze":
-      case "thaw":
-      case "shutdown":
-      case "havend-kill":
-      case "havend-start":
-        arity(1);
-        return { type: v, node: this.faultNode(v, args[0]!) };
-      case "reboot": {
-        const node = this.faultNode(v, this.arg(args, 0, verb, "a node"));
-        const o = this.options(args.slice(1), ["down"]);
-        return { type: v, node, downMs: o.duration("down", 30_000) };
-      }
-      case "etcd-kill":
-      case "etcd-start": {
-        arity(1);
-        const members = Array.from({ length: this.scenario.etcdMembers }, (_, i) => `etcd${i + 1}`);
-        if (!members.includes(args[0]!.text))
-          throw this.error(
-            args[0]!,
-            `unknown etcd member '${args[0]!.text}' (the cluster has ${members.join(", ")})`,
-          );
-        return { type: v, member: args[0]!.text };
-      }
-      case "fail-stop": {
-        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        const { options, words } = this.split(args.slice(1));
-        if (words.length > 1)
-          throw this.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
-        const o = this.options(options, ["times", "on"]);
-        const node = o.token("on");
-        return {
-          type: v,
-          vm,
-          times: o.int("times", 1, 1, 1000),
-          node: node ? this.nodeName(valueToken(node)) : undefined,
-          message: words[0]?.text ?? "QEMU did not power down the guest in time (simulated)",
-        };
-      }
-      case "quorum-loss":
-      case "quorum-back":
-        arity(0);
-        return { type: v };
-      case "set":
-        return this.set(verb, args);
-      case "crash": {
-        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        if (args.length === 1) return { type: v, vm };
-        if (args[1]!.text !== "on" || !args[2] || args.length > 3)
-          throw this.error(args[1]!, "expected 'crash VM [on NODE]'");
-        return { type: v, vm, node: this.nodeName(args[2]) };
-      }
-      case "fail-start": {
-        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        const { options, words } = this.split(args.slice(1));
-        if (words.length > 1)
-          throw this.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
-        const o = this.options(options, ["times", "on"]);
-        const node = o.token("on");
-        return {
-          type: v,
-          vm,
-          times: o.int("times", 1, 1, 1000),
-          node: node ? this.nodeName(valueToken(node)) : undefined,
-          message: words[0]?.text ?? "qemu-system-x86_64: could not start (simulated)",
-        };
-      }
-      case "etcd-slow": {
-        arity(2);
-        const node = args[0]!.text === "all" ? null : this.nodeName(args[0]!);
-        return { type: v, node, latencyMs: duration(args[1]!, this.line) };
-      }
-      case "fence-agent": {
-        const node = this.nodeName(this.arg(args, 0, verb, "a node"));
-        const result = this.arg(args, 1, verb, "ok, fail, hang or clear");
-        if (result.text === "clear") {
-          if (args.length > 2) throw this.error(args[2]!, `unexpected '${args[2]!.text}'`);
-          return { type: v, node, behaviour: null, timeoutSeconds: 60 };
-        }
-        const o = this.options(args.slice(2), ["time", "timeout"]);
-        return {
-          type: v,
-          node,
-          behaviour: { result: this.fenceResult(result), durationMs: o.duration("time", 2000) },
-          timeoutSeconds: Math.ceil(o.duration("timeout", 60_000) / 1000),
-        };
-      }
-      case "fence-result": {
-        const node = this.nodeName(this.arg(args, 0, verb, "a node"));
-        const result = this.fenceResult(this.arg(args, 1, verb, "ok, fail or hang"));
-        const o = this.options(args.slice(2), ["time"]);
-        return { type: v, node, behaviour: { result, durationMs: o.duration("time", 2000) } };
-      }
-      case "storage-fence": {
-        const mode = this.arg(args, 0, verb, "ok or fail");
-        if (mode.text !== "ok" && mode.text !== "fail") throw this.error(mode, "expected ok or fail");
-        if (args.length > 2) throw this.error(args[2]!, `unexpected '${args[2]!.text}' (quote the message)`);
-        if (mode.text === "ok" && args[1])
-          throw this.error(args[1], "only 'storage-fence fail' takes a message");
-        return { type: v, ok: mode.text === "ok", message: args[1]?.text ?? DEFAULT_STORAGE_FENCE_ERROR };
-      }
-      case "migrate": {
-        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        let rest = args.slice(1);
-        let to: string | undefined;
-        if (rest[0]?.text === "to") {
-          to = this.nodeName(this.arg(rest, 1, rest[0], "a node"));
-          rest = rest.slice(2);
-        }
-        const o = this.options(rest, ["timeout", "transport"]);
-        const timeout = o.token("timeout");
-        return {
-          type: v,
-          vm,
-          to,
-          timeoutSeconds: timeout ? Math.ceil(o.duration("timeout", 0) / 1000) : undefined,
-          transport: o.token("transport")
-            ? (o.choice("transport", ["tls", "tcp"], "tls") as "tls" | "tcp")
-            : undefined,
-        };
-      }
-      case "migration-fail": {
-        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        const { options, words } = this.split(args.slice(1));
-        if (words.length > 1)
-          throw this.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
-        const o = this.options(options, ["times"]);
-        const times = o.int("times", 1, 1, 1000);
-        return { type: v, vm, times, message: words[0]?.text ?? DEFAULT_MIGRATION_ERROR };
-      }
-      case "maintenance": {
-        arity(2);
-        const mode = args[0]!;
-        if (mode.text !== "on" && mode.text !== "off")
-          throw this.error(mode, "expected 'maintenance on|off NODE'");
-        return { type: v, node: this.nodeName(args[1]!), on: mode.text === "on" };
-      }
-      case "migration-defaults": {
-        const o = this.options(args, [
-          "transport",
-          "timeout",
-          "downtime-limit",
-          "bandwidth",
-          "max-per-node",
-          "max-per-cluster",
-        ]);
-        if (args.length === 0) throw this.error(verb, "'migration-defaults' needs at least one setting");
-        const changes: Partial<MigrationDefaults> = {};
-        if (o.token("transport"))
-          changes.transport = o.choice("transport", ["tls", "tcp"], "tls") as "tls" | "tcp";
-        if (o.token("timeout")) changes.timeoutSeconds = Math.ceil(o.duration("timeout", 0) / 1000);
-        if (o.token("downtime-limit")) changes.downtimeLimitMs = o.duration("downtime-limit", 0);
-        if (o.token("bandwidth")) changes.maxBandwidthMBps = o.int("bandwidth", 0, 0, 1_000_000);
-        if (o.token("max-per-node"))
-          changes.maxPerNode = o.int("max-per-node", DEFAULT_MIGRATION.maxPerNode, 1, 64);
-        if (o.token("max-per-cluster"))
-          changes.maxPerCluster = o.int("max-per-cluster", DEFAULT_MIGRATION.maxPerCluster, 1, 1024);
-        return { type: v, changes };
-      }
-      case "constraint":
-        return { type: v, constraint: this.parseConstraint(verb, args) };
-      case "constraint-delete":
-        arity(1);
-        return { type: v, id: args[0]!.text };
-      case "attribute":
-        return { type: v, ...this.parseAttributes(verb, args) };
-      default:
-        throw this.error(verb, `unknown command '${v}'`);
-    }
-  }
-
-  private set(verb: Token, args: Token[]): SimCommand {
-    const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-    if (args.length < 2) throw this.error(args[0]!, "'set' needs at least one key=value");
-    const keys = {
-      "restart-limit": "restartLimit",
-      "relocate-limit": "relocateLimit",
-      "failure-timeout": "failureTimeoutSeconds",
-      priority: "priority",
-      stickiness: "stickiness",
-      ha: "ha",
-      "allow-migrate": "allowMigrate",
-    } as const;
-    const o = this.options(args.slice(1), Object.keys(keys));
-    const changes: PolicyChange[] = [];
-    for (const token of args.slice(1)) {
-      const name = token.text.split("=")[0] as keyof typeof keys;
-      const key = keys[name];
-      if (key === "ha" || key === "allowMigrate") changes.push({ key, value: o.onOff(name, true) });
-      else if (key === "failureTimeoutSeconds")
-        changes.push({ key, value: Math.ceil(o.duration(name, 0) / 1000) });
-      else if (key === "priority") changes.push({ key, value: o.int(name, 0, -1_000_000, 1_000_000) });
-      else if (key === "stickiness") changes.push({ key, value: o.score(name, 0) });
-      else changes.push({ key, value: o.int(name, 0, 0, 100) });
-    }
-    return { type: "set", vm, changes };
-  }
-
-  private fenceResult(token: Token): FenceBehaviour["result"] {
-    if (token.text === "ok" || token.text === "fail" || token.text === "hang") return token.text;
-    throw this.error(token, `expected ok, fail or hang, got '${token.text}'`);
-  }
-
-  private arg(args: Token[], index: number, after: Token, what: string): Token {
+  arg(args: Token[], index: number, after: Token, what: string): Token {
     const token = args[index];
     if (!token) throw this.error(after, `expected ${what} after '${after.text}'`);
     return token;
   }
 
-  private split(tokens: Token[]): { options: Token[]; words: Token[] } {
+  split(tokens: Token[]): { options: Token[]; words: Token[] } {
     return {
       options: tokens.filter((t) => isOption(t)),
       words: tokens.filter((t) => !isOption(t)),
@@ -605,7 +372,7 @@ class Parser {
   }
 
   /** A node name, or `leader` (resolved when the step runs) for the faults that take a node down. */
-  private faultNode(verb: string, token: Token): string {
+  faultNode(verb: string, token: Token): string {
     if (token.text === "leader") {
       if (!LEADER_FAULTS.includes(verb)) throw this.error(token, `'${verb}' needs a node name, not 'leader'`);
       return "leader";
@@ -613,13 +380,13 @@ class Parser {
     return this.nodeName(token);
   }
 
-  private vmName(token: Token): string {
+  vmName(token: Token): string {
     if (!this.scenario.vms.some((vm) => vm.name === token.text))
       throw this.error(token, `unknown VM '${token.text}' (declare it with 'vm ${token.text} ...' first)`);
     return token.text;
   }
 
-  private nodeName(token: Token): string {
+  nodeName(token: Token): string {
     if (!this.scenario.nodes.some((node) => node.name === token.text))
       throw this.error(token, `unknown node '${token.text}' (the cluster has ${this.nodeNames()})`);
     return token.text;
@@ -630,7 +397,7 @@ class Parser {
     return names.length > 3 ? `${names[0]} … ${names.at(-1)}` : names.join(", ");
   }
 
-  private options(tokens: Token[], allowed: string[]): Options {
+  options(tokens: Token[], allowed: string[]): Options {
     const byKey = new Map<string, Token>();
     for (const token of tokens) {
       const eq = token.text.indexOf("=");
@@ -642,61 +409,6 @@ class Parser {
       byKey.set(key, token);
     }
     return new Options(byKey, this.line);
-  }
-}
-
-class Options {
-  constructor(
-    private readonly byKey: Map<string, Token>,
-    private readonly line: number,
-  ) {}
-
-  token(key: string): Token | undefined {
-    return this.byKey.get(key);
-  }
-
-  int(key: string, fallback: number, min: number, max: number): number {
-    const token = this.byKey.get(key);
-    if (!token) return fallback;
-    const value = valueToken(token);
-    if (!/^-?\d+$/.test(value.text))
-      throw new ScenarioError(this.line, value.column, `${key} must be a whole number, got '${value.text}'`);
-    const n = Number(value.text);
-    if (n < min || n > max)
-      throw new ScenarioError(this.line, value.column, `${key} must be between ${min} and ${max}, got ${n}`);
-    return n;
-  }
-
-  /** A placement score: a whole number within ±1,000,000, INFINITY or -INFINITY (parseScore). */
-  score(key: string, fallback: number): number {
-    const token = this.byKey.get(key);
-    if (!token) return fallback;
-    const value = valueToken(token);
-    const parsed = parseScore(value.text);
-    if (!parsed.ok) throw new ScenarioError(this.line, value.column, `${key}: ${parsed.error}`);
-    return parsed.score;
-  }
-
-  duration(key: string, fallbackMs: number): number {
-    const token = this.byKey.get(key);
-    return token ? duration(valueToken(token), this.line) : fallbackMs;
-  }
-
-  onOff(key: string, fallback: boolean): boolean {
-    return this.choice(key, ["on", "off"], fallback ? "on" : "off") === "on";
-  }
-
-  choice(key: string, choices: string[], fallback: string): string {
-    const token = this.byKey.get(key);
-    if (!token) return fallback;
-    const value = valueToken(token);
-    if (!choices.includes(value.text))
-      throw new ScenarioError(
-        this.line,
-        value.column,
-        `${key} must be ${choices.join(" or ")}, got '${value.text}'`,
-      );
-    return value.text;
   }
 }
 
@@ -720,51 +432,3 @@ const CONSTRAINT_FORMS: Record<
     usage: "FIRST THEN [mandatory|optional]",
   },
 };
-
-const isOption = (token: Token) => /^[a-z-]+=/.test(token.text);
-
-/** The value part of a key=value token, with its own column. */
-function valueToken(token: Token): Token {
-  const eq = token.text.indexOf("=");
-  return { text: token.text.slice(eq + 1), column: token.column + eq + 1 };
-}
-
-/** `10s`, `1.5s`, `500ms`, `2m`, `1h`; a bare number is seconds. Returns ms. */
-function duration(token: Token, line: number): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|min|h)?$/.exec(token.text);
-  if (!match)
-    throw new ScenarioError(line, token.column, `'${token.text}' is not a duration (like 10s, 500ms, 2m)`);
-  const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
-  return Math.round(Number(match[1]) * factor);
-}
-
-/** Splits a line into words, keeping "quoted text" (and key="quoted text") together; `#` starts a comment. */
-function tokenize(text: string, line: number): Token[] {
-  const tokens: Token[] = [];
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i]!;
-    if (c === "#") break;
-    if (/\s/.test(c)) {
-      i++;
-      continue;
-    }
-    const column = i + 1;
-    let word = "";
-    while (i < text.length && !/\s/.test(text[i]!) && text[i] !== "#") {
-      if (text[i] === '"') {
-        const end = text.indexOf('"', i + 1);
-        if (end < 0) throw new ScenarioError(line, i + 1, "unterminated quote");
-        word += text.slice(i + 1, end);
-        i = end + 1;
-      } else word += text[i++];
-    }
-    tokens.push({ text: word, column });
-  }
-  return tokens;
-}
-
-/** `12.300s`, as the log writes times. */
-export function formatTime(ms: number): string {
-  return `${(ms / 1000).toFixed(3)}s`;
-}

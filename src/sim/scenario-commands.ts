@@ -75,20 +75,8 @@ export function parseCommand(p: StepParser, verb: Token, args: Token[]): SimComm
         );
       return { type: v, member: args[0]!.text };
     }
-    case "fail-stop": {
-      const vm = p.vmName(p.arg(args, 0, verb, "a VM"));
-      const { options, words } = p.split(args.slice(1));
-      if (words.length > 1) throw p.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
-      const o = p.options(options, ["times", "on"]);
-      const node = o.token("on");
-      return {
-        type: v,
-        vm,
-        times: o.int("times", 1, 1, 1000),
-        node: node ? p.nodeName(valueToken(node)) : undefined,
-        message: words[0]?.text ?? "QEMU did not power down the guest in time (simulated)",
-      };
-    }
+    case "fail-stop":
+      return failures(p, verb, args, "QEMU did not power down the guest in time (simulated)");
     case "quorum-loss":
     case "quorum-back":
       arity(0);
@@ -102,20 +90,8 @@ export function parseCommand(p: StepParser, verb: Token, args: Token[]): SimComm
         throw p.error(args[1]!, "expected 'crash VM [on NODE]'");
       return { type: v, vm, node: p.nodeName(args[2]) };
     }
-    case "fail-start": {
-      const vm = p.vmName(p.arg(args, 0, verb, "a VM"));
-      const { options, words } = p.split(args.slice(1));
-      if (words.length > 1) throw p.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
-      const o = p.options(options, ["times", "on"]);
-      const node = o.token("on");
-      return {
-        type: v,
-        vm,
-        times: o.int("times", 1, 1, 1000),
-        node: node ? p.nodeName(valueToken(node)) : undefined,
-        message: words[0]?.text ?? "qemu-system-x86_64: could not start (simulated)",
-      };
-    }
+    case "fail-start":
+      return failures(p, verb, args, "qemu-system-x86_64: could not start (simulated)");
     case "etcd-slow": {
       arity(2);
       const node = args[0]!.text === "all" ? null : p.nodeName(args[0]!);
@@ -216,6 +192,22 @@ export function parseCommand(p: StepParser, verb: Token, args: Token[]): SimComm
     default:
       throw p.error(verb, `unknown command '${v}'`);
   }
+}
+
+/** `fail-start|fail-stop VM [times=N] [on=NODE] ["MESSAGE"]`: the next starts or stops of its QEMU fail. */
+function failures(p: StepParser, verb: Token, args: Token[], defaultMessage: string): SimCommand {
+  const vm = p.vmName(p.arg(args, 0, verb, "a VM"));
+  const { options, words } = p.split(args.slice(1));
+  if (words.length > 1) throw p.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
+  const o = p.options(options, ["times", "on"]);
+  const node = o.token("on");
+  return {
+    type: verb.text as "fail-start" | "fail-stop",
+    vm,
+    times: o.int("times", 1, 1, 1000),
+    node: node ? p.nodeName(valueToken(node)) : undefined,
+    message: words[0]?.text ?? defaultMessage,
+  };
 }
 
 function parseSet(p: StepParser, verb: Token, args: Token[]): SimCommand {

@@ -61,11 +61,10 @@ export type SimCommand =
   | { type: "start" | "stop"; vm: string }
   | { type: "set"; vm: string; changes: PolicyChange[] }
   | { type: "crash"; vm: string; node?: string }
-  | { type: "fail-start"; vm: string; times: number; node?: string; message: string }
+  | { type: "fail-start" | "fail-stop"; vm: string; times: number; node?: string; message: string }
   /** `node` may be "leader": the node that leads when the step runs. */
   | { type: NodeFault; node: string }
   | { type: "reboot"; node: string; downMs: number }
-  | { type: "fail-stop"; vm: string; times: number; node?: string; message: string }
   | { type: "etcd-kill" | "etcd-start"; member: string }
   | { type: "etcd-slow"; node: string | null; latencyMs: number }
   | { type: "quorum-loss" | "quorum-back" }

@@ -27,6 +27,7 @@ import { nodeLoads } from "../core/placement.js";
 import { explainPlacement } from "../core/placement-rules.js";
 import { orderRefusal } from "../core/scheduler/prepare.js";
 import type { OrderConstraint } from "../core/scheduler/types.js";
+import { isoNow } from "../lib/clock.js";
 import {
   ConstraintStore,
   describeConstraint,
@@ -81,6 +82,8 @@ export class HavenService {
       /** The guest network's DHCP leases (MAC → address), where Haven runs its DHCP server. */
       dhcpLeases?: () => Promise<Map<string, string>>;
     },
+    /** Ids of migration requests (the simulator counts them). Times come from the store's clock. */
+    private readonly newRequestId: () => string = () => randomBytes(6).toString("hex"),
   ) {
     this.builder = {
       store,
@@ -259,7 +262,14 @@ export class HavenService {
     const { maintenance, rules } = this.store.parseConfig(
       new Map(config.kvs.map((kv) => [kv.key, kv.value])),
     );
-    const view = { nodes, specs: vms.specs, statuses: vms.statuses, maintenance, rules, now: Date.now() };
+    const view = {
+      nodes,
+      specs: vms.specs,
+      statuses: vms.statuses,
+      maintenance,
+      rules,
+      now: this.store.clock.now(),
+    };
     return {
       ...explainPlacement(spec, view, vms.placements),
       placedOn: vms.placements.get(name)?.node ?? null,
@@ -281,7 +291,7 @@ export class HavenService {
     const vms = constrainedVms(constraint);
     for (const vm of vms) await this.requireSpec(vm);
     if (constraint.type === "order") await this.refuseOrderCycle(constraint, constraints);
-    const stored: StoredConstraint = { ...constraint, importedAt: new Date().toISOString() };
+    const stored: StoredConstraint = { ...constraint, importedAt: isoNow(this.store.clock) };
     await constraints.putConstraint(stored);
     await this.store.appendEvent({
       type: "constraint-added",
@@ -341,14 +351,14 @@ export class HavenService {
       if (maintenance.has(request.to)) throw conflict(`node ${request.to} is in maintenance`);
     }
     const settings = migrationSettingsOf(defaults);
-    const id = randomBytes(6).toString("hex");
+    const id = this.newRequestId();
     const recorded = await this.store.putMigrationRequest(name, {
       id,
       to: request.to,
       settings: { ...settings, ...definedOnly(request.settings) },
       cancel: false,
       reason: "by user",
-      time: new Date().toISOString(),
+      time: isoNow(this.store.clock),
     });
     if (!recorded) throw conflict(`a migration request for VM ${name} is already pending`);
     await this.store.appendEvent({
@@ -368,7 +378,7 @@ export class HavenService {
       settings: migration.settings,
       cancel: true,
       reason: "cancelled by user",
-      time: new Date().toISOString(),
+      time: isoNow(this.store.clock),
     };
     await this.store.putMigrationRequest(name, request, true);
     await this.store.appendEvent({ type: "migration-cancel-requested", vm: name, reason: "by user" });
@@ -400,7 +410,7 @@ export class HavenService {
     if (on && !current) {
       if (!(await this.store.listNodes()).some((n) => n.name === node))
         throw notFound(`node ${node} is not online`);
-      await this.store.setMaintenance(node, { since: new Date().toISOString(), reason: "by user" });
+      await this.store.setMaintenance(node, { since: isoNow(this.store.clock), reason: "by user" });
       await this.store.appendEvent({
         type: "maintenance-on",
         node,

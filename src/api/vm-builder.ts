@@ -20,6 +20,7 @@ import {
   type VmDisk,
 } from "../core/hardware.js";
 import type { NodeInfo, VmSpec } from "../core/model.js";
+import { isoNow } from "../lib/clock.js";
 import { Rollback } from "../lib/rollback.js";
 import type { CreateVmRequest, NicRequest } from "./requests.js";
 
@@ -68,7 +69,7 @@ export async function buildVm(deps: VmBuilderDeps, request: CreateVmRequest): Pr
       ha: request.ha,
       allowMigrate: request.allowMigrate,
       stopGraceSeconds: request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
-      createdAt: new Date().toISOString(),
+      createdAt: isoNow(deps.store.clock),
     };
     if (spec.disks.length === 0 && spec.kernel === undefined && !spec.cdrom)
       throw inputError(

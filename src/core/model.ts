@@ -233,6 +233,11 @@ export const placementSchema = z.object({
   restarts: z.number().int().min(0),
   /** Moves to another node after repeated crashes since the VM was last started by a user. */
   relocations: z.number().int().min(0).default(0),
+  /**
+   * Nodes the guest used up its restarts on, and when it left them: a relocation tries the others first
+   * (Proxmox's failed_nodes). Forgotten after the failure timeout, with the rest of the failure record.
+   */
+  failedNodes: z.array(z.object({ node: nodeNameSchema, at: z.string() })).optional(),
   state: z.enum(["active", "error"]),
   reason: z.string(),
   /** A move to another node under way. */

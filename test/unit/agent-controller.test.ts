@@ -323,6 +323,19 @@ describe("agent + controller on fakes", () => {
     assert.equal(n2.started.length, 0);
   });
 
+  test("a status is written only while the placement names the writing node", async () => {
+    await create("a", { start: false });
+    const lease = await etcd.grantLease(5);
+    const status = { node: "n1", generation: 1, state: "fenced" as const, updatedAt: "t0" };
+    assert.equal(await store.putStatus("a", status, lease), false, "no placement yet");
+    const placement = { node: "n2", generation: 2, restarts: 0, relocations: 0, state: "active" as const };
+    assert.ok(await store.swapPlacement("a", { ...placement, reason: "", updatedAt: "t0" }, 0));
+    assert.equal(await store.putStatus("a", status, lease), false, "placed on n2: n1's report is stale");
+    assert.equal(await store.getStatus("a"), undefined);
+    assert.equal(await store.putStatus("a", { ...status, node: "n2", state: "running" }, lease), true);
+    assert.equal((await store.getStatus("a"))?.node, "n2");
+  });
+
   test("vm set changes only the fields it names", async () => {
     await create("a", { restartLimit: 4, priority: 1, stickiness: 100 });
     const change = updateVmRequest.parse({ priority: 7 });

@@ -173,6 +173,38 @@ describe("controller plan", () => {
     assert.match(giveUp.placement.reason, /no other node/);
   });
 
+  test("relocation skips the nodes the guest failed on within its failure timeout, and gives up when none is left", () => {
+    const now = Date.parse("2026-01-01T00:10:00Z");
+    const nodes = [node("n1", 4096), node("n2", 2048), node("n3", 1024)];
+    const relocateFrom = (failedNodes: Placement["failedNodes"], timeout = 0) =>
+      planController(
+        view({
+          nodes,
+          now,
+          specs: [spec("a", { restartLimit: 0, relocateLimit: 5, failureTimeoutSeconds: timeout })],
+          placements: { a: placement("n2", { generation: 3, relocations: 1, failedNodes }) },
+          statuses: { a: status("n2", "failed", 3) },
+        }),
+      )[0];
+    const tried = [{ node: "n1", at: "2026-01-01T00:09:00Z" }];
+    const next = relocateFrom(tried);
+    assert.ok(next?.type === "place" && next.decision === "relocating");
+    assert.equal(next.placement.node, "n3", "n1 has more room, but the guest failed there");
+    assert.deepEqual(
+      next.placement.failedNodes?.map((f) => f.node),
+      ["n1", "n2"],
+    );
+    const expired = relocateFrom(tried, 30);
+    assert.ok(expired?.type === "place");
+    assert.equal(expired.placement.node, "n1", "a failure older than the failure timeout is forgotten");
+    const done = relocateFrom([...tried, { node: "n3", at: "2026-01-01T00:09:30Z" }]);
+    assert.ok(done?.type === "place" && done.decision === "error");
+    assert.match(
+      done.placement.reason,
+      /1 relocations \(limit 5\); it failed on every other node too \(n1, n3\)/,
+    );
+  });
+
   test("a guest its own node self-fenced is restarted there without counting a crash", () => {
     const [restart] = planController(
       view({

@@ -29,6 +29,7 @@ import {
   type VmStatus,
 } from "../../core/model.js";
 import type { PlacementRules } from "../../core/placement-rules.js";
+import { systemClock, type Clock } from "../../lib/clock.js";
 import type { Constraint } from "../../core/scheduler/types.js";
 import {
   ConstraintStore,
@@ -71,6 +72,8 @@ export class ClusterStore {
   constructor(
     readonly etcd: EtcdClient,
     readonly prefix: string,
+    /** Event times, and the informers' waits between retries. */
+    readonly clock: Clock = systemClock,
   ) {}
 
   // --- keys ---
@@ -282,8 +285,19 @@ export class ClusterStore {
   }
 
   // --- status (agents, under their node lease) ---
-  async putStatus(vm: string, status: VmStatus, lease: string): Promise<void> {
-    await this.etcd.put(this.vmKey(vm, "status"), JSON.stringify(status), { lease });
+  /**
+   * Writes the status only while the VM's placement names the reporting node, in one transaction guarded by
+   * the placement's revision: a node that comes back after its guest was moved elsewhere cannot overwrite the
+   * status of the guest's new node with its stale view. Returns whether it was written.
+   */
+  async putStatus(vm: string, status: VmStatus, lease: string): Promise<boolean> {
+    const placement = await this.etcd.get(this.vmKey(vm, "placement"));
+    if (!placement || decode(placementSchema, placement).node !== status.node) return false;
+    const result = await this.etcd.txn(
+      [{ key: placement.key, target: "mod", result: "equal", value: placement.modRevision }],
+      [{ type: "put", key: this.vmKey(vm, "status"), value: JSON.stringify(status), lease }],
+    );
+    return result.succeeded;
   }
 
   async getStatus(vm: string): Promise<VmStatus | undefined> {
@@ -317,7 +331,9 @@ export class ClusterStore {
       },
       onError,
     };
-    return runInformer(this.etcd, this.vmsPrefix, handlers, signal);
+    return runInformer(this.etcd, this.vmsPrefix, handlers, signal, {
+      sleep: (ms, wake) => this.clock.sleep(ms, wake),
+    });
   }
 
   vmMapsOf(kvs: KeyValue[]): VmMaps {
@@ -380,7 +396,7 @@ export class ClusterStore {
   }
 
   // --- events ---
-  async appendEvent(event: Omit<HavenEvent, "time">, now = new Date()): Promise<HavenEvent> {
+  async appendEvent(event: Omit<HavenEvent, "time">, now = new Date(this.clock.now())): Promise<HavenEvent> {
     const full = { time: now.toISOString(), ...event };
     // Keys sort by time; the random tail keeps two events of the same millisecond apart.
     const key = `${this.eventsPrefix}${now.getTime().toString().padStart(15, "0")}-${randomBytes(4).toString("hex")}`;

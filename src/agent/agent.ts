@@ -9,6 +9,7 @@ import type {
   MigrationProgress,
 } from "../adapters/qemu/port.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
+import { GuestActions, GuestInfoPoller } from "./guest-care.js";
 import { guestLaunch } from "./guest-launch.js";
 import { planAgent, SELF_FENCE_REASON, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
 import { highestAckInLog } from "../core/canary.js";
@@ -96,6 +97,8 @@ export class Agent {
   readonly reconcile: () => void;
   private readonly clock: Clock;
   private readonly consoleLogs: ConsoleLogs;
+  private readonly guestInfo: GuestInfoPoller;
+  private readonly actions: GuestActions;
 
   constructor(private readonly deps: AgentDeps) {
     this.clock = deps.clock ?? systemClock;
@@ -104,6 +107,14 @@ export class Agent {
       () => this.reconcileOnce(),
       (err) => deps.log.error("reconcile failed", { err }),
     );
+    this.guestInfo = new GuestInfoPoller(deps.hypervisor, this.clock, () => this.reconcile());
+    this.actions = new GuestActions({
+      node: deps.node,
+      store: deps.store,
+      hypervisor: deps.hypervisor,
+      log: deps.log,
+      event: (type, vm, reason) => this.event(type, vm, reason),
+    });
   }
 
   /** How many QEMUs this agent runs right now. */
@@ -226,6 +237,7 @@ export class Agent {
     this.rbdClients.delete(vm);
     this.othersClients.delete(vm);
     this.consoleFrom.delete(vm);
+    this.guestInfo.forget(vm);
     this.reported.delete(vm);
   }
 
@@ -283,9 +295,20 @@ export class Agent {
     await this.forgetEndedMigrations();
     await this.flushEvents();
     await this.publishGuests();
+    this.actions.run(this.vms.actions, (vm) => this.runningHere(vm)?.generation);
+    this.guestInfo.refresh([...this.running.keys()].filter((vm) => !this.vms.specs.get(vm)?.canary));
     await this.readCanaryAcks();
     await this.readRbdClients();
     await this.reportStatuses();
+  }
+
+  /** The guest's QEMU here, when this node is where it is placed (not a migration target waiting for it). */
+  private runningHere(vm: string): GuestProcess | undefined {
+    const guest = this.running.get(vm);
+    const placement = this.vms.placements.get(vm);
+    return guest && placement?.node === this.deps.node && placement.generation === guest.generation
+      ? guest
+      : undefined;
   }
 
   private async execute(action: Exclude<AgentAction, { type: "migrate" }>): Promise<void> {
@@ -576,6 +599,7 @@ export class Agent {
         lastAck: this.acks.get(vm),
         rbdClients: this.rbdClients.get(vm),
         outgoing: this.outgoing.get(vm),
+        guest: this.guestInfo.get(vm),
       };
     }
     if (busy === "starting") return { ...base, state: "starting" };

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import type { ImageInfo, StorageBackend } from "../adapters/storage/port.js";
 import { CANARY_SLOT_BYTES, verifyCanaryImage, type CanaryReport } from "../core/canary.js";
-import { conflict, inputError, notFound } from "../core/errors.js";
+import { conflict, inputError, notFound, unavailable } from "../core/errors.js";
 import {
   migrationDefaultsSchema,
   migrationSettingsOf,
@@ -20,6 +20,7 @@ import {
   type NodeInfo,
   type StorageFence,
   type VmSpec,
+  type VmAction,
   type VmView,
 } from "../core/model.js";
 import { ownedImages, ownerOf } from "../core/hardware.js";
@@ -46,6 +47,8 @@ import { buildVm, changeHardware, type VmBuilderDeps } from "./vm-builder.js";
 export type CreateVmInput = z.input<typeof createVmRequest>;
 
 const MB = 1024 * 1024;
+/** How long a reboot, reset or disk growth may take its node before the API gives up waiting. */
+const ACTION_TIMEOUT_MS = 60_000;
 
 export interface NodeView {
   name: string;
@@ -242,6 +245,7 @@ export class HavenService {
     if (spec.state !== "stopped") throw conflict(`VM ${name} is ${spec.state}; stop it before deleting`);
     if (await this.store.getPlacement(name))
       throw conflict(`VM ${name} is still stopping; try again in a moment`);
+    await this.requireImagesClosed(name, spec);
     await this.store.deleteVm(name, modRevision);
     for (const { image, pool } of ownedImages(spec)) {
       await (await this.storageFor(pool)).delete(image).catch((err: unknown) => {
@@ -249,6 +253,21 @@ export class HavenService {
       });
     }
     await this.store.appendEvent({ type: "deleted", vm: name, reason: "deleted by user" });
+  }
+
+  /**
+   * Checked before a VM record goes, so that a delete refused by storage cannot leave disks without their VM.
+   * A QEMU that was killed keeps its hold on a disk until Ceph times the client out.
+   */
+  private async requireImagesClosed(name: string, spec: VmSpec): Promise<void> {
+    for (const { image, pool } of ownedImages(spec)) {
+      const watchers = await (await this.storageFor(pool)).watchers(image).catch(() => []);
+      if (watchers.length > 0)
+        throw conflict(
+          `VM ${name} is stopped but its disk ${image} is still open by ${watchers.join(", ")} ` +
+            "(a QEMU that was killed holds a disk for up to 30 s); try again shortly",
+        );
+    }
   }
 
   /** `haven vm explain`: how placement weighs every online node for this VM, with the constraints' scores. */
@@ -473,10 +492,73 @@ export class HavenService {
     return (await this.storageFor(pool)).create(name, sizeMb * MB);
   }
 
+  /**
+   * Grows or (with allowShrink, unused disks only) shrinks a disk. A disk of a running guest is grown by its
+   * QEMU (QMP block_resize), so that the guest sees the new size at once.
+   */
   async resizeDisk(name: string, sizeMb: number, allowShrink: boolean, pool?: string): Promise<ImageInfo> {
     const storage = await this.storageFor(pool);
     if (allowShrink) await this.refuseIfUsed(name, "shrink", pool);
+    const vmPool = pool === this.defaultPool() ? undefined : pool;
+    const owner = ownerOf(await this.store.listSpecs(), name, vmPool);
+    const spec = owner === undefined ? undefined : (await this.requireSpec(owner)).value;
+    const index = spec?.disks.findIndex((disk) => disk.image === name && disk.pool === vmPool) ?? -1;
+    if (spec && index >= 0 && (await this.store.getPlacement(spec.name))) {
+      const current = await storage.info(name);
+      if (sizeMb * MB < current.sizeBytes)
+        throw inputError(
+          `disk ${name} of running VM ${spec.name} can only grow (it has ${current.sizeBytes} bytes)`,
+        );
+      if (sizeMb * MB > current.sizeBytes)
+        await this.actOnRunningGuest(spec.name, { type: "resize-disk", disk: index, sizeBytes: sizeMb * MB });
+      return storage.info(name);
+    }
     return storage.resize(name, sizeMb * MB, { allowShrink });
+  }
+
+  /** `vm reboot` (through the guest agent) and `vm reset` (hard), done by the node that runs the guest. */
+  async guestAction(name: string, type: "reboot" | "reset"): Promise<HavenEvent> {
+    return this.actOnRunningGuest(name, { type });
+  }
+
+  /**
+   * Records an action for the guest's current QEMU and waits (up to a minute) for its node's agent to report
+   * the outcome: the event that names the action. A failure is a conflict that quotes the agent.
+   */
+  private async actOnRunningGuest(
+    name: string,
+    what: Pick<VmAction, "type" | "disk" | "sizeBytes">,
+  ): Promise<HavenEvent> {
+    await this.requireSpec(name);
+    const [placement, status] = await Promise.all([
+      this.store.getPlacement(name),
+      this.store.getStatus(name),
+    ]);
+    if (!placement || status?.state !== "running" || status.node !== placement.value.node)
+      throw conflict(`VM ${name} is not running`);
+    const since = `${String(this.store.clock.now() - 1000).padStart(15, "0")}`;
+    const action: VmAction = {
+      id: this.newRequestId(),
+      ...definedOnly(what),
+      type: what.type,
+      generation: placement.value.generation,
+      time: isoNow(this.store.clock),
+    };
+    if (!(await this.store.putAction(name, action, placement.modRevision)))
+      throw conflict(`VM ${name} moved or restarted meanwhile; try again`);
+    const tag = `(action ${action.id})`;
+    for (let waited = 0; waited < ACTION_TIMEOUT_MS; waited += 250) {
+      const outcome = (await this.store.listEvents(since)).find(
+        (e) => e.vm === name && e.reason.includes(tag),
+      );
+      if (outcome?.type === "action-failed") throw conflict(outcome.reason);
+      if (outcome) return outcome;
+      await this.store.clock.sleep(250);
+    }
+    await this.store.deleteAction(name, action.id);
+    throw unavailable(
+      `node ${placement.value.node} did not carry out the ${what.type} of ${name} within a minute`,
+    );
   }
 
   async deleteDisk(name: string, pool?: string): Promise<void> {

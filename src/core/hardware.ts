@@ -105,6 +105,7 @@ export const MAC_PREFIX = "52:54:00";
 export function allocateMac(taken: ReadonlySet<string>, random: () => Uint8Array): string {
   for (let attempt = 0; attempt < 64; attempt++) {
     const bytes = [...random().slice(0, 3)];
+    if (bytes.length < 3) break;
     const mac = [MAC_PREFIX, ...bytes.map((b) => b.toString(16).padStart(2, "0"))].join(":");
     if (!taken.has(mac)) return mac;
   }

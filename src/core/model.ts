@@ -195,6 +195,22 @@ export const migrationSchema = z.object({
 });
 export type Migration = z.infer<typeof migrationSchema>;
 
+/**
+ * Something a user asks of a running guest, done by the agent of the node that runs it: a reboot through the
+ * guest agent, a hard reset, growing a disk (QMP block_resize). Aimed at one generation: a guest that was
+ * restarted or moved meanwhile is not its target.
+ */
+export const vmActionSchema = z.object({
+  id: z.string().min(1),
+  type: z.enum(["reboot", "reset", "resize-disk"]),
+  generation: z.number().int().min(1),
+  /** resize-disk: which disk (its index) and its new size. */
+  disk: z.number().int().min(0).optional(),
+  sizeBytes: z.number().int().positive().optional(),
+  time: z.string(),
+});
+export type VmAction = z.infer<typeof vmActionSchema>;
+
 /** What the target node's agent reports about the QEMU it started for an incoming live migration. */
 export const incomingSchema = z.object({
   id: z.string(),

@@ -27,6 +27,8 @@ import {
   type Placement,
   type VmSpec,
   type VmStatus,
+  vmActionSchema,
+  type VmAction,
 } from "../../core/model.js";
 import type { PlacementRules } from "../../core/placement-rules.js";
 import { systemClock, type Clock } from "../../lib/clock.js";
@@ -45,7 +47,7 @@ export interface Versioned<T> {
   modRevision: number;
 }
 
-const VM_KEY_KINDS = ["spec", "placement", "status", "request", "incoming"] as const;
+const VM_KEY_KINDS = ["spec", "placement", "status", "request", "incoming", "action"] as const;
 export type VmKeyKind = (typeof VM_KEY_KINDS)[number];
 const isVmKeyKind = (kind: string): kind is VmKeyKind => (VM_KEY_KINDS as readonly string[]).includes(kind);
 
@@ -58,6 +60,8 @@ export interface VmMaps {
   requests: Map<string, MigrationRequest>;
   /** Target agents' reports on QEMUs waiting for (or running) an incoming live migration. */
   incomings: Map<string, Incoming>;
+  /** Reboots, resets and disk resizes asked of running guests, until their node's agent has done them. */
+  actions: Map<string, VmAction>;
 }
 
 export const emptyVmMaps = (): VmMaps => ({
@@ -66,6 +70,7 @@ export const emptyVmMaps = (): VmMaps => ({
   statuses: new Map(),
   requests: new Map(),
   incomings: new Map(),
+  actions: new Map(),
 });
 
 export class ClusterStore {
@@ -219,6 +224,32 @@ export class ClusterStore {
     await this.etcd.delete(this.vmKey(vm, "incoming"));
   }
 
+  // --- actions on running guests (API writes, the running node's agent does them) ---
+  /** Records the action while the placement is still at `placementRevision`; false when it moved on. */
+  async putAction(vm: string, action: VmAction, placementRevision: number): Promise<boolean> {
+    const result = await this.etcd.txn(
+      [{ key: this.vmKey(vm, "placement"), target: "mod", result: "equal", value: placementRevision }],
+      [{ type: "put", key: this.vmKey(vm, "action"), value: JSON.stringify(action) }],
+    );
+    return result.succeeded;
+  }
+
+  async getAction(vm: string): Promise<VmAction | undefined> {
+    const kv = await this.etcd.get(this.vmKey(vm, "action"));
+    return kv ? tryDecode(vmActionSchema, kv) : undefined;
+  }
+
+  /** Removes the action if it is still the one with this id. */
+  async deleteAction(vm: string, id: string): Promise<void> {
+    const key = this.vmKey(vm, "action");
+    const current = await this.etcd.get(key);
+    if (!current || tryDecode(vmActionSchema, current)?.id !== id) return;
+    await this.etcd.txn(
+      [{ key, target: "mod", result: "equal", value: current.modRevision }],
+      [{ type: "delete", key }],
+    );
+  }
+
   // --- cluster configuration (API) ---
   get configPrefix() {
     return `${this.prefix}config/`;
@@ -357,6 +388,7 @@ export class ClusterStore {
       setOrDelete(maps.requests, vm, deleted ? undefined : tryDecode(migrationRequestSchema, kv));
     if (kind === "incoming")
       setOrDelete(maps.incomings, vm, deleted ? undefined : tryDecode(incomingSchema, kv));
+    if (kind === "action") setOrDelete(maps.actions, vm, deleted ? undefined : tryDecode(vmActionSchema, kv));
   }
 
   // --- fencing (controller and API) ---

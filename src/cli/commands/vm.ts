@@ -1,6 +1,6 @@
 // haven vm list|show|explain|start|stop|reboot|reset|delete|console (create and set: vm-create.ts)
 import type { Command } from "commander";
-import type { VmSpec, VmView } from "../../core/model.js";
+import type { HavenEvent, VmSpec, VmView } from "../../core/model.js";
 import type { explainPlacement } from "../../core/placement-rules.js";
 import { formatScore } from "../../core/scheduler/scores.js";
 import { openConsole } from "../console.js";
@@ -125,6 +125,20 @@ export function registerVm(program: Command, ctx: CliContext): void {
         const final = options.wait ? await waitForState(ctx, name, target) : view;
         if (options.json) printJson(final);
         else progress(`VM ${name} is ${final.state}${final.node ? ` on ${final.node}` : ""}`);
+      });
+  }
+
+  for (const [verb, description] of [
+    ["reboot", "reboot a running VM through its guest agent (the guest shuts down cleanly and boots again)"],
+    ["reset", "hard-reset a running VM, as its reset button would (no clean shutdown)"],
+  ] as const) {
+    vm.command(`${verb} <name>`)
+      .description(description)
+      .option("--json", "machine-readable output")
+      .action(async (name: string, options: { json?: boolean }) => {
+        const event = await (await ctx.api()).post<HavenEvent>(`/v1/vms/${encodeURIComponent(name)}/${verb}`);
+        if (options.json) printJson(event);
+        else progress(`VM ${name}: ${event.reason.replace(/ \(action \w+\)$/, "")}`);
       });
   }
 

@@ -18,10 +18,10 @@ import {
   migrationDefaultsChange,
   placementStrategyRequest,
   updateVmRequest,
-  poolNameSchema,
   resizeDiskRequest,
   snapshotRequest,
 } from "./requests.js";
+import { poolNameSchema } from "../core/names.js";
 import type { HavenService } from "./service.js";
 import type { ImportService } from "./import-service.js";
 import { importCibRequest, importCrmRequest, importLibvirtRequest } from "./requests.js";
@@ -85,6 +85,8 @@ function buildRoutes(service: HavenService): Route[] {
     ),
     route("POST", "/v1/vms/:name/start", ([name]) => service.setDesiredState(name!, "started")),
     route("POST", "/v1/vms/:name/stop", ([name]) => service.setDesiredState(name!, "stopped")),
+    route("POST", "/v1/vms/:name/reboot", ([name]) => service.guestAction(name!, "reboot")),
+    route("POST", "/v1/vms/:name/reset", ([name]) => service.guestAction(name!, "reset")),
     route("GET", "/v1/vms/:name/explain", ([name]) => service.explainVm(name!)),
     route("GET", "/v1/vms/:name/canary", ([name]) => service.verifyCanary(name!)),
     route("GET", "/v1/disks", (_, __, query) => service.listDisks(poolOf(query))),
@@ -180,6 +182,8 @@ function importRoutes(imports: ImportService): Route[] {
 async function handle(req: IncomingMessage, res: ServerResponse, routes: Route[], options: ApiOptions) {
   const url = new URL(req.url ?? "/", "http://haven");
   try {
+    // Liveness of this havend, for clients choosing a node and for monitoring: no token, no etcd round trip.
+    if (url.pathname === "/healthz" && req.method === "GET") return send(res, 200, { ok: true });
     if (!authorized(req, options.token)) {
       return send(res, 401, { error: { code: "UNAUTHORIZED", message: "missing or wrong bearer token" } });
     }

@@ -1,19 +1,35 @@
 // The CLI's client of havend's HTTP API: tries the nodes in turn until one answers, and turns error
 // replies back into Haven's semantic errors (so exit codes match the API's status codes).
+//
+// A node is asked first whether it is alive at all (/healthz, answered without any I/O): a frozen or
+// unreachable node is skipped after `liveMs`. A live node then gets as long as the request needs, which for
+// reads that shell out to Ceph's tools on a busy machine is many seconds. A request that a live node did not
+// finish in time is not sent to another node: that would repeat the work (or a write) elsewhere.
 import { errorCodeFromHttpStatus, HavenError, unavailable } from "../core/errors.js";
 
-/** Reads give up quickly on a node that accepts connections but does not answer (a frozen node). */
-const READ_TIMEOUT_MS = 5_000;
-const WRITE_TIMEOUT_MS = 60_000;
+export interface ApiTimeouts {
+  /** How long a node may take to answer /healthz before the next node is tried. */
+  liveMs: number;
+  /** How long a live node may take for a request. */
+  requestMs: number;
+}
+
+const DEFAULT_TIMEOUTS: ApiTimeouts = { liveMs: 5_000, requestMs: 120_000 };
+
+export interface RequestOptions {
+  /** A request known to take long (reading a guest's whole disk): overrides the request timeout. */
+  timeoutMs?: number;
+}
 
 export class ApiClient {
   constructor(
     private readonly endpoints: string[],
     private readonly token: string,
+    private readonly timeouts: ApiTimeouts = DEFAULT_TIMEOUTS,
   ) {}
 
-  get<T>(path: string): Promise<T> {
-    return this.request<T>("GET", path);
+  get<T>(path: string, options: RequestOptions = {}): Promise<T> {
+    return this.request<T>("GET", path, undefined, options);
   }
 
   post<T>(path: string, body: unknown = {}): Promise<T> {
@@ -31,22 +47,28 @@ export class ApiClient {
   /** The node that answered last is asked first next time. */
   private preferred = 0;
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
     const failures: string[] = [];
     const order = this.endpoints.map((_, i) => this.endpoints[(this.preferred + i) % this.endpoints.length]!);
+    const timeoutMs = options.timeoutMs ?? this.timeouts.requestMs;
     for (const endpoint of order) {
+      const down = await this.unresponsive(endpoint);
+      if (down) {
+        failures.push(`${endpoint}: ${down}`);
+        continue;
+      }
       let response: Response;
       try {
         response = await fetch(endpoint + path, {
           method,
           headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(method === "GET" ? READ_TIMEOUT_MS : WRITE_TIMEOUT_MS),
+          signal: AbortSignal.timeout(timeoutMs),
         });
       } catch (err) {
-        failures.push(
-          `${endpoint}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`,
-        );
+        if ((err as Error).name === "TimeoutError")
+          throw unavailable(`${endpoint} did not finish ${method} ${path} within ${timeoutMs / 1000} s`);
+        failures.push(`${endpoint}: ${failureOf(err)}`);
         continue;
       }
       const payload = (await response.json().catch(() => null)) as {
@@ -68,4 +90,21 @@ export class ApiClient {
       `no Haven node answered (${failures.join("; ")}); is the cluster up? ('haven cluster up')`,
     );
   }
+
+  /** Why `endpoint` cannot be asked (no answer to /healthz in time), or undefined if it can. */
+  private async unresponsive(endpoint: string): Promise<string | undefined> {
+    try {
+      const response = await fetch(`${endpoint}/healthz`, {
+        signal: AbortSignal.timeout(this.timeouts.liveMs),
+      });
+      return response.ok ? undefined : `health check answered HTTP ${response.status}`;
+    } catch (err) {
+      return failureOf(err);
+    }
+  }
+}
+
+function failureOf(err: unknown): string {
+  const cause = (err as Error).cause;
+  return cause instanceof Error ? cause.message : (err as Error).message;
 }

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { TestCluster } from "./harness.js";
 
 describe("bad input", { timeout: 300_000 }, () => {
@@ -19,6 +19,9 @@ describe("bad input", { timeout: 300_000 }, () => {
     };
     api = file.nodes[0]!.api;
     token = (await readFile(file.tokenFile, "utf8")).trim();
+  });
+  afterEach(async () => {
+    await cluster.reset();
   });
   after(async () => {
     await cluster?.stop();

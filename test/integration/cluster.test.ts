@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import type { CanaryReport } from "../../src/core/canary.js";
 import { highestAckInLog } from "../../src/core/canary.js";
 import type { VmView } from "../../src/core/model.js";
@@ -25,9 +25,22 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
     });
   const serialLog = (view: VmView) =>
     readFile(join(cluster.stateDir, "nodes", view.node!, "guests", view.name, "serial.log"), "latin1");
+  const ok = async (args: string[]) => {
+    const result = await cluster.haven(args);
+    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
+    return result;
+  };
+  /** Every test that needs a running canary starts its own. */
+  const startCanary = async (vm: string) => {
+    await ok(["vm", "create", vm, "--canary", "--start"]);
+    return ackAbove(vm, 0);
+  };
 
   before(async () => {
     cluster = await TestCluster.start({ nodes: 3 });
+  });
+  afterEach(async () => {
+    await cluster.reset();
   });
   after(async () => {
     await cluster?.stop();
@@ -68,6 +81,7 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
   });
 
   test("stop and start: the sequence resumes after the highest record", async () => {
+    await startCanary("canary");
     const stop = await cluster.haven(["vm", "stop", "canary"]);
     assert.equal(stop.code, 0, stop.stderr);
     const stopped = await show("canary");
@@ -81,7 +95,7 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
   });
 
   test("kill -9 of QEMU: the controller restarts it and the sequence continues", async () => {
-    const victim = await ackAbove("canary", 0);
+    const victim = await startCanary("canary");
     process.kill(victim.pid!, "SIGKILL");
     const restarted = await eventually("canary restarted", async () => {
       const view = await show("canary");
@@ -96,7 +110,7 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
   });
 
   test("restarting havend re-attaches to the running QEMU without restarting it", async () => {
-    const running = await ackAbove("canary", 0);
+    const running = await startCanary("canary");
     const pidFile = join(cluster.stateDir, "nodes", running.node!, "havend.pid");
     const havendPid = Number(await readFile(pidFile, "utf8"));
     process.kill(havendPid, "SIGKILL");
@@ -148,41 +162,50 @@ describe("local 3-node cluster", { timeout: 600_000 }, () => {
         type,
       );
     }
-    const stop = await cluster.haven(["vm", "stop", "flaky"]);
-    assert.equal(stop.code, 0, stop.stderr);
-    const del = await cluster.haven(["vm", "delete", "flaky"]);
-    assert.equal(del.code, 0, del.stderr);
+    await ok(["vm", "stop", "flaky"]);
+    await ok(["vm", "delete", "flaky"]);
     const disks = await cluster.json<Array<{ name: string }>>(["disk", "list"]);
     assert.ok(!disks.some((d) => d.name === "flaky-disk0"), "deleting a VM deletes its disk");
   });
 
   test("the serial console log is kept under the node's state directory", async () => {
-    const view = await ackAbove("canary", 0);
+    const view = await startCanary("canary");
     const log = await serialLog(view);
     assert.match(log, /haven-guest: up/);
     assert.ok(highestAckInLog(log) >= view.lastAck!);
   });
 
   test("events --follow prints new events as they happen", async () => {
-    const follow = cluster.haven(["events", "--follow", "--json", "--limit", "1"], { timeoutMs: 6000 });
-    await new Promise((r) => setTimeout(r, 1500));
-    assert.equal((await cluster.haven(["vm", "create", "followed", "--canary"])).code, 0);
-    const lines = (await follow).stdout
-      .trim()
-      .split("\n")
-      .map((line) => JSON.parse(line) as { type: string; vm?: string });
-    assert.ok(
-      lines.some((e) => e.type === "created" && e.vm === "followed"),
-      JSON.stringify(lines),
-    );
-    assert.equal((await cluster.haven(["vm", "delete", "followed"])).code, 0);
+    const follow = cluster.follow(["events", "--follow", "--json", "--limit", "1"]);
+    const events = () =>
+      follow
+        .output()
+        .split("\n")
+        .filter((line) => line.endsWith("}"))
+        .map((line) => JSON.parse(line) as { type: string; vm?: string });
+    try {
+      // The newest event comes first: from then on the follower is listening.
+      await eventually("the newest event", () => Promise.resolve(events().length > 0 ? true : undefined));
+      await ok(["vm", "create", "followed", "--canary"]);
+      await eventually("the created event, followed", () =>
+        Promise.resolve(events().some((e) => e.type === "created" && e.vm === "followed") ? true : undefined),
+      );
+    } finally {
+      await follow.stop();
+    }
   });
 
   test("vm console shows the serial output", async () => {
-    const console = await cluster.haven(["vm", "console", "canary"], { input: "", timeoutMs: 20_000 });
-    assert.equal(console.code, 0, console.stderr);
-    assert.match(console.stderr, /Ctrl-]/);
-    assert.match(console.stdout, /ack \d+/);
+    await startCanary("canary");
+    const console = cluster.follow(["vm", "console", "canary"]);
+    try {
+      await eventually("an ack on the console", () =>
+        Promise.resolve(/ack \d+/.test(console.output()) ? true : undefined),
+      );
+    } finally {
+      const { stderr } = await console.stop();
+      assert.match(stderr, /Ctrl-]/);
+    }
   });
 
   async function assertCleanCanary(vm: string): Promise<void> {

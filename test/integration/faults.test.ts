@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { commandLine, isAlive, processState } from "../../src/lib/process.js";
 import type { VmView } from "../../src/core/model.js";
 import { eventually, TestCluster } from "./harness.js";
@@ -57,13 +57,22 @@ describe("fault commands on a local cluster", { timeout: 300_000 }, () => {
         const rows = list.map((m) => [m.name, m.running, m.healthy]);
         return isDeepStrictEqual(rows, expected) ? list : undefined;
       },
-      20_000,
+      60_000,
     );
+  /** Every test that needs a running canary starts its own; the reset after each test deletes it. */
+  const startCanary = async (vm: string) => {
+    const created = await cluster.haven(["vm", "create", vm, "--canary", "--start"]);
+    assert.equal(created.code, 0, created.stderr);
+    return ackAbove(vm, 0);
+  };
   const havendPid = async (node: string) =>
     Number(await readFile(join(cluster.stateDir, "nodes", node, "havend.pid"), "utf8"));
 
   before(async () => {
     cluster = await startCluster(3, ["--etcd-members", "3"]);
+  });
+  afterEach(async () => {
+    await cluster.reset();
   });
   after(async () => {
     for (const pid of frozen) {
@@ -121,9 +130,7 @@ describe("fault commands on a local cluster", { timeout: 300_000 }, () => {
       ["etcd3", true, true],
     ]);
 
-    const created = await cluster.haven(["vm", "create", "canary", "--canary", "--start"]);
-    assert.equal(created.code, 0, created.stderr);
-    await ackAbove("canary", 0);
+    await startCanary("canary");
 
     const start = await cluster.json<{ pid: number; started: boolean; healthy: boolean }>([
       "etcd",
@@ -144,7 +151,7 @@ describe("fault commands on a local cluster", { timeout: 300_000 }, () => {
   });
 
   test("losing etcd1, the endpoint every client tries first, does not disturb nodes or guests", async () => {
-    const running = await ackAbove("canary", 0);
+    const running = await startCanary("canary");
     const kill = await cluster.json<{ quorum: boolean }>(["etcd", "kill", "etcd1"]);
     assert.equal(kill.quorum, true);
     await membersBecome([
@@ -163,7 +170,7 @@ describe("fault commands on a local cluster", { timeout: 300_000 }, () => {
   });
 
   test("node freeze stops the node's havend and QEMUs; node thaw lets them run on", async () => {
-    const running = await ackAbove("canary", 0);
+    const running = await startCanary("canary");
     const node = running.node!;
     const result = await cluster.json<{ froze: NodeProcessRow[] }>(["node", "freeze", node]);
     for (const p of result.froze) frozen.add(p.pid);
@@ -185,7 +192,7 @@ describe("fault commands on a local cluster", { timeout: 300_000 }, () => {
   });
 
   test("node kill: havend and QEMUs gone, the node leaves the cluster; cluster up brings it back", async () => {
-    const running = await ackAbove("canary", 0);
+    const running = await startCanary("canary");
     const node = running.node!;
     const havend = await havendPid(node);
     const result = await cluster.json<{ killed: NodeProcessRow[] }>(["node", "kill", node]);
@@ -202,7 +209,7 @@ describe("fault commands on a local cluster", { timeout: 300_000 }, () => {
         const nodes = await cluster.json<Array<{ name: string }>>(["node", "list"]);
         return nodes.some((n) => n.name === node) ? undefined : true;
       },
-      30_000,
+      60_000,
     );
     const again = await cluster.json<{ killed: NodeProcessRow[] }>(["node", "kill", node]);
     assert.deepEqual(again.killed, [], "nothing left to kill");

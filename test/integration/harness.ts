@@ -5,6 +5,11 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ApiClient } from "../../src/cli/api-client.js";
+import { requireClusterFile } from "../../src/cli/cluster-file.js";
+import { readToken } from "../../src/cli/local-cluster.js";
+import { thawNode } from "../../src/cli/local-faults.js";
+import type { VmView } from "../../src/core/model.js";
 import { processesMatching, terminate } from "../../src/lib/process.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -61,12 +66,103 @@ export class TestCluster {
     });
   }
 
+  /**
+   * Starts `haven --state-dir <dir> ...args` and keeps reading its output, with its stdin open, until
+   * stop() closes stdin and ends it.
+   */
+  follow(args: string[]): { output: () => string; stop: () => Promise<RunResult> } {
+    const child = spawn(process.execPath, [HAVEN, "--state-dir", this.stateDir, ...args], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const closed = new Promise<RunResult>((resolveRun) =>
+      child.on("close", (code) => resolveRun({ code: code ?? -1, stdout, stderr })),
+    );
+    return {
+      output: () => stdout,
+      stop: () => {
+        child.stdin.end();
+        child.kill("SIGTERM");
+        return closed;
+      },
+    };
+  }
+
   /** Runs a read command with --json; fails the test on a non-zero exit. */
   async json<T>(args: string[]): Promise<T> {
     const result = await this.haven([...args, "--json"]);
     if (result.code !== 0)
       throw new Error(`haven ${args.join(" ")} failed (${result.code}): ${result.stderr}`);
     return JSON.parse(result.stdout) as T;
+  }
+
+  /**
+   * Brings the cluster back to how a fresh one looks, whatever the last test left (also after a failure):
+   * every node thawed, running and online, none in maintenance, no constraints, no fence agents, no VMs, no
+   * disks. Test files that share one cluster call it after each test, so that one test's failure cannot fail
+   * the next. Apart from `cluster up` it talks to the API directly: a CLI process per step would make it slow.
+   */
+  async reset(): Promise<void> {
+    const file = await requireClusterFile(this.stateDir);
+    for (const node of file.nodes) await thawNode(this.stateDir, file, node.name);
+    const up = await this.haven(["cluster", "up"]);
+    if (up.code !== 0) throw new Error(`reset: cluster up failed: ${up.stderr}`);
+    const api = new ApiClient(
+      file.nodes.map((node) => node.api),
+      await readToken(file),
+    );
+    const path = (...parts: string[]) => parts.map(encodeURIComponent).join("/");
+    const nodes = await eventually(
+      "every node online",
+      async () => {
+        const online = await api.get<Array<{ name: string; maintenance: unknown }>>("/v1/nodes");
+        return online.length === file.nodes.length ? online : undefined;
+      },
+      120_000,
+    );
+    for (const node of nodes.filter((n) => n.maintenance))
+      await api.request("PUT", `/v1/nodes/${path(node.name)}/maintenance`, { on: false });
+    for (const constraint of await api.get<Array<{ id: string }>>("/v1/constraints"))
+      await api.delete(`/v1/constraints/${path(constraint.id)}`);
+    for (const agent of (await api.get<{ agents: Array<{ node: string }> }>("/v1/fencing")).agents)
+      await api.delete(`/v1/fencing/agents/${path(agent.node)}`);
+    const vms = await api.get<VmView[]>("/v1/vms");
+    for (const vm of vms.filter((v) => v.migration))
+      await api.post(`/v1/vms/${path(vm.name)}/migrate/cancel`).catch(() => undefined);
+    for (const vm of vms) {
+      // A guest that ignores ACPI (an imported VM may wait minutes) is not waited for.
+      await api.patch(`/v1/vms/${path(vm.name)}`, { stopGraceSeconds: 0 });
+      await api.post(`/v1/vms/${path(vm.name)}/stop`);
+    }
+    await eventually(
+      "every VM stopped",
+      async () =>
+        (await api.get<VmView[]>("/v1/vms")).every((v) => v.state === "stopped") ? true : undefined,
+      120_000,
+    );
+    // A QEMU that was killed (a test that kills a migration target, say) leaves its RBD watch on the disk
+    // until Ceph times it out (30 s), and Haven refuses to delete a watched disk: try again until it is free.
+    const deleteWhenFree = (what: string) =>
+      eventually(`${what} deleted`, async () => {
+        await api.delete(what);
+        return true;
+      });
+    for (const vm of vms) await deleteWhenFree(`/v1/vms/${path(vm.name)}`);
+    const deleteDisk = (name: string) => deleteWhenFree(`/v1/disks/${path(name)}`);
+    // Disks a test made itself: clones before the snapshots they hang off, snapshots before their disk.
+    const disks = await api.get<Array<{ name: string; parent: string | null }>>("/v1/disks");
+    for (const disk of disks.filter((d) => d.parent !== null)) await deleteDisk(disk.name);
+    for (const disk of disks.filter((d) => d.parent === null)) {
+      const snapshots = await api
+        .get<Array<{ name: string }>>(`/v1/disks/${path(disk.name)}/snapshots`)
+        .catch(() => []);
+      for (const snapshot of snapshots)
+        await api.delete(`/v1/disks/${path(disk.name)}/snapshots/${path(snapshot.name)}`);
+      await deleteDisk(disk.name);
+    }
   }
 
   /** Tears the cluster down and throws if any of its processes survived. */
@@ -82,7 +178,7 @@ export class TestCluster {
 export async function eventually<T>(
   what: string,
   check: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
+  timeoutMs = 120_000,
   intervalMs = 300,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;

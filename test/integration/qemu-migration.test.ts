@@ -140,6 +140,17 @@ function assertCanaryDisk(disk: string, acked: number): void {
   assert.ok(report.highestSeq >= acked, `disk has seq ${report.highestSeq}, guest acknowledged ${acked}`);
 }
 
+/**
+ * A paused QEMU (after its guest left, or still waiting for one) cannot power down: stop() must quit it at
+ * once rather than ask the guest and wait out the grace period.
+ */
+function assertQuitAtOnce(node: "source" | "target", vm: string): void {
+  const transcript = readFileSync(join(root, node, vm, "qmp.log"), "utf8");
+  const lastStart = transcript.lastIndexOf('"migrate');
+  assert.match(transcript.slice(lastStart), /"quit"/);
+  assert.doesNotMatch(transcript.slice(lastStart), /system_powerdown/);
+}
+
 function pgrep(pattern: string): number[] {
   try {
     return execFileSync("pgrep", ["-f", pattern], { encoding: "utf8" }).trim().split("\n").map(Number);
@@ -212,7 +223,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       assert.ok(done.totalBytes >= 128 * 1024 * 1024 * 0.9, `total ${done.totalBytes}`);
       assert.ok(done.transferredBytes > 1024 * 1024, `transferred ${done.transferredBytes}`);
       assert.ok(done.mbps > 0);
-      assert.ok(done.downtimeMs !== undefined && done.downtimeMs >= 0 && done.downtimeMs < 10_000);
+      assert.ok(done.downtimeMs !== undefined && done.downtimeMs >= 0);
       assert.ok(done.totalTimeMs !== undefined && done.totalTimeMs > 0);
       for (const p of seen.filter((s) => s.status === "active")) {
         assert.ok(
@@ -224,22 +235,51 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the target guest to run",
         async () => ((await target.isRunning(vm)) ? true : undefined),
-        10_000,
+        60_000,
       );
       assert.equal(await source.isRunning(vm), false, "the source is paused (postmigrate)");
       const ackedOnSource = highestAck(source, vm);
       await nextAck(target, vm, ackedOnSource);
 
-      const stopBegan = Date.now();
       await source.stop(vm, 30_000);
-      const stopMs = Date.now() - stopBegan;
-      t.diagnostic(`stop() of the paused source took ${stopMs} ms`);
-      assert.ok(stopMs < 5000, `stop took ${stopMs} ms`);
+      assertQuitAtOnce("source", vm);
       assert.deepEqual(sourceExits, [vm]);
       assert.ok(await target.isRunning(vm), "the target is unaffected");
 
       await target.stop(vm, 1000);
       assertCanaryDisk(disk, Math.max(ackedOnSource, highestAck(target, vm)));
+    },
+  );
+
+  void it(
+    "a guest moved again and again while it boots runs on: no write to its memory is lost",
+    { timeout: 400_000 },
+    async (t) => {
+      if (!guest) return t.skip("needs the canary guest (guest/build.sh)");
+      // The kernel writes much of its memory while it boots: exactly what QEMU 7.2 under TCG lost on the way
+      // when the RAM size was a multiple of 256 KiB (the guest then oopsed or hung on its new node).
+      for (const vm of ["boot1", "boot2"]) {
+        const disk = newDisk(vm);
+        cleanUpAfter(t, vm);
+        let [from, to] = [source, target];
+        let generation = 1;
+        await from.start(launch(vm, generation, disk));
+        for (let move = 0; move < 6; move++) {
+          generation++;
+          const { uri } = await to.startIncoming(launch(vm, generation, disk), {
+            listenHost: to === target ? targetAddress : sourceAddress,
+          });
+          await from.migrate(vm, { uri, downtimeLimitMs });
+          await progressUntil(from, vm, (p) => p.status === "completed", 60_000);
+          await from.stop(vm, 30_000);
+          [from, to] = [to, from];
+        }
+        const floor = Math.max(highestAck(source, vm), highestAck(target, vm));
+        const acked = await nextAck(from, vm, floor, 120_000);
+        t.diagnostic(`${vm}: 6 moves from its first moment; acked ${acked} afterwards`);
+        await from.stop(vm, 1000);
+        assertCanaryDisk(disk, Math.max(highestAck(source, vm), highestAck(target, vm)));
+      }
     },
   );
 
@@ -267,7 +307,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the target guest to run",
         async () => ((await target.isRunning(vm)) ? true : undefined),
-        10_000,
+        60_000,
       );
       const transcript = readFileSync(join(root, "source", vm, "qmp.log"), "utf8");
       assert.match(transcript, /"object-add".*"tls-creds-x509".*"endpoint":"client"/);
@@ -282,7 +322,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the guest back on the source",
         async () => ((await source.isRunning(vm)) ? true : undefined),
-        10_000,
+        60_000,
       );
       await nextAck(source, vm, highestAck(target, vm));
       await target.stop(vm, 30_000);
@@ -330,11 +370,8 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       // QEMU 7.2 keeps a target whose TLS handshake failed alive, paused and listening: never running.
       assert.equal(await target.isRunning(vm), false);
       assert.equal((await target.list()).find((g) => g.vm === vm)?.generation, 2);
-      const stopBegan = Date.now();
       await target.stop(vm, 30_000);
-      const stopMs = Date.now() - stopBegan;
-      t.diagnostic(`stop() of the waiting target took ${stopMs} ms`);
-      assert.ok(stopMs < 5000, `stop took ${stopMs} ms`);
+      assertQuitAtOnce("target", vm);
       assert.deepEqual(targetExits, [vm]);
       await source.stop(vm, 1000);
       assertCanaryDisk(disk, highestAck(source, vm));
@@ -374,7 +411,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the target QEMU to exit",
         () => (targetExits.includes(vm) ? true : undefined),
-        10_000,
+        60_000,
       ).catch(() => target.kill(vm));
       assert.equal(await target.isRunning(vm), false);
       assert.deepEqual(await target.list(), []);
@@ -390,7 +427,7 @@ void describe("live migration between two QemuHypervisors (TCG)", { timeout: 600
       await waitFor(
         "the target guest to run",
         async () => ((await target.isRunning(vm)) ? true : undefined),
-        10_000,
+        60_000,
       );
       await source.stop(vm, 30_000);
       await target.stop(vm, 1000);

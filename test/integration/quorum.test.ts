@@ -1,7 +1,7 @@
 // Quorum with a 3-member etcd (Pacemaker's no-quorum-policy=stop): losing one member changes nothing;
 // losing two stops every guest and starts none; restoring quorum brings the guests back, with no lost write.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, beforeEach, describe, test } from "node:test";
 import type { CanaryReport } from "../../src/core/canary.js";
 import type { VmView } from "../../src/core/model.js";
 import { isAlive, processesMatching } from "../../src/lib/process.js";
@@ -28,7 +28,12 @@ describe("etcd quorum", { timeout: 300_000 }, () => {
 
   before(async () => {
     cluster = await TestCluster.start({ nodes: 3, extraArgs: ["--etcd-members", "3"] });
+  });
+  beforeEach(async () => {
     await ok(["vm", "create", "canary", "--canary", "--start"]);
+  });
+  afterEach(async () => {
+    await cluster.reset();
   });
   after(async () => {
     await cluster?.stop();
@@ -52,7 +57,7 @@ describe("etcd quorum", { timeout: 300_000 }, () => {
     await eventually(
       "guest stopped without quorum",
       () => Promise.resolve(isAlive(before.pid!) ? undefined : true),
-      LEASE_TTL_MS + 2000,
+      60_000,
     );
     t.diagnostic(`guest stopped ${Date.now() - lostAt} ms after quorum was lost`);
     await new Promise((r) => setTimeout(r, 2000));
@@ -75,5 +80,13 @@ describe("etcd quorum", { timeout: 300_000 }, () => {
     t.diagnostic(`guest acking again on ${back.node}`);
     const report = await cluster.json<CanaryReport>(["canary", "verify", "canary"]);
     assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
+    const events = await cluster.json<Array<{ type: string; reason: string; time: string }>>([
+      "events",
+      "--limit",
+      "200",
+    ]);
+    const fenced = events.filter((e) => e.type === "self-fenced" && Date.parse(e.time) >= lostAt);
+    assert.ok(fenced.length > 0, "the guest's node self-fenced it");
+    for (const event of fenced) assert.match(event.reason, /killed \d+ ms before the lease could expire/);
   });
 });

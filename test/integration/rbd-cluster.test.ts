@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { startLocalCephDaemon, stopLocalCephDaemon } from "../../src/adapters/ceph/bootstrap.js";
 import type { CephStatus } from "../../src/adapters/ceph/status.js";
 import type { RbdStorageConfig } from "../../src/adapters/storage/config.js";
@@ -42,9 +42,22 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     };
     ceph = file.storage;
   });
+  afterEach(async () => {
+    await cluster.reset();
+  });
   after(async () => {
     await cluster?.stop();
   });
+  /** Every test that needs a running canary starts its own; the reset after each test deletes it. */
+  const startCanary = async (vm: string, ...options: string[]) => {
+    await ok(["vm", "create", vm, "--canary", ...options, "--start"]);
+    return ackAbove(vm, 0);
+  };
+  const ok = async (args: string[]) => {
+    const result = await cluster.haven(args);
+    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
+    return result;
+  };
 
   test("ceph status: HEALTH_OK, three monitors in quorum, cephx, pool rbd 2/1", async () => {
     const status = await cluster.json<CephStatus>(["ceph", "status"]);
@@ -112,6 +125,7 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
   });
 
   test("the agent records the guest's RBD client address (what fencing blocklists)", async () => {
+    await startCanary("canary");
     const status = await eventually("rbd clients in status", async () => {
       const raw = await cluster.haven(["vm", "show", "canary", "--json"]);
       const view = JSON.parse(raw.stdout) as VmView;
@@ -131,25 +145,22 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     assert.equal((await cluster.haven(["disk", "delete", "huge"])).code, 0);
   });
 
+  test("a canary on a large thin disk verifies without the disk being read whole", async () => {
+    // Before, the verifier read all 16 GiB through rbd export: longer than the CLI waited, on every node.
+    const view = await startCanary("big", "--disk-size", "16G");
+    const report = await cluster.json<CanaryReport & { disk: string }>(["canary", "verify", "big"]);
+    assert.deepEqual([report.disk, report.gaps, report.corrupt, report.forks], ["big-disk0", [], [], []]);
+    assert.ok(report.highestSeq >= view.lastAck!, `${report.highestSeq} >= ${view.lastAck}`);
+  });
+
   test("one OSD down: pool degraded, the guest keeps writing and verifies clean, health recovers", async () => {
-    const before = await ackAbove("canary", 0);
+    const before = await startCanary("canary");
     await stopLocalCephDaemon(ceph.localDir!, "osd", "0", "SIGKILL");
-    const warned = await eventually(
-      "health warning",
-      async () => {
-        const status = await cluster.json<CephStatus>(["ceph", "status"]);
-        return status.health !== "HEALTH_OK" && status.osds.up === 2 ? status : undefined;
-      },
-      120_000,
-    );
-    assert.ok(
-      warned.checks.some((c) => /OSD_DOWN|PG_DEGRADED/.test(c.code)),
-      JSON.stringify(warned.checks),
-    );
-    const human = await cluster.haven(["status"]);
-    assert.match(human.stdout, /HEALTH_WARN/);
-    await ackAbove("canary", before.lastAck! + 20);
-    await startLocalCephDaemon(ceph.localDir!, "osd", "0");
+    try {
+      await degradedWhileTheGuestWrites(before);
+    } finally {
+      await startLocalCephDaemon(ceph.localDir!, "osd", "0");
+    }
     await eventually(
       "HEALTH_OK again",
       async () => {
@@ -167,12 +178,25 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
   });
 
+  async function degradedWhileTheGuestWrites(before: VmView): Promise<void> {
+    const warned = await eventually(
+      "health warning",
+      async () => {
+        const status = await cluster.json<CephStatus>(["ceph", "status"]);
+        return status.health !== "HEALTH_OK" && status.osds.up === 2 ? status : undefined;
+      },
+      120_000,
+    );
+    assert.ok(
+      warned.checks.some((c) => /OSD_DOWN|PG_DEGRADED/.test(c.code)),
+      JSON.stringify(warned.checks),
+    );
+    const human = await cluster.haven(["status"]);
+    assert.match(human.stdout, /HEALTH_WARN/);
+    await ackAbove("canary", before.lastAck! + 20);
+  }
+
   test("snapshots, golden-image clones and imports through the CLI", async () => {
-    const ok = async (args: string[]) => {
-      const result = await cluster.haven(args);
-      assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
-      return result;
-    };
     await ok(["disk", "create", "golden", "--size", "10G"]);
     await ok(["disk", "snapshot", "create", "golden", "v1"]);
     const snaps = await cluster.json<Array<{ name: string }>>(["disk", "snapshot", "list", "golden"]);
@@ -180,10 +204,7 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
       snaps.map((s) => s.name),
       ["v1"],
     );
-    const started = Date.now();
     await ok(["disk", "clone", "golden@v1", "guest1"]);
-    const cloneMs = Date.now() - started;
-    assert.ok(cloneMs < 10_000, `clone took ${cloneMs} ms`);
     const clone = await cluster.json<{ parent: string; sizeBytes: number }>(["disk", "info", "guest1"]);
     assert.equal(clone.parent, "rbd/golden@v1");
     assert.equal(clone.sizeBytes, 10 * 1024 ** 3);
@@ -243,6 +264,7 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
   });
 
   test("bad input: missing pool, names, in-use disk", async () => {
+    await ok(["vm", "create", "canary", "--canary"]);
     const missing = await cluster.haven(["disk", "create", "x", "--size", "8", "--pool", "nopool"]);
     assert.equal(missing.code, 3, missing.stderr);
     assert.match(missing.stderr, /pool nopool does not exist/);
@@ -283,11 +305,6 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
       },
       60_000,
     );
-  const ok = async (args: string[]) => {
-    const result = await cluster.haven(args);
-    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
-  };
-
   const leader = async () => (await cluster.json<{ controller: string | null }>(["status"])).controller;
   const blocklist = () =>
     execFileSync("ceph", ["--conf", ceph.conf, "--keyring", ceph.adminKeyring, "osd", "blocklist", "ls"], {
@@ -308,7 +325,7 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
   }
 
   test("the leader's node is killed: a new leader runs its fence agent, fences and recovers its guest; back, the fence is lifted", async (t) => {
-    const before = await ackAbove("canary", 0);
+    const before = await startCanary("canary");
     const victim = before.node!;
     await makeLeader(victim);
     const marker = join(cluster.stateDir, "fence-agent.log");
@@ -348,7 +365,6 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
 
     await ackAbove("canary", (await show("canary")).lastAck! + 5);
     await assertCleanAfterFailover("canary", [victim, after.node!]);
-    await ok(["fence", "agent", "clear", victim]);
     await ok(["cluster", "up"]);
     await eventually("the fence lifted once the node is back", async () => {
       const list = await cluster.json<{ storageFences: unknown[] }>(["fence", "list"]);
@@ -356,10 +372,11 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     });
     for (const address of fenced[0]!.addresses)
       assert.ok(!blocklist().includes(address), `${address} unblocklisted`);
+    assert.deepEqual(findDoubleRuns(await cluster.json<HavenEvent[]>(["events", "--limit", "10000"])), []);
   });
 
   test("a frozen node: recovered elsewhere; thawed, its old QEMU cannot write and is killed", async () => {
-    const before = await ackAbove("canary", 0);
+    const before = await startCanary("canary");
     await ok(["node", "freeze", before.node!]);
     try {
       const after = await runningElsewhere(before.node!, "canary recovered while its old node is frozen");
@@ -372,11 +389,49 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     );
     await ackAbove("canary", (await show("canary")).lastAck! + 5);
     await assertCleanAfterFailover("canary", [before.node!, (await show("canary")).node!]);
+    assert.deepEqual(findDoubleRuns(await cluster.json<HavenEvent[]>(["events", "--limit", "10000"])), []);
   });
 
-  test("the event history never shows a guest on two nodes at once", async () => {
-    const events = await cluster.json<HavenEvent[]>(["events", "--limit", "10000"]);
-    assert.ok(events.filter((e) => e.type === "fenced").length >= 2, "the history contains the failovers");
-    assert.deepEqual(findDoubleRuns(events), []);
+  test("a frozen node that comes back leaves its moved guest's status alone: the guest migrates back, and that node drains", async () => {
+    const before = await startCanary("canary");
+    const returned = before.node!;
+    await ok(["node", "freeze", returned]);
+    let moved: VmView;
+    try {
+      moved = await runningElsewhere(returned, "canary recovered while its old node is frozen");
+    } finally {
+      await ok(["node", "thaw", returned]);
+    }
+    await eventually(`${returned} back in the cluster`, async () => {
+      const nodes = await cluster.json<Array<{ name: string }>>(["node", "list"]);
+      return nodes.some((n) => n.name === returned) ? true : undefined;
+    });
+    await eventually("the old QEMU killed by its own agent", () =>
+      Promise.resolve(isAlive(before.pid!) ? undefined : true),
+    );
+    // The returning node re-registered with a stale view: its report (self-fenced, the old generation) must
+    // not have replaced the status of the QEMU that runs the guest now.
+    for (let look = 0; look < 10; look++) {
+      const view = await show("canary");
+      assert.deepEqual(
+        [view.state, view.node, view.pid],
+        ["running", moved.node, moved.pid],
+        "the status stays the running QEMU's",
+      );
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    try {
+      await ok(["vm", "migrate", "canary", "--to", returned]);
+      const back = await ackAbove("canary", (await show("canary")).lastAck!);
+      assert.equal(back.node, returned, "migrated to the node that came back");
+      await ok(["node", "drain", returned]);
+      const drained = await ackAbove("canary", (await show("canary")).lastAck!);
+      assert.notEqual(drained.node, returned, "drained off it");
+    } finally {
+      await cluster.haven(["node", "maintenance", "off", returned]);
+    }
+    await ackAbove("canary", (await show("canary")).lastAck! + 5);
+    await assertCleanAfterFailover("canary", ["node1", "node2", "node3"]);
+    assert.deepEqual(findDoubleRuns(await cluster.json<HavenEvent[]>(["events", "--limit", "10000"])), []);
   });
 });

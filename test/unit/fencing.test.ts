@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import { CommandFenceRunner } from "../../src/adapters/fence/command.js";
 import { Watchdog } from "../../src/adapters/fence/watchdog.js";
 import { mayFeedWatchdog } from "../../src/core/self-fence.js";
-import { sleep } from "../../src/lib/async.js";
+import { waitFor } from "../../src/lib/async.js";
 
 describe("fencing adapters", () => {
   let dir: string;
@@ -41,7 +41,7 @@ describe("fencing adapters", () => {
     assert.match(missing.summary, /could not run .*nope: .*ENOENT/);
     const slow = await runner.run("n", { command: ["sleep", "30"], timeoutSeconds: 1 });
     assert.deepEqual([slow.ok, slow.summary], [false, "timed out after 1 s"]);
-    assert.ok(slow.durationMs < 3000);
+    assert.ok(slow.durationMs < 30_000, "the command was killed, not waited for");
   });
 
   test("the watchdog is fed only while the node may run its guests, and disarmed on a clean stop", async () => {
@@ -54,15 +54,19 @@ describe("fencing adapters", () => {
     const watchdog = new Watchdog(device);
     watchdog.open();
     let mayFeed = true;
+    let asked = 0;
     const stop = new AbortController();
-    const running = watchdog.run(() => mayFeed, 20, stop.signal);
-    await sleep(150);
+    const running = watchdog.run(() => (asked++, mayFeed), 20, stop.signal);
+    const fed = async () => (await readFile(device, "utf8")).length;
+    await waitFor("three feeds", async () => ((await fed()) >= 3 ? true : undefined), 30_000, 10);
     mayFeed = false;
-    await sleep(30); // a feed may be under way when the answer changes
-    const fedWhileAllowed = (await readFile(device, "utf8")).length;
-    await sleep(150);
-    assert.ok(fedWhileAllowed >= 3, `fed while allowed (${fedWhileAllowed} times)`);
-    assert.equal((await readFile(device, "utf8")).length, fedWhileAllowed, "not fed once refused");
+    // Two more questions: the first one answered "no", so no feed can be under way any more.
+    const refusedAt = asked;
+    await waitFor("a refusal", () => (asked >= refusedAt + 2 ? true : undefined), 30_000, 5);
+    const fedWhileAllowed = await fed();
+    const checkedAt = asked;
+    await waitFor("three more questions", () => (asked >= checkedAt + 3 ? true : undefined), 30_000, 5);
+    assert.equal(await fed(), fedWhileAllowed, "not fed once refused");
     stop.abort();
     await running;
     assert.match(await readFile(device, "utf8"), /^1+V$/, "magic close on a clean stop");

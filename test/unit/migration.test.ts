@@ -15,7 +15,7 @@ import { findDoubleRuns } from "../../src/core/history-check.js";
 import type { VmView } from "../../src/core/model.js";
 import { waitFor } from "../../src/lib/async.js";
 import { silentLogger } from "../../src/lib/log.js";
-import { nodeInfo } from "./fixtures.js";
+import { nodeInfo, serviceOptions } from "./fixtures.js";
 
 describe("migration on fakes", () => {
   let etcd: FakeEtcd;
@@ -29,7 +29,7 @@ describe("migration on fakes", () => {
   beforeEach(() => {
     etcd = new FakeEtcd({ now: () => Date.now() });
     store = new ClusterStore(etcd, "/test/");
-    service = new HavenService(store, new FakeStorage(), { name: "test", guestDir: "/nonexistent" });
+    service = new HavenService(store, new FakeStorage(), serviceOptions());
     shutdown = new AbortController();
     running = [];
     hypervisors.clear();
@@ -58,6 +58,7 @@ describe("migration on fakes", () => {
         storage,
         accel: "tcg",
         leaseValid: () => true,
+        leaseExpiresAt: () => Infinity,
         publishGuests: () => Promise.resolve(),
         migration: { host: `127.0.0.${hypervisors.size}`, tlsDir: "/tls" },
       }).run(signal),
@@ -74,12 +75,12 @@ describe("migration on fakes", () => {
         const view = await show(vm);
         return check(view) ? view : undefined;
       },
-      5000,
+      30_000,
       20,
     );
   const events = async () => service.events(1000);
   const eventOf = async (type: string) =>
-    waitFor(type, async () => (await events()).find((e) => e.type === type), 5000, 20).catch(
+    waitFor(type, async () => (await events()).find((e) => e.type === type), 30_000, 20).catch(
       async (err: Error) => {
         const seen = (await events()).map(
           (e) => `${e.time} ${e.type} ${e.vm ?? ""} ${e.node ?? ""} ${e.reason}`,
@@ -116,7 +117,7 @@ describe("migration on fakes", () => {
     const [source, target] = before.node === "n1" ? [n1, n2] : [n2, n1];
     const targetName = before.node === "n1" ? "n2" : "n1";
     const { id } = await migrate("a", { settings: { downtimeLimitMs: 50 } });
-    await waitFor("the source migrates", () => Promise.resolve(source.migrations[0]), 5000, 20);
+    await waitFor("the source migrates", () => Promise.resolve(source.migrations[0]), 30_000, 20);
     const sent = source.migrations[0]!;
     assert.equal(
       sent.tls?.hostname,
@@ -139,7 +140,7 @@ describe("migration on fakes", () => {
     await waitFor(
       "the source's paused QEMU is gone",
       () => Promise.resolve(source.guests.size === 0 ? true : undefined),
-      5000,
+      30_000,
       20,
     );
     assert.equal(target.started.length, 0, "the target never booted the guest: it received it");
@@ -154,7 +155,7 @@ describe("migration on fakes", () => {
     const before = await runningVm();
     const [source, target] = before.node === "n1" ? [n1, n2] : [n2, n1];
     await migrate("a", { settings: { transport: "tcp" } });
-    await waitFor("the source migrates", () => Promise.resolve(source.migrations[0]), 5000, 20);
+    await waitFor("the source migrates", () => Promise.resolve(source.migrations[0]), 30_000, 20);
     assert.equal(source.migrations[0]!.tls, undefined, "plain TCP when asked for");
     source.failMigration("a", "connection reset");
     const after = await until("migration over", (v) => !v.migration);
@@ -164,7 +165,7 @@ describe("migration on fakes", () => {
     await waitFor(
       "target QEMU gone",
       () => Promise.resolve(target.guests.size === 0 ? true : undefined),
-      5000,
+      30_000,
       20,
     );
   });
@@ -175,7 +176,7 @@ describe("migration on fakes", () => {
     const before = await runningVm();
     const source = before.node === "n1" ? n1 : n2;
     await migrate("a");
-    await waitFor("the source migrates", () => Promise.resolve(source.migrations[0]), 5000, 20);
+    await waitFor("the source migrates", () => Promise.resolve(source.migrations[0]), 30_000, 20);
     await service.cancelMigration("a");
     const after = await until("migration over", (v) => !v.migration);
     assert.equal(after.node, before.node);
@@ -185,12 +186,12 @@ describe("migration on fakes", () => {
     await waitFor(
       "the target QEMU gone",
       () => Promise.resolve(target.guests.size === 0 ? true : undefined),
-      5000,
+      30_000,
       20,
     );
     await migrate("a");
-    await waitFor("a second incoming QEMU", () => Promise.resolve(target.incomingStarted[1]), 5000, 20);
-    await waitFor("the source migrates again", () => Promise.resolve(source.migrations[1]), 5000, 20);
+    await waitFor("a second incoming QEMU", () => Promise.resolve(target.incomingStarted[1]), 30_000, 20);
+    await waitFor("the source migrates again", () => Promise.resolve(source.migrations[1]), 30_000, 20);
     source.completeMigration("a");
     target.arrive("a");
     await until("moved", (v) => v.node !== before.node && v.state === "running");
@@ -203,7 +204,7 @@ describe("migration on fakes", () => {
     const targetName = before.node === "n1" ? "n2" : "n1";
     const source = before.node === "n1" ? n1 : n2;
     await migrate("a");
-    await waitFor("the source migrates", () => Promise.resolve(source.migrations[0]), 5000, 20);
+    await waitFor("the source migrates", () => Promise.resolve(source.migrations[0]), 30_000, 20);
     stops.get(targetName)!.abort();
     await etcd.delete(store.nodeKey(targetName));
     const after = await until("migration over", (v) => !v.migration);
@@ -259,7 +260,7 @@ describe("migration on fakes", () => {
       const vm = await waitFor(
         `a migration (events: ${JSON.stringify((await events()).map((e) => [e.type, e.vm, e.reason]))})`,
         async () => (await service.listVms()).find((v) => v.migration && v.migration.progress)?.name,
-        5000,
+        30_000,
         20,
       );
       const underWay = (await service.listVms()).filter((v) => v.migration).length;

@@ -1,5 +1,6 @@
 // Leader election on one key held under the candidate's lease: whoever creates the key leads until it resigns
 // or its lease expires (etcd then deletes the key, and the waiting candidates race to create it again).
+import { systemClock, type Clock } from "../../lib/clock.js";
 import type { EtcdClient, WatchEvent } from "./port.js";
 
 /** How long a candidate waits before trying again even if its watch reported nothing (a watch may break). */
@@ -15,6 +16,7 @@ export async function campaign(
   value: string,
   leaseId: string,
   signal: AbortSignal,
+  clock: Clock = systemClock,
 ): Promise<void> {
   for (;;) {
     if (signal.aborted) throw abortError();
@@ -36,7 +38,7 @@ export async function campaign(
       );
       continue;
     }
-    await waitForDelete(client, key, result.revision + 1, signal);
+    await waitForDelete(client, key, result.revision + 1, signal, clock);
   }
 }
 
@@ -54,16 +56,17 @@ export async function leader(client: EtcdClient, key: string): Promise<string | 
   return (await client.get(key))?.value;
 }
 
-/** Waits until `key` is deleted at or after `fromRevision`, POLL_MS passes, or `signal` aborts. */
+/** Waits until `key` is deleted at or after `fromRevision`, POLL_MS passes on `clock`, or `signal` aborts. */
 async function waitForDelete(
   client: EtcdClient,
   key: string,
   fromRevision: number,
   signal: AbortSignal,
+  clock: Clock,
 ): Promise<void> {
   const wake = new AbortController();
-  const timer = setTimeout(() => wake.abort(), POLL_MS);
   const stop = AbortSignal.any([signal, wake.signal]);
+  void clock.sleep(POLL_MS, stop).then(() => wake.abort());
   // The watch matches a prefix, so it also sees longer keys; only the exact key matters.
   const onEvents = (events: WatchEvent[]) => {
     if (events.some((e) => e.type === "delete" && e.kv.key === key)) wake.abort();
@@ -78,7 +81,7 @@ async function waitForDelete(
       else stop.addEventListener("abort", () => resolve(), { once: true });
     });
   } finally {
-    clearTimeout(timer);
+    wake.abort(); // ends the poll timer
   }
 }
 

@@ -16,6 +16,8 @@ export interface ProbeOptions {
   /** How long the KVM guest gets to print its probe line. Default 8000. */
   timeoutMs?: number;
   qemuBinary?: string;
+  /** The KVM device to check first. Default /dev/kvm. */
+  kvmDevice?: string;
   /** After SIGKILL, how long to wait for the hung QEMU to be reaped. Default 30000. */
   killWaitMs?: number;
 }
@@ -24,13 +26,14 @@ const probeOkLine = "haven-guest: probe ok";
 
 export async function probeAccelerator(opts: ProbeOptions): Promise<AcceleratorChoice> {
   const timeoutMs = opts.timeoutMs ?? 8000;
+  const kvmDevice = opts.kvmDevice ?? "/dev/kvm";
   try {
-    const handle = await open("/dev/kvm", "r+");
+    const handle = await open(kvmDevice, "r+");
     await handle.close();
   } catch (err) {
     return {
       accel: "tcg",
-      reason: `/dev/kvm is not usable (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      reason: `${kvmDevice} is not usable (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
     };
   }
 

@@ -4,7 +4,7 @@ import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { conflict, inputError, notFound } from "../../core/errors.js";
 import { imageNameSchema } from "../../core/model.js";
-import { run } from "../ceph/exec.js";
+import { run } from "../../lib/command.js";
 import type { ImageInfo, SnapshotInfo, StorageBackend, StorageHealth, StorageUsage } from "./port.js";
 
 const SUFFIX = ".raw";
@@ -94,7 +94,13 @@ export class DirStorage implements StorageBackend {
     }
   }
 
-  driveSource(name: string) {
+  /** Sparse files do not say where their data ends without SEEK_DATA, which Node lacks: the whole size. */
+  async dataEnd(name: string): Promise<number> {
+    return (await this.info(name)).sizeBytes;
+  }
+
+  driveSource(name: string, _node: string, pool?: string) {
+    if (pool !== undefined) throw inputError(`the dir storage has no pools (disk ${name} in pool ${pool})`);
     return { driver: "file" as const, filename: this.pathOf(name) };
   }
 

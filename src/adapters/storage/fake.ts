@@ -59,6 +59,14 @@ export class FakeStorage implements StorageBackend {
     return this.get(name).data.slice(offset, offset + length);
   }
 
+  async dataEnd(name: string): Promise<number> {
+    await Promise.resolve();
+    const data = this.get(name).data;
+    let end = data.length;
+    while (end > 0 && data[end - 1] === 0) end--;
+    return end;
+  }
+
   driveSource(name: string) {
     return { driver: "file" as const, filename: `/fake/${name}.raw` };
   }

@@ -48,8 +48,16 @@ export interface StorageBackend {
   delete(name: string): Promise<void>;
   /** Read part of an image (the canary verifier reads disks through this). */
   read(name: string, offset: number, length: number): Promise<Uint8Array>;
-  /** How QEMU on `node` opens the image (RBD: with that node's cephx identity). */
-  driveSource(name: string, node: string): DriveSource;
+  /**
+   * An offset past which the image holds no data (never written, or discarded): reads beyond it return zeros.
+   * Backends that cannot tell cheaply return the image's size.
+   */
+  dataEnd(name: string): Promise<number>;
+  /**
+   * How QEMU on `node` opens the image (RBD: with that node's cephx identity), in `pool` when it is not the
+   * backend's own (RBD only).
+   */
+  driveSource(name: string, node: string, pool?: string): DriveSource;
   health(): Promise<StorageHealth>;
   usage(): Promise<StorageUsage>;
 

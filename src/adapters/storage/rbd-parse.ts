@@ -4,7 +4,8 @@
 import { z } from "zod";
 import { conflict, HavenError, notFound, unavailable } from "../../core/errors.js";
 import { healthChecksSchema } from "../ceph/status.js";
-import { CephCommandError, type CephIdentity } from "../ceph/exec.js";
+import { CommandError } from "../../lib/command.js";
+import type { CephIdentity } from "../ceph/exec.js";
 
 const parentSchema = z.looseObject({
   pool: z.string(),
@@ -34,6 +35,17 @@ export const rbdLsLongSchema = z.array(
 );
 
 /** `rbd du --format json [-p POOL | POOL/IMAGE]` */
+/** `rbd diff --format json`: the allocated extents ("exists" is the string "true" or "false"). */
+export const rbdDiffSchema = z.array(
+  z
+    .looseObject({
+      offset: z.number().int().nonnegative(),
+      length: z.number().int().nonnegative(),
+      exists: z.enum(["true", "false"]),
+    })
+    .transform((e) => ({ offset: e.offset, length: e.length, exists: e.exists === "true" })),
+);
+
 export const rbdDuSchema = z.looseObject({
   images: z
     .array(
@@ -165,7 +177,7 @@ export interface ErrorContext {
  * anything it does not recognise is returned unchanged (a bug to look at, with its stack).
  */
 export function mapCephError(err: unknown, context: ErrorContext): unknown {
-  if (err instanceof HavenError || !(err instanceof CephCommandError)) return err;
+  if (err instanceof HavenError || !(err instanceof CommandError)) return err;
   const { pool, identity } = context;
   const text = meaningfulStderr(err.stderr);
   const detail = lastLine(text);

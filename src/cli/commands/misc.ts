@@ -20,7 +20,10 @@ export function registerMisc(program: Command, ctx: CliContext): void {
     .action(async (vm: string, options: { json?: boolean }) => {
       const report = await (
         await ctx.api()
-      ).get<CanaryReport & { disk: string }>(`/v1/vms/${encodeURIComponent(vm)}/canary`);
+      ).get<CanaryReport & { disk: string }>(`/v1/vms/${encodeURIComponent(vm)}/canary`, {
+        // It reads the guest's disk: seconds on a busy machine, more on a large disk.
+        timeoutMs: 600_000,
+      });
       if (options.json) return printJson(report);
       const clean = report.gaps.length === 0 && report.corrupt.length === 0 && report.forks.length === 0;
       console.log(

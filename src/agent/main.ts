@@ -1,5 +1,6 @@
 // havend: the node daemon. Composition root: wires etcd, storage, QEMU and the fence agents into the node's
 // Havend (lease, agent, controller when elected, see havend.ts) and the HTTP API, by hand.
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
@@ -67,6 +68,7 @@ async function main(): Promise<void> {
   await havend.register(shutdown.signal);
   if (shutdown.signal.aborted) return;
 
+  const { storageForPool } = cephExtras(config.storage);
   const service = new HavenService(store, storage, {
     name: config.cluster,
     guestDir: config.guestDir,
@@ -82,6 +84,9 @@ async function main(): Promise<void> {
     consoleSocket: (vm) => hypervisor.consolePaths(vm).socket,
     imports: new ImportService(store, storage, {
       pool: config.storage.type === "rbd" ? config.storage.pool : null,
+      ...(storageForPool && { storageForPool }),
+      capabilities: () => qemuCapabilities(),
+      random: (bytes) => randomBytes(bytes),
     }),
   });
   await new Promise<void>((resolve, reject) => {

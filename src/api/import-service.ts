@@ -1,7 +1,8 @@
 // Imports the seed's Pacemaker configuration (crm shell text plus the libvirt domains its VirtualDomain
 // resources name), or one libvirt domain, as Haven VMs on the RBD images the domains already use. The parsing
-// and translation are pure (core/import/); this is the part that checks the plan against the cluster (images,
-// kernel files, names in use), applies it all or nothing, and reports every finding with file:line:column.
+// and translation are pure (core/import/); this is the part that checks the plan against the cluster (images in
+// any pool, kernel files, bridges, MACs, what this QEMU offers, names in use) with the same checks as `vm
+// create`, applies it all or nothing, and reports every finding with file:line:column.
 import { access, constants } from "node:fs/promises";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import {
@@ -10,8 +11,9 @@ import {
   type StoredNodeAttributes,
   type StoredPlacementStrategy,
 } from "../adapters/etcd/constraint-store.js";
+import type { QemuCapabilities } from "../adapters/qemu/capabilities.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
-import { conflict, HavenError, inputError } from "../core/errors.js";
+import { conflict, HavenError, inputError, notFound } from "../core/errors.js";
 import { parseCib } from "../core/import/cib.js";
 import { parseCrm, type CrmParseResult, type Diagnostic } from "../core/import/crm.js";
 import { parseLibvirtDomain } from "../core/import/libvirt.js";
@@ -21,9 +23,11 @@ import {
   type DomainLoader,
   type ImportedVm,
 } from "../core/import/translate.js";
-import { vmSpecSchema, type VmSpec } from "../core/model.js";
+import { DEFAULT_CPU_MODEL, ownerOf, type VmDisk } from "../core/hardware.js";
+import { vmSpecSchema, type NodeInfo, type VmSpec } from "../core/model.js";
 import { Rollback } from "../lib/rollback.js";
 import type { ImportCibRequest, ImportCrmRequest, ImportLibvirtRequest } from "./requests.js";
+import { checkNics, createVariableStore, resolveHardware } from "./vm-builder.js";
 
 export interface ReportLine {
   file: string;
@@ -53,8 +57,21 @@ export interface ImportResult {
   /** The cluster's placement-strategy from the configuration's `placement-strategy` property. */
   placementStrategy?: StoredPlacementStrategy;
   notes: string[];
+  /** Resources of the configuration that are not imported (groups, fencing, --skip-unsupported primitives). */
+  skipped: Array<{ id: string; file: string; line: number; reason: string }>;
   /** Warnings (an import with errors is refused with the whole report as the error message). */
   report: ReportLine[];
+}
+
+export interface ImportOptions {
+  /** The cluster's RBD pool (its storage backend's), or null when the cluster's storage is not RBD. */
+  pool: string | null;
+  /** The backend of another RBD pool; rejects with NOT_FOUND for a pool that does not exist. */
+  storageForPool?: (pool: string) => Promise<StorageBackend>;
+  /** What this node's QEMU offers (machine types, CPU models, UEFI). */
+  capabilities: () => Promise<QemuCapabilities>;
+  /** Random bytes, for the MAC of a card the domain gives none. */
+  random: (bytes: number) => Uint8Array;
 }
 
 export const CONSTRAINTS_NOTE =
@@ -88,8 +105,7 @@ export class ImportService {
   constructor(
     private readonly store: ClusterStore,
     private readonly storage: StorageBackend,
-    /** The cluster's RBD pool (its storage backend's), or null when the cluster's storage is not RBD. */
-    private readonly options: { pool: string | null },
+    private readonly options: ImportOptions,
   ) {
     this.constraintStore = ConstraintStore.of(store);
   }
@@ -114,13 +130,14 @@ export class ImportService {
       return parseLibvirtDomain(request.domains[path]!);
     };
     const knownNodes = (await this.store.listNodes()).map(({ name, attributes }) => ({ name, attributes }));
-    const plan = translateCrm(parsed, loadDomain, { knownNodes });
+    const plan = translateCrm(parsed, loadDomain, { knownNodes, skipUnsupported: request.skipUnsupported });
     const report = new Report(request.file, plan.report);
     const now = new Date().toISOString();
     const vms: ImportedVmResult[] = [];
+    const cluster = await this.clusterView();
     for (const vm of plan.vms) {
       const at = { file: request.file, line: vm.line };
-      const spec = await this.buildSpec(vm, crmPolicy(vm, at, report), at, report);
+      const spec = await this.buildSpec(vm, crmPolicy(vm, at, report), at, report, cluster, vms);
       if (spec) vms.push(result(vm, at, spec));
     }
     await this.checkImagesUnused(vms, report);
@@ -145,6 +162,7 @@ export class ImportService {
       nodes,
       ...(placementStrategy && { placementStrategy }),
       notes: constraints.length + nodes.length > 0 || placementStrategy ? [CONSTRAINTS_NOTE] : [],
+      skipped: plan.skipped.map((skipped) => ({ ...skipped, file: request.file })),
       report: report.sorted(),
     };
     if (!request.dryRun) await this.apply(outcome, `imported from ${request.file}`);
@@ -162,7 +180,7 @@ export class ImportService {
         ...HAVEN_DEFAULTS,
         state: request.start ? ("started" as const) : ("stopped" as const),
       };
-      const spec = await this.buildSpec(translated.vm, policy, at, report);
+      const spec = await this.buildSpec(translated.vm, policy, at, report, await this.clusterView(), []);
       if (spec) vms.push(result(translated.vm, at, spec));
     }
     await this.checkImagesUnused(vms, report);
@@ -174,32 +192,59 @@ export class ImportService {
       constraints: [],
       nodes: [],
       notes: [],
+      skipped: [],
       report: report.sorted(),
     };
     if (!request.dryRun) await this.apply(outcome, `created from ${request.file}`);
     return outcome;
   }
 
-  /** The VM spec of an imported VM, or undefined with errors reported (boot files, disks). */
+  private async clusterView(): Promise<ClusterView> {
+    const [specs, nodes, qemu] = await Promise.all([
+      this.store.listSpecs(),
+      this.store.listNodes(),
+      this.options.capabilities(),
+    ]);
+    return { specs, nodes, qemu };
+  }
+
+  /**
+   * The VM spec of an imported VM, or undefined with errors reported (boot files, disks, cards, firmware).
+   * `earlier` are the VMs of this import built before it: their cards' MACs are taken too.
+   */
   private async buildSpec(
     vm: ImportedVm,
     policy: SpecPolicy,
     at: At,
     report: Report,
+    cluster: ClusterView,
+    earlier: readonly ImportedVmResult[],
   ): Promise<VmSpec | undefined> {
     const errorsBefore = report.errorCount;
     await this.checkBootFiles(vm, at, report);
-    for (const disk of vm.disks) await this.checkDisk(vm.name, disk, at, report);
-    if (report.errorCount > errorsBefore) return undefined;
+    for (const disk of vm.disks) await this.checkImage(vm.name, "disk", disk, at, report);
+    if (vm.cdrom) await this.checkImage(vm.name, "CD-ROM", vm.cdrom, at, report);
+    const hardware = hardwareOf(vm, at, report, cluster);
+    const nics = nicsOf(vm, at, report, cluster, earlier, this.options.random);
+    if (report.errorCount > errorsBefore || !hardware || !nics) return undefined;
+    const boot =
+      vm.kernel === undefined
+        ? { firmware: vm.firmware ?? ("bios" as const) }
+        : {
+            kernel: vm.kernel,
+            ...(vm.initrd !== undefined && { initrd: vm.initrd }),
+            ...(vm.cmdline !== undefined && { append: vm.cmdline }),
+          };
     const spec: VmSpec = {
       name: vm.name,
       state: policy.state,
       memoryMb: vm.memoryMb,
       vcpus: vm.vcpus,
-      kernel: vm.kernel!,
-      ...(vm.initrd !== undefined && { initrd: vm.initrd }),
-      ...(vm.cmdline !== undefined && { append: vm.cmdline }),
-      disks: vm.disks.map((disk) => ({ image: disk.image })),
+      ...boot,
+      ...hardware,
+      disks: vm.disks.map((disk) => this.vmDisk(disk)),
+      ...(vm.cdrom && { cdrom: this.inPool(vm.cdrom) }),
+      ...(nics.length > 0 && { nics }),
       canary: false,
       ha: true,
       restartLimit: policy.restartLimit,
@@ -219,15 +264,20 @@ export class ImportService {
     return spec;
   }
 
-  /** Haven boots guests from a kernel file (and optional initrd) that must exist on the nodes. */
+  /** An image as a VM spec names it: the pool only when it is not the cluster's default. */
+  private inPool(image: { pool: string; image: string }): { image: string; pool?: string } {
+    return image.pool === this.options.pool
+      ? { image: image.image }
+      : { image: image.image, pool: image.pool };
+  }
+
+  private vmDisk(disk: ImportedVm["disks"][number]): VmDisk {
+    // virtio-blk is what a disk without a bus gets.
+    return { ...this.inPool(disk), ...(disk.bus === "virtio-scsi" && { bus: disk.bus }) };
+  }
+
+  /** A kernel file (and optional initrd) for direct boot must exist on the nodes; without one, firmware boots the first disk. */
   private async checkBootFiles(vm: ImportedVm, at: At, report: Report): Promise<void> {
-    if (vm.kernel === undefined) {
-      report.error(
-        at,
-        `${vm.name}: the domain has no <os><kernel>: Haven boots guests from a kernel file and cannot import a domain that boots from its disk yet; add <kernel> (and <initrd>, <cmdline>) to ${vm.config}`,
-      );
-      return;
-    }
     for (const [what, path] of [
       ["kernel", vm.kernel],
       ["initrd", vm.initrd],
@@ -242,41 +292,46 @@ export class ImportService {
     }
   }
 
-  /** Imported disks are existing RBD images in the cluster's pool; nothing is created or copied. */
-  private async checkDisk(vm: string, disk: { pool: string; image: string }, at: At, report: Report) {
-    const name = `${disk.pool}/${disk.image}`;
+  /** Imported disks and CD-ROMs are existing RBD images, in any pool; nothing is created or copied. */
+  private async checkImage(
+    vm: string,
+    what: "disk" | "CD-ROM",
+    image: { pool: string; image: string },
+    at: At,
+    report: Report,
+  ): Promise<void> {
+    const name = `${image.pool}/${image.image}`;
     if (this.options.pool === null) {
       report.error(
         at,
-        `${vm}: disk ${name} is an RBD image, but this cluster's storage is ${this.storage.kind}; import needs a cluster on Ceph RBD`,
-      );
-      return;
-    }
-    if (disk.pool !== this.options.pool) {
-      report.error(
-        at,
-        `${vm}: disk ${name} is in pool ${disk.pool}; Haven imports disks from the cluster's pool ${this.options.pool} only (other pools are not supported yet)`,
+        `${vm}: ${what} ${name} is an RBD image, but this cluster's storage is ${this.storage.kind}; import needs a cluster on Ceph RBD`,
       );
       return;
     }
     try {
-      await this.storage.info(disk.image);
+      const storage = await this.storageOf(image.pool);
+      await storage.info(image.image);
     } catch (err) {
       if (!(err instanceof HavenError && err.code === "NOT_FOUND")) throw err;
-      report.error(at, `${vm}: RBD image ${name} does not exist`);
+      report.error(at, `${vm}: ${what === "disk" ? "" : `${what} `}RBD image ${name} does not exist`);
     }
+  }
+
+  private async storageOf(pool: string): Promise<StorageBackend> {
+    if (pool === this.options.pool) return this.storage;
+    if (!this.options.storageForPool) throw notFound(`pool ${pool} is not reachable from this node`);
+    return this.options.storageForPool(pool);
   }
 
   /** One writer per disk: an image that is already a Haven VM's disk cannot become another's. */
   private async checkImagesUnused(vms: ImportedVmResult[], report: Report): Promise<void> {
     if (vms.length === 0) return;
-    const owners = new Map<string, string>();
-    for (const spec of await this.store.listSpecs())
-      for (const disk of spec.disks) owners.set(disk.image, spec.name);
+    const specs = await this.store.listSpecs();
     for (const vm of vms) {
+      const others = specs.filter((spec) => spec.name !== vm.name);
       for (const disk of vm.spec.disks) {
-        const owner = owners.get(disk.image);
-        if (owner !== undefined && owner !== vm.name)
+        const owner = ownerOf(others, disk.image, disk.pool);
+        if (owner !== undefined)
           report.error(vm, `${vm.name}: disk ${disk.image} is already a disk of VM ${owner}`);
       }
     }
@@ -340,6 +395,8 @@ export class ImportService {
         );
       }
       for (const vm of outcome.vms) {
+        if (vm.spec.firmware === "uefi" && vm.spec.kernel === undefined)
+          await createVariableStore(this.storage, vm.name, rollback);
         await this.store.createSpec(vm.spec);
         rollback.push(() => this.store.etcd.delete(`${this.store.vmsPrefix}${vm.name}/`, { prefix: true }));
       }
@@ -364,6 +421,71 @@ export class ImportService {
         type: "placement-strategy-changed",
         reason: `${reason}: ${outcome.placementStrategy.strategy}`,
       });
+  }
+}
+
+interface ClusterView {
+  specs: VmSpec[];
+  nodes: NodeInfo[];
+  qemu: QemuCapabilities;
+}
+
+/**
+ * The CPU model and machine type as `vm create` fixes them: the domain's where this QEMU has them, else
+ * Haven's defaults with a warning. UEFI without firmware installed refuses the VM.
+ */
+function hardwareOf(
+  vm: ImportedVm,
+  at: At,
+  report: Report,
+  { qemu, nodes }: ClusterView,
+): Pick<VmSpec, "cpu" | "machine"> | undefined {
+  const wanted = {
+    firmware: vm.kernel === undefined ? vm.firmware : undefined,
+    cpu: vm.cpu,
+    machine: vm.machine,
+  };
+  const first = resolveHardware(qemu, wanted, nodes);
+  if (first.problems.firmware)
+    return void report.error(
+      at,
+      `${vm.name}: ${first.problems.firmware.replace("--firmware uefi", "UEFI boot")}`,
+    );
+  const { cpu, machine, problems } = resolveHardware(
+    qemu,
+    {
+      ...(!first.problems.cpu && { cpu: vm.cpu }),
+      ...(!first.problems.machine && { machine: vm.machine }),
+    },
+    nodes,
+  );
+  if (first.problems.cpu)
+    report.warning(
+      at,
+      `${vm.name}: ${first.problems.cpu.replace("--cpu host", "CPU model host")}; the VM gets ${DEFAULT_CPU_MODEL}`,
+    );
+  if (first.problems.machine)
+    report.warning(at, `${vm.name}: ${first.problems.machine}; the VM gets ${machine}`);
+  const left = problems.cpu ?? problems.machine;
+  if (left) return void report.error(at, `${vm.name}: ${left}`);
+  return { cpu, machine };
+}
+
+/** The domain's cards with `vm create`'s checks: the bridge exists, the MAC is free (one is chosen when none is given). */
+function nicsOf(
+  vm: ImportedVm,
+  at: At,
+  report: Report,
+  { specs, nodes }: ClusterView,
+  earlier: readonly ImportedVmResult[],
+  random: (bytes: number) => Uint8Array,
+): VmSpec["nics"] | undefined {
+  try {
+    return checkNics(vm.name, vm.nics, [...specs, ...earlier.map((each) => each.spec)], nodes, random);
+  } catch (err) {
+    if (!(err instanceof HavenError)) throw err;
+    report.error(at, `${vm.name}: ${err.message}`);
+    return undefined;
   }
 }
 

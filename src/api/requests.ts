@@ -131,6 +131,8 @@ const importConfiguration = {
   /** config= values the CLI could not read, with the reason (reported on the primitive's line). */
   unreadable: z.record(z.string(), z.string()).default({}),
   dryRun: z.boolean().default(false),
+  /** Import the rest when a primitive's agent is not VirtualDomain, listing what was skipped. */
+  skipUnsupported: z.boolean().default(false),
 };
 
 /** `haven import crm FILE`: crm shell configuration text and the domains it names. */

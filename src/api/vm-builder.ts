@@ -12,10 +12,12 @@ import { conflict, inputError, notFound } from "../core/errors.js";
 import {
   allocateMac,
   DEFAULT_CPU_MODEL,
+  HOST_CPU_MODEL,
   nvramImageOf,
   ownerOf,
   seedImageOf,
   type CloudInit,
+  type Firmware,
   type Nic,
   type VmDisk,
 } from "../core/hardware.js";
@@ -120,21 +122,39 @@ async function hardwareOf(
   request: CreateVmRequest,
   nodes: NodeInfo[],
 ): Promise<Pick<VmSpec, "cpu" | "machine">> {
-  const qemu = await deps.capabilities();
-  if (request.firmware === "uefi" && !qemu.uefi)
-    throw inputError(
-      `--firmware uefi needs UEFI firmware, which is not installed (${OVMF_VARS_TEMPLATE} is missing; apt install ovmf)`,
-    );
-  const cpu = request.cpu ?? DEFAULT_CPU_MODEL;
-  if (!qemu.cpuModels.has(cpu))
-    throw inputError(`QEMU has no CPU model ${cpu} ('qemu-system-x86_64 -cpu help')`);
-  if (cpu === "host" && nodes.length > 0 && nodes.every((node) => node.accel !== "kvm"))
-    throw inputError("--cpu host needs KVM, and every node runs guests under TCG");
-  const wanted = request.machine ?? "q35";
-  const machine = qemu.aliases.get(wanted) ?? wanted;
-  if (!qemu.machines.has(machine))
-    throw inputError(`QEMU has no machine type ${wanted} ('qemu-system-x86_64 -machine help')`);
+  const { cpu, machine, problems } = resolveHardware(await deps.capabilities(), request, nodes);
+  const problem = problems.firmware ?? problems.cpu ?? problems.machine;
+  if (problem) throw inputError(problem);
   return { cpu, machine };
+}
+
+export interface ResolvedHardware {
+  cpu: string;
+  /** The versioned machine type an alias (q35, pc) stands for in this QEMU. */
+  machine: string;
+  /** Why a wanted firmware, CPU model or machine type cannot be had here, one line each. */
+  problems: Partial<Record<"firmware" | "cpu" | "machine", string>>;
+}
+
+/** What this node's QEMU makes of a wanted firmware, CPU model (default: Haven's) and machine type (q35). */
+export function resolveHardware(
+  qemu: QemuCapabilities,
+  wanted: { firmware?: Firmware; cpu?: string; machine?: string },
+  nodes: readonly NodeInfo[],
+): ResolvedHardware {
+  const problems: ResolvedHardware["problems"] = {};
+  if (wanted.firmware === "uefi" && !qemu.uefi)
+    problems.firmware = `--firmware uefi needs UEFI firmware, which is not installed (${OVMF_VARS_TEMPLATE} is missing; apt install ovmf)`;
+  const cpu = wanted.cpu ?? DEFAULT_CPU_MODEL;
+  if (!qemu.cpuModels.has(cpu))
+    problems.cpu = `QEMU has no CPU model ${cpu} ('qemu-system-x86_64 -cpu help')`;
+  else if (cpu === HOST_CPU_MODEL && nodes.length > 0 && nodes.every((node) => node.accel !== "kvm"))
+    problems.cpu = "--cpu host needs KVM, and every node runs guests under TCG";
+  const wantedMachine = wanted.machine ?? "q35";
+  const machine = qemu.aliases.get(wantedMachine) ?? wantedMachine;
+  if (!qemu.machines.has(machine))
+    problems.machine = `QEMU has no machine type ${wantedMachine} ('qemu-system-x86_64 -machine help')`;
+  return { cpu, machine, problems };
 }
 
 /**
@@ -264,12 +284,22 @@ async function createImages(
     track(image);
     extra.push({ image, ...(blank.bus !== undefined && { bus: blank.bus }) });
   }
-  if (request.firmware === "uefi" && request.kernel === undefined && !request.canary) {
-    // The variable store (boot entries, Secure Boot keys) lives on the cluster's storage: it follows the guest.
-    await storage.importFile(OVMF_VARS_TEMPLATE, nvramImageOf(request.name));
-    track(nvramImageOf(request.name));
-  }
+  if (request.firmware === "uefi" && request.kernel === undefined && !request.canary)
+    await createVariableStore(storage, request.name, rollback);
   return { boot: disks, extra };
+}
+
+/**
+ * A UEFI guest's variable store (boot entries, Secure Boot keys), from OVMF's template: it lives on the
+ * cluster's storage, so it follows the guest from node to node.
+ */
+export async function createVariableStore(
+  storage: StorageBackend,
+  vm: string,
+  rollback: Rollback,
+): Promise<void> {
+  await storage.importFile(OVMF_VARS_TEMPLATE, nvramImageOf(vm));
+  rollback.push(() => storage.delete(nvramImageOf(vm)));
 }
 
 async function requireImage(deps: VmBuilderDeps, image: string, pool?: string): Promise<void> {

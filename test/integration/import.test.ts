@@ -11,8 +11,11 @@ import { eventually, REPO_ROOT, TestCluster } from "./harness.js";
 
 const GUEST = join(REPO_ROOT, "guest", "build");
 
-/** The seed's guest1 domain, trimmed: direct kernel boot of the canary guest, one disk on RBD. */
-const domainXml = (image: string) => `<?xml version="1.0" encoding="UTF-8"?>
+/**
+ * The seed's guest1 domain, trimmed: direct kernel boot of the canary guest, one disk on RBD, a card on the
+ * local cluster's guest bridge.
+ */
+const domainXml = (image: string, bridge: string) => `<?xml version="1.0" encoding="UTF-8"?>
 <domain type='kvm'>
   <name>guest1</name>
   <memory unit='MiB'>128</memory>
@@ -32,7 +35,9 @@ const domainXml = (image: string) => `<?xml version="1.0" encoding="UTF-8"?>
       <target dev='vda' bus='virtio'/>
     </disk>
     <interface type='bridge'>
-      <source bridge='br0'/>
+      <mac address='52:54:00:3b:7e:21'/>
+      <source bridge='${bridge}'/>
+      <model type='virtio'/>
     </interface>
   </devices>
 </domain>
@@ -52,11 +57,14 @@ rsc_defaults resource-stickiness=100 migration-threshold=3
 describe("import of the seed's crm and libvirt configuration", { timeout: 300_000 }, () => {
   let cluster: TestCluster;
   let dir: string;
+  let bridge: string;
   const show = (vm: string) => cluster.json<VmView & { spec: VmSpec }>(["vm", "show", vm]);
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "haven-import-"));
     cluster = await TestCluster.start({ nodes: 1, storage: "rbd" });
+    const network = await cluster.json<{ nodes: Array<{ bridges: string[] }> }>(["network", "list"]);
+    bridge = network.nodes[0]!.bridges[0]!;
   });
   afterEach(async () => {
     await cluster.reset();
@@ -69,7 +77,7 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
   test("dry run, import, start: the VM runs on its existing RBD image", async () => {
     const disk = await cluster.haven(["disk", "create", "guest1-disk", "--size", "64"]);
     assert.equal(disk.code, 0, disk.stderr);
-    await writeFile(join(dir, "guest1.xml"), domainXml("guest1-disk"));
+    await writeFile(join(dir, "guest1.xml"), domainXml("guest1-disk", bridge));
     const crm = join(dir, "seed.crm");
     await writeFile(crm, SEED);
 
@@ -82,10 +90,7 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
       dry.stdout,
       new RegExp(`^${crm}:2:1: warning: guest1: op start timeout=300s is not honoured`, "m"),
     );
-    assert.match(
-      dry.stdout,
-      new RegExp(`^guest1\\.xml:\\d+:\\d+: warning: <interface type='bridge'> is not imported`, "m"),
-    );
+    assert.doesNotMatch(dry.stdout, /interface/, "the bridged card is imported without a word");
     assert.match(dry.stderr, /placement applies location rules/);
     assert.deepEqual(await cluster.json<VmView[]>(["vm", "list"]), []);
 
@@ -96,6 +101,8 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
     const imported = await show("guest1");
     assert.equal(imported.state, "stopped");
     assert.deepEqual(imported.spec.disks, [{ image: "guest1-disk" }]);
+    assert.deepEqual(imported.spec.nics, [{ bridge, mac: "52:54:00:3b:7e:21", model: "virtio" }]);
+    assert.equal(imported.spec.machine, "pc-q35-7.2");
     assert.equal(imported.spec.allowMigrate, true);
     assert.equal(imported.spec.restartLimit, 2);
     assert.equal(imported.spec.stickiness, 100, "rsc_defaults resource-stickiness");
@@ -135,7 +142,12 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
   test("import cib: Pacemaker's CIB XML, with config= files relative to it and FILE:LINE:COL findings", async () => {
     const disk = await cluster.haven(["disk", "create", "guest3-disk", "--size", "64"]);
     assert.equal(disk.code, 0, disk.stderr);
-    await writeFile(join(dir, "guest3.xml"), domainXml("guest3-disk").replace("guest1", "guest3"));
+    await writeFile(
+      join(dir, "guest3.xml"),
+      domainXml("guest3-disk", bridge)
+        .replace("guest1", "guest3")
+        .replace(/<mac [^>]*>/, ""),
+    );
     const cib = join(dir, "seed.xml");
     await writeFile(
       cib,
@@ -183,6 +195,19 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
     const xml = await cluster.haven(["import", "cib", brokenCib, "--dry-run"]);
     assert.equal(xml.code, 2, xml.stderr);
     assert.match(xml.stderr, new RegExp(`^${brokenCib}:4:\\d+: error: `, "m"));
+
+    const unsupported = join(dir, "vip.crm");
+    await writeFile(unsupported, "primitive vip ocf:heartbeat:IPaddr2 params ip=192.0.2.10\n");
+    const vip = await cluster.haven(["import", "crm", unsupported, "--dry-run"]);
+    assert.equal(vip.code, 2, vip.stderr);
+    assert.match(
+      vip.stderr,
+      new RegExp(`^${unsupported}:1:1: error: vip: agent ocf:heartbeat:IPaddr2 is not supported`, "m"),
+    );
+    const skipping = await cluster.haven(["import", "crm", unsupported, "--skip-unsupported"]);
+    assert.equal(skipping.code, 0, skipping.stderr);
+    assert.match(skipping.stdout, /^skipped \(not imported\):$/m);
+    assert.match(skipping.stdout, /^vip\s+agent ocf:heartbeat:IPaddr2\s/m);
 
     const noFile = await cluster.haven(["import", "crm", join(dir, "absent.crm")]);
     assert.equal(noFile.code, 2);

@@ -13,7 +13,7 @@ import { schedConfig, schedState, type RulesView } from "../../src/core/placemen
 import { explain, schedule } from "../../src/core/scheduler/scheduler.js";
 import { addScores } from "../../src/core/scheduler/scores.js";
 import type { NodeScore, SchedConfig } from "../../src/core/scheduler/types.js";
-import { nodeInfo, placementOn, statusOn } from "../unit/fixtures.js";
+import { importOptions, nodeInfo, placementOn, statusOn } from "../unit/fixtures.js";
 import { crmOf, diskOf, domainsOf, importableCibOf } from "./render.js";
 import type { Scenario } from "./scenario.js";
 
@@ -44,7 +44,7 @@ export async function havenAnswer(
     const store = new ClusterStore(etcd, PREFIX);
     const storage = new FakeStorage();
     for (const vm of scenario.vms) await storage.create(diskOf(vm.name), 1024 * 1024);
-    const imports = new ImportService(store, storage, { pool: "rbd" });
+    const imports = new ImportService(store, storage, importOptions("rbd"));
     const common = { file: `scenario.${format}`, domains: domainsOf(scenario, KERNEL), dryRun: false };
     try {
       if (format === "crm")

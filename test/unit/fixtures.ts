@@ -1,5 +1,7 @@
 // Model records for unit tests: a node, a VM spec, a placement and a status with plain defaults, each
 // changed by the fields a test gives.
+import type { QemuCapabilities } from "../../src/adapters/qemu/capabilities.js";
+import type { ImportOptions } from "../../src/api/import-service.js";
 import type { SeedFiles } from "../../src/core/cloud-init.js";
 import type { NodeInfo, Placement, VmSpec, VmStatus } from "../../src/core/model.js";
 
@@ -54,21 +56,41 @@ export const statusOn = (node: string, state: VmStatus["state"], generation = 1)
   updatedAt: "t0",
 });
 
+/** A QEMU that offers q35 and i440fx 7.2, Westmere, qemu64 and host, and UEFI only when asked. */
+export const fakeCapabilities =
+  (extra: Partial<QemuCapabilities> = {}) =>
+  (): Promise<QemuCapabilities> =>
+    Promise.resolve({
+      machines: new Set(["pc-q35-7.2", "pc-i440fx-7.2"]),
+      aliases: new Map([
+        ["q35", "pc-q35-7.2"],
+        ["pc", "pc-i440fx-7.2"],
+      ]),
+      cpuModels: new Set(["Westmere-v1", "qemu64", "host"]),
+      uefi: false,
+      ...extra,
+    });
+
+/** Random bytes that count up, so MACs chosen in a test are predictable. */
+export function countingRandom(): (bytes: number) => Uint8Array {
+  let next = 0;
+  return (bytes) => Uint8Array.from({ length: bytes }, () => next++ % 256);
+}
+
+/** ImportService options for unit tests: the default pool `pool`, the fake QEMU above. */
+export const importOptions = (pool: string | null, extra: Partial<ImportOptions> = {}): ImportOptions => ({
+  pool,
+  capabilities: fakeCapabilities(),
+  random: countingRandom(),
+  ...extra,
+});
+
 /** HavenService options for unit tests: QEMU offers q35 7.2, Westmere and host; seeds land in `seeds`. */
 export function serviceOptions(seeds = new Map<string, SeedFiles>()) {
   return {
     name: "test",
     guestDir: "/nonexistent",
-    capabilities: () =>
-      Promise.resolve({
-        machines: new Set(["pc-q35-7.2", "pc-i440fx-7.2"]),
-        aliases: new Map([
-          ["q35", "pc-q35-7.2"],
-          ["pc", "pc-i440fx-7.2"],
-        ]),
-        cpuModels: new Set(["Westmere-v1", "qemu64", "host"]),
-        uefi: false,
-      }),
+    capabilities: fakeCapabilities(),
     writeSeed: (_storage: unknown, image: string, files: SeedFiles) => {
       seeds.set(image, files);
       return Promise.resolve();

@@ -159,7 +159,7 @@ describe("libvirt: memory units", () => {
 describe("libvirt: a virt-install domain (guest1.xml)", () => {
   const { domain, diagnostics } = parseLibvirtDomain(fixture("guest1.xml"));
 
-  it("imports name, memory, vCPUs and the rbd disk with its monitors", () => {
+  it("imports name, memory, vCPUs, the rbd disk with its monitors, the bridged card, CPU and machine", () => {
     assert.deepEqual(domain, {
       name: "guest1",
       type: "kvm",
@@ -173,10 +173,14 @@ describe("libvirt: a virt-install domain (guest1.xml)", () => {
           monitors: ["192.168.122.11:6789", "192.168.122.12:6789", "192.168.122.13:6789"],
           targetDev: "vda",
           targetBus: "virtio",
+          bus: "virtio-blk",
           readonly: false,
           line: 38,
         },
       ],
+      nics: [{ bridge: "br0", mac: "52:54:00:3b:7e:21", model: "virtio", line: 54 }],
+      machine: "pc-q35-7.2",
+      cpu: { model: "host", line: 27 },
     });
     assert.deepEqual(errors(diagnostics), []);
   });
@@ -186,10 +190,7 @@ describe("libvirt: a virt-install domain (guest1.xml)", () => {
       [10, /<uuid>/],
       [11, /<metadata>/],
       [17, /<currentMemory> 1024 MB is not applied/],
-      [20, /machine type 'pc-q35-7.2'/],
-      [21, /<boot dev='hd'>/],
-      [23, /<features>/],
-      [27, /<cpu mode='host-passthrough'>/],
+      [27, /<cpu mode='host-passthrough'> is imported as CPU model host: .* identical hosts/],
       [28, /<clock offset='utc'>/],
       [33, /<on_poweroff>/],
       [34, /<on_reboot>/],
@@ -199,7 +200,6 @@ describe("libvirt: a virt-install domain (guest1.xml)", () => {
       [40, /disk vda: <auth username='libvirt'> secret is not imported/],
       [49, /disk vda: <address> not honoured/],
       [51, /<controller type='usb'>/],
-      [54, /<interface type='bridge'> is not imported/],
       [59, /<serial type='pty'>/],
       [62, /<console type='pty'>/],
       [65, /<graphics type='vnc'>/],
@@ -217,12 +217,13 @@ describe("libvirt: a virt-install domain (guest1.xml)", () => {
 
   it("leaves no child of <domain> or <devices> unmentioned", () => {
     const { root } = parseXml(fixture("guest1.xml"));
-    const handled = ["name", "memory", "vcpu", "os", "devices"];
+    const handled = ["name", "memory", "vcpu", "os", "devices", "cpu", "features"];
     for (const child of root!.children.filter((element) => !handled.includes(element.name))) {
       assert.ok(at(diagnostics, child.line).length > 0, `<${child.name}> on line ${child.line}`);
     }
     const devices = root!.children.find((element) => element.name === "devices")!;
-    for (const device of devices.children.filter((element) => element.name !== "disk")) {
+    const read = ["disk", "interface"];
+    for (const device of devices.children.filter((element) => !read.includes(element.name))) {
       assert.ok(at(diagnostics, device.line).length > 0, `<${device.name}> on line ${device.line}`);
     }
   });
@@ -231,11 +232,12 @@ describe("libvirt: a virt-install domain (guest1.xml)", () => {
 describe("libvirt: a direct-boot domain with several disks (guest2.xml)", () => {
   const { domain, diagnostics } = parseLibvirtDomain(fixture("guest2.xml"));
 
-  it("imports GiB memory, all vCPUs, the kernel and both rbd disks (IPv6 monitor, read-only, scsi)", () => {
+  it("imports GiB memory, all vCPUs, the kernel, i440fx and both rbd disks (IPv6 monitor, read-only, scsi)", () => {
     assert.equal(domain?.name, "guest2-vm");
     assert.equal(domain?.memoryMb, 4096);
     assert.equal(domain?.currentMemoryMb, undefined);
     assert.equal(domain?.vcpus, 4);
+    assert.equal(domain?.machine, "pc-i440fx-7.2");
     assert.deepEqual(
       [domain?.kernel, domain?.initrd, domain?.cmdline],
       ["/var/lib/haven/kernels/vmlinuz", "/var/lib/haven/kernels/initrd.img", "console=ttyS0 root=/dev/vda1"],
@@ -247,6 +249,7 @@ describe("libvirt: a direct-boot domain with several disks (guest2.xml)", () => 
         monitors: ["mon1.example.org:6789", "[2001:db8::10]:3300"],
         targetDev: "vda",
         targetBus: "virtio",
+        bus: "virtio-blk",
         readonly: false,
         line: 12,
       },
@@ -256,30 +259,30 @@ describe("libvirt: a direct-boot domain with several disks (guest2.xml)", () => 
         monitors: ["mon1.example.org:6789"],
         targetDev: "sdb",
         targetBus: "scsi",
+        bus: "virtio-scsi",
         readonly: true,
         line: 23,
       },
     ]);
   });
 
-  it("reports the current vCPUs, the auth inside <source>, the bus, and the file-backed disk and cdrom", () => {
+  it("reports the current vCPUs, the auth inside <source>, and the file-backed disk and CD-ROM", () => {
     assert.deepEqual(errors(diagnostics), []);
     assert.deepEqual(
       diagnostics.map((diagnostic) => diagnostic.line),
-      [4, 6, 17, 28, 30, 32, 37],
+      [4, 17, 30, 32, 37],
     );
     assert.match(at(diagnostics, 4)[0]!.message, /current='2'.*all 4 vCPUs/);
     assert.match(at(diagnostics, 17)[0]!.message, /<auth username='libvirt'>/);
-    assert.match(
-      at(diagnostics, 28)[0]!.message,
-      /bus 'scsi' is not honoured: Haven attaches every disk as virtio-blk/,
-    );
     assert.match(at(diagnostics, 30)[0]!.message, /<serial>/);
     assert.match(
       at(diagnostics, 32)[0]!.message,
       /disk vdc .*guest2-scratch.qcow2.* Haven runs disks on Ceph RBD only/,
     );
-    assert.match(at(diagnostics, 37)[0]!.message, /disk hdc \(<disk device='cdrom'>\) is not imported/);
+    assert.match(
+      at(diagnostics, 37)[0]!.message,
+      /CD-ROM hdc .*debian-12.iso\) is not imported: Haven's CD-ROM is an image on the cluster's storage/,
+    );
   });
 });
 
@@ -363,6 +366,227 @@ describe("libvirt: domains Haven cannot run", () => {
       diagnostics.map((diagnostic) => [diagnostic.line, diagnostic.column, diagnostic.message]),
       [[7, 5, "expected </source> (opened on line 6), found </disk>"]],
     );
+  });
+});
+
+describe("libvirt: booting, CPU and machine", () => {
+  const parse = (extra: string, devices = rbdDisk()) => parseLibvirtDomain(domainXml(extra, devices));
+  const messages = (diagnostics: Diagnostic[]) => diagnostics.map((diagnostic) => diagnostic.message);
+
+  it("a domain without <kernel> boots from its first disk, with or without <boot dev='hd'>", () => {
+    for (const os of ["<os><type>hvm</type></os>", "<os><type>hvm</type><boot dev='hd'/></os>"]) {
+      const { domain, diagnostics } = parse(os);
+      assert.equal(domain?.kernel, undefined);
+      assert.equal(domain?.firmware, undefined);
+      assert.deepEqual(diagnostics, []);
+    }
+  });
+
+  it("a first boot device other than the disk is reported", () => {
+    const { diagnostics } = parse("<os><type>hvm</type><boot dev='cdrom'/><boot dev='hd'/></os>");
+    assert.deepEqual(
+      diagnostics.map((diagnostic) => [diagnostic.line, diagnostic.severity]),
+      [[5, "warning"]],
+    );
+    assert.match(diagnostics[0]!.message, /<boot dev='cdrom'> is not honoured: Haven boots the first disk/);
+  });
+
+  it("UEFI from <os firmware='efi'> or a pflash loader; the variables are not imported", () => {
+    assert.equal(parse("<os firmware='efi'><type>hvm</type></os>").domain?.firmware, "uefi");
+    const loader =
+      "<os><type>hvm</type><loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>" +
+      "<nvram>/var/lib/libvirt/qemu/nvram/vm1_VARS.fd</nvram></os>";
+    const { domain, diagnostics } = parse(loader);
+    assert.equal(domain?.firmware, "uefi");
+    assert.deepEqual(messages(diagnostics).length, 1);
+    assert.match(
+      diagnostics[0]!.message,
+      /<nvram> is not imported: Haven gives a UEFI guest a fresh variable store/,
+    );
+  });
+
+  it("machine types: aliases and versioned q35/i440fx are kept, others are reported", () => {
+    const machine = (type: string) => parse(`<os><type machine='${type}'>hvm</type></os>`);
+    assert.equal(machine("q35").domain?.machine, "q35");
+    assert.equal(machine("pc").domain?.machine, "pc");
+    assert.equal(machine("pc-q35-6.2").domain?.machine, "pc-q35-6.2");
+    assert.equal(machine("pc-i440fx-7.2").domain?.machine, "pc-i440fx-7.2");
+    const rhel = machine("pc-q35-rhel9.2.0");
+    assert.equal(rhel.domain?.machine, undefined);
+    assert.match(rhel.diagnostics[0]!.message, /machine type 'pc-q35-rhel9.2.0' is not honoured/);
+  });
+
+  it("CPU: a custom model is kept; host-passthrough is host with a warning; other modes get the default", () => {
+    const custom = parse(
+      "<cpu mode='custom' match='exact'><model fallback='allow'>Skylake-Server</model></cpu>",
+    );
+    assert.deepEqual(custom.domain?.cpu, { model: "Skylake-Server", line: 5 });
+    assert.deepEqual(custom.diagnostics, []);
+    assert.deepEqual(parse("<cpu><model>Westmere</model></cpu>").domain?.cpu?.model, "Westmere");
+    const host = parse("<cpu mode='host-passthrough' check='none'/>");
+    assert.equal(host.domain?.cpu?.model, "host");
+    assert.match(host.diagnostics[0]!.message, /can move live only to identical hosts/);
+    const hostModel = parse("<cpu mode='host-model'/>");
+    assert.equal(hostModel.domain?.cpu, undefined);
+    assert.match(
+      hostModel.diagnostics[0]!.message,
+      /<cpu mode='host-model'> is not honoured: .*default CPU model/,
+    );
+    const features = parse(
+      "<cpu mode='custom'><model>Westmere</model><feature policy='require' name='aes'/><topology sockets='1' cores='2' threads='1'/></cpu>",
+    );
+    assert.equal(features.domain?.cpu?.model, "Westmere");
+    assert.match(features.diagnostics[0]!.message, /<cpu>: <feature>, <topology> not honoured/);
+    const bad = parse("<cpu><model>not a model!</model></cpu>");
+    assert.equal(bad.domain?.cpu, undefined);
+    assert.match(bad.diagnostics[0]!.message, /not a QEMU CPU model name/);
+  });
+
+  it("machine features QEMU gives every guest pass silently; others are reported", () => {
+    assert.deepEqual(parse("<features><acpi/><apic/><pae/></features>").diagnostics, []);
+    const hyperv = parse(
+      "<features><acpi/><hyperv><relaxed state='on'/></hyperv><vmport state='off'/></features>",
+    );
+    assert.match(hyperv.diagnostics[0]!.message, /<features>: <hyperv>, <vmport> not honoured/);
+  });
+});
+
+describe("libvirt: disks and CD-ROM", () => {
+  const parse = (devices: string) => parseLibvirtDomain(domainXml("", devices));
+
+  it("several disks in any pool, virtio → virtio-blk and scsi → virtio-scsi, in boot order", () => {
+    const devices = [
+      rbdDisk("data/vm1-logs", "<target dev='sda' bus='scsi'/>"),
+      rbdDisk("rbd/vm1-root", "<target dev='vda' bus='virtio'/><boot order='1'/>"),
+      rbdDisk("rbd/vm1-old", "<target dev='hda' bus='ide'/>"),
+    ].join("\n");
+    const { domain, diagnostics } = parse(devices);
+    assert.deepEqual(
+      domain?.disks.map(({ pool, image, bus }) => [pool, image, bus]),
+      [
+        ["rbd", "vm1-root", "virtio-blk"],
+        ["data", "vm1-logs", "virtio-scsi"],
+        ["rbd", "vm1-old", "virtio-blk"],
+      ],
+    );
+    assert.deepEqual(
+      diagnostics.map((diagnostic) => [diagnostic.line, diagnostic.severity]),
+      [[9, "warning"]],
+    );
+    assert.match(
+      diagnostics[0]!.message,
+      /disk hda: bus 'ide' is not honoured: Haven attaches the disk as virtio-blk/,
+    );
+  });
+
+  it("an RBD CD-ROM is the CD-ROM; a second one, a file and an empty drive are reported", () => {
+    const cdrom = (source: string, dev: string) =>
+      `<disk type='network' device='cdrom'>${source}<target dev='${dev}' bus='sata'/><readonly/></disk>`;
+    const devices = [
+      rbdDisk(),
+      cdrom("<source protocol='rbd' name='isos/debian-12'/>", "sda"),
+      cdrom("<source protocol='rbd' name='isos/other'/>", "sdb"),
+      "<disk type='file' device='cdrom'><source file='/srv/x.iso'/><target dev='sdc'/></disk>",
+      "<disk type='file' device='cdrom'><target dev='sdd'/></disk>",
+      "<disk type='file' device='floppy'><source file='/srv/f.img'/><target dev='fda'/></disk>",
+    ].join("\n");
+    const { domain, diagnostics } = parse(devices);
+    assert.deepEqual(domain?.cdrom, { pool: "isos", image: "debian-12", line: 8 });
+    assert.deepEqual(
+      diagnostics.map((diagnostic) => diagnostic.line),
+      [9, 10, 11, 12],
+    );
+    assert.match(diagnostics[0]!.message, /CD-ROM sdb is not imported: Haven gives a guest one CD-ROM/);
+    assert.match(diagnostics[1]!.message, /CD-ROM sdc .*\/srv\/x.iso\) is not imported: .*haven disk import/);
+    assert.match(diagnostics[2]!.message, /CD-ROM sdd \(<disk type='file'>\) is not imported/);
+    assert.match(diagnostics[3]!.message, /disk fda \(<disk device='floppy'>\) is not imported/);
+  });
+});
+
+describe("libvirt: network cards", () => {
+  const parse = (nics: string) => parseLibvirtDomain(domainXml("", `${rbdDisk()}\n${nics}`));
+  const bridged = (inner: string) => `<interface type='bridge'><source bridge='br0'/>${inner}</interface>`;
+
+  it("a bridged card keeps its bridge, MAC (in lower case), model and VLAN", () => {
+    const { domain, diagnostics } = parse(
+      [
+        bridged("<mac address='52:54:00:AA:BB:01'/><model type='virtio'/>"),
+        bridged("<mac address='52:54:00:aa:bb:02'/><model type='e1000'/><vlan><tag id='42'/></vlan>"),
+      ].join("\n"),
+    );
+    assert.deepEqual(domain?.nics, [
+      { bridge: "br0", mac: "52:54:00:aa:bb:01", model: "virtio", line: 8 },
+      { bridge: "br0", mac: "52:54:00:aa:bb:02", model: "e1000", vlan: 42, line: 9 },
+    ]);
+    assert.deepEqual(diagnostics, []);
+  });
+
+  it("a card without a MAC gets one from Haven; a model Haven does not offer becomes virtio", () => {
+    const { domain, diagnostics } = parse(
+      [bridged(""), bridged("<model type='rtl8139'/><target dev='vnet3'/><address type='pci'/>")].join("\n"),
+    );
+    assert.deepEqual(
+      domain?.nics.map((nic) => [nic.mac, nic.model]),
+      [
+        [undefined, "virtio"],
+        [undefined, "virtio"],
+      ],
+    );
+    assert.deepEqual(
+      diagnostics.map((diagnostic) => diagnostic.message),
+      [
+        "card on br0: no <model>: the card is virtio (libvirt would choose the machine's default card)",
+        "card on br0: model 'rtl8139' is not offered: the card is virtio (Haven offers virtio and e1000)",
+        "card on br0: <target>, <address> not honoured: Haven plugs the card into the bridge through a tap device of its own and chooses device addresses itself",
+      ],
+    );
+  });
+
+  it("other kinds of interface are reported and left out", () => {
+    const { domain, diagnostics } = parse(
+      [
+        "<interface type='network'><source network='default'/><model type='virtio'/></interface>",
+        "<interface type='direct'><source dev='eth0' mode='bridge'/></interface>",
+      ].join("\n"),
+    );
+    assert.deepEqual(domain?.nics, []);
+    assert.match(
+      diagnostics[0]!.message,
+      /<interface type='network'> is not imported: Haven plugs cards into a bridge/,
+    );
+    assert.match(diagnostics[1]!.message, /<interface type='direct'> is not imported/);
+  });
+
+  const refusals: Array<[string, string, RegExp]> = [
+    [
+      "a malformed MAC",
+      "<mac address='52:54:00:zz:00:01'/>",
+      /card on br0: MAC address must be six hex pairs.*got '52:54:00:zz:00:01'/,
+    ],
+    [
+      "a multicast MAC",
+      "<mac address='01:00:5e:00:00:01'/>",
+      /card on br0: MAC address must be unicast, got '01:00:5e:00:00:01'/,
+    ],
+    ["a VLAN out of range", "<vlan><tag id='5000'/></vlan>", /card on br0: VLAN tag '5000' is not 1-4094/],
+  ];
+  for (const [name, inner, message] of refusals) {
+    it(`refuses ${name} with one line`, () => {
+      const { domain, diagnostics } = parse(bridged(`<model type='virtio'/>${inner}`));
+      assert.equal(domain, undefined);
+      const found = errors(diagnostics);
+      assert.equal(found.length, 1, JSON.stringify(diagnostics));
+      assert.equal(found[0]!.line, 8);
+      assert.match(found[0]!.message, message);
+    });
+  }
+
+  it("a VLAN trunk is reported, and the card stays untagged", () => {
+    const { domain, diagnostics } = parse(
+      bridged("<model type='virtio'/><vlan trunk='yes'><tag id='10'/><tag id='20'/></vlan>"),
+    );
+    assert.equal(domain?.nics[0]?.vlan, undefined);
+    assert.match(diagnostics[0]!.message, /a VLAN trunk is not honoured/);
   });
 });
 

@@ -1,16 +1,21 @@
 // The import service on fakes (etcd, storage): a crm configuration and its libvirt domains become VMs on
 // existing RBD images, all or nothing; every finding carries file:line:column.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { ClusterStore } from "../../src/adapters/etcd/cluster-store.js";
 import { ConstraintStore } from "../../src/adapters/etcd/constraint-store.js";
 import { FakeEtcd } from "../../src/adapters/etcd/fake.js";
 import { FakeStorage } from "../../src/adapters/storage/fake.js";
-import { ImportService, type ImportResult } from "../../src/api/import-service.js";
+import { ImportService, type ImportOptions, type ImportResult } from "../../src/api/import-service.js";
 import { importCibRequest, importCrmRequest, importLibvirtRequest } from "../../src/api/requests.js";
-import { HavenError } from "../../src/core/errors.js";
+import { HavenError, notFound } from "../../src/core/errors.js";
+import { fakeCapabilities, importOptions, nodeInfo } from "./fixtures.js";
 
 const KERNEL = process.execPath; // any readable file will do as a kernel for fakes
+// The test runner starts in the repository root; dist/ does not hold fixtures.
+const fixture = (name: string) => readFileSync(join(process.cwd(), "test/fixtures/import", name), "utf8");
 const MB = 1024 * 1024;
 
 const domain = (name: string, image = `${name}-disk`, extra = "") =>
@@ -51,7 +56,7 @@ describe("import service on fakes", () => {
     etcd = new FakeEtcd({ now: () => Date.now() });
     store = new ClusterStore(etcd, "/test/");
     storage = new FakeStorage();
-    imports = new ImportService(store, storage, { pool: "rbd" });
+    imports = new ImportService(store, storage, importOptions("rbd"));
     await storage.create("guest1-disk", 8 * MB);
     await storage.create("guest2-disk", 8 * MB);
   });
@@ -233,7 +238,7 @@ describe("import service on fakes", () => {
     assert.deepEqual(await keys(), []);
   });
 
-  test("a disk in another pool, a missing kernel file and a disk-booting domain are errors", async () => {
+  test("a missing image in another pool and a missing kernel file are errors", async () => {
     const domains = {
       "/etc/libvirt/guest1.xml": domain("guest1", "vms/guest1-disk"),
       "/etc/libvirt/guest2.xml": domain("guest2", "rbd/guest2-disk").replace(
@@ -242,14 +247,8 @@ describe("import service on fakes", () => {
       ),
     };
     const message = await refusal(crm({ domains }), "INPUT");
-    assert.match(message, /guest1: disk vms\/guest1-disk is in pool vms; .*pool rbd only/);
+    assert.match(message, /^seed\.crm:3:1: error: guest1: RBD image vms\/guest1-disk does not exist$/m);
     assert.match(message, /guest2: kernel file \/nonexistent\/vmlinuz does not exist/);
-    const noKernel = {
-      ...DOMAINS,
-      "/etc/libvirt/guest2.xml": domain("guest2", "rbd/guest2-disk").replace(/<kernel>.*<\/kernel>/, ""),
-    };
-    const second = await refusal(crm({ domains: noKernel }), "INPUT");
-    assert.match(second, /seed\.crm:7:1: error: guest2: the domain has no <os><kernel>/);
     assert.deepEqual(await keys(), []);
   });
 
@@ -324,7 +323,7 @@ describe("import service on fakes", () => {
   });
 
   test("a cluster whose storage is not RBD refuses RBD disks", async () => {
-    const onDir = new ImportService(store, storage, { pool: null });
+    const onDir = new ImportService(store, storage, importOptions(null));
     const message = await refusal(
       onDir.importLibvirt(
         importLibvirtRequest.parse({ name: "web", xml: domain("web", "rbd/guest1-disk"), file: "g.xml" }),
@@ -332,5 +331,202 @@ describe("import service on fakes", () => {
       "INPUT",
     );
     assert.match(message, /this cluster's storage is dir; import needs a cluster on Ceph RBD/);
+  });
+
+  describe("guests that boot from their disk, with cards, CPU and machine", () => {
+    const pools = new Map<string, FakeStorage>();
+    const withPools = (extra: Partial<ImportOptions> = {}) =>
+      new ImportService(
+        store,
+        storage,
+        importOptions("rbd", {
+          storageForPool: (pool) => {
+            const backend = pools.get(pool);
+            return backend
+              ? Promise.resolve(backend)
+              : Promise.reject(notFound(`pool ${pool} does not exist`));
+          },
+          ...extra,
+        }),
+      );
+    const libvirt = (xml: string, service = withPools(), name = "web") =>
+      service.importLibvirt(importLibvirtRequest.parse({ name, xml, file: "web.xml", start: true }));
+    const devices = (inner: string, os = "<os><type machine='q35'>hvm</type><boot dev='hd'/></os>") =>
+      `<domain type='kvm'><name>web</name><memory unit='MiB'>512</memory><vcpu>1</vcpu>${os}<devices>${inner}</devices></domain>`;
+    const rbd = (name: string, bus = "virtio", device = "disk") =>
+      `<disk type='network' device='${device}'><source protocol='rbd' name='${name}'/><target dev='x' bus='${bus}'/></disk>`;
+    const card = (inner = "<mac address='52:54:00:00:00:42'/><model type='virtio'/>") =>
+      `<interface type='bridge'><source bridge='br0'/>${inner}</interface>`;
+
+    beforeEach(async () => {
+      pools.clear();
+      const data = new FakeStorage();
+      await data.create("web-data", 8 * MB);
+      pools.set("data", data);
+      const isos = new FakeStorage();
+      await isos.create("installer", 8 * MB);
+      pools.set("isos", isos);
+      await store.putNode(nodeInfo("n1", { bridges: ["br0"] }), await etcd.grantLease(60));
+    });
+
+    test("the guide's guest1: SeaBIOS from its RBD disk, its bridged card and MAC, q35; host-passthrough under TCG is Haven's default CPU", async () => {
+      await storage.create("guest1-disk0", 8 * MB);
+      const result = await libvirt(fixture("guest1.xml"), withPools(), "guest1");
+      const spec = (await store.getSpec("guest1"))!.value;
+      assert.deepEqual(
+        [spec.kernel, spec.firmware, spec.machine, spec.cpu],
+        [undefined, "bios", "pc-q35-7.2", "Westmere-v1"],
+      );
+      assert.deepEqual(spec.disks, [{ image: "guest1-disk0" }]);
+      assert.deepEqual(spec.nics, [{ bridge: "br0", mac: "52:54:00:3b:7e:21", model: "virtio" }]);
+      assert.ok(result.report.every((line) => line.severity === "warning"));
+      assert.match(
+        result.report.map((line) => line.message).join("\n"),
+        /guest1: CPU model host needs KVM, and every node runs guests under TCG; the VM gets Westmere-v1/,
+      );
+    });
+
+    test("several disks in several pools, virtio-scsi, an RBD CD-ROM and two cards, one with a MAC Haven chooses", async () => {
+      await storage.create("web-root", 8 * MB);
+      const xml = devices(
+        [
+          rbd("rbd/web-root"),
+          rbd("data/web-data", "scsi"),
+          rbd("isos/installer", "sata", "cdrom"),
+          card(),
+          card("<model type='e1000'/><vlan><tag id='7'/></vlan>"),
+        ].join(""),
+      );
+      await libvirt(xml);
+      const spec = (await store.getSpec("web"))!.value;
+      assert.deepEqual(spec.disks, [
+        { image: "web-root" },
+        { image: "web-data", pool: "data", bus: "virtio-scsi" },
+      ]);
+      assert.deepEqual(spec.cdrom, { image: "installer", pool: "isos" });
+      assert.equal(spec.nics?.length, 2);
+      assert.deepEqual(spec.nics?.[0], { bridge: "br0", mac: "52:54:00:00:00:42", model: "virtio" });
+      assert.match(spec.nics[1]!.mac, /^52:54:00:/);
+      assert.deepEqual([spec.nics[1]!.model, spec.nics[1]!.vlan], ["e1000", 7]);
+    });
+
+    test("a named CPU model and a machine type this QEMU has are kept; others get Haven's with a warning", async () => {
+      await storage.create("web-root", 8 * MB);
+      const os =
+        "<os><type machine='pc-i440fx-7.2'>hvm</type></os><cpu mode='custom'><model>qemu64</model></cpu>";
+      await libvirt(devices(rbd("rbd/web-root"), os));
+      const kept = (await store.getSpec("web"))!.value;
+      assert.deepEqual([kept.cpu, kept.machine], ["qemu64", "pc-i440fx-7.2"]);
+      await storage.create("web2-root", 8 * MB);
+      const other = "<os><type machine='pc-q35-2.4'>hvm</type></os><cpu><model>EPYC-Milan</model></cpu>";
+      const result = await libvirt(devices(rbd("rbd/web2-root"), other), withPools(), "web2").catch(
+        (err: unknown) => err,
+      );
+      assert.ok(!(result instanceof Error), String(result));
+      const spec = (await store.getSpec("web2"))!.value;
+      assert.deepEqual([spec.cpu, spec.machine], ["Westmere-v1", "pc-q35-7.2"]);
+      const messages = (result as ImportResult).report.map((line) => line.message);
+      assert.ok(
+        messages.includes(
+          "web2: QEMU has no CPU model EPYC-Milan ('qemu-system-x86_64 -cpu help'); the VM gets Westmere-v1",
+        ),
+        messages.join("\n"),
+      );
+      assert.ok(
+        messages.includes(
+          "web2: QEMU has no machine type pc-q35-2.4 ('qemu-system-x86_64 -machine help'); the VM gets pc-q35-7.2",
+        ),
+        messages.join("\n"),
+      );
+    });
+
+    test("UEFI: refused without OVMF; with it, the VM gets its own variable store", async () => {
+      await storage.create("web-root", 8 * MB);
+      const xml = devices(rbd("rbd/web-root"), "<os firmware='efi'><type>hvm</type></os>");
+      const message = await refusal(libvirt(xml), "INPUT");
+      assert.match(
+        message,
+        /^web\.xml:1:1: error: web: UEFI boot needs UEFI firmware, which is not installed .*apt install ovmf\)$/m,
+      );
+      const imported: string[] = [];
+      storage.importFile = (_path: string, image: string) => {
+        imported.push(image);
+        return storage.create(image, MB);
+      };
+      await libvirt(xml, withPools({ capabilities: fakeCapabilities({ uefi: true }) }));
+      assert.equal((await store.getSpec("web"))!.value.firmware, "uefi");
+      assert.deepEqual(imported, ["web-efivars"]);
+    });
+
+    const refusals: Array<[string, () => Promise<void>, string, RegExp]> = [
+      [
+        "a bridge no node has",
+        () => Promise.resolve(),
+        card().replace("br0", "br9"),
+        /^web\.xml:1:1: error: web: no online node has bridge br9 \('haven network list' shows the bridges\)$/m,
+      ],
+      [
+        "a MAC another VM's card has",
+        async () => {
+          await storage.create("other-root", 8 * MB);
+          await libvirt(devices(rbd("rbd/other-root") + card()), withPools(), "other");
+        },
+        card(),
+        /^web\.xml:1:1: error: web: MAC 52:54:00:00:00:42 is taken by VM other$/m,
+      ],
+      [
+        "the same MAC twice",
+        () => Promise.resolve(),
+        card() + card(),
+        /error: web: MAC 52:54:00:00:00:42 is taken by another card of this VM$/m,
+      ],
+      [
+        "a missing CD-ROM image",
+        () => Promise.resolve(),
+        rbd("isos/nothing", "sata", "cdrom"),
+        /^web\.xml:1:1: error: web: CD-ROM RBD image isos\/nothing does not exist$/m,
+      ],
+      [
+        "a pool that does not exist",
+        () => Promise.resolve(),
+        rbd("nopool/web-x"),
+        /^web\.xml:1:1: error: web: RBD image nopool\/web-x does not exist$/m,
+      ],
+    ];
+    for (const [name, before, inner, message] of refusals) {
+      test(`refuses ${name} with one line and creates nothing`, async () => {
+        await storage.create("web-root", 8 * MB);
+        await before();
+        const keysBefore = await keys();
+        const refused = await refusal(libvirt(devices(rbd("rbd/web-root") + inner)), "INPUT");
+        assert.match(refused, message);
+        assert.equal(refused.split("\n").filter((line) => / error: /.test(line)).length, 1, refused);
+        assert.deepEqual(await keys(), keysBefore);
+      });
+    }
+
+    test("import crm: an IPaddr2 primitive refuses the import on its line; --skip-unsupported imports the rest and lists it", async () => {
+      const withIp = `${SEED}primitive vip ocf:heartbeat:IPaddr2 params ip=192.0.2.10\ncolocation vip-with-guest1 inf: vip guest1\n`;
+      const keysBefore = await keys();
+      const message = await refusal(crm({ crm: withIp }), "INPUT");
+      assert.match(
+        message,
+        /^seed\.crm:13:1: error: vip: agent ocf:heartbeat:IPaddr2 is not supported: Haven imports ocf:heartbeat:VirtualDomain guests only \(--skip-unsupported imports the rest\)$/m,
+      );
+      assert.deepEqual(await keys(), keysBefore);
+      const result = await crm({ crm: withIp, skipUnsupported: true });
+      assert.deepEqual(
+        result.vms.map((vm) => vm.name),
+        ["guest1", "guest2"],
+      );
+      assert.deepEqual(result.skipped, [
+        { id: "vip", file: "seed.crm", line: 13, reason: "agent ocf:heartbeat:IPaddr2" },
+      ]);
+      assert.ok(
+        result.report.some(
+          (line) => line.line === 14 && /vip-with-guest1: it refers to vip/.test(line.message),
+        ),
+      );
+    });
   });
 });

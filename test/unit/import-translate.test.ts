@@ -73,7 +73,10 @@ describe("translate: the seed", () => {
         config: "/etc/libvirtcfg/guest1.xml",
         memoryMb: 2048,
         vcpus: 2,
-        disks: [{ pool: "rbd", image: "guest1-disk0" }],
+        disks: [{ pool: "rbd", image: "guest1-disk0", bus: "virtio-blk" }],
+        nics: [{ bridge: "br0", mac: "52:54:00:3b:7e:21", model: "virtio" }],
+        machine: "pc-q35-7.2",
+        cpu: "host",
         allowMigrate: true,
         targetRole: "started",
         stickiness: 100,
@@ -95,12 +98,14 @@ describe("translate: the seed", () => {
         memoryMb: 4096,
         vcpus: 4,
         disks: [
-          { pool: "vms", image: "guest2-root" },
-          { pool: "vms", image: "guest2-data" },
+          { pool: "vms", image: "guest2-root", bus: "virtio-blk" },
+          { pool: "vms", image: "guest2-data", bus: "virtio-scsi" },
         ],
+        nics: [],
         kernel: "/var/lib/haven/kernels/vmlinuz",
         initrd: "/var/lib/haven/kernels/initrd.img",
         cmdline: "console=ttyS0 root=/dev/vda1",
+        machine: "pc-i440fx-7.2",
         allowMigrate: false,
         targetRole: "stopped",
         stickiness: 200,
@@ -147,18 +152,17 @@ describe("translate: the seed", () => {
     const crmFindings = seed.report.filter((diagnostic) => diagnostic.source === undefined);
     assert.deepEqual(
       crmFindings.map((diagnostic) => diagnostic.line),
-      [7, 7, 14, 14, 14, 22],
+      [7, 14, 14, 14, 22],
     );
     assert.match(crmFindings[0]!.message, /guest1: Ceph monitors 192.168.122.11:6789, .* are not used/);
-    assert.match(crmFindings[1]!.message, /guest1: the domain boots from its disk/);
-    assert.match(crmFindings[2]!.message, /the domain in \/etc\/libvirtcfg\/guest2.xml is named "guest2-vm"/);
-    assert.match(crmFindings[3]!.message, /disk sdb is read-only/);
+    assert.match(crmFindings[1]!.message, /the domain in \/etc\/libvirtcfg\/guest2.xml is named "guest2-vm"/);
+    assert.match(crmFindings[2]!.message, /disk sdb is read-only/);
     assert.match(
-      crmFindings[5]!.message,
+      crmFindings[4]!.message,
       /p-stonith \(stonith:fence_ipmilan\) is not imported: Haven fences .* blocklisting/,
     );
-    const interfaceLine = seed.report.find((diagnostic) => /<interface/.test(diagnostic.message));
-    assert.deepEqual([interfaceLine?.source, interfaceLine?.line], ["/etc/libvirtcfg/guest1.xml", 54]);
+    // guest1 boots from its disk and has a bridged card: neither is a finding any more.
+    assert.ok(!seed.report.some((diagnostic) => /<interface|boots from its disk/.test(diagnostic.message)));
   });
 });
 
@@ -259,9 +263,39 @@ describe("translate: agents", () => {
     );
   });
 
-  it("names unknown agents as errors", () => {
-    assert.equal(one(result.report, "error", /ip1: unknown agent ocf:heartbeat:IPaddr2/).line, 3);
-    assert.equal(one(result.report, "error", /typo: unknown agent ocf:heartbeat:VirtualDomian/).line, 4);
+  it("names unsupported agents as errors on their line, pointing at --skip-unsupported", () => {
+    assert.equal(
+      one(
+        result.report,
+        "error",
+        /^ip1: agent ocf:heartbeat:IPaddr2 is not supported: Haven imports ocf:heartbeat:VirtualDomain guests only \(--skip-unsupported imports the rest\)$/,
+      ).line,
+      3,
+    );
+    assert.equal(
+      one(result.report, "error", /typo: agent ocf:heartbeat:VirtualDomian is not supported/).line,
+      4,
+    );
+  });
+
+  it("with skipUnsupported, skips them with a warning and lists every resource not imported", () => {
+    const skipping = plan(text, cleanDomains(), { skipUnsupported: true });
+    assert.deepEqual(errors(skipping.report), []);
+    assert.deepEqual(
+      skipping.vms.map((vm) => vm.name),
+      ["vm1"],
+    );
+    assert.equal(one(skipping.report, "warning", /^ip1 \(ocf:heartbeat:IPaddr2\) is skipped/).line, 3);
+    assert.deepEqual(skipping.skipped, [
+      { id: "fence1", line: 2, reason: "a fencing device" },
+      { id: "ip1", line: 3, reason: "agent ocf:heartbeat:IPaddr2" },
+      { id: "typo", line: 4, reason: "agent ocf:heartbeat:VirtualDomian" },
+    ]);
+    one(
+      skipping.report,
+      "warning",
+      /c-ip: it refers to ip1, which is not imported \(agent ocf:heartbeat:IPaddr2\)/,
+    );
   });
 
   it("drops constraints on resources that are not imported with a warning, not an unknown-resource error", () => {
@@ -791,12 +825,14 @@ describe("translate: one domain (vm create --from-libvirt)", () => {
       memoryMb: 4096,
       vcpus: 4,
       disks: [
-        { pool: "vms", image: "guest2-root" },
-        { pool: "vms", image: "guest2-data" },
+        { pool: "vms", image: "guest2-root", bus: "virtio-blk" },
+        { pool: "vms", image: "guest2-data", bus: "virtio-scsi" },
       ],
+      nics: [],
       kernel: "/var/lib/haven/kernels/vmlinuz",
       initrd: "/var/lib/haven/kernels/initrd.img",
       cmdline: "console=ttyS0 root=/dev/vda1",
+      machine: "pc-i440fx-7.2",
       allowMigrate: false,
       targetRole: "started",
       migrationTransport: "tls",
@@ -807,7 +843,37 @@ describe("translate: one domain (vm create --from-libvirt)", () => {
     assert.deepEqual(errors(report), []);
     assert.ok(report.every((diagnostic) => diagnostic.source === "guest2.xml"));
     one(report, "warning", /guest2: the domain in guest2.xml is named "guest2-vm"; the VM is named "guest2"/);
-    one(report, "warning", /<disk device='cdrom'>/);
+    one(report, "warning", /CD-ROM hdc .* is not imported/);
+  });
+
+  const domainWith = (os: string, devices: string) =>
+    `<domain type='kvm'><name>vm1</name><memory unit='MiB'>512</memory>${os}<devices>${devices}</devices></domain>`;
+  const disk =
+    "<disk type='network' device='disk'><source protocol='rbd' name='rbd/vm1-disk'/><target dev='vda'/></disk>";
+  const cdrom =
+    "<disk type='network' device='cdrom'><source protocol='rbd' name='isos/installer'/><target dev='sda'/></disk>";
+  const translate = (os: string, devices: string) =>
+    translateDomain("vm1", "vm1.xml", parseLibvirtDomain(domainWith(os, devices)));
+
+  it("a domain that boots from its disk keeps its firmware; a kernel file makes firmware moot", () => {
+    const uefi = translate("<os firmware='efi'><type machine='q35'>hvm</type></os>", disk);
+    assert.deepEqual([uefi.vm?.firmware, uefi.vm?.kernel, uefi.vm?.machine], ["uefi", undefined, "q35"]);
+    assert.deepEqual(errors(uefi.report), []);
+    const kernel = translate("<os firmware='efi'><type>hvm</type><kernel>/boot/vmlinuz</kernel></os>", disk);
+    assert.deepEqual([kernel.vm?.firmware, kernel.vm?.kernel], [undefined, "/boot/vmlinuz"]);
+  });
+
+  it("a CD-ROM alone boots with a warning; nothing to boot at all is an error", () => {
+    const installer = translate("<os><type>hvm</type></os>", cdrom);
+    assert.deepEqual(installer.vm?.cdrom, { pool: "isos", image: "installer" });
+    one(installer.report, "warning", /vm1: the domain has no RBD disk/);
+    const nothing = translate("<os><type>hvm</type></os>", "");
+    assert.equal(nothing.vm, undefined);
+    one(
+      nothing.report,
+      "error",
+      /^vm1: nothing to boot: the domain has no RBD disk, no RBD CD-ROM and no <kernel> \(vm1.xml\)$/,
+    );
   });
 
   it("gives no VM for a bad name or a broken file", () => {

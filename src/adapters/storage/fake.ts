@@ -123,7 +123,7 @@ export class FakeStorage implements StorageBackend {
     return this.info(target);
   }
 
-  importFile(path: string): Promise<ImageInfo> {
+  importFile(path: string, _target: string): Promise<ImageInfo> {
     return Promise.reject(inputError(`fake storage cannot import ${path}`));
   }
 

@@ -17,6 +17,7 @@ import { printJson, printTable } from "../output.js";
 interface ImportOptions {
   dryRun?: boolean;
   json?: boolean;
+  skipUnsupported?: boolean;
 }
 
 export function registerImport(program: Command, ctx: CliContext): void {
@@ -39,9 +40,13 @@ export function registerImport(program: Command, ctx: CliContext): void {
     command
       .command(`${format.name} <file>`)
       .description(
-        `create VMs from ${format.what}: every ocf:heartbeat:VirtualDomain with its libvirt domain (config=), on its existing RBD images; records its constraints, node attributes and placement-strategy`,
+        `create VMs from ${format.what}: every ocf:heartbeat:VirtualDomain with its libvirt domain (config=) — its RBD disks and CD-ROM, bridged cards, CPU model and machine type; records its constraints, node attributes and placement-strategy`,
       )
       .option("--dry-run", "show what would be created, and the report, without creating anything")
+      .option(
+        "--skip-unsupported",
+        "import the rest when a primitive is not a VirtualDomain (an IP address, a file system...), and list what was skipped",
+      )
       .option("--json", "machine-readable output")
       .action(async (file: string, options: ImportOptions) => {
         const text = await readInput(file);
@@ -53,6 +58,7 @@ export function registerImport(program: Command, ctx: CliContext): void {
           domains,
           unreadable,
           dryRun: options.dryRun ?? false,
+          skipUnsupported: options.skipUnsupported ?? false,
         });
         if (options.json) printJson(result);
         else printResult(result);
@@ -77,6 +83,19 @@ const NOT_WITH_LIBVIRT = [
   ["memory", "--memory"],
   ["vcpus", "--vcpus"],
   ["diskSize", "--disk-size"],
+  ["clone", "--clone"],
+  ["disk", "--disk"],
+  ["blankDisk", "--blank-disk"],
+  ["cdrom", "--cdrom"],
+  ["firmware", "--firmware"],
+  ["cpu", "--cpu"],
+  ["machine", "--machine"],
+  ["nic", "--nic"],
+  ["sshKey", "--ssh-key"],
+  ["user", "--user"],
+  ["hostname", "--hostname"],
+  ["userData", "--user-data"],
+  ["networkConfig", "--network-config"],
   ["restartLimit", "--restart-limit"],
   ["relocateLimit", "--relocate-limit"],
   ["failureTimeout", "--failure-timeout"],
@@ -95,7 +114,7 @@ export async function createFromLibvirt(
   const clash = NOT_WITH_LIBVIRT.find(([key]) => given[key] !== undefined);
   if (clash)
     throw inputError(
-      `${clash[1]} cannot be combined with --from-libvirt: the domain gives the VM's resources and boot files (change its policy afterwards with 'haven vm set')`,
+      `${clash[1]} cannot be combined with --from-libvirt: the domain gives the VM's hardware and boot (change them, its policy or cloud-init afterwards with 'haven vm set')`,
     );
   if (options.ha === false || options.allowMigrate === false)
     throw inputError(
@@ -166,14 +185,15 @@ function printResult(result: ImportResult): void {
       `${verb} ${result.vms.length} VM${result.vms.length === 1 ? "" : "s"}${result.dryRun ? " (dry run)" : ""}:`,
     );
     printTable(
-      ["NAME", "STATE", "MEMORY", "VCPUS", "DISKS", "KERNEL", "HA", "FROM"],
+      ["NAME", "STATE", "MEMORY", "VCPUS", "DISKS", "NICS", "BOOT", "HA", "FROM"],
       result.vms.map(({ spec, disks, file, line }) => [
         spec.name,
         spec.state,
         `${spec.memoryMb} MB`,
         spec.vcpus,
         disks.join(",") || "-",
-        spec.kernel,
+        (spec.nics ?? []).map((nic) => `${nic.bridge}/${nic.mac}`).join(",") || "-",
+        spec.kernel ?? spec.firmware ?? "bios",
         `restart ${spec.restartLimit}x, migrate ${spec.allowMigrate ? "live" : "cold"}, priority ${spec.priority}, stickiness ${formatScore(spec.stickiness)}`,
         `${file}:${line}`,
       ]),
@@ -213,6 +233,14 @@ function printResult(result: ImportResult): void {
           .map(([key, value]) => `${key}=${value}`)
           .join(" ") || "-",
       ]),
+    );
+  }
+  if (result.skipped.length > 0) {
+    out("");
+    out(`${result.dryRun ? "would skip" : "skipped"} (not imported):`);
+    printTable(
+      ["ID", "WHY", "FROM"],
+      result.skipped.map((skipped) => [skipped.id, skipped.reason, `${skipped.file}:${skipped.line}`]),
     );
   }
   if (result.report.length > 0) {

@@ -1,10 +1,14 @@
 // Reads a libvirt domain XML (the file the seed's VirtualDomain resources point at) into what Haven can
-// honour: name, memory, vCPUs, direct-boot kernel and Ceph RBD disks. Everything else in the file becomes a
+// honour: name, memory, vCPUs, how it boots (firmware from its first disk, or a kernel file), Ceph RBD disks
+// and CD-ROM, bridged network cards, CPU model and machine type. Everything else in the file becomes a
 // warning that names the element and its line, so an import never drops a setting without a word.
 import { own, type Diagnostic, type Located } from "./crm-syntax.js";
-import { parseXml, type XmlElement } from "./xml.js";
+import { child, describe, parseXml, type XmlElement } from "./xml.js";
+import { readCpu, readNic, readOsType, type DomainReport, type LibvirtNic } from "./libvirt-hardware.js";
+import type { DiskBus, Firmware } from "../hardware.js";
 
 export { parseXml, type XmlElement } from "./xml.js";
+export type { LibvirtNic } from "./libvirt-hardware.js";
 
 export interface LibvirtRbdDisk {
   pool: string;
@@ -13,7 +17,11 @@ export interface LibvirtRbdDisk {
   monitors: string[];
   targetDev: string;
   targetBus: string;
+  /** Haven's bus for the target's: virtio → virtio-blk, scsi → virtio-scsi; others become virtio-blk. */
+  bus: DiskBus;
   readonly: boolean;
+  /** <boot order='N'/> inside the disk, when given. */
+  bootOrder?: number;
   line: number;
 }
 
@@ -25,11 +33,21 @@ export interface LibvirtDomain {
   /** <currentMemory>, when given: the balloon target, which Haven does not apply. */
   currentMemoryMb?: number;
   vcpus: number;
+  /** RBD disks, the boot disk first. */
   disks: LibvirtRbdDisk[];
-  /** Direct kernel boot from <os>, which is how Haven starts guests. */
+  /** The first RBD CD-ROM. */
+  cdrom?: { pool: string; image: string; line: number };
+  nics: LibvirtNic[];
+  /** Direct kernel boot from <os>; without it the guest boots from its first disk through firmware. */
   kernel?: string;
   initrd?: string;
   cmdline?: string;
+  /** uefi for <os firmware='efi'> or a pflash <loader>; absent means BIOS. */
+  firmware?: Firmware;
+  /** <os><type machine>, when Haven can run that machine type (an alias or a versioned q35/i440fx). */
+  machine?: string;
+  /** The CPU model from <cpu>: a QEMU model name, or "host" for host-passthrough. */
+  cpu?: { model: string; line: number };
 }
 
 export interface LibvirtParseResult {
@@ -80,8 +98,6 @@ const UNHONOURED_DOMAIN_ELEMENTS: Record<string, string> = {
   title: "descriptive text is not kept",
   description: "descriptive text is not kept",
   metadata: "application metadata is not kept",
-  cpu: "Haven gives the guest the host CPU under KVM and QEMU's 'max' CPU under TCG",
-  features: "Haven chooses the machine features (q35 defaults)",
   clock: "Haven uses QEMU's default clock",
   on_poweroff: "Haven's HA policy decides what happens when a guest stops",
   on_reboot: "Haven's HA policy decides what happens when a guest stops",
@@ -90,10 +106,9 @@ const UNHONOURED_DOMAIN_ELEMENTS: Record<string, string> = {
   seclabel: "Haven does not apply libvirt security labels",
 };
 
-/** Why Haven cannot honour a device; the guest gets only its disks and one serial console. */
+/** Why Haven cannot honour a device; the guest gets its disks, CD-ROM, cards and one serial console. */
 const UNHONOURED_DEVICES: Record<string, string> = {
   emulator: "Haven runs its own QEMU binary",
-  interface: "Haven does not give guests network interfaces yet",
   graphics: "Haven guests have no display; use the serial console (haven console)",
   video: "Haven guests have no display; use the serial console (haven console)",
   serial: "Haven gives every guest one serial console of its own",
@@ -115,9 +130,9 @@ export function parseLibvirtDomain(text: string): LibvirtParseResult {
   return failed ? { diagnostics } : { domain, diagnostics };
 }
 
-type Report = ReturnType<typeof reporter>;
+type Report = DomainReport;
 
-function reporter(diagnostics: Diagnostic[]) {
+function reporter(diagnostics: Diagnostic[]): Report {
   const add = (severity: Diagnostic["severity"]) => (at: Located, message: string) =>
     diagnostics.push({ line: at.line, column: at.column, severity, message });
   return { error: add("error"), warning: add("warning") };
@@ -140,6 +155,7 @@ function readDomain(root: XmlElement, report: Report): LibvirtDomain {
     memoryMb: memoryMb ?? 0,
     vcpus: readVcpus(root, report),
     disks: [],
+    nics: [],
   };
   const currentMemoryMb = readMemory(root, "currentMemory", report);
   if (currentMemoryMb !== undefined) domain.currentMemoryMb = currentMemoryMb;
@@ -157,7 +173,11 @@ function readDomain(root: XmlElement, report: Report): LibvirtDomain {
     seen.add(element.name);
     if (element.name === "os") readOs(element, domain, report);
     else if (element.name === "devices") readDevices(element, domain, report);
-    else if (!SINGLE_ELEMENTS.includes(element.name)) {
+    else if (element.name === "features") readFeatures(element, report);
+    else if (element.name === "cpu") {
+      const model = readCpu(element, report);
+      if (model) domain.cpu = { model, line: element.line };
+    } else if (!SINGLE_ELEMENTS.includes(element.name)) {
       report.warning(
         element,
         `${describe(element)} is not honoured: ${own(UNHONOURED_DOMAIN_ELEMENTS, element.name) ?? "Haven has no equivalent"}`,
@@ -165,6 +185,18 @@ function readDomain(root: XmlElement, report: Report): LibvirtDomain {
     }
   }
   return domain; // incomplete when an error was reported; the caller then drops it
+}
+
+/** Machine features every Haven guest has (QEMU's defaults); the others are reported in one line. */
+const DEFAULT_FEATURES = ["acpi", "apic", "pae"];
+
+function readFeatures(features: XmlElement, report: Report): void {
+  const others = features.children.filter((element) => !DEFAULT_FEATURES.includes(element.name));
+  if (others.length > 0)
+    report.warning(
+      others[0]!,
+      `<features>: ${others.map((element) => `<${element.name}>`).join(", ")} not honoured: Haven's guests have QEMU's default machine features (ACPI, APIC)`,
+    );
 }
 
 function readMemory(root: XmlElement, elementName: string, report: Report): number | undefined {
@@ -208,74 +240,133 @@ function readVcpus(root: XmlElement, report: Report): number {
 }
 
 function readOs(os: XmlElement, domain: LibvirtDomain, report: Report): void {
+  if (os.attributes.firmware === "efi") domain.firmware = "uefi";
+  const boots: XmlElement[] = [];
   for (const element of os.children) {
     const value = element.text.trim();
     if (element.name === "kernel") domain.kernel = value;
     else if (element.name === "initrd") domain.initrd = value;
     else if (element.name === "cmdline") domain.cmdline = value;
     else if (element.name === "type") {
-      if (value !== "hvm")
-        report.error(element, `<os><type>${value}</type>: Haven runs full (hvm) guests only`);
-      if (element.attributes.machine)
-        report.warning(
-          element,
-          `machine type '${element.attributes.machine}' is not honoured: Haven runs every guest on q35`,
-        );
-      const arch = element.attributes.arch;
-      if (arch && arch !== "x86_64")
-        report.warning(
-          element,
-          `arch '${arch}' is not honoured: Haven runs QEMU for the host's architecture`,
-        );
-    } else if (["boot", "loader", "nvram", "bootmenu"].includes(element.name)) {
+      const machine = readOsType(element, report);
+      if (machine) domain.machine = machine;
+    } else if (element.name === "loader") readLoader(element, domain, report);
+    else if (element.name === "boot") boots.push(element);
+    else if (element.name === "nvram")
       report.warning(
         element,
-        `${describe(element)} is not honoured: Haven boots the guest's kernel directly`,
+        "<nvram> is not imported: Haven gives a UEFI guest a fresh variable store on the cluster's storage (boot entries are found again through the removable-media path)",
       );
-    } else report.warning(element, `${describe(element)} in <os> is not honoured`);
+    else if (element.name === "bootmenu" || element.name === "smbios" || element.name === "bios")
+      report.warning(element, `${describe(element)} is not honoured: Haven boots the first disk first`);
+    else report.warning(element, `${describe(element)} in <os> is not honoured`);
   }
+  const first = boots[0]?.attributes.dev;
+  if (first !== undefined && first !== "hd")
+    report.warning(
+      boots[0]!,
+      `<boot dev='${first}'> is not honoured: Haven boots the first disk (or the kernel file), then the CD-ROM`,
+    );
+}
+
+/** A pflash loader is UEFI (OVMF); Haven uses its own copy of the firmware, from Debian's ovmf. */
+function readLoader(loader: XmlElement, domain: LibvirtDomain, report: Report): void {
+  const path = loader.text.trim();
+  if (loader.attributes.type === "pflash" || /ovmf|edk2|\.fd$/i.test(path)) domain.firmware = "uefi";
+  if (loader.attributes.secure === "yes")
+    report.warning(
+      loader,
+      "<loader secure='yes'>: Secure Boot is not honoured: Haven's UEFI firmware is OVMF without enforced Secure Boot",
+    );
 }
 
 function readDevices(devices: XmlElement, domain: LibvirtDomain, report: Report): void {
   for (const element of devices.children) {
-    if (element.name === "disk") {
-      const disk = readDisk(element, report);
-      if (disk) domain.disks.push(disk);
+    if (element.name === "disk") readDisk(element, domain, report);
+    else if (element.name === "interface") {
+      const nic = readNic(element, report);
+      if (nic) domain.nics.push(nic);
+    } else if (element.name === "controller" && element.attributes.type === "scsi") {
+      const model = element.attributes.model;
+      if (model !== undefined && model !== "virtio-scsi")
+        report.warning(
+          element,
+          `<controller type='scsi' model='${model}'> is not honoured: Haven's SCSI disks are on virtio-scsi`,
+        );
     } else {
       const reason = own(UNHONOURED_DEVICES, element.name) ?? "Haven creates no such device";
       report.warning(element, `${describe(element)} is not imported: ${reason}`);
     }
   }
+  // libvirt boots the disk with the lowest <boot order>; Haven boots its first disk.
+  if (domain.disks.some((disk) => disk.bootOrder !== undefined)) {
+    const order = (disk: LibvirtRbdDisk) => disk.bootOrder ?? Number.MAX_SAFE_INTEGER;
+    domain.disks.sort((a, b) => order(a) - order(b));
+  }
 }
 
 // Disk children that are part of an RBD disk Haven imports; the rest of a disk's children are reported.
-const DISK_CHILDREN_READ = ["source", "target", "readonly", "driver", "auth"];
+const DISK_CHILDREN_READ = ["source", "target", "readonly", "driver", "auth", "boot"];
 
-function readDisk(disk: XmlElement, report: Report): LibvirtRbdDisk | undefined {
+/** An RBD disk goes to `domain.disks`, an RBD CD-ROM to `domain.cdrom`; anything else is reported. */
+function readDisk(disk: XmlElement, domain: LibvirtDomain, report: Report): void {
   const target = child(disk, "target");
   const targetDev = target?.attributes.dev;
-  const label = `disk ${targetDev ?? "(no target)"}`;
   const { type, device = "disk" } = disk.attributes;
   const source = child(disk, "source");
-  if (device !== "disk") {
+  const label = `${device === "cdrom" ? "CD-ROM" : "disk"} ${targetDev ?? "(no target)"}`;
+  if (device !== "disk" && device !== "cdrom") {
     report.warning(
       disk,
-      `${label} (<disk device='${device}'>) is not imported: Haven attaches RBD disks only`,
+      `${label} (<disk device='${device}'>) is not imported: Haven attaches RBD disks and a CD-ROM only`,
     );
-    return undefined;
+    return;
   }
   if (type !== "network" || source?.attributes.protocol !== "rbd") {
     const where = source?.attributes.file ?? source?.attributes.dev ?? source?.attributes.protocol ?? "";
+    const reason =
+      device === "cdrom"
+        ? "Haven's CD-ROM is an image on the cluster's storage ('haven disk import FILE', then 'haven vm set NAME --cdrom IMAGE')"
+        : "Haven runs disks on Ceph RBD only";
+    report.warning(disk, `${label} (${describe(disk)}${where && ` ${where}`}) is not imported: ${reason}`);
+    return;
+  }
+  const name = rbdName(source, label, report);
+  if (!name) return;
+  reportDiskDetails(disk, source, label, report);
+  const monitors = readMonitors(source, label, report);
+  if (device === "cdrom") {
+    if (domain.cdrom) report.warning(disk, `${label} is not imported: Haven gives a guest one CD-ROM`);
+    else domain.cdrom = { ...name, line: disk.line };
+    return;
+  }
+  if (!targetDev) return void report.error(disk, "an rbd disk has no <target dev=...>");
+  const targetBus = target.attributes.bus ?? busFromDevice(targetDev);
+  const bus = own(DISK_BUSES, targetBus);
+  if (!bus)
     report.warning(
-      disk,
-      `${label} (${describe(disk)}${where && ` ${where}`}) is not imported: Haven runs disks on Ceph RBD only`,
+      target,
+      `${label}: bus '${targetBus}' is not honoured: Haven attaches the disk as virtio-blk (the guest needs virtio drivers)`,
     );
-    return undefined;
-  }
-  if (!targetDev) {
-    report.error(disk, "an rbd disk has no <target dev=...>");
-    return undefined;
-  }
+  const readonly = child(disk, "readonly") !== undefined;
+  const bootOrder = Number(child(disk, "boot")?.attributes.order);
+  domain.disks.push({
+    ...name,
+    monitors,
+    targetDev,
+    targetBus,
+    bus: bus ?? "virtio-blk",
+    readonly,
+    ...(Number.isInteger(bootOrder) && { bootOrder }),
+    line: disk.line,
+  });
+}
+
+/** libvirt's disk buses that Haven offers, as Haven names them. */
+const DISK_BUSES: Record<string, DiskBus> = { virtio: "virtio-blk", scsi: "virtio-scsi" };
+
+/** `<source protocol='rbd' name='POOL/IMAGE'>`; namespaces and snapshots are refused. */
+function rbdName(source: XmlElement, label: string, report: Report) {
   const [pool = "", image = "", ...rest] = (source.attributes.name ?? "").split("/");
   if (!pool || !image || rest.length > 0 || image.includes("@")) {
     report.error(
@@ -284,13 +375,7 @@ function readDisk(disk: XmlElement, report: Report): LibvirtRbdDisk | undefined 
     );
     return undefined;
   }
-  const bus = target.attributes.bus ?? busFromDevice(targetDev);
-  if (bus !== "virtio")
-    report.warning(target, `${label}: bus '${bus}' is not honoured: Haven attaches every disk as virtio-blk`);
-  reportDiskDetails(disk, source, label, report);
-  const readonly = child(disk, "readonly") !== undefined;
-  const monitors = readMonitors(source, label, report);
-  return { pool, image, monitors, targetDev, targetBus: bus, readonly, line: disk.line };
+  return { pool, image };
 }
 
 /** libvirt infers the bus from the device name when <target> does not say. */
@@ -345,17 +430,7 @@ function readMonitors(source: XmlElement, label: string, report: Report): string
   return monitors;
 }
 
-function child(element: XmlElement, name: string): XmlElement | undefined {
-  return element.children.find((candidate) => candidate.name === name);
-}
-
 function textOf(element: XmlElement, name: string): string | undefined {
   const text = child(element, name)?.text.trim();
   return text ? text : undefined;
-}
-
-/** `<interface type='bridge'>`: the element with its first attribute, enough to recognise it. */
-function describe(element: XmlElement): string {
-  const [first] = Object.entries(element.attributes);
-  return first ? `<${element.name} ${first[0]}='${first[1]}'>` : `<${element.name}>`;
 }

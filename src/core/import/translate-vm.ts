@@ -14,6 +14,7 @@ import {
   type Located,
 } from "./crm.js";
 import { own } from "./crm-syntax.js";
+import type { DiskBus, Firmware } from "../hardware.js";
 import type { LibvirtDomain, LibvirtParseResult } from "./libvirt.js";
 import type { Place, Reporter } from "./translate-constraints.js";
 
@@ -54,11 +55,18 @@ export interface ImportedVm extends ImportedPolicy {
   config: string;
   memoryMb: number;
   vcpus: number;
-  disks: Array<{ pool: string; image: string }>;
-  /** Direct kernel boot from the domain's <os>, which Haven needs to start the guest. */
+  /** The boot disk first. */
+  disks: Array<{ pool: string; image: string; bus: DiskBus }>;
+  cdrom?: { pool: string; image: string };
+  nics: Array<{ bridge: string; mac?: string; model: "virtio" | "e1000"; vlan?: number }>;
+  /** Direct kernel boot from the domain's <os>; without it the guest boots from its first disk. */
   kernel?: string;
   initrd?: string;
   cmdline?: string;
+  firmware?: Firmware;
+  /** As the domain names it (an alias such as q35, or a versioned type); resolved when the VM is created. */
+  machine?: string;
+  cpu?: string;
   migrationTransport: "tls" | "tcp";
   /** VirtualDomain's force_stop: power off at once instead of a graceful shutdown. */
   forceStop: boolean;
@@ -341,19 +349,28 @@ export function domainResources(
       `${name}: Ceph monitors ${monitors.join(", ")} are not used: Haven reaches Ceph through its own cluster configuration, which must be the same cluster`,
     );
   }
-  if (domain.disks.length === 0) report.warning(at, `${name}: the domain has no RBD disk (${config})`);
-  if (domain.kernel === undefined) {
-    report.warning(
+  if (domain.kernel === undefined && domain.disks.length === 0 && !domain.cdrom)
+    report.error(
       at,
-      `${name}: the domain boots from its disk; Haven boots guests from a kernel file, which must be given before the VM starts`,
+      `${name}: nothing to boot: the domain has no RBD disk, no RBD CD-ROM and no <kernel> (${config})`,
     );
-  }
-  const boot = { kernel: domain.kernel, initrd: domain.initrd, cmdline: domain.cmdline };
+  else if (domain.disks.length === 0) report.warning(at, `${name}: the domain has no RBD disk (${config})`);
+  const hardware = {
+    kernel: domain.kernel,
+    initrd: domain.initrd,
+    cmdline: domain.cmdline,
+    // A kernel file boots the guest directly; firmware only matters without one.
+    firmware: domain.kernel === undefined ? domain.firmware : undefined,
+    machine: domain.machine,
+    cpu: domain.cpu?.model,
+    cdrom: domain.cdrom && { pool: domain.cdrom.pool, image: domain.cdrom.image },
+  };
   return {
     memoryMb: domain.memoryMb,
     vcpus: domain.vcpus,
-    disks: domain.disks.map(({ pool, image }) => ({ pool, image })),
-    ...withoutUndefined(boot),
+    disks: domain.disks.map(({ pool, image, bus }) => ({ pool, image, bus })),
+    nics: domain.nics.map(({ line: _line, ...nic }) => nic),
+    ...withoutUndefined(hardware),
   };
 }
 

@@ -33,13 +33,26 @@ export interface ImportPlan {
   constraints: ImportedConstraint[];
   /** `property placement-strategy=…`, with the line it is on. */
   placementStrategy?: { strategy: PlacementStrategy; line: number };
+  /** Resources of the configuration that are not imported (and not for an error), with why. */
+  skipped: SkippedResource[];
   /** Cluster properties as written, all of them; the report says which Haven does not honour. */
   properties: AttributeMap;
   /** Parse and translation findings: the crm file's by line, then each libvirt file's (with `source`). */
   report: Diagnostic[];
 }
 
+export interface SkippedResource {
+  id: string;
+  line: number;
+  reason: string;
+}
+
 export interface TranslateOptions {
+  /**
+   * Import the rest when a primitive's agent is not VirtualDomain (an IP address, a file system...): such
+   * a primitive is skipped with a warning instead of refusing the import.
+   */
+  skipUnsupported?: boolean;
   /**
    * Nodes of the Haven cluster (name and attributes, as in NodeInfo), known in addition to the crm file's
    * `node` statements; a crm node of the same name wins.
@@ -61,8 +74,14 @@ export function translateCrm(
   const defaults = translateDefaults(items, report);
   const vms: ImportedVm[] = [];
   const notImported = new Map<string, string>();
+  const skipped: SkippedResource[] = [];
+  const skip = (item: { id: string; line: number }, reason: string) => {
+    notImported.set(item.id, reason);
+    skipped.push({ id: item.id, line: item.line, reason });
+  };
   for (const item of items) {
-    if (item.kind === "unsupported" && item.id) notImported.set(item.id, `${item.keyword} is not supported`);
+    if (item.kind === "unsupported" && item.id)
+      skip({ id: item.id, line: item.line }, `${item.keyword} is not supported`);
     if (item.kind !== "primitive") continue;
     const { class: agentClass, provider, type } = item.agent;
     const agent = [agentClass, provider, type].filter(Boolean).join(":");
@@ -75,11 +94,17 @@ export function translateCrm(
         item,
         `${item.id} (${agent}) is not imported: Haven fences a failed node by blocklisting its Ceph clients; power fencing is a per-node fence agent in Haven's configuration`,
       );
-      notImported.set(item.id, "a fencing device");
+      skip(item, "a fencing device");
+    } else if (options.skipUnsupported) {
+      report.warning(
+        item,
+        `${item.id} (${agent}) is skipped: Haven imports ocf:heartbeat:VirtualDomain guests only`,
+      );
+      skip(item, `agent ${agent}`);
     } else {
       report.error(
         item,
-        `${item.id}: unknown agent ${agent}: Haven imports ocf:heartbeat:VirtualDomain guests only`,
+        `${item.id}: agent ${agent} is not supported: Haven imports ocf:heartbeat:VirtualDomain guests only (--skip-unsupported imports the rest)`,
       );
       notImported.set(item.id, `agent ${agent}`);
     }
@@ -101,6 +126,7 @@ export function translateCrm(
     nodes,
     constraints,
     ...(placementStrategy && { placementStrategy }),
+    skipped,
     properties,
     report: report.sorted(),
   };

@@ -232,3 +232,13 @@ function isXmlChar(code: number): boolean {
     (code >= 0x10000 && code <= 0x10ffff)
   );
 }
+
+export function child(element: XmlElement, name: string): XmlElement | undefined {
+  return element.children.find((candidate) => candidate.name === name);
+}
+
+/** `<interface type='bridge'>`: the element with its first attribute, enough to recognise it. */
+export function describe(element: XmlElement): string {
+  const [first] = Object.entries(element.attributes);
+  return first ? `<${element.name} ${first[0]}='${first[1]}'>` : `<${element.name}>`;
+}

@@ -87,7 +87,7 @@ export async function runDifferential(seed: number, count: number): Promise<Summ
           verdict = { ...verdict, cause: "Haven does not know the capacity of nodes that are down" };
         }
       }
-      for (const feature of scenario.features) {
+      for (const feature of featuresOf(scenario)) {
         const row = summary.byFeature.get(feature) ?? { compared: 0, agreed: 0 };
         row.compared++;
         if (verdict.agree) row.agreed++;
@@ -99,7 +99,7 @@ export async function runDifferential(seed: number, count: number): Promise<Summ
           name: scenario.name,
           cause: cause!,
           differences,
-          features: [...scenario.features],
+          features: featuresOf(scenario),
         });
       } else {
         summary.agreed++;
@@ -123,6 +123,13 @@ function knowingDownNodes(scenario: Scenario, pacemaker: PacemakerAnswer): boole
   for (const action of plan.actions)
     if (action.type !== "stop" && action.to) placement.set(action.vm, action.to);
   return compare(scenario, pacemaker, { placement, scores: () => new Map() }).agree;
+}
+
+/** The scenario's features, and "no colocations" for one without any, to compare with those that have some. */
+function featuresOf(scenario: Scenario): string[] {
+  const features = [...scenario.features];
+  if (!features.some((feature) => feature.includes("colocation"))) features.push("no colocations");
+  return features;
 }
 
 const summaryOf = (answer: Awaited<ReturnType<typeof havenAnswer>>) =>

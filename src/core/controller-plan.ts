@@ -80,8 +80,9 @@ export function planController(view: ClusterView): ControllerAction[] {
   const online = new Set(view.nodes.map((node) => node.name));
   // Placements decided in this round count against capacity for the next VM.
   const placements = new Map(view.placements);
-  // One scheduler run for the round: where guests that need a node go, and what rebalancing would move.
-  const plan = clusterPlan(view, view.placements);
+  // One scheduler run for the round: where guests that need a node go, or else what rebalancing would move
+  // (a round that places guests does not rebalance).
+  const plan = clusterPlan(view, view.placements, { placing: needsNode(view, online) });
   const planned = plannedStarts(plan);
   // Higher priority first: when capacity runs short after a node failure, the important guests get it.
   const specs = [...view.specs.values()].sort(
@@ -110,6 +111,14 @@ export function planController(view: ClusterView): ControllerAction[] {
     changing: actions.some((action) => action.type !== "unplaceable"),
   };
   return [...actions, ...planRebalance(view, placements, plan, round)];
+}
+
+/** Whether some guest to run has no node: never placed, or placed on a node that is down. */
+function needsNode(view: ClusterView, online: ReadonlySet<string>): boolean {
+  return [...view.specs.values()].some((spec) => {
+    const placement = view.placements.get(spec.name);
+    return spec.state === "started" && (!placement || !online.has(placement.node));
+  });
 }
 
 /**

@@ -78,10 +78,37 @@ export function chooseNodeByRules(
   return chooseNode(spec, loads, ruleScores(view, placements, spec.name), strategy);
 }
 
-/** The scheduler's plan for the whole cluster; none without constraints (nothing is scored then). */
-export function clusterPlan(view: RulesView, placements: ReadonlyMap<string, Placement>): Plan | undefined {
+/**
+ * The scheduler's plan for the whole cluster; none without constraints (nothing is scored then). In a round
+ * that places guests (`placing`), no running guest moves, so Haven's own rule that a mandatory
+ * anti-affinity binds both guests is part of the plan: a guest is banned from the nodes of the running
+ * guests that must stay away from it. (Pacemaker would put it there and move them; the controller would
+ * then find the node taken and score the guest on its own, a scheduler run per such guest.)
+ */
+export function clusterPlan(
+  view: RulesView,
+  placements: ReadonlyMap<string, Placement>,
+  options: { placing?: boolean } = {},
+): Plan | undefined {
   if (view.rules.constraints.length === 0) return undefined;
-  return schedule(schedConfig(view), schedState(view, placements));
+  const config = schedConfig(view);
+  if (options.placing) {
+    // For the guests to be placed only: a running guest keeps its node in such a round whatever the plan.
+    const online = new Set(view.nodes.map((node) => node.name));
+    const toPlace = ({ vm }: { vm: string }) => !online.has(placements.get(vm)?.node ?? "");
+    // Ids of their own ("~" is in no constraint name), so that none shadows the colocation it comes from.
+    const bans = keptAway(view.rules, placements)
+      .filter(toPlace)
+      .map(({ vm, node, id }): Constraint => ({
+        type: "location",
+        id: `${id}~${vm}~${node}`,
+        vm,
+        node,
+        score: MINUS_INFINITY,
+      }));
+    config.constraints = [...config.constraints, ...bans];
+  }
+  return schedule(config, schedState(view, placements));
 }
 
 /** The node the plan starts each guest on that needs a node (for chooseNodeByRules). */
@@ -134,11 +161,15 @@ export function ruleScores(
 ): Map<string, RuleScore> {
   // Scored as if started: placement is only ever chosen for a guest that is to run (and explain may ask early).
   const explanation = explain(schedConfig(view, vm), schedState(view, placements), vm);
-  const keptAway = partnersKeptAway(view.rules, placements, vm);
+  const bans = new Map<string, Contribution[]>();
+  for (const ban of keptAway(view.rules, placements, vm)) {
+    const contribution = { source: ban.id, score: MINUS_INFINITY, detail: ban.detail };
+    bans.set(ban.node, [...(bans.get(ban.node) ?? []), contribution]);
+  }
   return new Map(
     explanation.nodes.map((node) => {
       const own = node.contributions.filter((c) => !BUILT_IN.has(c.source) && !c.ignored);
-      const contributions = [...own, ...(keptAway.get(node.node) ?? [])];
+      const contributions = [...own, ...(bans.get(node.node) ?? [])];
       return [
         node.node,
         { score: contributions.reduce((sum, c) => addScores(sum, c.score), 0), contributions },
@@ -150,25 +181,21 @@ export function ruleScores(
 /**
  * A mandatory anti-affinity binds both guests: the scheduler scores it for the dependent guest only (placed
  * after its partner, as Pacemaker does), but Haven never moves a running guest to make room, so a guest is
- * also kept off the nodes of the guests that must stay away from it.
+ * also kept off the nodes of the guests that must stay away from it. Every such ban (of `vm`'s, or all).
  */
-function partnersKeptAway(
+function keptAway(
   rules: PlacementRules,
   placements: ReadonlyMap<string, Placement>,
-  vm: string,
-): Map<string, Contribution[]> {
-  const byNode = new Map<string, Contribution[]>();
-  for (const c of rules.constraints) {
-    if (c.type !== "colocation" || c.withVm !== vm || c.score > MINUS_INFINITY) continue;
+  vm?: string,
+): Array<{ vm: string; node: string; id: string; detail: string }> {
+  return rules.constraints.flatMap((c) => {
+    if (c.type !== "colocation" || c.score > MINUS_INFINITY || (vm !== undefined && c.withVm !== vm))
+      return [];
     const partner = placements.get(c.vm);
-    if (!partner) continue;
-    const detail = `${c.vm} runs here and must stay apart from ${vm}`;
-    byNode.set(partner.node, [
-      ...(byNode.get(partner.node) ?? []),
-      { source: c.id, score: MINUS_INFINITY, detail },
-    ]);
-  }
-  return byNode;
+    if (!partner) return [];
+    const detail = `${c.vm} runs here and must stay apart from ${c.withVm}`;
+    return [{ vm: c.withVm, node: partner.node, id: c.id, detail }];
+  });
 }
 
 function constraintNames(constraint: Constraint): string[] {

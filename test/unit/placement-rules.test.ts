@@ -10,8 +10,13 @@ import {
   type VmSpec,
   type VmStatus,
 } from "../../src/core/model.js";
-import { explainPlacement, NO_RULES, type PlacementRules } from "../../src/core/placement-rules.js";
-import type { Constraint } from "../../src/core/scheduler/types.js";
+import {
+  clusterPlan,
+  explainPlacement,
+  NO_RULES,
+  type PlacementRules,
+} from "../../src/core/placement-rules.js";
+import type { Constraint, Plan } from "../../src/core/scheduler/types.js";
 import { nodeInfo, placementOn, statusOn, vmSpec } from "./fixtures.js";
 
 const node = (name: string, memoryMb: number, attributes: Record<string, string> = {}): NodeInfo =>
@@ -112,6 +117,47 @@ describe("placement with constraints", () => {
       statuses: { b: running("n1") },
     });
     assert.equal(placedOn(v), "n2");
+  });
+
+  test("a round that places guests plans them off their running partners' nodes, moving no running guest", () => {
+    // a's node is down; b must stay apart from a and runs on n1, the node a prefers. Pacemaker assigns a
+    // first, to n1, and moves b away; a placing round moves no running guest, so its plan gives a n2 (which
+    // the controller takes without scoring a on its own), and b stays.
+    const constraints: Constraint[] = [
+      { type: "colocation", id: "apart", vm: "b", withVm: "a", score: -1_000_000 },
+      { type: "location", id: "a-likes-n1", vm: "a", node: "n1", score: 100 },
+    ];
+    const v = view({
+      vms: ["a", "b"],
+      constraints,
+      placements: { a: placed("n9"), b: placed("n1") },
+      statuses: { b: running("n1") },
+    });
+    const moves = (plan: Plan | undefined) =>
+      plan?.actions.filter((a) => a.type !== "keep").map((a) => [a.type, a.vm, a.to]);
+    assert.deepEqual(moves(clusterPlan(v, v.placements)), [
+      ["migrate", "b", "n2"],
+      ["start", "a", "n1"],
+    ]);
+    assert.deepEqual(moves(clusterPlan(v, v.placements, { placing: true })), [["start", "a", "n2"]]);
+    assert.equal(placedOn(v), "n2");
+  });
+
+  test("in a round that places guests, a running guest is not banned from its own node", () => {
+    // b must stay apart from a, yet both run on n1 (the constraint came later); x's node is down. The plan of
+    // the placing round still weighs b against a as Pacemaker does: b, not a, cannot run on the only node.
+    const v = view({
+      nodes: [node("n1", 4096)],
+      vms: ["a", "b", "x"],
+      constraints: [{ type: "colocation", id: "apart", vm: "b", withVm: "a", score: -1_000_000 }],
+      placements: { a: placed("n1"), b: placed("n1"), x: placed("n9") },
+      statuses: { a: running("n1"), b: running("n1") },
+    });
+    const reported = planController(v).filter((a) => a.type === "unplaceable" && a.vm !== "x");
+    assert.deepEqual(
+      reported.map((a) => a.vm),
+      ["b"],
+    );
   });
 
   test("a guest every node bans is unplaceable, with the reason", () => {

@@ -5,17 +5,29 @@
 //   placement  fenced → recovered (the new placement written)
 //   qemu start recovered → the new node's started event
 //   first ack  started → first `ack` line in the new node's serial log
+// and what a network client sees: the canary has a card on the lab network and answers with its last ack;
+//   client outage  the longest silence a client asking every 20 ms saw, from the kill to the first answer
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { findDoubleRuns } from "../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../src/core/model.js";
+import { labNetworkFor } from "../src/cli/local-network.js";
 import { eventually, TestCluster } from "../test/integration/harness.js";
+import { NetProbe } from "../test/integration/net-probe.js";
 
 const KILLS = Number(process.env.BENCH_KILLS ?? 10);
-const PHASES = ["detection", "fencing", "placement", "qemu start", "first ack", "total"] as const;
+const PHASES = [
+  "detection",
+  "fencing",
+  "placement",
+  "qemu start",
+  "first ack",
+  "total",
+  "client outage",
+] as const;
 type Phase = (typeof PHASES)[number];
 
-async function oneFailover(cluster: TestCluster): Promise<Record<Phase, number>> {
+async function oneFailover(cluster: TestCluster, probe: NetProbe): Promise<Record<Phase, number>> {
   const before = await eventually("canary acking", async () => {
     const view = await cluster.json<VmView>(["vm", "show", "canary"]);
     return view.state === "running" && (view.lastAck ?? 0) > 0 ? view : undefined;
@@ -54,6 +66,7 @@ async function oneFailover(cluster: TestCluster): Promise<Record<Phase, number>>
     },
     60_000,
   );
+  const answer = await probe.answerAfter(firstAckAt, "an answer over the network from the new node");
   const events = await cluster.json<HavenEvent[]>(["events", "--limit", "200"]);
   const at = (type: string, node?: string) => {
     const event = events.filter((e) => e.type === type && (!node || e.node === node)).at(-1);
@@ -78,6 +91,7 @@ async function oneFailover(cluster: TestCluster): Promise<Record<Phase, number>>
     "qemu start": started - recovered,
     "first ack": firstAckAt - started,
     total: firstAckAt - killedAt,
+    "client outage": probe.outage(killedAt, answer.at),
   };
 }
 
@@ -92,12 +106,27 @@ async function main(): Promise<void> {
     `bench:failover: ${KILLS} node kills on a local 3-node cluster on Ceph (lease TTL 5 s)…\n`,
   );
   const cluster = await TestCluster.start({ nodes: 3, storage: "rbd" });
+  let probe: NetProbe | undefined;
   try {
-    const created = await cluster.haven(["vm", "create", "canary", "--canary", "--start"]);
+    const { bridge } = labNetworkFor(cluster.stateDir);
+    const created = await cluster.haven([
+      "vm",
+      "create",
+      "canary",
+      "--canary",
+      "--nic",
+      `bridge=${bridge}`,
+      "--start",
+    ]);
     if (created.code !== 0) throw new Error(created.stderr);
+    const address = await eventually("the canary's address", async () => {
+      const view = await cluster.json<VmView>(["vm", "show", "canary"]);
+      return view.nics[0]?.addresses[0];
+    });
+    probe = NetProbe.start(cluster.stateDir, address);
     const runs: Array<Record<Phase, number>> = [];
     for (let i = 1; i <= KILLS; i++) {
-      const run = await oneFailover(cluster);
+      const run = await oneFailover(cluster, probe);
       runs.push(run);
       process.stderr.write(
         `kill ${i}/${KILLS}: guest acking again after ${(run.total / 1000).toFixed(1)} s\n`,
@@ -128,6 +157,7 @@ async function main(): Promise<void> {
     );
     if (!clean || doubles.length > 0) process.exitCode = 1;
   } finally {
+    probe?.stop();
     await cluster.stop();
   }
 }

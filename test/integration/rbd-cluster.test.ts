@@ -14,7 +14,9 @@ import { highestAckInLog, verifyCanaryImage } from "../../src/core/canary.js";
 import { findDoubleRuns } from "../../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../../src/core/model.js";
 import { isAlive } from "../../src/lib/process.js";
+import { labNetworkFor } from "../../src/cli/local-network.js";
 import { eventually, TestCluster } from "./harness.js";
+import { NetProbe } from "./net-probe.js";
 
 describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
   let cluster: TestCluster;
@@ -325,20 +327,37 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
   }
 
   test("the leader's node is killed: a new leader runs its fence agent, fences and recovers its guest; back, the fence is lifted", async (t) => {
-    const before = await startCanary("canary");
+    const before = await startCanary("canary", "--nic", `bridge=${labNetworkFor(cluster.stateDir).bridge}`);
     const victim = before.node!;
+    const nic = await eventually("the canary's address", async () => {
+      const view = await show("canary");
+      return view.nics[0]?.addresses.length ? view.nics[0] : undefined;
+    });
+    const probe = NetProbe.start(cluster.stateDir, nic.addresses[0]!);
     await makeLeader(victim);
     const marker = join(cluster.stateDir, "fence-agent.log");
     const agent = join(cluster.stateDir, "fence-agent.sh");
     await writeFile(agent, `#!/bin/sh\necho "$HAVEN_FENCE_NODE $1" >> ${marker}\n`, { mode: 0o755 });
     await ok(["fence", "agent", "set", victim, "--", agent, "--off"]);
 
+    await probe.answerAfter(0);
     const killedAt = Date.now();
     await ok(["node", "kill", victim]);
     const after = await runningElsewhere(victim, "canary acking on another node");
-    t.diagnostic(
-      `acking again on ${after.node} ${Date.now() - killedAt} ms after the leader ${victim} was killed`,
-    );
+    const recoveredAt = Date.now();
+    try {
+      const answer = await probe.answerAfter(recoveredAt, "an answer over the network from the new node");
+      const lastBefore = probe.answers.filter((a) => a.at < killedAt).at(-1)!;
+      assert.ok(answer.seq > lastBefore.seq, `the recovered guest goes on from its disk (${answer.seq})`);
+      const moved = (await show("canary")).nics[0]!;
+      assert.deepEqual([moved.mac, moved.addresses], [nic.mac, nic.addresses], "same MAC and address");
+      t.diagnostic(
+        `acking again on ${after.node} ${Date.now() - killedAt} ms after the leader ${victim} was killed; ` +
+          `a network client saw no answer for ${probe.outage(killedAt, answer.at)} ms`,
+      );
+    } finally {
+      probe.stop();
+    }
     const newLeader = await leader();
     assert.ok(newLeader && newLeader !== victim, `a new leader (${newLeader}) took over`);
     assert.equal(

@@ -1,0 +1,66 @@
+// What a network client of a guest sees: a client inside the cluster's guest network asks the canary for its
+// last ack every 20 ms, and the outage of an event is the longest time between two answers around it.
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { labNetworkFor } from "../../src/cli/local-network.js";
+import { eventually, REPO_ROOT } from "./harness.js";
+
+export interface Answer {
+  at: number;
+  seq: number;
+}
+
+export class NetProbe {
+  readonly answers: Answer[] = [];
+  private buffered = "";
+
+  private constructor(private readonly child: ChildProcess) {
+    child.stdout!.on("data", (chunk: Buffer) => {
+      const lines = (this.buffered + chunk.toString()).split("\n");
+      this.buffered = lines.pop() ?? "";
+      for (const line of lines) {
+        const [at, seq] = line.split(" ").map(Number);
+        if (Number.isFinite(at) && Number.isFinite(seq)) this.answers.push({ at: at!, seq: seq! });
+      }
+    });
+  }
+
+  /** Starts asking `address` (the canary's DHCP address) from the guest network of the cluster in stateDir. */
+  static start(stateDir: string, address: string): NetProbe {
+    const client = join(REPO_ROOT, "dist", "test", "integration", "net-probe-client.js");
+    const { namespace } = labNetworkFor(stateDir);
+    const child = spawn(
+      "ip",
+      ["netns", "exec", namespace, process.execPath, client, address, "80", "20", stateDir],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    return new NetProbe(child);
+  }
+
+  /** Waits for the first answer at or after `time`. */
+  answerAfter(time: number, what = "an answer over the network"): Promise<Answer> {
+    return eventually(
+      what,
+      () => Promise.resolve(this.answers.find((answer) => answer.at >= time)),
+      120_000,
+      50,
+    );
+  }
+
+  /**
+   * The longest silence a client saw across an event that began at `from` and was over by `to`: the gap from
+   * the last answer before each silence to the first answer after it, for silences that overlap the event.
+   */
+  outage(from: number, to: number): number {
+    let longest = 0;
+    for (let i = 1; i < this.answers.length; i++) {
+      const [before, after] = [this.answers[i - 1]!, this.answers[i]!];
+      if (after.at >= from && before.at <= to) longest = Math.max(longest, after.at - before.at);
+    }
+    return longest;
+  }
+
+  stop(): void {
+    this.child.kill("SIGKILL");
+  }
+}

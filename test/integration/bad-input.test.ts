@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
-import { TestCluster } from "./harness.js";
+import { SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
-describe("bad input", { timeout: 300_000 }, () => {
+describe("bad input", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   let api: string;
   let token: string;

@@ -7,7 +7,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import type { CanaryReport } from "../../src/core/canary.js";
 import { highestAckInLog } from "../../src/core/canary.js";
 import type { VmView } from "../../src/core/model.js";
-import { eventually, TestCluster } from "./harness.js";
+import { eventually, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
 interface NodeRow {
   name: string;
@@ -15,7 +15,7 @@ interface NodeRow {
   accel: string;
 }
 
-describe("local 3-node cluster", { timeout: 600_000 }, () => {
+describe("local 3-node cluster", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
   const ackAbove = (vm: string, floor: number) =>

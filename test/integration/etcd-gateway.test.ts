@@ -15,8 +15,9 @@ import {
   LeaseNotFoundError,
   type WatchEvent,
 } from "../../src/adapters/etcd/port.js";
+import { SUITE_TIMEOUT } from "./harness.js";
 
-const TEST_TIMEOUT = { timeout: 10_000 };
+const TEST_TIMEOUT = { timeout: 60_000 };
 
 /** Collects watch events as "put k=v@rev" / "delete k@rev" strings. */
 function recorder() {
@@ -41,7 +42,7 @@ async function eventually(condition: () => boolean, what: string, timeoutMs = 30
   }
 }
 
-void describe("GatewayEtcdClient against etcd 3.4", { timeout: 60_000 }, () => {
+void describe("GatewayEtcdClient against etcd 3.4", SUITE_TIMEOUT, () => {
   let dir = "";
   let etcd: LocalEtcd | undefined;
   let client: GatewayEtcdClient;

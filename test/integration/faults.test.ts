@@ -7,7 +7,7 @@ import { isDeepStrictEqual } from "node:util";
 import { after, afterEach, before, describe, test } from "node:test";
 import { commandLine, isAlive, processState } from "../../src/lib/process.js";
 import type { VmView } from "../../src/core/model.js";
-import { eventually, TestCluster } from "./harness.js";
+import { eventually, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
 interface EtcdRow {
   name: string;
@@ -37,7 +37,7 @@ async function refused(target: TestCluster, args: string[], exitCode: number, me
 
 const gone = (pid: number) => !isAlive(pid);
 
-describe("fault commands on a local cluster", { timeout: 300_000 }, () => {
+describe("fault commands on a local cluster", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   /** Processes a test froze: thawed in after() whatever happened, so that cleanup can stop them. */
   const frozen = new Set<number>();
@@ -262,7 +262,7 @@ describe("fault commands on a local cluster", { timeout: 300_000 }, () => {
   });
 });
 
-describe("single-member etcd", { timeout: 120_000 }, () => {
+describe("single-member etcd", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   before(async () => {
     cluster = await startCluster(1, []);

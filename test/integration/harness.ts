@@ -12,6 +12,12 @@ import { thawNode } from "../../src/cli/local-faults.js";
 import type { VmView } from "../../src/core/model.js";
 import { processesMatching, terminate } from "../../src/lib/process.js";
 
+/**
+ * The bound of a whole describe(): a guard against a hang, not against slowness. Each test has its own bound
+ * (scripts/test.js: --test-timeout, 10 min), and a loaded machine may take many times a quiet one's time.
+ */
+export const SUITE_TIMEOUT = { timeout: 3_600_000 };
+
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const HAVEN = join(REPO_ROOT, "bin", "haven.js");
 

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { VmSpec, VmView } from "../../src/core/model.js";
-import { eventually, REPO_ROOT, TestCluster } from "./harness.js";
+import { eventually, REPO_ROOT, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
 const GUEST = join(REPO_ROOT, "guest", "build");
 
@@ -54,7 +54,7 @@ property stonith-enabled=true no-quorum-policy=stop
 rsc_defaults resource-stickiness=100 migration-threshold=3
 `;
 
-describe("import of the seed's crm and libvirt configuration", { timeout: 300_000 }, () => {
+describe("import of the seed's crm and libvirt configuration", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   let dir: string;
   let bridge: string;

@@ -11,12 +11,12 @@ import { findDoubleRuns } from "../../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../../src/core/model.js";
 import { isAlive } from "../../src/lib/process.js";
 import { labNetworkFor } from "../../src/cli/local-network.js";
-import { eventually, TestCluster } from "./harness.js";
+import { eventually, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 import { NetProbe } from "./net-probe.js";
 
 const NODES = ["node1", "node2", "node3"];
 
-describe("live migration", { timeout: 900_000 }, () => {
+describe("live migration", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   before(async () => {
     cluster = await TestCluster.start({ nodes: 3, storage: "rbd" });

@@ -12,13 +12,14 @@ import {
   formatSummary,
   runDifferential,
 } from "../pacemaker/differential.js";
+import { SUITE_TIMEOUT } from "./harness.js";
 
 /** Enough configurations to see every feature combined with the others, within a few minutes. */
 const COUNT = 200;
 
 test(
   `Haven places as Pacemaker does in at least 98 % of ${COUNT} random configurations`,
-  { timeout: 900_000 },
+  SUITE_TIMEOUT,
   async () => {
     const summary = await runDifferential(DEFAULT_SEED, COUNT);
     console.log(formatSummary(summary));

@@ -21,6 +21,7 @@ import { probeAccelerator } from "../../src/adapters/qemu/accel.js";
 import { QemuHypervisor } from "../../src/adapters/qemu/hypervisor.js";
 import type { GuestLaunch } from "../../src/adapters/qemu/port.js";
 import { sleep, waitFor } from "../../src/lib/async.js";
+import { SUITE_TIMEOUT } from "./harness.js";
 
 const root = mkdtempSync(join(tmpdir(), "haven-test-qemu-"));
 const runDir = join(root, "guests");
@@ -98,7 +99,7 @@ after(async () => {
   assert.deepEqual(pgrep("haven.probe=1"), [], "KVM probe QEMU left behind");
 });
 
-void describe("QemuHypervisor with real QEMU (TCG)", { timeout: 180_000 }, () => {
+void describe("QemuHypervisor with real QEMU (TCG)", SUITE_TIMEOUT, () => {
   const vm = "canary1";
   let firstPid = 0;
   const h1 = hypervisor();
@@ -253,7 +254,7 @@ void describe("probeAccelerator", () => {
     assert.deepEqual(choice, { accel: "tcg", reason: `${join(root, "no-such-kvm")} is not usable (ENOENT)` });
   });
 
-  void it("kills a KVM guest that hangs and settles on TCG", { timeout: 120_000 }, async (t) => {
+  void it("kills a KVM guest that hangs and settles on TCG", async (t) => {
     // -S: the vCPU never runs, exactly like a KVM guest that hangs silently.
     const qemuBinary = qemuWrapper("qemu-kvm-hang", underTcg, "-S");
     const choice = await probeAccelerator({
@@ -268,7 +269,7 @@ void describe("probeAccelerator", () => {
     assert.deepEqual(pgrep("haven.probe=1"), [], "the hung QEMU is dead and reaped");
   });
 
-  void it("settles on TCG when QEMU refuses KVM", { timeout: 120_000 }, async () => {
+  void it("settles on TCG when QEMU refuses KVM", async () => {
     const qemuBinary = qemuWrapper("qemu-kvm-refused", 'kvm) echo "no KVM here" >&2; exit 1 ;;');
     const choice = await probeAccelerator({
       kernel: guest.kernel,
@@ -282,7 +283,7 @@ void describe("probeAccelerator", () => {
     });
   });
 
-  void it("chooses KVM when the probe guest boots", { timeout: 180_000 }, async (t) => {
+  void it("chooses KVM when the probe guest boots", async (t) => {
     if (!guest.canary) return t.skip("needs the canary guest (guest/build.sh)");
     const choice = await probeAccelerator({
       kernel: guest.kernel,
@@ -297,7 +298,7 @@ void describe("probeAccelerator", () => {
     assert.match(choice.reason, /^KVM guest booted in \d+\.\d s$/);
   });
 
-  void it("answers for this machine what this machine has", { timeout: 120_000 }, async (t) => {
+  void it("answers for this machine what this machine has", async (t) => {
     const choice = await probeAccelerator({ kernel: guest.kernel, initrd: guest.initrd });
     t.diagnostic(`probe: ${choice.accel}: ${choice.reason}`);
     let kvmOpens = true;

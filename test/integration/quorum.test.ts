@@ -5,11 +5,11 @@ import { after, afterEach, before, beforeEach, describe, test } from "node:test"
 import type { CanaryReport } from "../../src/core/canary.js";
 import type { VmView } from "../../src/core/model.js";
 import { isAlive, processesMatching } from "../../src/lib/process.js";
-import { eventually, TestCluster } from "./harness.js";
+import { eventually, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
 const LEASE_TTL_MS = 5000;
 
-describe("etcd quorum", { timeout: 300_000 }, () => {
+describe("etcd quorum", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
   const ok = async (args: string[]) => {

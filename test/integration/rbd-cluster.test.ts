@@ -15,10 +15,10 @@ import { findDoubleRuns } from "../../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../../src/core/model.js";
 import { isAlive } from "../../src/lib/process.js";
 import { labNetworkFor } from "../../src/cli/local-network.js";
-import { eventually, TestCluster } from "./harness.js";
+import { eventually, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 import { NetProbe } from "./net-probe.js";
 
-describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
+describe("cluster on Ceph RBD", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   let ceph: RbdStorageConfig;
   const show = (vm: string) => cluster.json<VmView & { spec: unknown }>(["vm", "show", vm]);

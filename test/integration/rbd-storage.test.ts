@@ -15,6 +15,7 @@ import type { CephIdentity } from "../../src/adapters/ceph/exec.js";
 import { openRbdStorage, RbdStorage } from "../../src/adapters/storage/rbd.js";
 import { waitFor } from "../../src/lib/async.js";
 import { processesMatching, terminate } from "../../src/lib/process.js";
+import { SUITE_TIMEOUT } from "./harness.js";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -37,7 +38,7 @@ async function timed<T>(label: string, work: () => Promise<T>, extra?: (ms: numb
   return value;
 }
 
-describe("RBD storage on a real local Ceph", { timeout: 1_200_000 }, () => {
+describe("RBD storage on a real local Ceph", SUITE_TIMEOUT, () => {
   let root: string;
   let cephDir: string;
   let admin: CephIdentity;

@@ -5,9 +5,9 @@ import { after, before, describe, test } from "node:test";
 import type { CanaryReport } from "../../src/core/canary.js";
 import type { VmView } from "../../src/core/model.js";
 import { isAlive, processesMatching } from "../../src/lib/process.js";
-import { eventually, TestCluster } from "./harness.js";
+import { eventually, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
-describe("self-fencing", { timeout: 300_000 }, () => {
+describe("self-fencing", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Build the Haven canary guest from installed Debian packages only:
 #   OUT_DIR/vmlinuz        copy of the newest /boot/vmlinuz-*-cloud-amd64 (linux-image-cloud-amd64)
-#   OUT_DIR/initramfs.img  gzip'd newc cpio: busybox-static + applet symlinks, the virtio-blk
-#                          modules (with their modules.dep dependencies), guest/init, guest/canary.sh
+#   OUT_DIR/initramfs.img  gzip'd newc cpio: busybox-static + applet symlinks, the virtio-blk and
+#                          virtio-net modules (with their modules.dep dependencies), guest/init,
+#                          guest/canary.sh, guest/bench.sh, guest/udhcpc.sh
 # Usage: guest/build.sh OUT_DIR
-# Idempotent: when the inputs (kernel version, busybox, guest/init, guest/*.sh incl. this script)
-# are unchanged, OUT_DIR/.stamp matches and nothing is rebuilt.
+# Idempotent: when the inputs (kernel version, busybox, this script and the files it copies) are
+# unchanged, OUT_DIR/.stamp matches and nothing is rebuilt.
 set -euo pipefail
 
 die() {
@@ -17,8 +18,11 @@ die() {
 OUT=$1
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# Modules needed for /dev/vda (virtio-blk on PCI), dependencies are added from modules.dep.
+# Modules needed for /dev/vda (virtio-blk on PCI), loaded at boot (/etc/haven-modules), and for eth0
+# (virtio-net on PCI), loaded only when the VM has a NIC (/etc/haven-net-modules: those not already
+# loaded, here failover net_failover virtio_net). Dependencies are added from modules.dep.
 WANT_MODULES=(virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk)
+WANT_NET_MODULES=(virtio_net)
 
 # --- inputs ---------------------------------------------------------------------------------------
 BUSYBOX=/bin/busybox
@@ -38,12 +42,15 @@ KVER=${VMLINUZ#/boot/vmlinuz-}
 [ -r "$VMLINUZ" ] || die "$VMLINUZ is not readable by $(id -un)"
 MODDIR=/lib/modules/$KVER
 [ -r "$MODDIR/modules.dep" ] || die "$MODDIR/modules.dep missing: reinstall the Debian package linux-image-$KVER"
-[ -f "$HERE/init" ] && [ -f "$HERE/canary.sh" ] || die "guest/init or guest/canary.sh missing in $HERE"
+GUEST_FILES=(init canary.sh bench.sh udhcpc.sh) # what goes into the initramfs
+for f in "${GUEST_FILES[@]}"; do
+  [ -f "$HERE/$f" ] || die "guest/$f missing in $HERE"
+done
 
 stamp=$(
   {
     echo "haven-guest 1 $KVER $(stat -c '%s %Y' "$VMLINUZ")"
-    sha256sum "$BUSYBOX" "$HERE/init" "$HERE"/*.sh | cut -d' ' -f1
+    sha256sum "$BUSYBOX" "$HERE/build.sh" "${GUEST_FILES[@]/#/$HERE/}" | cut -d' ' -f1
   } | sha256sum | cut -d' ' -f1
 )
 if [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initramfs.img" ] && [ -f "$OUT/.stamp" ] &&
@@ -93,9 +100,15 @@ visit() {
   order+=("$n")
 }
 for m in "${WANT_MODULES[@]}"; do visit "$m"; done
+nboot=${#order[@]}
+for m in "${WANT_NET_MODULES[@]}"; do visit "$m"; done
 
 : >"$root/etc/haven-modules"
-for n in "${order[@]}"; do
+: >"$root/etc/haven-net-modules"
+list=haven-modules
+for i in "${!order[@]}"; do
+  n=${order[$i]}
+  [ "$i" -lt "$nboot" ] || list=haven-net-modules
   src=$MODDIR/${modpath[$n]}
   dst=$root/lib/modules/$KVER/$n.ko
   case $src in
@@ -107,12 +120,17 @@ for n in "${order[@]}"; do
   *.ko.gz) gzip -dc "$src" >"$dst" ;;
   *) cp "$src" "$dst" ;;
   esac
-  echo "$KVER/$n.ko" >>"$root/etc/haven-modules"
+  echo "$KVER/$n.ko" >>"$root/etc/$list"
 done
 
 install -m 0755 "$HERE/init" "$root/init"
 install -m 0755 "$HERE/canary.sh" "$root/canary.sh"
 install -m 0755 "$HERE/bench.sh" "$root/bench.sh"
+install -m 0755 "$HERE/udhcpc.sh" "$root/etc/udhcpc.sh"
+# /www: what the guest serves on port 80 (the canary's last ack); as plain text, not the HTML busybox
+# httpd assumes for index.html.
+mkdir "$root/www"
+echo '.html:text/plain' >"$root/etc/httpd.conf"
 cat >"$root/etc/fstab" <<'EOF'
 proc /proc proc defaults 0 0
 sysfs /sys sysfs defaults 0 0

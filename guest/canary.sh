@@ -12,11 +12,14 @@
 # "canary: write failed seq <N>" and is retried every second, never acked.
 # On start it resumes after the highest valid record ("canary: resume after <seq>").
 # Kernel parameter haven.canary.interval_ms=N (default 100) sets the pause between records.
+# With CANARY_ACK_FILE=PATH (guest/init sets it when the VM has a NIC) each "ack <seq>" line is also
+# written to PATH, which the guest serves on TCP port 80.
 # src/core/canary.ts is the verifier for this format.
 
 set -u
 DEV=${1:-/dev/vda}
 WORK=${CANARY_WORK:-/tmp/canary}
+ACK_FILE=${CANARY_ACK_FILE:-}
 HEADER="HAVEN-CANARY v1"
 
 idle() {
@@ -244,6 +247,9 @@ while :; do
 		nap 1000
 	done
 	echo "ack $seq"
+	# Overwritten in place, never truncated (1<> opens without O_TRUNC): the line only ever grows,
+	# so a reader sees a whole "ack <seq>" line, never an empty file. A builtin and a redirect: no fork.
+	[ -z "$ACK_FILE" ] || echo "ack $seq" 2>/dev/null 1<>"$ACK_FILE"
 	prev=$CK seq=$((seq + 1))
 	[ "$interval_ms" -eq 0 ] || nap "$interval_ms"
 done

@@ -192,11 +192,14 @@ async function startQemu(side: Side, launch: GuestLaunch, options: RawMigrationO
     consoleSocket: join(side.dir, "console.sock"),
     serialLog: join(side.dir, "serial.log"),
     pidFile: join(side.dir, "qemu.pid"),
+    guestAgentSocket: join(side.dir, "qga.sock"),
   };
   const mode = incoming ? { incoming: { tlsDir: side.tlsDir } } : {};
   await run(options.qemuBinary ?? "qemu-system-x86_64", buildQemuArgs(launch, paths, mode));
   side.pid = Number((await readFile(paths.pidFile, "utf8")).trim());
   side.qmp = await QmpClient.connect(paths.qmpSocket);
+  // A booting QEMU waits paused (-S) until it is told to run.
+  if (!incoming) await side.qmp.cont();
 }
 
 /** Quits the QEMU of `side` (SIGKILL when `force` or when quit does not end it) and waits until it is gone. */

@@ -1,6 +1,5 @@
 // The node agent: runs the guests the controller placed on this node, and reports what it observes.
 // It never restarts a crashed guest by itself; the controller decides (restart limit, relocation).
-import { open } from "node:fs/promises";
 import { emptyVmMaps, type ClusterStore, type VmMaps } from "../adapters/etcd/cluster-store.js";
 import type {
   Accelerator,
@@ -10,6 +9,8 @@ import type {
   MigrationProgress,
 } from "../adapters/qemu/port.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
+import { GuestActions, GuestInfoPoller } from "./guest-care.js";
+import { guestLaunch } from "./guest-launch.js";
 import { planAgent, SELF_FENCE_REASON, type AgentAction, type LocalOutcome } from "../core/agent-plan.js";
 import { highestAckInLog } from "../core/canary.js";
 import type {
@@ -22,8 +23,10 @@ import type {
   VmSpec,
   VmStatus,
 } from "../core/model.js";
-import { serialized, sleep } from "../lib/async.js";
+import { serialized } from "../lib/async.js";
+import { isoNow, systemClock, type Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
+import { consoleLogFiles, type ConsoleLogs } from "./console-log.js";
 
 export interface AgentDeps {
   node: string;
@@ -42,6 +45,10 @@ export interface AgentDeps {
   /** Where incoming migrations listen (this node's address) and this node's TLS credentials for them. */
   migration: { host: string; tlsDir?: string };
   log: Logger;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Where canary guests print their acks; default: the log files of the hypervisor's consolePaths. */
+  consoleLogs?: ConsoleLogs;
 }
 
 const TICK_MS = 1000;
@@ -65,7 +72,11 @@ export class Agent {
   private readonly busy = new Map<string, "starting" | "stopping">();
   private readonly reported = new Map<string, string>();
   private readonly acks = new Map<string, number>();
+  /** Where the current QEMU's output begins in the guest's console log (the log outlives each QEMU). */
+  private readonly consoleFrom = new Map<string, number>();
   private readonly rbdClients = new Map<string, string[]>();
+  /** RBD clients that had the guest's disks open before its QEMU here started: not this QEMU's. */
+  private readonly othersClients = new Map<string, string[]>();
   private readonly pendingEvents: Array<{ event: Omit<HavenEvent, "time">; at: Date }> = [];
   private flushing = false;
   /** Guests this agent is stopping or killing, with the event their end is recorded as. */
@@ -84,12 +95,26 @@ export class Agent {
   /** Incoming migrations whose QEMU failed here: never started again. */
   private readonly failedIncoming = new Set<string>();
   readonly reconcile: () => void;
+  private readonly clock: Clock;
+  private readonly consoleLogs: ConsoleLogs;
+  private readonly guestInfo: GuestInfoPoller;
+  private readonly actions: GuestActions;
 
   constructor(private readonly deps: AgentDeps) {
+    this.clock = deps.clock ?? systemClock;
+    this.consoleLogs = deps.consoleLogs ?? consoleLogFiles((vm) => deps.hypervisor.consolePaths(vm).log);
     this.reconcile = serialized(
       () => this.reconcileOnce(),
       (err) => deps.log.error("reconcile failed", { err }),
     );
+    this.guestInfo = new GuestInfoPoller(deps.hypervisor, this.clock, () => this.reconcile());
+    this.actions = new GuestActions({
+      node: deps.node,
+      store: deps.store,
+      hypervisor: deps.hypervisor,
+      log: deps.log,
+      event: (type, vm, reason) => this.event(type, vm, reason),
+    });
   }
 
   /** How many QEMUs this agent runs right now. */
@@ -127,7 +152,7 @@ export class Agent {
     );
     const guard = this.guardLease(signal);
     while (!signal.aborted) {
-      await sleep(TICK_MS, signal);
+      await this.clock.sleep(TICK_MS, signal);
       this.reconcile();
     }
     await guard;
@@ -139,7 +164,7 @@ export class Agent {
   private async guardLease(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       if (!this.deps.leaseValid() && this.running.size > 0) await this.selfFence();
-      await sleep(LEASE_GUARD_MS, signal);
+      await this.clock.sleep(LEASE_GUARD_MS, signal);
     }
   }
 
@@ -156,10 +181,38 @@ export class Agent {
         }),
       ),
     );
-    const marginMs = Math.round(this.deps.leaseExpiresAt() - Date.now());
+    const marginMs = Math.round(this.deps.leaseExpiresAt() - this.clock.now());
     if (marginMs <= 0) this.deps.log.error("self-fencing ended after the lease could expire", { marginMs });
     const reason = `${SELF_FENCE_REASON}; its guests were killed ${Math.abs(marginMs)} ms ${marginMs > 0 ? "before" : "AFTER"} the lease could expire`;
     for (const guest of victims) this.event("self-fenced", guest.vm, reason);
+  }
+
+  /**
+   * Before the agent runs: a havend that starts without being able to register (etcd out of reach) cannot
+   * vouch for the QEMUs it finds, since the lease they ran under may run out any moment (invariant 2). They
+   * are killed at once and reported self-fenced once etcd answers; the controller then restarts them.
+   */
+  async fenceOrphans(): Promise<void> {
+    const orphans = await this.deps.hypervisor.list();
+    if (orphans.length === 0) return;
+    this.deps.log.warn("no lease vouches for the guests found here: killing them", {
+      vms: orphans.map((g) => g.vm),
+    });
+    await Promise.all(
+      orphans.map((guest) =>
+        this.deps.hypervisor.kill(guest.vm).catch((err: unknown) => {
+          this.deps.log.error("self-fencing kill failed", { vm: guest.vm, err });
+        }),
+      ),
+    );
+    for (const guest of orphans) {
+      this.outcomes.set(guest.vm, {
+        generation: guest.generation,
+        state: "fenced",
+        message: SELF_FENCE_REASON,
+      });
+      this.event("self-fenced", guest.vm, SELF_FENCE_REASON);
+    }
   }
 
   /** A crash reported by an earlier run of this agent stays a crash: the controller decides what follows. */
@@ -182,6 +235,9 @@ export class Agent {
     this.outcomes.delete(vm);
     this.acks.delete(vm);
     this.rbdClients.delete(vm);
+    this.othersClients.delete(vm);
+    this.consoleFrom.delete(vm);
+    this.guestInfo.forget(vm);
     this.reported.delete(vm);
   }
 
@@ -239,9 +295,20 @@ export class Agent {
     await this.forgetEndedMigrations();
     await this.flushEvents();
     await this.publishGuests();
+    this.actions.run(this.vms.actions, (vm) => this.runningHere(vm)?.generation);
+    this.guestInfo.refresh([...this.running.keys()].filter((vm) => !this.vms.specs.get(vm)?.canary));
     await this.readCanaryAcks();
     await this.readRbdClients();
     await this.reportStatuses();
+  }
+
+  /** The guest's QEMU here, when this node is where it is placed (not a migration target waiting for it). */
+  private runningHere(vm: string): GuestProcess | undefined {
+    const guest = this.running.get(vm);
+    const placement = this.vms.placements.get(vm);
+    return guest && placement?.node === this.deps.node && placement.generation === guest.generation
+      ? guest
+      : undefined;
   }
 
   private async execute(action: Exclude<AgentAction, { type: "migrate" }>): Promise<void> {
@@ -252,6 +319,8 @@ export class Agent {
       if (action.type !== "incoming") await this.reportStatuses();
       if (action.type === "start") await this.start(action.vm, action.generation);
       else if (action.type === "incoming") await this.receiveGuest(action.vm, action.migration);
+      // Gone while its status was written (self-fenced by the lease guard, or crashed): its end is recorded.
+      else if (!this.running.has(action.vm)) return;
       else if (action.type === "stop") {
         log.info("stopping guest", { vm: action.vm, reason: action.reason });
         this.ending.set(action.vm, { type: "stopped", reason: action.reason });
@@ -277,10 +346,10 @@ export class Agent {
     const spec = this.vms.specs.get(vm);
     if (!spec || !this.deps.leaseValid()) return;
     try {
+      await this.forgetEarlierRun(vm, false);
       const guest = await this.deps.hypervisor.start(this.launchOf(spec, generation));
       this.running.set(vm, guest);
       this.outcomes.delete(vm);
-      this.rbdClients.delete(vm);
       // The lease may have run out while QEMU started (a frozen node): the guest may be running elsewhere by
       // now, and this QEMU's disk client was never fenced. It goes at once, as self-fenced.
       if (!this.deps.leaseValid()) return await this.selfFence();
@@ -294,6 +363,23 @@ export class Agent {
     }
   }
 
+  /**
+   * What this node remembers of an earlier run of the guest here (its last ack, its RBD clients) is not about
+   * the QEMU that starts now. The guest's console log is kept across runs: acks count from its current end. A
+   * migration target notes the clients that already have the disks open: the source's, not its own.
+   */
+  private async forgetEarlierRun(vm: string, incoming: boolean): Promise<void> {
+    this.acks.delete(vm);
+    this.rbdClients.delete(vm);
+    const disks = incoming ? (this.vms.specs.get(vm)?.disks ?? []) : [];
+    const [from, ...lists] = await Promise.all([
+      this.consoleLogs.size(vm),
+      ...disks.map((disk) => this.deps.storage.watchers(disk.image).catch(() => [])),
+    ]);
+    this.consoleFrom.set(vm, from);
+    this.othersClients.set(vm, lists.flat());
+  }
+
   /** Target side: a QEMU waiting for the guest, reported to etcd with the URI the source must send it to. */
   private async receiveGuest(vm: string, migration: Migration): Promise<void> {
     const spec = this.vms.specs.get(vm);
@@ -303,6 +389,7 @@ export class Agent {
     try {
       if (migration.settings.transport === "tls" && !tlsDir)
         throw new Error(`node ${this.deps.node} has no migration TLS credentials`);
+      await this.forgetEarlierRun(vm, true);
       const { guest, uri } = await this.deps.hypervisor.startIncoming(
         this.launchOf(spec, migration.generation),
         {
@@ -339,16 +426,20 @@ export class Agent {
       const record = this.incoming.get(vm);
       if (record?.id !== id) return;
       if (arrived) {
+        // Switches learn the guest's new port now rather than when it next sends something.
+        await this.deps.hypervisor
+          .announce(vm)
+          .catch((err: unknown) => this.deps.log.warn("announce-self failed", { vm, err }));
         await this.reportIncoming(vm, { ...record, state: "running" });
         this.event("arrived", vm, `the guest runs here (QEMU pid ${this.running.get(vm)?.pid})`);
         return;
       }
-      await sleep(ARRIVAL_POLL_MS, this.stopping);
+      await this.clock.sleep(ARRIVAL_POLL_MS, this.stopping);
     }
   }
 
   private async reportIncoming(vm: string, incoming: Omit<Incoming, "updatedAt">): Promise<void> {
-    const report = { ...incoming, updatedAt: new Date().toISOString() };
+    const report = { ...incoming, updatedAt: isoNow(this.clock) };
     this.incoming.set(vm, report);
     await this.deps.store
       .putIncoming(vm, report, this.deps.lease())
@@ -359,14 +450,15 @@ export class Agent {
   private async sendGuest(vm: string, migration: Migration, uri: string): Promise<void> {
     const { hypervisor, log } = this.deps;
     this.outgoingIds.add(migration.id);
-    const started = Date.now();
+    const now = () => this.clock.now();
+    const started = now();
     const host = uri.split(":").slice(1, -1).join(":");
     const { settings } = migration;
     let reportedAt = 0;
     const report = async (progress: Omit<Outgoing, "id" | "elapsedMs">, force = false) => {
-      this.outgoing.set(vm, { id: migration.id, elapsedMs: Date.now() - started, ...progress });
-      if (!force && Date.now() - reportedAt < PROGRESS_REPORT_MS) return;
-      reportedAt = Date.now();
+      this.outgoing.set(vm, { id: migration.id, elapsedMs: now() - started, ...progress });
+      if (!force && now() - reportedAt < PROGRESS_REPORT_MS) return;
+      reportedAt = now();
       await this.reportStatuses().catch(() => undefined);
     };
     const fail = (message: string) =>
@@ -406,7 +498,7 @@ export class Agent {
       const flipped = placement?.node === migration.to && placement.generation >= migration.generation;
       if (this.stopping.aborted || (state !== "completed" && flipped)) return;
       const cancelling = state === "migrating" && (placed?.id !== migration.id || placed.cancel);
-      const timedOut = state === "migrating" && Date.now() - started > settings.timeoutSeconds * 1000;
+      const timedOut = state === "migrating" && now() - started > settings.timeoutSeconds * 1000;
       if (cancelling || timedOut) {
         await hypervisor.cancelMigration(vm).catch(() => undefined);
         const why = timedOut ? `timed out after ${settings.timeoutSeconds} s` : "cancelled";
@@ -420,7 +512,7 @@ export class Agent {
         this.event(
           "migration-sent",
           vm,
-          `sent to ${migration.to} in ${Date.now() - started} ms, downtime ${progress.downtimeMs ?? "?"} ms`,
+          `sent to ${migration.to} in ${now() - started} ms, downtime ${progress.downtimeMs ?? "?"} ms`,
         );
         return;
       }
@@ -428,7 +520,7 @@ export class Agent {
         this.event("migration-send-failed", vm, error ?? `QEMU reports ${status}`);
         return;
       }
-      await sleep(MIGRATION_POLL_MS, this.stopping);
+      await this.clock.sleep(MIGRATION_POLL_MS, this.stopping);
     }
   }
 
@@ -447,20 +539,10 @@ export class Agent {
   }
 
   private launchOf(spec: VmSpec, generation: number): GuestLaunch {
-    return {
-      vm: spec.name,
-      generation,
-      memoryMb: spec.memoryMb,
-      vcpus: spec.vcpus,
-      kernel: spec.kernel,
-      initrd: spec.initrd,
-      append: spec.append,
-      disks: spec.disks.map((disk) => ({
-        image: disk.image,
-        source: this.deps.storage.driveSource(disk.image, this.deps.node),
-      })),
+    return guestLaunch(spec, generation, {
       accel: this.deps.accel,
-    };
+      source: (image, pool) => this.deps.storage.driveSource(image, this.deps.node, pool),
+    });
   }
 
   private async publishGuests(): Promise<void> {
@@ -473,7 +555,10 @@ export class Agent {
     this.publishedGuests = fingerprint;
   }
 
-  /** The RBD client addresses of each running guest's QEMU, which fencing will blocklist. */
+  /**
+   * The RBD client addresses of each running guest's QEMU, which fencing will blocklist: the disks' clients
+   * but those that had them open before this QEMU started (a migration's source keeps them open until it quits).
+   */
   private async readRbdClients(): Promise<void> {
     for (const vm of this.running.keys()) {
       if (this.rbdClients.get(vm)?.length) continue;
@@ -481,7 +566,8 @@ export class Agent {
       const lists = await Promise.all(
         disks.map((disk) => this.deps.storage.watchers(disk.image).catch(() => [])),
       );
-      this.rbdClients.set(vm, [...new Set(lists.flat())].sort());
+      const others = new Set(this.othersClients.get(vm));
+      this.rbdClients.set(vm, [...new Set(lists.flat())].filter((client) => !others.has(client)).sort());
     }
   }
 
@@ -489,7 +575,7 @@ export class Agent {
   private async readCanaryAcks(): Promise<void> {
     for (const vm of this.running.keys()) {
       if (!this.vms.specs.get(vm)?.canary) continue;
-      const tail = await readTail(this.deps.hypervisor.consolePaths(vm).log, 4096);
+      const tail = await this.consoleLogs.tail(vm, this.consoleFrom.get(vm) ?? 0, 4096);
       const ack = highestAckInLog(tail);
       if (ack > 0) this.acks.set(vm, ack);
       else if (!this.acks.has(vm)) this.acks.set(vm, 0);
@@ -497,8 +583,7 @@ export class Agent {
   }
 
   private desiredStatus(vm: string, placement: Placement): VmStatus | undefined {
-    const now = new Date().toISOString();
-    const base = { node: this.deps.node, generation: placement.generation, updatedAt: now };
+    const base = { node: this.deps.node, generation: placement.generation, updatedAt: isoNow(this.clock) };
     const guest = this.running.get(vm);
     const busy = this.busy.get(vm);
     if (busy === "stopping")
@@ -514,6 +599,7 @@ export class Agent {
         lastAck: this.acks.get(vm),
         rbdClients: this.rbdClients.get(vm),
         outgoing: this.outgoing.get(vm),
+        guest: this.guestInfo.get(vm),
       };
     }
     if (busy === "starting") return { ...base, state: "starting" };
@@ -537,8 +623,8 @@ export class Agent {
       if (!status) continue;
       const fingerprint = JSON.stringify({ ...status, updatedAt: undefined });
       if (this.reported.get(vm) === fingerprint) continue;
-      await this.deps.store.putStatus(vm, status, this.deps.lease());
-      this.reported.set(vm, fingerprint);
+      // Refused when the placement has moved on (this view is stale): tried again with the next view.
+      if (await this.deps.store.putStatus(vm, status, this.deps.lease())) this.reported.set(vm, fingerprint);
     }
   }
 
@@ -551,7 +637,10 @@ export class Agent {
   /** Records an event; while etcd is unreachable events wait in order (with their own time) and go later. */
   private event(type: string, vm: string, reason: string): void {
     if (this.pendingEvents.length >= MAX_PENDING_EVENTS) this.pendingEvents.shift();
-    this.pendingEvents.push({ event: { type, vm, node: this.deps.node, reason }, at: new Date() });
+    this.pendingEvents.push({
+      event: { type, vm, node: this.deps.node, reason },
+      at: new Date(this.clock.now()),
+    });
     void this.flushEvents();
   }
 
@@ -573,17 +662,3 @@ export class Agent {
 }
 
 const emptyProgress = { transferredBytes: 0, remainingBytes: 0, totalBytes: 0, mbps: 0 };
-
-async function readTail(path: string, bytes: number): Promise<string> {
-  const file = await open(path, "r").catch(() => undefined);
-  if (!file) return "";
-  try {
-    const { size } = await file.stat();
-    const length = Math.min(bytes, size);
-    const buffer = Buffer.alloc(length);
-    await file.read(buffer, 0, length, size - length);
-    return buffer.toString("latin1");
-  } finally {
-    await file.close();
-  }
-}

@@ -31,6 +31,8 @@ export const nodeConfigSchema = z.object({
       tlsDir: z.string().min(1).optional(),
     })
     .optional(),
+  /** A dnsmasq lease file of the guest network (local clusters): `vm show` reports the addresses it gave. */
+  dhcpLeases: z.string().min(1).optional(),
   /**
    * Optional Linux watchdog (e.g. /dev/watchdog with softdog or a hardware timer), fed while the node may run
    * its guests: a hung agent, or guests outliving the lease, reset the machine. Off unless configured.

@@ -1,5 +1,5 @@
-// havend: the node daemon. Composition root: wires etcd, storage, QEMU, the agent, the controller
-// (when elected) and the HTTP API by hand.
+// havend: the node daemon. Composition root: wires etcd, storage, QEMU and the fence agents into the node's
+// Havend (lease, agent, controller when elected, see havend.ts) and the HTTP API, by hand.
 import { readFileSync } from "node:fs";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
@@ -10,24 +10,23 @@ import { CommandFenceRunner } from "../adapters/fence/command.js";
 import { Watchdog } from "../adapters/fence/watchdog.js";
 import { GatewayEtcdClient } from "../adapters/etcd/gateway-client.js";
 import { probeAccelerator } from "../adapters/qemu/accel.js";
+import { readDhcpLeases } from "../adapters/network/dhcp-leases.js";
+import { LinuxHostNetwork } from "../adapters/network/linux.js";
+import { writeSeedImage } from "../adapters/cloud-init/seed-image.js";
+import { qemuCapabilities } from "../adapters/qemu/capabilities.js";
 import { QemuHypervisor } from "../adapters/qemu/hypervisor.js";
 import type { Accelerator } from "../adapters/qemu/port.js";
 import { cephExtras, openStorage } from "../adapters/storage/config.js";
-import type { StorageBackend, StorageHealth } from "../adapters/storage/port.js";
 import { createApiServer } from "../api/server.js";
 import { HavenService } from "../api/service.js";
 import { ImportService } from "../api/import-service.js";
-import { Controller } from "../controller/controller.js";
 import type { NodeInfo } from "../core/model.js";
-import { DEFAULT_SELF_FENCE_MARGIN_MS, mayFeedWatchdog, mayRunGuests } from "../core/self-fence.js";
-import { sleep } from "../lib/async.js";
+import { systemClock } from "../lib/clock.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { VERSION } from "../lib/version.js";
-import { Agent } from "./agent.js";
 import { loadNodeConfig, type NodeConfig } from "./config.js";
-import { NodeLease } from "./node-lease.js";
-
-const STORAGE_HEALTH_INTERVAL_MS = 10_000;
+import { Havend, nodeConditions } from "./havend.js";
+import { leaseFileAt } from "./node-lease.js";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: "string" } } });
@@ -42,49 +41,39 @@ async function main(): Promise<void> {
   const etcd = new GatewayEtcdClient({ endpoints: config.etcd });
   const store = new ClusterStore(etcd, config.prefix);
   const storage = openStorage(config.storage);
+  const network = new LinuxHostNetwork();
   const hypervisor = new QemuHypervisor({
     runDir: join(config.stateDir, "guests"),
+    network,
     log: (message, fields) => log.child("qemu").info(message, fields),
   });
   const accel = await chooseAccelerator(config, log);
-  const info = nodeInfo(config, accel, await storage.health());
-  const lease = new NodeLease(
-    store,
+  const info = nodeInfo(config, accel, await nodeConditions(storage, network));
+  const havend = new Havend({
     info,
-    config.leaseTtlSeconds,
-    join(config.stateDir, "lease"),
-    log.child("lease"),
-  );
-  await registerUntilReachable(lease, log, shutdown.signal);
-  if (shutdown.signal.aborted) return;
-
-  const leaseValid = () =>
-    mayRunGuests(Date.now(), lease.deadline(config.selfFenceMarginMs ?? DEFAULT_SELF_FENCE_MARGIN_MS));
-  const agent = new Agent({
-    node: config.node,
+    leaseTtlSeconds: config.leaseTtlSeconds,
+    selfFenceMarginMs: config.selfFenceMarginMs,
+    clock: systemClock,
     store,
     hypervisor,
     storage,
-    accel: accel.accel,
-    lease: () => lease.id,
-    leaseValid,
-    leaseExpiresAt: () => lease.deadline(0),
-    publishGuests: (guests) => lease.update({ guests }),
-    migration: { host: config.migration?.host ?? config.listen.host, tlsDir: config.migration?.tlsDir },
-    log: log.child("agent"),
-  });
-  const controller = new Controller({
-    node: config.node,
-    store,
-    storage,
     fenceAgents: new CommandFenceRunner(),
-    lease: () => lease.id,
-    log: log.child("controller"),
+    network,
+    leaseFile: leaseFileAt(join(config.stateDir, "lease")),
+    accel: accel.accel,
+    migration: { host: config.migration?.host ?? config.listen.host, tlsDir: config.migration?.tlsDir },
+    log,
   });
+  await havend.register(shutdown.signal);
+  if (shutdown.signal.aborted) return;
+
   const service = new HavenService(store, storage, {
     name: config.cluster,
     guestDir: config.guestDir,
     ...cephExtras(config.storage),
+    capabilities: () => qemuCapabilities(),
+    writeSeed: writeSeedImage,
+    ...(config.dhcpLeases !== undefined && { dhcpLeases: () => readDhcpLeases(config.dhcpLeases!) }),
   });
   const server = createApiServer({
     service,
@@ -105,19 +94,8 @@ async function main(): Promise<void> {
   if (watchdog) log.info("watchdog armed", { ...config.watchdog });
 
   await Promise.all([
-    lease.keepAlive(
-      shutdown.signal,
-      () => agent.selfFence(),
-      () => agent.resetReported(),
-    ),
-    agent.run(shutdown.signal),
-    controller.run(shutdown.signal),
-    watchStorageHealth(storage, lease, log, shutdown.signal),
-    watchdog?.run(
-      () => mayFeedWatchdog(leaseValid(), agent.runningGuests),
-      config.watchdog!.feedIntervalMs,
-      shutdown.signal,
-    ),
+    havend.run(shutdown.signal),
+    watchdog?.run(() => havend.mayFeedWatchdog(), config.watchdog!.feedIntervalMs, shutdown.signal),
   ]);
   // Guests keep running: a stopped agent is not a stopped node. The next havend re-attaches to them.
   server.close();
@@ -130,7 +108,7 @@ async function main(): Promise<void> {
 function nodeInfo(
   config: NodeConfig,
   accel: { accel: Accelerator; reason: string },
-  storage: StorageHealth,
+  conditions: Pick<NodeInfo, "storage" | "bridges">,
 ): NodeInfo {
   return {
     name: config.node,
@@ -142,7 +120,7 @@ function nodeInfo(
     attributes: config.attributes,
     accel: accel.accel,
     accelReason: accel.reason,
-    storage,
+    ...conditions,
     startedAt: new Date().toISOString(),
     version: VERSION,
   };
@@ -168,40 +146,6 @@ async function chooseAccelerator(
   await writeFile(cacheFile, JSON.stringify(result));
   log.info("accelerator chosen", { ...result });
   return result;
-}
-
-/** Republishes the node record whenever the node's view of storage health changes. */
-async function watchStorageHealth(
-  storage: StorageBackend,
-  lease: NodeLease,
-  log: Logger,
-  signal: AbortSignal,
-): Promise<void> {
-  let last = "";
-  while (!signal.aborted) {
-    const health = await storage.health();
-    const fingerprint = JSON.stringify(health);
-    if (fingerprint !== last) {
-      if (last) log.info("storage health changed", { ...health });
-      await lease
-        .update({ storage: health })
-        .catch((err: unknown) => log.warn("node update failed", { err }));
-      last = fingerprint;
-    }
-    await sleep(STORAGE_HEALTH_INTERVAL_MS, signal);
-  }
-}
-
-async function registerUntilReachable(lease: NodeLease, log: Logger, signal: AbortSignal): Promise<void> {
-  for (let delay = 200; !signal.aborted; delay = Math.min(delay * 2, 5000)) {
-    try {
-      await lease.register();
-      return;
-    } catch (err) {
-      log.warn("cannot register node yet", { err, retryInMs: delay });
-      await sleep(delay, signal);
-    }
-  }
 }
 
 main().catch((err: unknown) => {

@@ -1,15 +1,29 @@
-// The node's liveness in etcd: a lease kept alive every TTL/3 and the node record written under it, so the
-// record vanishes when the node stops renewing. The lease id is kept on disk so that a restarted agent
+// The node's liveness in etcd: a lease kept alive every TTL/5 and the node record written under it, so the
+// record vanishes when the node stops renewing. The lease id is kept in a lease file so that a restarted agent
 // continues the same lease instead of flapping the node offline.
 import { readFile, writeFile } from "node:fs/promises";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import type { NodeInfo } from "../core/model.js";
 import { keepAliveIntervalMs, selfFenceDeadline } from "../core/self-fence.js";
-import { sleep } from "../lib/async.js";
+import type { Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
 
 /** Keep-alives outstanding at once; more only pile up against an etcd that does not answer at all. */
 const MAX_KEEPALIVES_IN_FLIGHT = 4;
+
+/** Where the lease id outlives the havend process ("" when there is none). */
+export interface LeaseFile {
+  read(): Promise<string>;
+  write(leaseId: string): Promise<void>;
+}
+
+/** The lease file in the node's state directory (mode 0600). */
+export function leaseFileAt(path: string): LeaseFile {
+  return {
+    read: () => readFile(path, "utf8").catch(() => ""),
+    write: (leaseId) => writeFile(path, leaseId, { mode: 0o600 }),
+  };
+}
 
 export class NodeLease {
   private leaseId: string | undefined;
@@ -20,7 +34,8 @@ export class NodeLease {
     private readonly store: ClusterStore,
     private info: NodeInfo,
     private readonly ttlSeconds: number,
-    private readonly leaseFile: string,
+    private readonly leaseFile: LeaseFile,
+    private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
 
@@ -32,14 +47,14 @@ export class NodeLease {
 
   /** Registers the node (reusing a still-valid lease from a previous run) and returns the lease id. */
   async register(): Promise<string> {
-    const previous = await readFile(this.leaseFile, "utf8").catch(() => "");
-    const sentAt = Date.now();
-    if (previous.trim() && (await this.store.etcd.keepAlive(previous.trim()).catch(() => 0)) > 0) {
-      this.leaseId = previous.trim();
+    const previous = (await this.leaseFile.read()).trim();
+    const sentAt = this.clock.now();
+    if (previous && (await this.store.etcd.keepAlive(previous).catch(() => 0)) > 0) {
+      this.leaseId = previous;
       this.log.info("continuing lease", { leaseId: this.leaseId });
     } else {
       this.leaseId = await this.store.etcd.grantLease(this.ttlSeconds);
-      await writeFile(this.leaseFile, this.leaseId, { mode: 0o600 });
+      await this.leaseFile.write(this.leaseId);
       this.log.info("lease granted", { leaseId: this.leaseId, ttlSeconds: this.ttlSeconds });
     }
     this.lastRenewSentAt = sentAt;
@@ -85,17 +100,17 @@ export class NodeLease {
         this.log.warn("lease lost, registering again", { leaseId });
         this.lastRenewSentAt = 0;
         await onLost();
-        await writeFile(this.leaseFile, "", { mode: 0o600 });
+        await this.leaseFile.write("");
         onNewLease(await this.register());
       } finally {
         registering = false;
       }
     };
     while (!signal.aborted) {
-      await sleep(intervalMs, signal);
+      await this.clock.sleep(intervalMs, signal);
       if (signal.aborted || registering || inFlight >= MAX_KEEPALIVES_IN_FLIGHT) continue;
       inFlight++;
-      void renew(this.id, Date.now())
+      void renew(this.id, this.clock.now())
         .catch((err: unknown) => this.log.warn("lease keep-alive failed", { err, leaseId: this.leaseId }))
         .finally(() => inFlight--);
     }

@@ -11,19 +11,45 @@ import {
   imageNameSchema,
   memoryMbSchema,
   nameSchema,
+  poolNameSchema,
   vcpusSchema,
   vmPolicyShape,
   migrationDefaultsSchema,
   migrationSettingsSchema,
   vmNameSchema,
 } from "../core/model.js";
+import {
+  cloudInitSchema,
+  cpuModelSchema,
+  diskBusSchema,
+  firmwareSchema,
+  machineTypeSchema,
+  nicSchema,
+  vmDiskSchema,
+} from "../core/hardware.js";
 
-/** The policy a user may change later (`haven vm set`): only the fields named. */
+/** A network card asked for: Haven chooses the MAC when none is given. */
+export const nicRequest = nicSchema.extend({ mac: nicSchema.shape.mac.optional() }).strict();
+export type NicRequest = z.infer<typeof nicRequest>;
+
+/** Hardware a user may change while the VM is stopped (`haven vm set`); lists replace the whole list. */
+export const hardwareShape = {
+  memoryMb: memoryMbSchema,
+  vcpus: vcpusSchema,
+  disks: z.array(vmDiskSchema.strict()).max(32, "at most 32 disks"),
+  nics: z.array(nicRequest).max(16, "at most 16 network cards"),
+  cdrom: z.object({ image: imageNameSchema, pool: poolNameSchema.optional() }).strict().nullable(),
+  cloudInit: cloudInitSchema.strict(),
+};
+
+/** The policy and hardware a user may change later (`haven vm set`): only the fields named. */
 export const updateVmRequest = z
-  .object(vmPolicyShape)
+  .object({ ...vmPolicyShape, ...hardwareShape })
   .partial()
   .strict()
-  .refine((body) => Object.keys(body).length > 0, { message: "nothing to change" });
+  .refine((body) => Object.values(body).some((value) => value !== undefined), {
+    message: "nothing to change",
+  });
 export type UpdateVmRequest = z.infer<typeof updateVmRequest>;
 
 export const createVmRequest = z
@@ -35,7 +61,26 @@ export const createVmRequest = z
     append: z.string().optional(),
     memoryMb: memoryMbSchema.optional(),
     vcpus: vcpusSchema.optional(),
+    /** A blank first disk of this size; with `clone`, the size the clone is grown to. */
     diskSizeMb: diskSizeMbSchema.optional(),
+    /** The boot disk as a new clone of a snapshot (a golden image). */
+    clone: z
+      .object({ image: imageNameSchema, snapshot: nameSchema("snapshot") })
+      .strict()
+      .optional(),
+    /** Existing disks to attach, after the created or cloned one; the first disk boots. */
+    disks: z.array(vmDiskSchema.strict()).max(32).default([]),
+    /** Further blank disks, created as NAME-disk1, NAME-disk2, … */
+    blankDisks: z
+      .array(z.object({ sizeMb: diskSizeMbSchema, bus: diskBusSchema.optional() }).strict())
+      .max(32)
+      .default([]),
+    cdrom: z.object({ image: imageNameSchema, pool: poolNameSchema.optional() }).strict().optional(),
+    firmware: firmwareSchema.optional(),
+    cpu: cpuModelSchema.optional(),
+    machine: machineTypeSchema.optional(),
+    nics: z.array(nicRequest).max(16, "at most 16 network cards").default([]),
+    cloudInit: cloudInitSchema.strict().optional(),
     ha: vmPolicyShape.ha.default(true),
     allowMigrate: vmPolicyShape.allowMigrate.default(true),
     restartLimit: vmPolicyShape.restartLimit.default(3),
@@ -47,8 +92,8 @@ export const createVmRequest = z
     start: z.boolean().default(false),
   })
   .strict()
-  .refine((body) => body.canary !== (body.kernel !== undefined), {
-    message: "give either canary or kernel (with optional initrd and append), not both and not neither",
+  .refine((body) => !(body.canary && body.kernel !== undefined), {
+    message: "give either canary or kernel (with optional initrd and append), not both",
   });
 export type CreateVmRequest = z.infer<typeof createVmRequest>;
 
@@ -57,7 +102,6 @@ export const resizeDiskRequest = z
   .object({ sizeMb: diskSizeMbSchema, allowShrink: z.boolean().default(false) })
   .strict();
 
-export const poolNameSchema = nameSchema("pool");
 export const snapshotNameSchema = nameSchema("snapshot");
 export const snapshotRequest = z.object({ snapshot: snapshotNameSchema }).strict();
 export const cloneRequest = z.object({ snapshot: snapshotNameSchema, target: imageNameSchema }).strict();

@@ -17,10 +17,10 @@ import {
   migrateRequest,
   migrationDefaultsChange,
   updateVmRequest,
-  poolNameSchema,
   resizeDiskRequest,
   snapshotRequest,
 } from "./requests.js";
+import { poolNameSchema } from "../core/names.js";
 import type { HavenService } from "./service.js";
 import type { ImportService } from "./import-service.js";
 import { importCrmRequest, importLibvirtRequest } from "./requests.js";
@@ -84,6 +84,8 @@ function buildRoutes(service: HavenService): Route[] {
     ),
     route("POST", "/v1/vms/:name/start", ([name]) => service.setDesiredState(name!, "started")),
     route("POST", "/v1/vms/:name/stop", ([name]) => service.setDesiredState(name!, "stopped")),
+    route("POST", "/v1/vms/:name/reboot", ([name]) => service.guestAction(name!, "reboot")),
+    route("POST", "/v1/vms/:name/reset", ([name]) => service.guestAction(name!, "reset")),
     route("GET", "/v1/vms/:name/explain", ([name]) => service.explainVm(name!)),
     route("GET", "/v1/vms/:name/canary", ([name]) => service.verifyCanary(name!)),
     route("GET", "/v1/disks", (_, __, query) => service.listDisks(poolOf(query))),

@@ -1,12 +1,13 @@
 // What the API does, independent of HTTP: reads that combine etcd state into views, and writes that
 // validate, keep invariants and roll back half-done work.
 import { randomBytes } from "node:crypto";
+import type { z } from "zod";
 import { access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import type { ImageInfo, StorageBackend } from "../adapters/storage/port.js";
 import { CANARY_SLOT_BYTES, verifyCanaryImage, type CanaryReport } from "../core/canary.js";
-import { conflict, inputError, notFound } from "../core/errors.js";
+import { conflict, inputError, notFound, unavailable } from "../core/errors.js";
 import {
   migrationDefaultsSchema,
   migrationSettingsOf,
@@ -19,22 +20,35 @@ import {
   type NodeInfo,
   type StorageFence,
   type VmSpec,
+  type VmAction,
   type VmView,
 } from "../core/model.js";
+import { ownedImages, ownerOf } from "../core/hardware.js";
 import { nodeLoads } from "../core/placement.js";
 import { explainPlacement } from "../core/placement-rules.js";
 import { orderRefusal } from "../core/scheduler/prepare.js";
 import type { OrderConstraint } from "../core/scheduler/types.js";
-import { Rollback } from "../lib/rollback.js";
+import { isoNow } from "../lib/clock.js";
 import {
   ConstraintStore,
   describeConstraint,
   type StoredConstraint,
 } from "../adapters/etcd/constraint-store.js";
-import type { CreateVmRequest, ManualConstraint, MigrateRequest, UpdateVmRequest } from "./requests.js";
+import type { QemuCapabilities } from "../adapters/qemu/capabilities.js";
+import {
+  createVmRequest,
+  type ManualConstraint,
+  type MigrateRequest,
+  type UpdateVmRequest,
+} from "./requests.js";
+import { buildVm, changeHardware, type VmBuilderDeps } from "./vm-builder.js";
 
-export const CANARY_DEFAULTS = { memoryMb: 128, vcpus: 1, diskSizeMb: 64, stopGraceSeconds: 0 };
+/** A create request as a caller writes it: defaults may be left out. */
+export type CreateVmInput = z.input<typeof createVmRequest>;
+
 const MB = 1024 * 1024;
+/** How long a reboot, reset or disk growth may take its node before the API gives up waiting. */
+const ACTION_TIMEOUT_MS = 60_000;
 
 export interface NodeView {
   name: string;
@@ -45,6 +59,8 @@ export interface NodeView {
   capacity: NodeInfo["capacity"];
   used: { vcpus: number; memoryMb: number };
   storage: NodeInfo["storage"];
+  /** Bridges guests' network cards can plug into on this node. */
+  bridges: string[];
   vms: string[];
   attributes: Record<string, string>;
   /** In maintenance: takes no guests, and its guests are moved away. */
@@ -62,8 +78,27 @@ export class HavenService {
       cephStatus?: () => Promise<unknown>;
       /** The backend for another pool than the default one (RBD only); rejects with NOT_FOUND for a missing pool. */
       storageForPool?: (pool: string) => Promise<StorageBackend>;
+      /** What this node's QEMU offers (machine types, CPU models, UEFI). */
+      capabilities: () => Promise<QemuCapabilities>;
+      /** Writes a cloud-init seed image to the storage. */
+      writeSeed: VmBuilderDeps["writeSeed"];
+      /** The guest network's DHCP leases (MAC → address), where Haven runs its DHCP server. */
+      dhcpLeases?: () => Promise<Map<string, string>>;
     },
-  ) {}
+    /** Ids of migration requests (the simulator counts them). Times come from the store's clock. */
+    private readonly newRequestId: () => string = () => randomBytes(6).toString("hex"),
+  ) {
+    this.builder = {
+      store,
+      storageFor: (pool) => this.storageFor(pool),
+      guestDir: cluster.guestDir,
+      capabilities: cluster.capabilities,
+      writeSeed: cluster.writeSeed,
+      random: (bytes) => randomBytes(bytes),
+    };
+  }
+
+  private readonly builder: VmBuilderDeps;
 
   // --- reads ---
   async status() {
@@ -113,6 +148,7 @@ export class HavenService {
       capacity: node.capacity,
       used: { vcpus: usedVcpus, memoryMb: usedMemoryMb },
       storage: node.storage,
+      bridges: node.bridges ?? [],
       vms: [...vms.placements]
         .filter(([, p]) => p.node === node.name)
         .map(([vm]) => vm)
@@ -123,19 +159,27 @@ export class HavenService {
   }
 
   async listVms(): Promise<VmView[]> {
-    const { specs, placements, statuses } = await this.store.snapshotVms();
+    const [{ specs, placements, statuses }, leases] = await Promise.all([
+      this.store.snapshotVms(),
+      this.dhcpLeases(),
+    ]);
     return [...specs.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((spec) => viewVm(spec, placements.get(spec.name), statuses.get(spec.name)));
+      .map((spec) => withLeases(viewVm(spec, placements.get(spec.name), statuses.get(spec.name)), leases));
   }
 
   async showVm(name: string): Promise<VmView & { spec: VmSpec }> {
     const spec = await this.requireSpec(name);
-    const [placement, status] = await Promise.all([
+    const [placement, status, leases] = await Promise.all([
       this.store.getPlacement(name),
       this.store.getStatus(name),
+      this.dhcpLeases(),
     ]);
-    return { ...viewVm(spec.value, placement?.value, status), spec: spec.value };
+    return { ...withLeases(viewVm(spec.value, placement?.value, status), leases), spec: spec.value };
+  }
+
+  private dhcpLeases(): Promise<Map<string, string>> {
+    return this.cluster.dhcpLeases?.() ?? Promise.resolve(new Map<string, string>());
   }
 
   async events(limit: number, after?: string): Promise<Array<HavenEvent & { id: string }>> {
@@ -156,54 +200,10 @@ export class HavenService {
   }
 
   // --- VM writes ---
-  async createVm(request: CreateVmRequest): Promise<VmView> {
-    if (await this.store.getSpec(request.name)) throw conflict(`VM ${request.name} already exists`);
-    const kernel = request.canary ? join(this.cluster.guestDir, "vmlinuz") : request.kernel!;
-    const initrd = request.canary ? join(this.cluster.guestDir, "initramfs.img") : request.initrd;
-    await requireFile(kernel, request.canary ? "canary kernel (run the setup to build the guest)" : "kernel");
-    if (initrd) await requireFile(initrd, request.canary ? "canary initramfs" : "initrd");
-    const diskSizeMb = request.diskSizeMb ?? (request.canary ? CANARY_DEFAULTS.diskSizeMb : undefined);
-    const image = `${request.name}-disk0`;
-    const rollback = new Rollback();
-    try {
-      if (diskSizeMb !== undefined) {
-        await this.storage.create(image, diskSizeMb * MB);
-        rollback.push(() => this.storage.delete(image));
-      }
-      const spec: VmSpec = {
-        name: request.name,
-        state: request.start ? "started" : "stopped",
-        memoryMb: request.memoryMb ?? (request.canary ? CANARY_DEFAULTS.memoryMb : 512),
-        vcpus: request.vcpus ?? 1,
-        kernel,
-        initrd,
-        append: request.canary ? "console=ttyS0 quiet cryptomgr.notests" : request.append,
-        disks: diskSizeMb !== undefined ? [{ image }] : [],
-        canary: request.canary,
-        restartLimit: request.restartLimit,
-        relocateLimit: request.relocateLimit,
-        failureTimeoutSeconds: request.failureTimeoutSeconds,
-        priority: request.priority,
-        stickiness: request.stickiness,
-        ha: request.ha,
-        allowMigrate: request.allowMigrate,
-        stopGraceSeconds:
-          request.stopGraceSeconds ?? (request.canary ? CANARY_DEFAULTS.stopGraceSeconds : 30),
-        createdAt: new Date().toISOString(),
-      };
-      await this.store.createSpec(spec);
-      rollback.clear();
-      await this.store.appendEvent({ type: "created", vm: spec.name, reason: "created by user" });
-      return viewVm(spec, undefined, undefined);
-    } catch (err) {
-      const failures = await rollback.run();
-      if (failures.length > 0) {
-        throw new Error(
-          `${(err as Error).message}; rollback also failed: ${failures.map(String).join("; ")}`,
-        );
-      }
-      throw err;
-    }
+  async createVm(input: CreateVmInput): Promise<VmView> {
+    const spec = await buildVm(this.builder, createVmRequest.parse(input));
+    await this.store.appendEvent({ type: "created", vm: spec.name, reason: "created by user" });
+    return viewVm(spec, undefined, undefined);
   }
 
   async setDesiredState(name: string, state: "started" | "stopped"): Promise<VmView> {
@@ -219,11 +219,23 @@ export class HavenService {
     return (await this.showVm(name)) satisfies VmView;
   }
 
-  /** Changes a VM's HA policy; the controller applies it from its next decision on. */
-  async updateVm(name: string, change: UpdateVmRequest): Promise<VmView & { spec: VmSpec }> {
+  /** Changes a VM's policy (applied from the controller's next decision) and, while it is stopped, its hardware. */
+  async updateVm(name: string, request: UpdateVmRequest): Promise<VmView & { spec: VmSpec }> {
     const { value: spec, modRevision } = await this.requireSpec(name);
-    await this.store.updateSpec({ ...spec, ...change }, modRevision);
-    const changes = Object.entries(change).map(([key, value]) => `${key}=${String(value)}`);
+    const { memoryMb, vcpus, disks, nics, cdrom, cloudInit, ...policy } = request;
+    const hardware = definedOnly({ memoryMb, vcpus, disks, nics, cdrom, cloudInit });
+    let next: VmSpec = { ...spec, ...definedOnly(policy) };
+    if (Object.keys(hardware).length > 0) {
+      if (spec.state !== "stopped" || (await this.store.getPlacement(name)))
+        throw conflict(
+          `VM ${name} must be stopped to change its hardware or cloud-init ('haven vm stop ${name}')`,
+        );
+      next = await changeHardware(this.builder, next, hardware);
+    }
+    await this.store.updateSpec(next, modRevision);
+    const changes = Object.entries(definedOnly(request)).map(
+      ([key, value]) => `${key}=${describeValue(value)}`,
+    );
     await this.store.appendEvent({ type: "changed", vm: name, reason: `by user: ${changes.join(", ")}` });
     return this.showVm(name);
   }
@@ -233,13 +245,29 @@ export class HavenService {
     if (spec.state !== "stopped") throw conflict(`VM ${name} is ${spec.state}; stop it before deleting`);
     if (await this.store.getPlacement(name))
       throw conflict(`VM ${name} is still stopping; try again in a moment`);
+    await this.requireImagesClosed(name, spec);
     await this.store.deleteVm(name, modRevision);
-    for (const disk of spec.disks) {
-      await this.storage.delete(disk.image).catch((err: unknown) => {
+    for (const { image, pool } of ownedImages(spec)) {
+      await (await this.storageFor(pool)).delete(image).catch((err: unknown) => {
         if (!(err instanceof Error && "code" in err && err.code === "NOT_FOUND")) throw err;
       });
     }
     await this.store.appendEvent({ type: "deleted", vm: name, reason: "deleted by user" });
+  }
+
+  /**
+   * Checked before a VM record goes, so that a delete refused by storage cannot leave disks without their VM.
+   * A QEMU that was killed keeps its hold on a disk until Ceph times the client out.
+   */
+  private async requireImagesClosed(name: string, spec: VmSpec): Promise<void> {
+    for (const { image, pool } of ownedImages(spec)) {
+      const watchers = await (await this.storageFor(pool)).watchers(image).catch(() => []);
+      if (watchers.length > 0)
+        throw conflict(
+          `VM ${name} is stopped but its disk ${image} is still open by ${watchers.join(", ")} ` +
+            "(a QEMU that was killed holds a disk for up to 30 s); try again shortly",
+        );
+    }
   }
 
   /** `haven vm explain`: how placement weighs every online node for this VM, with the constraints' scores. */
@@ -253,7 +281,14 @@ export class HavenService {
     const { maintenance, rules } = this.store.parseConfig(
       new Map(config.kvs.map((kv) => [kv.key, kv.value])),
     );
-    const view = { nodes, specs: vms.specs, statuses: vms.statuses, maintenance, rules, now: Date.now() };
+    const view = {
+      nodes,
+      specs: vms.specs,
+      statuses: vms.statuses,
+      maintenance,
+      rules,
+      now: this.store.clock.now(),
+    };
     return {
       ...explainPlacement(spec, view, vms.placements),
       placedOn: vms.placements.get(name)?.node ?? null,
@@ -275,7 +310,7 @@ export class HavenService {
     const vms = constrainedVms(constraint);
     for (const vm of vms) await this.requireSpec(vm);
     if (constraint.type === "order") await this.refuseOrderCycle(constraint, constraints);
-    const stored: StoredConstraint = { ...constraint, importedAt: new Date().toISOString() };
+    const stored: StoredConstraint = { ...constraint, importedAt: isoNow(this.store.clock) };
     await constraints.putConstraint(stored);
     await this.store.appendEvent({
       type: "constraint-added",
@@ -335,14 +370,14 @@ export class HavenService {
       if (maintenance.has(request.to)) throw conflict(`node ${request.to} is in maintenance`);
     }
     const settings = migrationSettingsOf(defaults);
-    const id = randomBytes(6).toString("hex");
+    const id = this.newRequestId();
     const recorded = await this.store.putMigrationRequest(name, {
       id,
       to: request.to,
       settings: { ...settings, ...definedOnly(request.settings) },
       cancel: false,
       reason: "by user",
-      time: new Date().toISOString(),
+      time: isoNow(this.store.clock),
     });
     if (!recorded) throw conflict(`a migration request for VM ${name} is already pending`);
     await this.store.appendEvent({
@@ -362,7 +397,7 @@ export class HavenService {
       settings: migration.settings,
       cancel: true,
       reason: "cancelled by user",
-      time: new Date().toISOString(),
+      time: isoNow(this.store.clock),
     };
     await this.store.putMigrationRequest(name, request, true);
     await this.store.appendEvent({ type: "migration-cancel-requested", vm: name, reason: "by user" });
@@ -394,7 +429,7 @@ export class HavenService {
     if (on && !current) {
       if (!(await this.store.listNodes()).some((n) => n.name === node))
         throw notFound(`node ${node} is not online`);
-      await this.store.setMaintenance(node, { since: new Date().toISOString(), reason: "by user" });
+      await this.store.setMaintenance(node, { since: isoNow(this.store.clock), reason: "by user" });
       await this.store.appendEvent({
         type: "maintenance-on",
         node,
@@ -457,10 +492,73 @@ export class HavenService {
     return (await this.storageFor(pool)).create(name, sizeMb * MB);
   }
 
+  /**
+   * Grows or (with allowShrink, unused disks only) shrinks a disk. A disk of a running guest is grown by its
+   * QEMU (QMP block_resize), so that the guest sees the new size at once.
+   */
   async resizeDisk(name: string, sizeMb: number, allowShrink: boolean, pool?: string): Promise<ImageInfo> {
     const storage = await this.storageFor(pool);
     if (allowShrink) await this.refuseIfUsed(name, "shrink", pool);
+    const vmPool = pool === this.defaultPool() ? undefined : pool;
+    const owner = ownerOf(await this.store.listSpecs(), name, vmPool);
+    const spec = owner === undefined ? undefined : (await this.requireSpec(owner)).value;
+    const index = spec?.disks.findIndex((disk) => disk.image === name && disk.pool === vmPool) ?? -1;
+    if (spec && index >= 0 && (await this.store.getPlacement(spec.name))) {
+      const current = await storage.info(name);
+      if (sizeMb * MB < current.sizeBytes)
+        throw inputError(
+          `disk ${name} of running VM ${spec.name} can only grow (it has ${current.sizeBytes} bytes)`,
+        );
+      if (sizeMb * MB > current.sizeBytes)
+        await this.actOnRunningGuest(spec.name, { type: "resize-disk", disk: index, sizeBytes: sizeMb * MB });
+      return storage.info(name);
+    }
     return storage.resize(name, sizeMb * MB, { allowShrink });
+  }
+
+  /** `vm reboot` (through the guest agent) and `vm reset` (hard), done by the node that runs the guest. */
+  async guestAction(name: string, type: "reboot" | "reset"): Promise<HavenEvent> {
+    return this.actOnRunningGuest(name, { type });
+  }
+
+  /**
+   * Records an action for the guest's current QEMU and waits (up to a minute) for its node's agent to report
+   * the outcome: the event that names the action. A failure is a conflict that quotes the agent.
+   */
+  private async actOnRunningGuest(
+    name: string,
+    what: Pick<VmAction, "type" | "disk" | "sizeBytes">,
+  ): Promise<HavenEvent> {
+    await this.requireSpec(name);
+    const [placement, status] = await Promise.all([
+      this.store.getPlacement(name),
+      this.store.getStatus(name),
+    ]);
+    if (!placement || status?.state !== "running" || status.node !== placement.value.node)
+      throw conflict(`VM ${name} is not running`);
+    const since = `${String(this.store.clock.now() - 1000).padStart(15, "0")}`;
+    const action: VmAction = {
+      id: this.newRequestId(),
+      ...definedOnly(what),
+      type: what.type,
+      generation: placement.value.generation,
+      time: isoNow(this.store.clock),
+    };
+    if (!(await this.store.putAction(name, action, placement.modRevision)))
+      throw conflict(`VM ${name} moved or restarted meanwhile; try again`);
+    const tag = `(action ${action.id})`;
+    for (let waited = 0; waited < ACTION_TIMEOUT_MS; waited += 250) {
+      const outcome = (await this.store.listEvents(since)).find(
+        (e) => e.vm === name && e.reason.includes(tag),
+      );
+      if (outcome?.type === "action-failed") throw conflict(outcome.reason);
+      if (outcome) return outcome;
+      await this.store.clock.sleep(250);
+    }
+    await this.store.deleteAction(name, action.id);
+    throw unavailable(
+      `node ${placement.value.node} did not carry out the ${what.type} of ${name} within a minute`,
+    );
   }
 
   async deleteDisk(name: string, pool?: string): Promise<void> {
@@ -500,11 +598,8 @@ export class HavenService {
 
   /** VM disks live in the default pool, so only images there can belong to a VM. */
   private async refuseIfUsed(image: string, what: string, pool?: string): Promise<void> {
-    if (pool !== undefined && pool !== this.defaultPool()) return;
-    const user = (await this.store.listSpecs()).find((spec) =>
-      spec.disks.some((disk) => disk.image === image),
-    );
-    if (user) throw conflict(`cannot ${what} disk ${image}: VM ${user.name} uses it`);
+    const user = ownerOf(await this.store.listSpecs(), image, pool === this.defaultPool() ? undefined : pool);
+    if (user) throw conflict(`cannot ${what} disk ${image}: VM ${user} uses it`);
   }
 
   private defaultPool(): string | undefined {
@@ -516,6 +611,21 @@ export class HavenService {
     if (!spec) throw notFound(`VM ${name} does not exist`);
     return spec;
   }
+}
+
+/** A running guest's cards without addresses from its guest agent get the DHCP server's lease, if any. */
+function withLeases(view: VmView, leases: Map<string, string>): VmView {
+  if (view.pid === null || leases.size === 0) return view;
+  const nics = view.nics.map((nic) => {
+    const lease = leases.get(nic.mac);
+    return nic.addresses.length === 0 && lease !== undefined ? { ...nic, addresses: [lease] } : nic;
+  });
+  return { ...view, nics };
+}
+
+/** A changed value for the event: lists and objects as JSON, the rest as it is. */
+function describeValue(value: unknown): string {
+  return typeof value === "object" && value !== null ? JSON.stringify(value) : String(value);
 }
 
 /** Drops undefined fields, so that a partial change never overwrites with nothing. */
@@ -543,13 +653,6 @@ async function findExecutable(command: string): Promise<boolean> {
       return true;
   }
   return false;
-}
-
-async function requireFile(path: string, what: string): Promise<void> {
-  if (!path.startsWith("/")) throw inputError(`${what} path must be absolute: ${path}`);
-  await access(path, constants.R_OK).catch(() => {
-    throw inputError(`${what} file ${path} does not exist or is not readable`);
-  });
 }
 
 /** The VMs a constraint names; the last is the one it places (the dependent, or `then`). */

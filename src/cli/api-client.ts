@@ -1,22 +1,24 @@
 // The CLI's client of havend's HTTP API: tries the nodes in turn until one answers, and turns error
 // replies back into Haven's semantic errors (so exit codes match the API's status codes).
+//
+// A node is asked first whether it is alive at all (/healthz, answered without any I/O): a frozen or
+// unreachable node is skipped after `liveMs`. A live node then gets as long as the request needs, which for
+// reads that shell out to Ceph's tools on a busy machine is many seconds. A request that a live node did not
+// finish in time is not sent to another node: that would repeat the work (or a write) elsewhere.
 import { errorCodeFromHttpStatus, HavenError, unavailable } from "../core/errors.js";
 
 export interface ApiTimeouts {
-  /** Reads give up quickly on a node that accepts connections but does not answer (a frozen node). */
-  readMs: number;
-  writeMs: number;
+  /** How long a node may take to answer /healthz before the next node is tried. */
+  liveMs: number;
+  /** How long a live node may take for a request. */
+  requestMs: number;
 }
 
-const DEFAULT_TIMEOUTS: ApiTimeouts = { readMs: 5_000, writeMs: 60_000 };
+const DEFAULT_TIMEOUTS: ApiTimeouts = { liveMs: 5_000, requestMs: 120_000 };
 
 export interface RequestOptions {
-  /**
-   * For an operation that may take long (reading a guest's disk): the node must first answer /healthz within
-   * the read timeout, then the operation gets this long. A slow answer is then not taken for a dead node, and
-   * the same slow work is not started again on every other node.
-   */
-  slowTimeoutMs?: number;
+  /** A request known to take long (reading a guest's whole disk): overrides the request timeout. */
+  timeoutMs?: number;
 }
 
 export class ApiClient {
@@ -48,13 +50,12 @@ export class ApiClient {
   async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
     const failures: string[] = [];
     const order = this.endpoints.map((_, i) => this.endpoints[(this.preferred + i) % this.endpoints.length]!);
+    const timeoutMs = options.timeoutMs ?? this.timeouts.requestMs;
     for (const endpoint of order) {
-      if (options.slowTimeoutMs !== undefined) {
-        const down = await this.unresponsive(endpoint);
-        if (down) {
-          failures.push(`${endpoint}: ${down}`);
-          continue;
-        }
+      const down = await this.unresponsive(endpoint);
+      if (down) {
+        failures.push(`${endpoint}: ${down}`);
+        continue;
       }
       let response: Response;
       try {
@@ -62,17 +63,11 @@ export class ApiClient {
           method,
           headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(
-            options.slowTimeoutMs ?? (method === "GET" ? this.timeouts.readMs : this.timeouts.writeMs),
-          ),
+          signal: AbortSignal.timeout(timeoutMs),
         });
       } catch (err) {
-        // A node that was alive but did not finish a slow operation in time: asking the next node to do the
-        // same work would not help.
-        if (options.slowTimeoutMs !== undefined && (err as Error).name === "TimeoutError")
-          throw unavailable(
-            `${endpoint} did not finish ${method} ${path} within ${options.slowTimeoutMs / 1000} s`,
-          );
+        if ((err as Error).name === "TimeoutError")
+          throw unavailable(`${endpoint} did not finish ${method} ${path} within ${timeoutMs / 1000} s`);
         failures.push(`${endpoint}: ${failureOf(err)}`);
         continue;
       }
@@ -96,11 +91,11 @@ export class ApiClient {
     );
   }
 
-  /** Why `endpoint` cannot be asked (no answer to /healthz within the read timeout), or undefined if it can. */
+  /** Why `endpoint` cannot be asked (no answer to /healthz in time), or undefined if it can. */
   private async unresponsive(endpoint: string): Promise<string | undefined> {
     try {
       const response = await fetch(`${endpoint}/healthz`, {
-        signal: AbortSignal.timeout(this.timeouts.readMs),
+        signal: AbortSignal.timeout(this.timeouts.liveMs),
       });
       return response.ok ? undefined : `health check answered HTTP ${response.status}`;
     } catch (err) {

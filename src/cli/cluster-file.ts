@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { storageConfigSchema } from "../adapters/storage/config.js";
 import { inputError } from "../core/errors.js";
+import { labNetworkSchema } from "./local-network.js";
 
 /** One member of an etcd that `haven cluster up` runs itself: `name` is also its etcd --name. */
 export const localEtcdMemberSchema = z.object({
@@ -41,6 +42,8 @@ export const clusterFileSchema = z.object({
   guestDir: z.string(),
   leaseTtlSeconds: z.number(),
   accel: z.object({ accel: z.enum(["kvm", "tcg"]), reason: z.string() }),
+  /** The guest network with its DHCP server (absent in clusters made before it existed). */
+  network: labNetworkSchema.optional(),
 });
 export type ClusterFile = z.infer<typeof clusterFileSchema>;
 

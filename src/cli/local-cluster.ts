@@ -15,6 +15,7 @@ import { conflict, inputError, unavailable } from "../core/errors.js";
 import { isAlive, livePid, processesMatching, terminate } from "../lib/process.js";
 import { stopLocalCeph } from "../adapters/ceph/bootstrap.js";
 import { clusterFilePath, readClusterFile, type ClusterFile, type LocalEtcdMember } from "./cluster-file.js";
+import { ensureLabNetwork, labLeasesFile, labNetworkFor, removeLabNetwork } from "./local-network.js";
 import { ensureStorage, prepareStorage, stopStorage, type StorageChoice } from "./local-storage.js";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -69,6 +70,7 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
   if (cluster.etcd.local) await ensureEtcd(options.stateDir, cluster, options.progress);
   await ensureStorage(cluster.storage, nodeAddresses(cluster.nodes), options.progress);
   await createClusterCa(join(options.stateDir, "tls-ca"), cluster.name);
+  if (cluster.network) await ensureLabNetwork(cluster.network, options.progress);
   for (const node of cluster.nodes) await ensureHavend(options.stateDir, cluster, node, options.progress);
   return cluster;
 }
@@ -101,6 +103,7 @@ async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
     guestDir: DEFAULT_GUEST_DIR,
     leaseTtlSeconds: options.leaseTtlSeconds,
     accel,
+    network: labNetworkFor(stateDir),
   };
   await writeFile(clusterFilePath(stateDir), JSON.stringify(cluster, null, 2) + "\n", { mode: 0o600 });
   progress(
@@ -289,6 +292,7 @@ async function ensureHavend(
     },
     attributes: { local: "true" },
     migration: { host: api.hostname, tlsDir: tls.dir },
+    ...(cluster.network && { dhcpLeases: labLeasesFile(cluster.network) }),
   };
   await writeFile(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
   const log = openSync(join(node.dir, "havend.log"), "a");
@@ -326,6 +330,7 @@ export async function clusterDown(
   const guests = (await processesMatching(stateDir)).filter(({ cmdline }) => cmdline.includes("qemu-system"));
   await Promise.all(guests.map(({ pid }) => stop(pid)));
   if (guests.length > 0) progress(`stopped ${guests.length} guest(s)`);
+  if (cluster.network) await removeLabNetwork(cluster.network);
   await stopStorage(cluster.storage);
   for (const member of cluster.etcd.local?.members ?? []) {
     const pid = await etcdMemberPid(stateDir, member);

@@ -8,7 +8,8 @@ import type { FenceAgentRunner } from "../adapters/fence/port.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
 import type { HavenEvent, NodeInfo, StorageFence } from "../core/model.js";
 import { nodeInfoSchema } from "../core/model.js";
-import { serialized, sleep } from "../lib/async.js";
+import { serialized } from "../lib/async.js";
+import { isoNow, systemClock, type Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
 
 export interface ControllerDeps {
@@ -20,6 +21,8 @@ export interface ControllerDeps {
   fenceAgents: FenceAgentRunner;
   lease: () => string;
   log: Logger;
+  /** Default: the system clock. */
+  clock?: Clock;
   /** Shorter waits for tests. */
   timings?: Partial<typeof DEFAULT_TIMINGS>;
 }
@@ -49,9 +52,11 @@ export class Controller {
   private readonly powerFences = new Map<string, PowerFence>();
   private readonly reconcile: () => void;
   private readonly timings: typeof DEFAULT_TIMINGS;
+  private readonly clock: Clock;
 
   constructor(private readonly deps: ControllerDeps) {
     this.timings = { ...DEFAULT_TIMINGS, ...deps.timings };
+    this.clock = deps.clock ?? systemClock;
     this.reconcile = serialized(
       () => this.reconcileOnce(),
       (err) => deps.log.error("reconcile failed", { err }),
@@ -64,11 +69,11 @@ export class Controller {
     while (!signal.aborted) {
       const lease = this.deps.lease();
       try {
-        await campaign(store.etcd, store.controllerKey, this.deps.node, lease, signal);
+        await campaign(store.etcd, store.controllerKey, this.deps.node, lease, signal, this.clock);
       } catch (err) {
         if (signal.aborted) break;
         log.warn("campaign failed", { err });
-        await sleep(TICK_MS, signal);
+        await this.clock.sleep(TICK_MS, signal);
         continue;
       }
       log.info("elected controller", { lease });
@@ -88,7 +93,7 @@ export class Controller {
   /** Ends the term when our election key is gone (lease lost) or belongs to another lease. */
   private async watchLeadership(lease: string, term: AbortController): Promise<void> {
     while (!term.signal.aborted) {
-      await sleep(TICK_MS, term.signal);
+      await this.clock.sleep(TICK_MS, term.signal);
       const kv = await this.deps.store.etcd
         .get(this.deps.store.controllerKey)
         .catch(() => "unknown" as const);
@@ -101,6 +106,7 @@ export class Controller {
     const { store, log } = this.deps;
     this.synced = { nodes: false, vms: false, config: false };
     const onError = (err: unknown, retryInMs: number) => log.warn("watch failed", { err, retryInMs });
+    const retry = { sleep: (ms: number, wake: AbortSignal) => this.clock.sleep(ms, wake) };
     const nodes = runInformer(
       store.etcd,
       store.nodesPrefix,
@@ -135,6 +141,7 @@ export class Controller {
         onError,
       },
       signal,
+      retry,
     );
     const config = runInformer(
       store.etcd,
@@ -155,6 +162,7 @@ export class Controller {
         onError,
       },
       signal,
+      retry,
     );
     const vms = store.watchVms(
       signal,
@@ -167,10 +175,10 @@ export class Controller {
     );
     let liftedAt = 0;
     while (!signal.aborted) {
-      await sleep(TICK_MS, signal);
+      await this.clock.sleep(TICK_MS, signal);
       this.reconcile();
-      if (Date.now() - liftedAt >= this.timings.liftFencesEveryMs) {
-        liftedAt = Date.now();
+      if (this.clock.now() - liftedAt >= this.timings.liftFencesEveryMs) {
+        liftedAt = this.clock.now();
         await this.liftFences().catch((err: unknown) => log.warn("lifting fences failed", { err }));
       }
     }
@@ -200,7 +208,7 @@ export class Controller {
         vm: action.vm,
         generation: action.expectedGeneration,
         addresses: fenced,
-        time: new Date().toISOString(),
+        time: isoNow(this.clock),
       };
       // Only bookkeeping for lifting the fence later; without it the entries simply expire.
       await store.putStorageFence(record).catch((err: unknown) => log.warn("fence not recorded", { err }));
@@ -212,7 +220,7 @@ export class Controller {
       node: action.from,
       reason: `${clients} (${action.images.join(", ") || "no disks"})`,
     });
-    const placement = { ...action.placement, updatedAt: new Date().toISOString() };
+    const placement = { ...action.placement, updatedAt: isoNow(this.clock) };
     if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration))) return;
     this.vms.placements.set(action.vm, placement);
     log.info("recovered", { vm: action.vm, from: action.from, to: placement.node });
@@ -256,7 +264,8 @@ export class Controller {
     const fence = this.powerFences.get(node);
     if (fence?.state === "done") return true;
     if (fence?.state === "running") return false;
-    if (fence?.state === "failed" && Date.now() - fence.at < this.timings.fenceAgentRetryMs) return false;
+    if (fence?.state === "failed" && this.clock.now() - fence.at < this.timings.fenceAgentRetryMs)
+      return false;
     const agent = await this.deps.store.getFenceAgent(node);
     if (!agent) {
       this.powerFences.set(node, { state: "done" });
@@ -267,7 +276,7 @@ export class Controller {
     this.deps.log.info("running fence agent", { node, command });
     void this.deps.fenceAgents.run(node, agent).then((outcome) => {
       if (this.powerFences.get(node)?.state !== "running") return; // the node came back meanwhile
-      this.powerFences.set(node, outcome.ok ? { state: "done" } : { state: "failed", at: Date.now() });
+      this.powerFences.set(node, outcome.ok ? { state: "done" } : { state: "failed", at: this.clock.now() });
       this.event({
         type: outcome.ok ? "power-fenced" : "power-fence-failed",
         node,
@@ -284,8 +293,8 @@ export class Controller {
    */
   private async liftFences(): Promise<void> {
     for (const fence of await this.deps.store.listStorageFences()) {
-      const guests = this.nodes.get(fence.node)?.guests;
-      if (!guests || guests.some((g) => g.vm === fence.vm && g.generation <= fence.generation)) continue;
+      if (!runsNoLonger(fence, this.nodes.get(fence.node))) continue;
+      if (!(await this.liftConfirmedByEtcd(fence))) continue;
       await this.deps.storage.unfence(fence.addresses);
       await this.deps.store.deleteStorageFence(fence);
       this.event({
@@ -295,6 +304,22 @@ export class Controller {
         reason: `node ${fence.node} is back and no longer runs generation ${fence.generation}: lifted the blocklisting of ${fence.addresses.join(", ")}`,
       });
     }
+  }
+
+  /**
+   * The view a lift is decided on may be stale: a controller that was cut off from etcd still believes it
+   * leads and still has the node records of before the cut, with guests that have run there since left out.
+   * Lifting on such a view unblocks a QEMU that may write again. etcd must confirm that this node leads and
+   * that the node's record there, under its current lease, no longer lists the fenced generation.
+   */
+  private async liftConfirmedByEtcd(fence: StorageFence): Promise<boolean> {
+    const { store } = this.deps;
+    const [leader, node] = await Promise.all([
+      store.etcd.get(store.controllerKey),
+      store.etcd.get(store.nodeKey(fence.node)),
+    ]);
+    if (leader?.lease !== this.deps.lease() || !node) return false;
+    return runsNoLonger(fence, nodeInfoSchema.parse(JSON.parse(node.value)));
   }
 
   /** One detection event per lost node, also when a new leader first sees placements on a node that is gone. */
@@ -316,7 +341,7 @@ export class Controller {
       if (!this.nodes.has(placement.node)) this.noteNodeLost(placement.node);
     }
     const actions = planController({
-      now: Date.now(),
+      now: this.clock.now(),
       nodes: [...this.nodes.values()],
       ...this.vms,
       ...this.deps.store.parseConfig(this.config),
@@ -353,7 +378,7 @@ export class Controller {
       }
       return;
     }
-    const placement = { ...action.placement, updatedAt: new Date().toISOString() };
+    const placement = { ...action.placement, updatedAt: isoNow(this.clock) };
     if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration))) return;
     this.vms.placements.set(action.vm, placement);
     if (action.request) {
@@ -364,4 +389,10 @@ export class Controller {
     log.info("placement", { vm: action.vm, node: placement.node, generation: placement.generation, type });
     await store.appendEvent({ type, vm: action.vm, node: placement.node, reason: action.event });
   }
+}
+
+/** Whether the fenced node is back and its agent says it no longer runs the fenced generation of the guest. */
+function runsNoLonger(fence: StorageFence, node: NodeInfo | undefined): boolean {
+  const guests = node?.guests;
+  return guests !== undefined && !guests.some((g) => g.vm === fence.vm && g.generation <= fence.generation);
 }

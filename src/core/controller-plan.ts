@@ -216,7 +216,13 @@ function forgetOldFailures(spec: VmSpec, placement: Placement, now: number): Con
     decision: "failures-expired",
     vm: spec.name,
     // Same generation: the running guest is left alone, only its record changes.
-    placement: { ...placement, restarts: 0, relocations: 0, reason: `failures expired (${record})` },
+    placement: {
+      ...placement,
+      restarts: 0,
+      relocations: 0,
+      failedNodes: undefined,
+      reason: `failures expired (${record})`,
+    },
     expectedGeneration: placement.generation,
     event: `forgot ${record}: running for ${spec.failureTimeoutSeconds} s since the last one (failure timeout)`,
   };
@@ -292,7 +298,9 @@ function planFailedNode(
 /**
  * A guest that crashed (or failed to start) on a live node: restart it in place up to its restart limit, then
  * move it to another node up to its relocation limit (Proxmox's max_restart / max_relocate, Pacemaker's
- * migration-threshold), then give up with the reason. Its node is alive and reported the QEMU gone, so a
+ * migration-threshold), then give up with the reason. A relocation goes to a node the guest has not failed on
+ * within its failure timeout (Proxmox's failed_nodes): a failure specific to some nodes must not bounce it
+ * between them while a healthy node is never tried. Its node is alive and reported the QEMU gone, so a
  * relocation needs no fencing.
  */
 function restartRelocateOrGiveUp(
@@ -315,11 +323,16 @@ function restartRelocateOrGiveUp(
       event: `restarting on ${placement.node} (${restarts}/${spec.restartLimit}): ${why}`,
     };
   }
+  const failedNodes = [
+    ...recentFailures(spec, placement, view.now).filter((f) => f.node !== placement.node),
+    { node: placement.node, at: new Date(view.now).toISOString() },
+  ];
+  const failedOn = new Set(failedNodes.map((f) => f.node));
   const others = candidateLoads(view, placements).filter((load) => load.node.name !== placement.node);
-  const choice =
-    placement.relocations < spec.relocateLimit
-      ? chooseNodeByRules(spec, others, view, placements)
-      : undefined;
+  const untried = others.filter((load) => !failedOn.has(load.node.name));
+  const mayRelocate = placement.relocations < spec.relocateLimit;
+  const allTried = mayRelocate && others.length > 0 && untried.length === 0;
+  const choice = mayRelocate && !allTried ? chooseNodeByRules(spec, untried, view, placements) : undefined;
   if (choice?.node) {
     const relocations = placement.relocations + 1;
     return {
@@ -331,6 +344,7 @@ function restartRelocateOrGiveUp(
         node: choice.node,
         restarts: 0,
         relocations,
+        failedNodes,
         reason: `relocation ${relocations} of ${spec.relocateLimit} after ${placement.restarts} restarts on ${placement.node}`,
       },
       expectedGeneration: placement.generation,
@@ -338,13 +352,34 @@ function restartRelocateOrGiveUp(
     };
   }
   const limits = `${placement.restarts} restarts (limit ${spec.restartLimit}) and ${placement.relocations} relocations (limit ${spec.relocateLimit})`;
-  const noTarget = choice && choice.node === null ? `; no other node to relocate to: ${choice.reason}` : "";
+  const tried = [...failedOn].filter((node) => node !== placement.node);
+  const noTarget =
+    choice && choice.node === null
+      ? `; no other node to relocate to: ${choice.reason}`
+      : allTried
+        ? `; it failed on every other node too (${tried.join(", ")}) within its failure timeout`
+        : "";
   return {
     type: "place",
     decision: "error",
     vm: spec.name,
-    placement: { ...placement, state: "error", reason: `gave up after ${limits}${noTarget}; last: ${why}` },
+    placement: {
+      ...placement,
+      state: "error",
+      failedNodes,
+      reason: `gave up after ${limits}${noTarget}; last: ${why}`,
+    },
     expectedGeneration: placement.generation,
     event: `error: gave up after ${limits}${noTarget}; last: ${why}`,
   };
+}
+
+/** The nodes the guest failed on within its failure timeout (0: all of them, never forgotten). */
+function recentFailures(
+  spec: VmSpec,
+  placement: Placement,
+  now: number,
+): NonNullable<Placement["failedNodes"]> {
+  const timeoutMs = spec.failureTimeoutSeconds * 1000;
+  return (placement.failedNodes ?? []).filter((f) => timeoutMs === 0 || now - Date.parse(f.at) < timeoutMs);
 }

@@ -121,7 +121,13 @@ export function planMigrationUnderWay(
   // Either side's word that the handover happened is enough: from then on the guest belongs to the target.
   if (migration.kind === "live" && (arrived?.state === "running" || outgoing?.state === "completed"))
     return flip(spec, placement, view.now, "migrated", outgoing?.downtimeMs);
-  if (migration.kind === "cold" && source && ["stopped", "crashed", "failed"].includes(source.state))
+  // Cold: the guest no longer runs on the source, whether it was stopped for the move or ended otherwise (a
+  // self-fenced one too: the source killed it, and its guest starts on the target instead of waiting there).
+  if (
+    migration.kind === "cold" &&
+    source &&
+    ["stopped", "crashed", "failed", "fenced"].includes(source.state)
+  )
     return flip(spec, placement, view.now, "moved");
   if (!view.nodes.some((node) => node.name === migration.to))
     return end("migration-failed", `target node ${migration.to} is gone`);

@@ -1,22 +1,18 @@
 // Haven's data model: what lives in etcd, validated with schemas at every boundary.
 import { z } from "zod";
 
-/** Names of VMs, nodes and disk images: safe as etcd key parts, file names and RBD image names. */
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-
-export const nameSchema = (what: string) =>
-  z
-    .string({ error: `${what} name is required` })
-    .min(1, `${what} name is empty`)
-    .regex(
-      NAME_PATTERN,
-      `${what} name must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit`,
-    )
-    .refine((name) => !name.includes(".."), `${what} name must not contain '..'`);
-
-export const vmNameSchema = nameSchema("VM");
-export const nodeNameSchema = nameSchema("node");
-export const imageNameSchema = nameSchema("disk");
+export * from "./names.js";
+import {
+  cloudInitSchema,
+  cpuModelSchema,
+  firmwareSchema,
+  guestInfoSchema,
+  machineTypeSchema,
+  nicSchema,
+  vmDiskSchema,
+  type Nic,
+} from "./hardware.js";
+import { imageNameSchema, nodeNameSchema, poolNameSchema, vmNameSchema } from "./names.js";
 
 export const MAX_MEMORY_MB = 1024 * 1024;
 export const MAX_VCPUS = 256;
@@ -70,6 +66,8 @@ export const vmPolicyShape = {
    * running guest to a better node only when they outweigh it. INFINITY keeps it where it is.
    */
   stickiness: z.number().int().min(-1_000_000).max(1_000_000),
+  /** How long a stop waits for the guest to power down (ACPI) before QEMU is told to quit. */
+  stopGraceSeconds: z.number().int().min(0).max(3600),
 };
 
 export const vmSpecSchema = z.object({
@@ -77,10 +75,23 @@ export const vmSpecSchema = z.object({
   state: desiredStateSchema,
   memoryMb: memoryMbSchema,
   vcpus: vcpusSchema,
-  kernel: z.string().min(1),
+  /** Direct kernel boot (the canary); without a kernel the guest boots from its first disk through firmware. */
+  kernel: z.string().min(1).optional(),
   initrd: z.string().min(1).optional(),
   append: z.string().optional(),
-  disks: z.array(z.object({ image: imageNameSchema })),
+  /** How a guest without a kernel boots; absent means bios (SeaBIOS). */
+  firmware: firmwareSchema.optional(),
+  /** QEMU CPU model; absent on VMs created before it was recorded (they keep QEMU's max, or host on KVM). */
+  cpu: cpuModelSchema.optional(),
+  /** Versioned machine type; absent on VMs created before it was recorded (q35 of the running QEMU). */
+  machine: machineTypeSchema.optional(),
+  /** The first disk boots. */
+  disks: z.array(vmDiskSchema).max(32, "at most 32 disks"),
+  /** A read-only CD-ROM (an installer ISO imported as a disk image). */
+  cdrom: z.object({ image: imageNameSchema, pool: poolNameSchema.optional() }).optional(),
+  nics: z.array(nicSchema).max(16, "at most 16 network cards").optional(),
+  /** A NoCloud seed Haven generates and keeps with the VM on the cluster's storage. */
+  cloudInit: cloudInitSchema.optional(),
   /** The canary guest: its disk can be verified with `haven canary verify`. */
   canary: z.boolean(),
   /** Highly available: when its node fails, the guest is fenced and started on another node. */
@@ -103,8 +114,7 @@ export const vmSpecSchema = z.object({
   priority: vmPolicyShape.priority.default(0),
   stickiness: vmPolicyShape.stickiness.default(0),
   allowMigrate: vmPolicyShape.allowMigrate.default(true),
-  /** How long a stop waits for the guest to power down before QEMU is told to quit. */
-  stopGraceSeconds: z.number().int().min(0).max(3600),
+  stopGraceSeconds: vmPolicyShape.stopGraceSeconds,
   createdAt: z.string(),
 });
 export type VmSpec = z.infer<typeof vmSpecSchema>;
@@ -185,6 +195,22 @@ export const migrationSchema = z.object({
 });
 export type Migration = z.infer<typeof migrationSchema>;
 
+/**
+ * Something a user asks of a running guest, done by the agent of the node that runs it: a reboot through the
+ * guest agent, a hard reset, growing a disk (QMP block_resize). Aimed at one generation: a guest that was
+ * restarted or moved meanwhile is not its target.
+ */
+export const vmActionSchema = z.object({
+  id: z.string().min(1),
+  type: z.enum(["reboot", "reset", "resize-disk"]),
+  generation: z.number().int().min(1),
+  /** resize-disk: which disk (its index) and its new size. */
+  disk: z.number().int().min(0).optional(),
+  sizeBytes: z.number().int().positive().optional(),
+  time: z.string(),
+});
+export type VmAction = z.infer<typeof vmActionSchema>;
+
 /** What the target node's agent reports about the QEMU it started for an incoming live migration. */
 export const incomingSchema = z.object({
   id: z.string(),
@@ -223,6 +249,11 @@ export const placementSchema = z.object({
   restarts: z.number().int().min(0),
   /** Moves to another node after repeated crashes since the VM was last started by a user. */
   relocations: z.number().int().min(0).default(0),
+  /**
+   * Nodes the guest used up its restarts on, and when it left them: a relocation tries the others first
+   * (Proxmox's failed_nodes). Forgotten after the failure timeout, with the rest of the failure record.
+   */
+  failedNodes: z.array(z.object({ node: nodeNameSchema, at: z.string() })).optional(),
   state: z.enum(["active", "error"]),
   reason: z.string(),
   /** A move to another node under way. */
@@ -260,6 +291,8 @@ export const vmStatusSchema = z.object({
   rbdClients: z.array(z.string()).optional(),
   /** An outgoing live migration of this guest. */
   outgoing: outgoingSchema.optional(),
+  /** What the QEMU guest agent inside says, when the guest runs one. */
+  guest: guestInfoSchema.optional(),
   updatedAt: z.string(),
 });
 export type VmStatus = z.infer<typeof vmStatusSchema>;
@@ -273,6 +306,8 @@ export const nodeInfoSchema = z.object({
   accelReason: z.string(),
   /** Whether this node reaches the cluster's storage; nothing is placed on a node that does not. */
   storage: z.object({ ok: z.boolean(), summary: z.string() }),
+  /** Bridges guests' network cards can plug into here; a guest needing one it lacks is not placed here. */
+  bridges: z.array(z.string()).optional(),
   startedAt: z.string(),
   version: z.string(),
   /**
@@ -329,6 +364,10 @@ export type VmView = {
   memoryMb: number;
   vcpus: number;
   disks: string[];
+  /** Network cards with the addresses the guest agent (or the guest network's DHCP server) reports. */
+  nics: Array<Nic & { addresses: string[] }>;
+  /** The guest's operating system, from its guest agent. */
+  os: string | null;
   canary: boolean;
   /** A move under way, with the source's progress for a live one. */
   migration:
@@ -355,6 +394,8 @@ export function viewVm(spec: VmSpec, placement: Placement | undefined, status: V
     memoryMb: spec.memoryMb,
     vcpus: spec.vcpus,
     disks: spec.disks.map((disk) => disk.image),
+    nics: (spec.nics ?? []).map((nic) => ({ ...nic, addresses: current?.guest?.addresses?.[nic.mac] ?? [] })),
+    os: current?.guest?.os ?? null,
     canary: spec.canary,
     migration: placement?.migration ? migrationView(placement.migration, current) : null,
   };

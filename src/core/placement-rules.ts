@@ -7,6 +7,7 @@ import {
   candidateLoads,
   chooseNode,
   hasRoom,
+  unfitReason,
   nodeLoads,
   type NodeLoad,
   type PlacementChoice,
@@ -56,7 +57,8 @@ export function chooseNodeByRules(
   if (!constrained(view.rules, spec.name)) return chooseNode(spec, loads);
   const load = planned === undefined ? undefined : loads.find((l) => l.node.name === planned);
   if (
-    load?.node.storage.ok &&
+    load !== undefined &&
+    unfitReason(load.node, spec) === undefined &&
     hasRoom(spec, load) &&
     !colocationForbids(view.rules, placements, spec.name, planned!)
   )
@@ -250,10 +252,11 @@ export function explainPlacement(
     };
     const rule = scores?.get(load.node.name);
     const score = rule?.score ?? 0;
+    const unfit = unfitReason(load.node, spec);
     const refused = view.maintenance.has(load.node.name)
       ? "in maintenance"
-      : !load.node.storage.ok
-        ? `does not reach the storage: ${load.node.storage.summary}`
+      : unfit !== undefined
+        ? unfit
         : score < 0
           ? `banned by constraints (score ${score})`
           : free.memoryMb < spec.memoryMb || free.vcpus < spec.vcpus

@@ -54,8 +54,9 @@ export function chooseNode(
   scores?: ReadonlyMap<string, { score: number }>,
 ): PlacementChoice {
   if (loads.length === 0) return { node: null, reason: "no node is online" };
-  const withStorage = loads.filter((load) => load.node.storage.ok);
-  if (withStorage.length === 0) return { node: null, reason: "no online node reaches the storage" };
+  const withStorage = loads.filter((load) => unfitReason(load.node, spec) === undefined);
+  if (withStorage.length === 0)
+    return { node: null, reason: `no online node can run it: ${unfitSummary(loads, spec)}` };
   const scoreOf = (load: NodeLoad) => scores?.get(load.node.name)?.score ?? 0;
   const allowed = withStorage.filter((load) => scoreOf(load) >= 0);
   if (allowed.length === 0)
@@ -73,6 +74,23 @@ export function chooseNode(
     (a, b) => scoreOf(b) - scoreOf(a) || free(b) - free(a) || a.node.name.localeCompare(b.node.name),
   );
   return { node: fitting[0]!.node.name };
+}
+
+/**
+ * Why `node` cannot run the guest whatever its load: it does not reach the storage, or lacks a bridge the
+ * guest's network cards plug into. Undefined when it can.
+ */
+export function unfitReason(node: NodeInfo, spec: VmSpec): string | undefined {
+  if (!node.storage.ok) return `does not reach the storage: ${node.storage.summary}`;
+  const missing = [...new Set((spec.nics ?? []).map((nic) => nic.bridge))].filter(
+    (bridge) => !(node.bridges ?? []).includes(bridge),
+  );
+  if (missing.length > 0) return `has no bridge ${missing.join(", ")}`;
+  return undefined;
+}
+
+function unfitSummary(loads: NodeLoad[], spec: VmSpec): string {
+  return loads.map((load) => `${load.node.name} ${unfitReason(load.node, spec)}`).join("; ");
 }
 
 export function hasRoom(spec: VmSpec, load: NodeLoad): boolean {

@@ -1,132 +1,171 @@
-// One node's view of its QEMUs, shaped like the Hypervisor port but with callbacks at simulated times
-// instead of promises. The processes themselves live in Machines, so they outlive nothing but their node.
-import type { VmSpec } from "../core/model.js";
+// The Hypervisor port of one simulated havend process, over the QEMU processes of Machines. A QEMU starts,
+// powers down or quits after its VM's simulated times, on its node (a frozen node finishes later, a dead one
+// never); the answer reaches havend through its process, so a havend killed meanwhile never hears it, and
+// the QEMU it started is found again by the next havend's list().
+import type {
+  GuestLaunch,
+  GuestProcess,
+  Hypervisor,
+  IncomingOptions,
+  MigrationProgress,
+  OutgoingMigration,
+} from "../adapters/qemu/port.js";
 import type { Proc } from "./machines.js";
+import type { SimProcess } from "./process.js";
 import type { World } from "./world.js";
-
-export interface GuestInfo {
-  vm: string;
-  generation: number;
-  pid: number;
-  startedAt: string;
-}
-
-/** QMP's query-migrate, as the agent reads it. */
-export interface Progress {
-  status: string;
-  transferredBytes: number;
-  remainingBytes: number;
-  totalBytes: number;
-  mbps: number;
-  downtimeMs?: number;
-  error?: string;
-}
 
 /** A paused QEMU (incoming, or a source after the handover) quits at once instead of powering down. */
 const QUIT_MS = 50;
 
-const info = (proc: Proc): GuestInfo => ({
+const guestOf = (proc: Proc): GuestProcess => ({
   vm: proc.vm,
   generation: proc.generation,
   pid: proc.pid,
+  accel: "tcg",
   startedAt: proc.startedAt,
 });
 
-export class SimHypervisor {
-  private listener: ((vm: string, generation: number) => void) | undefined;
+const idle = { transferredBytes: 0, remainingBytes: 0, totalBytes: 0, mbps: 0 };
+
+export class SimHypervisor implements Hypervisor {
+  private readonly listeners = new Set<(vm: string, generation: number) => void>();
 
   constructor(
     private readonly world: World,
-    private readonly node: string,
+    private readonly process: SimProcess,
   ) {}
 
-  list(): GuestInfo[] {
-    return this.world.machines
-      .all()
-      .filter((proc) => proc.node === this.node)
-      .map(info);
+  private get node(): string {
+    return this.process.node;
   }
 
-  onExit(listener: (vm: string, generation: number) => void): void {
-    this.listener = listener;
-  }
-
-  /** Machines reports a QEMU of this node gone. */
+  /** Machines reports a QEMU of this node gone (called in this process). */
   exited(proc: Proc): void {
-    this.listener?.(proc.vm, proc.generation);
+    for (const listener of this.listeners) listener(proc.vm, proc.generation);
   }
 
-  start(spec: VmSpec, generation: number, done: (result: GuestInfo | Error) => void): void {
-    this.world.nodeTask(this.node, this.world.timing(spec.name).startMs, () => {
-      const failure = this.world.takeStartFailure(spec.name, this.node);
-      if (failure !== undefined) return done(new Error(failure));
-      if (this.world.machines.proc(this.node, spec.name))
-        return done(new Error(`guest ${spec.name} already runs`));
-      const images = spec.disks.map((disk) => disk.image);
-      done(info(this.world.machines.spawn(this.node, spec.name, generation, images, "running")));
+  /** Runs `act` on the node after `delayMs`, and hands its outcome to havend. */
+  private onNode<T>(delayMs: number, act: () => T | Error): Promise<T> {
+    return new Promise((resolve, reject) =>
+      this.world.nodeTask(
+        this.node,
+        delayMs,
+        () => {
+          const result = act();
+          this.process.run(() => (result instanceof Error ? reject(result) : resolve(result)));
+        },
+        this.process.boot,
+      ),
+    );
+  }
+
+  private spawn(launch: GuestLaunch, mode: "running" | "incoming"): Proc | Error {
+    const failure = this.world.takeStartFailure(launch.vm, this.node);
+    if (failure !== undefined) return new Error(failure);
+    if (this.world.machines.proc(this.node, launch.vm)) return new Error(`guest ${launch.vm} already runs`);
+    const images = launch.disks.map((disk) => disk.image);
+    const canary = this.world.isCanary(launch.vm);
+    return this.world.machines.spawn(this.node, launch.vm, launch.generation, images, mode, canary);
+  }
+
+  start(launch: GuestLaunch): Promise<GuestProcess> {
+    return this.onNode(this.world.timing(launch.vm).startMs, () => {
+      const proc = this.spawn(launch, "running");
+      return proc instanceof Error ? proc : guestOf(proc);
     });
   }
 
   startIncoming(
-    spec: VmSpec,
-    generation: number,
-    done: (result: { guest: GuestInfo; uri: string } | Error) => void,
-  ): void {
-    this.world.nodeTask(this.node, this.world.timing(spec.name).incomingMs, () => {
-      const failure = this.world.takeStartFailure(spec.name, this.node);
-      if (failure !== undefined) return done(new Error(failure));
-      if (this.world.machines.proc(this.node, spec.name))
-        return done(new Error(`guest ${spec.name} already runs`));
-      const images = spec.disks.map((disk) => disk.image);
-      const proc = this.world.machines.spawn(this.node, spec.name, generation, images, "incoming");
-      done({ guest: info(proc), uri: proc.uri! });
+    launch: GuestLaunch,
+    _options: IncomingOptions,
+  ): Promise<{ guest: GuestProcess; uri: string }> {
+    return this.onNode(this.world.timing(launch.vm).incomingMs, () => {
+      const proc = this.spawn(launch, "incoming");
+      return proc instanceof Error ? proc : { guest: guestOf(proc), uri: proc.uri! };
     });
   }
 
-  /** Powers the guest down (or quits a paused QEMU); `done` once the process is gone. */
-  stop(vm: string, done: () => void): void {
+  list(): Promise<GuestProcess[]> {
+    const procs = this.world.machines.all().filter((proc) => proc.node === this.node);
+    return Promise.resolve(procs.map(guestOf));
+  }
+
+  /** Powers the guest down (or quits a paused QEMU); an injected failure leaves it running. */
+  stop(vm: string): Promise<void> {
     const proc = this.world.machines.proc(this.node, vm);
-    if (!proc) return done();
+    if (!proc) return Promise.resolve();
     const delay = proc.mode === "running" ? this.world.timing(vm).stopMs : QUIT_MS;
-    this.world.nodeTask(this.node, delay, () => {
+    return this.onNode(delay, () => {
+      const failure = this.world.takeStopFailure(vm, this.node);
+      if (failure !== undefined) return new Error(failure);
       this.world.machines.exit(proc, "quit");
-      done();
     });
   }
 
-  kill(vm: string, done: () => void): void {
+  kill(vm: string): Promise<void> {
     const proc = this.world.machines.proc(this.node, vm);
     if (proc) this.world.machines.exit(proc, "kill");
-    done();
+    return Promise.resolve();
   }
 
-  isRunning(vm: string): boolean {
-    return this.world.machines.proc(this.node, vm)?.mode === "running";
+  onExit(listener: (vm: string, generation: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
-  migrate(vm: string, uri: string): Error | undefined {
+  consolePaths(vm: string): { socket: string; log: string } {
+    return { socket: `/sim/${this.node}/${vm}/console.sock`, log: `/sim/${this.node}/${vm}/serial.log` };
+  }
+
+  /** Simulated guests run no guest agent. */
+  guestInfo(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  reboot(vm: string): Promise<void> {
+    return Promise.reject(new Error(`the guest agent of ${vm} does not answer`));
+  }
+
+  reset(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  resizeDisk(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  announce(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  isRunning(vm: string): Promise<boolean> {
+    return Promise.resolve(this.world.machines.proc(this.node, vm)?.mode === "running");
+  }
+
+  migrate(vm: string, migration: OutgoingMigration): Promise<void> {
     const proc = this.world.machines.proc(this.node, vm);
-    if (!proc) return new Error(`no QEMU for ${vm} on this node`);
+    if (!proc) return Promise.reject(new Error(`no QEMU for ${vm} on this node`));
     const { migrateMs, downtimeMs } = this.world.timing(vm);
-    return this.world.machines.startTransfer(proc, uri, migrateMs, downtimeMs);
+    const refused = this.world.machines.startTransfer(proc, migration.uri, migrateMs, downtimeMs);
+    return refused ? Promise.reject(refused) : Promise.resolve();
   }
 
-  migrationProgress(vm: string): Progress {
-    const empty = { transferredBytes: 0, remainingBytes: 0, totalBytes: 0, mbps: 0 };
+  migrationProgress(vm: string): Promise<MigrationProgress> {
     const proc = this.world.machines.proc(this.node, vm);
-    if (!proc) return { ...empty, status: "failed", error: `QEMU is gone: no QEMU for ${vm} on this node` };
+    if (!proc) return Promise.reject(new Error(`no QEMU for ${vm} on this node`));
     const transfer = proc.sending;
-    if (!transfer) return { ...empty, status: "none" };
-    return {
-      ...empty,
+    if (!transfer) return Promise.resolve({ ...idle, status: "none" });
+    return Promise.resolve({
+      ...idle,
       status: transfer.status,
       ...(transfer.status === "completed" ? { downtimeMs: transfer.downtimeMs } : {}),
       ...(transfer.error !== undefined ? { error: transfer.error } : {}),
-    };
+    });
   }
 
-  cancelMigration(vm: string): void {
+  cancelMigration(vm: string): Promise<void> {
     const transfer = this.world.machines.proc(this.node, vm)?.sending;
     if (transfer) this.world.machines.cancelTransfer(transfer);
+    return Promise.resolve();
   }
 }

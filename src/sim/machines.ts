@@ -1,6 +1,8 @@
 // The simulated machines below Haven: QEMU processes on every node, live-migration streams between them, and
-// the shared RBD storage with its watchers, exclusive locks and blocklist. A QEMU's RBD client address is
-// `10.0.0.<node index>:0/<pid>`, so a fence in the log names the process it cut off.
+// the shared RBD storage with its watchers, exclusive locks and blocklist (and the canary guests' records,
+// canary.ts). A QEMU's RBD client address is `10.0.0.<node index>:0/<pid>`, so a fence in the log names the
+// process it cut off.
+import { CanaryDisks, type LostWrite } from "./canary.js";
 
 /** running: the guest runs and writes; incoming: a migration target, paused with inactive disks; postmigrate:
  * a source after the handover, paused for good. */
@@ -25,6 +27,8 @@ export interface Proc {
   /** The migration stream this QEMU sends (source) or receives (target). */
   sending?: Transfer;
   receiving?: Transfer;
+  /** A canary guest: the sequence number it writes next. */
+  canary?: { next: number };
 }
 
 export interface Transfer {
@@ -43,6 +47,10 @@ export interface MachinesEnv {
   nodeIndex(node: string): number;
   /** Whether a node can move migration data now (powered, not frozen, not cut off). */
   canStream(node: string): boolean;
+  /** Whether a node's processes run now (powered, not frozen). */
+  canRun(node: string): boolean;
+  /** A canary's acknowledged record was overwritten. */
+  lostWrite(lost: LostWrite): void;
   /** A QEMU exited; its node's agent hears of it. */
   exited(proc: Proc, how: ExitHow): void;
 }
@@ -50,6 +58,8 @@ export interface MachinesEnv {
 /** How often a migration stream makes progress, and how long QEMU waits to exit when its stream breaks. */
 const STREAM_TICK_MS = 100;
 const BROKEN_STREAM_EXIT_MS = 100;
+/** A canary guest writes and acknowledges one record this often. */
+const CANARY_WRITE_MS = 1000;
 export const CONNECTION_RESET = "Unable to write to socket: Connection reset by peer";
 
 export class Machines {
@@ -58,10 +68,15 @@ export class Machines {
   private readonly locks = new Map<string, Proc>();
   /** Set: storage fencing fails with this message. */
   fenceError: string | undefined;
+  readonly canaries: CanaryDisks;
+  /** Per VM: the next migration streams that break, and with which message. */
+  private readonly streamFailures = new Map<string, { left: number; message: string }>();
   private nextPid = 1000;
   private nextPort = 49152;
 
-  constructor(private readonly env: MachinesEnv) {}
+  constructor(private readonly env: MachinesEnv) {
+    this.canaries = new CanaryDisks((lost) => env.lostWrite(lost));
+  }
 
   proc(node: string, vm: string): Proc | undefined {
     return this.procs.get(node)?.get(vm);
@@ -72,7 +87,14 @@ export class Machines {
     return [...this.procs.values()].flatMap((byVm) => [...byVm.values()]).sort((a, b) => a.pid - b.pid);
   }
 
-  spawn(node: string, vm: string, generation: number, images: string[], mode: ProcMode): Proc {
+  spawn(
+    node: string,
+    vm: string,
+    generation: number,
+    images: string[],
+    mode: ProcMode,
+    canary = false,
+  ): Proc {
     const pid = this.nextPid++;
     const proc: Proc = {
       vm,
@@ -91,7 +113,24 @@ export class Machines {
     if (!byVm) this.procs.set(node, (byVm = new Map<string, Proc>()));
     byVm.set(vm, proc);
     if (mode === "running") this.takeLocks(proc);
+    // A booting canary resumes after the highest record on disk; a migration target from the source's memory.
+    if (canary && mode === "running") this.runCanary(proc, this.canaries.highest(vm) + 1);
+    if (canary && mode === "incoming") proc.canary = { next: 0 };
     return proc;
+  }
+
+  private runCanary(proc: Proc, next: number): void {
+    proc.canary = { next };
+    const write = () => {
+      if (!proc.alive || proc.mode !== "running") return;
+      // A frozen QEMU writes nothing (it resumes where it was); a blocklisted one gets EIO.
+      if (this.env.canRun(proc.node) && this.isWriter(proc)) {
+        this.canaries.write(proc.node, proc.vm, proc.canary!.next, proc.pid);
+        proc.canary!.next++;
+      }
+      this.env.at(this.env.now() + CANARY_WRITE_MS, write);
+    };
+    this.env.at(this.env.now() + CANARY_WRITE_MS, write);
   }
 
   exit(proc: Proc, how: ExitHow): void {
@@ -161,8 +200,18 @@ export class Machines {
     const transfer: Transfer = { source, target, remainingMs: durationMs, status: "active", downtimeMs };
     source.sending = transfer;
     target.receiving = transfer;
+    const failure = this.streamFailures.get(source.vm);
+    if (failure && failure.left > 0) {
+      failure.left--;
+      this.env.at(this.env.now() + STREAM_TICK_MS, () => this.failTransfer(transfer, failure.message));
+    }
     this.env.at(this.env.now() + STREAM_TICK_MS, () => this.tick(transfer));
     return undefined;
+  }
+
+  /** The next `times` migration streams of `vm` break with `message` as soon as they start. */
+  failNextTransfers(vm: string, times: number, message: string): void {
+    if (times > 0) this.streamFailures.set(vm, { left: times, message });
   }
 
   /** The stream breaks (network, TLS, QEMU error): the source reports `error`, the target QEMU exits. */
@@ -202,5 +251,6 @@ export class Machines {
     source.mode = "postmigrate";
     target.mode = "running";
     this.takeLocks(target);
+    if (source.canary && target.canary) this.runCanary(target, source.canary.next);
   }
 }

@@ -6,21 +6,22 @@
 //   at 10s power-off node1
 //   run until 60s
 // Errors carry the line and column of the offending word.
-import { DEFAULT_MIGRATION, NAME_PATTERN, type MigrationDefaults } from "../core/model.js";
-import { parseScore } from "../core/scheduler/scores.js";
+import { NAME_PATTERN, type MigrationDefaults } from "../core/model.js";
 import { constraintSchema, type Constraint } from "../core/scheduler/types.js";
+import { LEADER_FAULTS, parseCommand, type StepParser } from "./scenario-commands.js";
+import {
+  duration,
+  formatTime,
+  isOption,
+  Options,
+  ScenarioError,
+  tokenize,
+  valueToken,
+  type Token,
+} from "./scenario-words.js";
 import { DEFAULT_TIMING, type FenceBehaviour, type VmTiming } from "./world.js";
 
-export class ScenarioError extends Error {
-  constructor(
-    readonly line: number,
-    readonly column: number,
-    readonly reason: string,
-  ) {
-    super(`${line}:${column}: ${reason}`);
-    this.name = "ScenarioError";
-  }
-}
+export { formatTime, ScenarioError };
 
 export interface ScenarioNode {
   name: string;
@@ -40,6 +41,9 @@ export interface ScenarioVm {
   stickiness: number;
   ha: boolean;
   allowMigrate: boolean;
+  /** A canary guest: it writes and acknowledges records (the lost-write oracle). */
+  canary: boolean;
+  initial: InitialState;
   timing: VmTiming;
 }
 
@@ -57,8 +61,11 @@ export type SimCommand =
   | { type: "start" | "stop"; vm: string }
   | { type: "set"; vm: string; changes: PolicyChange[] }
   | { type: "crash"; vm: string; node?: string }
-  | { type: "fail-start"; vm: string; times: number; node?: string; message: string }
-  | { type: "power-off" | "power-on" | "net-cut" | "net-restore" | "freeze" | "thaw"; node: string }
+  | { type: "fail-start" | "fail-stop"; vm: string; times: number; node?: string; message: string }
+  /** `node` may be "leader": the node that leads when the step runs. */
+  | { type: NodeFault; node: string }
+  | { type: "reboot"; node: string; downMs: number }
+  | { type: "etcd-kill" | "etcd-start"; member: string }
   | { type: "etcd-slow"; node: string | null; latencyMs: number }
   | { type: "quorum-loss" | "quorum-back" }
   | { type: "fence-agent"; node: string; behaviour: FenceBehaviour | null; timeoutSeconds: number }
@@ -66,12 +73,28 @@ export type SimCommand =
   | { type: "storage-fence"; ok: boolean; message: string }
   | { type: "migrate"; vm: string; to?: string; timeoutSeconds?: number; transport?: "tls" | "tcp" }
   | { type: "migration-cancel" | "kill-target" | "kill-source"; vm: string }
-  | { type: "migration-fail"; vm: string; message: string }
+  | { type: "migration-fail"; vm: string; times: number; message: string }
+  | { type: "show"; vm: string }
   | { type: "maintenance"; node: string; on: boolean }
   | { type: "migration-defaults"; changes: Partial<MigrationDefaults> }
   | { type: "constraint"; constraint: ScenarioConstraint }
   | { type: "constraint-delete"; id: string }
   | { type: "attribute"; node: string; attributes: Record<string, string> };
+
+/** Faults of one node; those that take a node down may name "leader" instead. */
+export type NodeFault =
+  | "power-off"
+  | "power-on"
+  | "net-cut"
+  | "net-restore"
+  | "freeze"
+  | "thaw"
+  | "shutdown"
+  | "havend-kill"
+  | "havend-start";
+
+/** Where a VM is when the run begins. */
+export type InitialState = { state: "stopped" | "started" } | { state: "running" | "error"; node: string };
 
 export interface ScenarioStep {
   /** Simulated ms. */
@@ -85,6 +108,8 @@ export interface ScenarioStep {
 export interface Scenario {
   ttlSeconds: number;
   marginMs: number;
+  /** etcd members (quorum needs more than half of them). */
+  etcdMembers: number;
   nodes: ScenarioNode[];
   vms: ScenarioVm[];
   /**
@@ -96,22 +121,15 @@ export interface Scenario {
   until: number;
 }
 
-interface Token {
-  text: string;
-  column: number;
-}
-
-export const DEFAULT_STORAGE_FENCE_ERROR = "ceph osd blocklist add: timed out after 30 s";
-export const DEFAULT_MIGRATION_ERROR = "Unable to write to socket: Connection reset by peer";
-
 export function parseScenario(source: string): Scenario {
   return new Parser().parse(source);
 }
 
-class Parser {
+class Parser implements StepParser {
   private readonly scenario: Scenario = {
     ttlSeconds: 5,
     marginMs: 1500,
+    etcdMembers: 3,
     nodes: [],
     vms: [],
     rules: { constraints: [], nodeAttributes: new Map() },
@@ -119,7 +137,11 @@ class Parser {
     until: -1,
   };
   private clusterSeen = false;
-  private line = 0;
+  line = 0;
+
+  get etcdMembers(): number {
+    return this.scenario.etcdMembers;
+  }
 
   parse(source: string): Scenario {
     const lines = source.split("\n");
@@ -136,7 +158,7 @@ class Parser {
     return this.scenario;
   }
 
-  private error(token: Token, reason: string): ScenarioError {
+  error(token: Token, reason: string): ScenarioError {
     return new ScenarioError(this.line, token.column, reason);
   }
 
@@ -161,8 +183,9 @@ class Parser {
   private cluster(keyword: Token, rest: Token[]): void {
     if (this.clusterSeen) throw this.error(keyword, "'cluster' may appear only once");
     this.clusterSeen = true;
-    const o = this.options(rest, ["nodes", "ttl", "margin", "memory", "vcpus"]);
+    const o = this.options(rest, ["nodes", "ttl", "margin", "memory", "vcpus", "etcd"]);
     const count = o.int("nodes", 3, 1, 64);
+    this.scenario.etcdMembers = o.int("etcd", 3, 1, 9);
     this.scenario.ttlSeconds = o.int("ttl", 5, 1, 3600);
     this.scenario.marginMs = o.duration("margin", 1500);
     const memoryMb = o.int("memory", 4096, 16, 1 << 20);
@@ -193,7 +216,7 @@ class Parser {
    * `ID location VM NODE SCORE`, `ID rule VM SCORE RULE…`, `ID colocation VM WITH-VM SCORE`,
    * `ID order FIRST THEN [mandatory|optional]`: checked with the scheduler's own schemas.
    */
-  private parseConstraint(keyword: Token, rest: Token[]): ScenarioConstraint {
+  parseConstraint(keyword: Token, rest: Token[]): ScenarioConstraint {
     const [id, kind, ...args] = rest;
     const form = kind && Object.hasOwn(CONSTRAINT_FORMS, kind.text) ? CONSTRAINT_FORMS[kind.text] : undefined;
     if (!id || !kind || !form)
@@ -232,7 +255,7 @@ class Parser {
     this.scenario.rules.nodeAttributes.set(node, { ...known, ...attributes });
   }
 
-  private parseAttributes(keyword: Token, rest: Token[]) {
+  parseAttributes(keyword: Token, rest: Token[]) {
     const [name, ...pairs] = rest;
     if (!name || !this.scenario.nodes.some((n) => n.name === name.text))
       throw this.error(name ?? keyword, `expected a node name (${this.nodeNames()})`);
@@ -263,6 +286,9 @@ class Parser {
       "stickiness",
       "ha",
       "migrate",
+      "canary",
+      "state",
+      "on",
       "start-time",
       "incoming-time",
       "stop-time",
@@ -281,6 +307,8 @@ class Parser {
       stickiness: o.score("stickiness", 0),
       ha: o.onOff("ha", true),
       allowMigrate: o.choice("migrate", ["live", "cold"], "live") === "live",
+      canary: o.onOff("canary", false),
+      initial: this.initialState(o, name),
       timing: {
         startMs: o.duration("start-time", DEFAULT_TIMING.startMs),
         incomingMs: o.duration("incoming-time", DEFAULT_TIMING.incomingMs),
@@ -289,6 +317,18 @@ class Parser {
         downtimeMs: o.duration("downtime", DEFAULT_TIMING.downtimeMs),
       },
     });
+  }
+
+  /** `state=stopped|started|running|error [on=NODE]`: where the VM is when the run begins. */
+  private initialState(o: Options, name: Token): InitialState {
+    const state = o.choice("state", ["stopped", "started", "running", "error"], "stopped");
+    const on = o.token("on");
+    if (state === "stopped" || state === "started") {
+      if (on) throw this.error(on, `'on' goes with state=running or state=error`);
+      return { state };
+    }
+    if (!on) throw this.error(o.token("state") ?? name, `state=${state} needs on=NODE`);
+    return { state: state as "running" | "error", node: this.nodeName(valueToken(on)) };
   }
 
   private run(keyword: Token, rest: Token[]): void {
@@ -312,214 +352,40 @@ class Parser {
         time,
         `steps must be in time order (line ${previous.line} is at ${formatTime(previous.at)})`,
       );
-    const command = this.command(verb, args);
+    const command = parseCommand(this, verb, args);
     const text = [verb, ...args].map((t) => (/\s/.test(t.text) ? `"${t.text}"` : t.text)).join(" ");
     this.scenario.steps.push({ at, line: this.line, text, command });
   }
 
-  private command(verb: Token, args: Token[]): SimCommand {
-    const v = verb.text;
-    const arity = (n: number) => {
-      if (args.length > n) throw this.error(args[n]!, `unexpected '${args[n]!.text}'`);
-      if (args.length < n)
-        throw this.error(args.at(-1) ?? verb, `'${v}' needs ${n} argument${n === 1 ? "" : "s"}`);
-    };
-    switch (v) {
-      case "start":
-      case "stop":
-      case "migration-cancel":
-      case "kill-target":
-      case "kill-source":
-        arity(1);
-        return { type: v, vm: this.vmName(args[0]!) };
-      case "power-off":
-      case "power-on":
-      case "net-cut":
-      case "net-restore":
-      case "freeze":
-      case "thaw":
-        arity(1);
-        return { type: v, node: this.nodeName(args[0]!) };
-      case "quorum-loss":
-      case "quorum-back":
-        arity(0);
-        return { type: v };
-      case "set":
-        return this.set(verb, args);
-      case "crash": {
-        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        if (args.length === 1) return { type: v, vm };
-        if (args[1]!.text !== "on" || !args[2] || args.length > 3)
-          throw this.error(args[1]!, "expected 'crash VM [on NODE]'");
-        return { type: v, vm, node: this.nodeName(args[2]) };
-      }
-      case "fail-start": {
-        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        const { options, words } = this.split(args.slice(1));
-        if (words.length > 1)
-          throw this.error(words[1]!, `unexpected '${words[1]!.text}' (quote the message)`);
-        const o = this.options(options, ["times", "on"]);
-        const node = o.token("on");
-        return {
-          type: v,
-          vm,
-          times: o.int("times", 1, 1, 1000),
-          node: node ? this.nodeName(valueToken(node)) : undefined,
-          message: words[0]?.text ?? "qemu-system-x86_64: could not start (simulated)",
-        };
-      }
-      case "etcd-slow": {
-        arity(2);
-        const node = args[0]!.text === "all" ? null : this.nodeName(args[0]!);
-        return { type: v, node, latencyMs: duration(args[1]!, this.line) };
-      }
-      case "fence-agent": {
-        const node = this.nodeName(this.arg(args, 0, verb, "a node"));
-        const result = this.arg(args, 1, verb, "ok, fail, hang or clear");
-        if (result.text === "clear") {
-          if (args.length > 2) throw this.error(args[2]!, `unexpected '${args[2]!.text}'`);
-          return { type: v, node, behaviour: null, timeoutSeconds: 60 };
-        }
-        const o = this.options(args.slice(2), ["time", "timeout"]);
-        return {
-          type: v,
-          node,
-          behaviour: { result: this.fenceResult(result), durationMs: o.duration("time", 2000) },
-          timeoutSeconds: Math.ceil(o.duration("timeout", 60_000) / 1000),
-        };
-      }
-      case "fence-result": {
-        const node = this.nodeName(this.arg(args, 0, verb, "a node"));
-        const result = this.fenceResult(this.arg(args, 1, verb, "ok, fail or hang"));
-        const o = this.options(args.slice(2), ["time"]);
-        return { type: v, node, behaviour: { result, durationMs: o.duration("time", 2000) } };
-      }
-      case "storage-fence": {
-        const mode = this.arg(args, 0, verb, "ok or fail");
-        if (mode.text !== "ok" && mode.text !== "fail") throw this.error(mode, "expected ok or fail");
-        if (args.length > 2) throw this.error(args[2]!, `unexpected '${args[2]!.text}' (quote the message)`);
-        if (mode.text === "ok" && args[1])
-          throw this.error(args[1], "only 'storage-fence fail' takes a message");
-        return { type: v, ok: mode.text === "ok", message: args[1]?.text ?? DEFAULT_STORAGE_FENCE_ERROR };
-      }
-      case "migrate": {
-        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        let rest = args.slice(1);
-        let to: string | undefined;
-        if (rest[0]?.text === "to") {
-          to = this.nodeName(this.arg(rest, 1, rest[0], "a node"));
-          rest = rest.slice(2);
-        }
-        const o = this.options(rest, ["timeout", "transport"]);
-        const timeout = o.token("timeout");
-        return {
-          type: v,
-          vm,
-          to,
-          timeoutSeconds: timeout ? Math.ceil(o.duration("timeout", 0) / 1000) : undefined,
-          transport: o.token("transport")
-            ? (o.choice("transport", ["tls", "tcp"], "tls") as "tls" | "tcp")
-            : undefined,
-        };
-      }
-      case "migration-fail": {
-        const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-        if (args.length > 2) throw this.error(args[2]!, `unexpected '${args[2]!.text}' (quote the message)`);
-        return { type: v, vm, message: args[1]?.text ?? DEFAULT_MIGRATION_ERROR };
-      }
-      case "maintenance": {
-        arity(2);
-        const mode = args[0]!;
-        if (mode.text !== "on" && mode.text !== "off")
-          throw this.error(mode, "expected 'maintenance on|off NODE'");
-        return { type: v, node: this.nodeName(args[1]!), on: mode.text === "on" };
-      }
-      case "migration-defaults": {
-        const o = this.options(args, [
-          "transport",
-          "timeout",
-          "downtime-limit",
-          "bandwidth",
-          "max-per-node",
-          "max-per-cluster",
-        ]);
-        if (args.length === 0) throw this.error(verb, "'migration-defaults' needs at least one setting");
-        const changes: Partial<MigrationDefaults> = {};
-        if (o.token("transport"))
-          changes.transport = o.choice("transport", ["tls", "tcp"], "tls") as "tls" | "tcp";
-        if (o.token("timeout")) changes.timeoutSeconds = Math.ceil(o.duration("timeout", 0) / 1000);
-        if (o.token("downtime-limit")) changes.downtimeLimitMs = o.duration("downtime-limit", 0);
-        if (o.token("bandwidth")) changes.maxBandwidthMBps = o.int("bandwidth", 0, 0, 1_000_000);
-        if (o.token("max-per-node"))
-          changes.maxPerNode = o.int("max-per-node", DEFAULT_MIGRATION.maxPerNode, 1, 64);
-        if (o.token("max-per-cluster"))
-          changes.maxPerCluster = o.int("max-per-cluster", DEFAULT_MIGRATION.maxPerCluster, 1, 1024);
-        return { type: v, changes };
-      }
-      case "constraint":
-        return { type: v, constraint: this.parseConstraint(verb, args) };
-      case "constraint-delete":
-        arity(1);
-        return { type: v, id: args[0]!.text };
-      case "attribute":
-        return { type: v, ...this.parseAttributes(verb, args) };
-      default:
-        throw this.error(verb, `unknown command '${v}'`);
-    }
-  }
-
-  private set(verb: Token, args: Token[]): SimCommand {
-    const vm = this.vmName(this.arg(args, 0, verb, "a VM"));
-    if (args.length < 2) throw this.error(args[0]!, "'set' needs at least one key=value");
-    const keys = {
-      "restart-limit": "restartLimit",
-      "relocate-limit": "relocateLimit",
-      "failure-timeout": "failureTimeoutSeconds",
-      priority: "priority",
-      stickiness: "stickiness",
-      ha: "ha",
-      "allow-migrate": "allowMigrate",
-    } as const;
-    const o = this.options(args.slice(1), Object.keys(keys));
-    const changes: PolicyChange[] = [];
-    for (const token of args.slice(1)) {
-      const name = token.text.split("=")[0] as keyof typeof keys;
-      const key = keys[name];
-      if (key === "ha" || key === "allowMigrate") changes.push({ key, value: o.onOff(name, true) });
-      else if (key === "failureTimeoutSeconds")
-        changes.push({ key, value: Math.ceil(o.duration(name, 0) / 1000) });
-      else if (key === "priority") changes.push({ key, value: o.int(name, 0, -1_000_000, 1_000_000) });
-      else if (key === "stickiness") changes.push({ key, value: o.score(name, 0) });
-      else changes.push({ key, value: o.int(name, 0, 0, 100) });
-    }
-    return { type: "set", vm, changes };
-  }
-
-  private fenceResult(token: Token): FenceBehaviour["result"] {
-    if (token.text === "ok" || token.text === "fail" || token.text === "hang") return token.text;
-    throw this.error(token, `expected ok, fail or hang, got '${token.text}'`);
-  }
-
-  private arg(args: Token[], index: number, after: Token, what: string): Token {
+  arg(args: Token[], index: number, after: Token, what: string): Token {
     const token = args[index];
     if (!token) throw this.error(after, `expected ${what} after '${after.text}'`);
     return token;
   }
 
-  private split(tokens: Token[]): { options: Token[]; words: Token[] } {
+  split(tokens: Token[]): { options: Token[]; words: Token[] } {
     return {
       options: tokens.filter((t) => isOption(t)),
       words: tokens.filter((t) => !isOption(t)),
     };
   }
 
-  private vmName(token: Token): string {
+  /** A node name, or `leader` (resolved when the step runs) for the faults that take a node down. */
+  faultNode(verb: string, token: Token): string {
+    if (token.text === "leader") {
+      if (!LEADER_FAULTS.includes(verb)) throw this.error(token, `'${verb}' needs a node name, not 'leader'`);
+      return "leader";
+    }
+    return this.nodeName(token);
+  }
+
+  vmName(token: Token): string {
     if (!this.scenario.vms.some((vm) => vm.name === token.text))
       throw this.error(token, `unknown VM '${token.text}' (declare it with 'vm ${token.text} ...' first)`);
     return token.text;
   }
 
-  private nodeName(token: Token): string {
+  nodeName(token: Token): string {
     if (!this.scenario.nodes.some((node) => node.name === token.text))
       throw this.error(token, `unknown node '${token.text}' (the cluster has ${this.nodeNames()})`);
     return token.text;
@@ -530,7 +396,7 @@ class Parser {
     return names.length > 3 ? `${names[0]} … ${names.at(-1)}` : names.join(", ");
   }
 
-  private options(tokens: Token[], allowed: string[]): Options {
+  options(tokens: Token[], allowed: string[]): Options {
     const byKey = new Map<string, Token>();
     for (const token of tokens) {
       const eq = token.text.indexOf("=");
@@ -542,61 +408,6 @@ class Parser {
       byKey.set(key, token);
     }
     return new Options(byKey, this.line);
-  }
-}
-
-class Options {
-  constructor(
-    private readonly byKey: Map<string, Token>,
-    private readonly line: number,
-  ) {}
-
-  token(key: string): Token | undefined {
-    return this.byKey.get(key);
-  }
-
-  int(key: string, fallback: number, min: number, max: number): number {
-    const token = this.byKey.get(key);
-    if (!token) return fallback;
-    const value = valueToken(token);
-    if (!/^-?\d+$/.test(value.text))
-      throw new ScenarioError(this.line, value.column, `${key} must be a whole number, got '${value.text}'`);
-    const n = Number(value.text);
-    if (n < min || n > max)
-      throw new ScenarioError(this.line, value.column, `${key} must be between ${min} and ${max}, got ${n}`);
-    return n;
-  }
-
-  /** A placement score: a whole number within ±1,000,000, INFINITY or -INFINITY (parseScore). */
-  score(key: string, fallback: number): number {
-    const token = this.byKey.get(key);
-    if (!token) return fallback;
-    const value = valueToken(token);
-    const parsed = parseScore(value.text);
-    if (!parsed.ok) throw new ScenarioError(this.line, value.column, `${key}: ${parsed.error}`);
-    return parsed.score;
-  }
-
-  duration(key: string, fallbackMs: number): number {
-    const token = this.byKey.get(key);
-    return token ? duration(valueToken(token), this.line) : fallbackMs;
-  }
-
-  onOff(key: string, fallback: boolean): boolean {
-    return this.choice(key, ["on", "off"], fallback ? "on" : "off") === "on";
-  }
-
-  choice(key: string, choices: string[], fallback: string): string {
-    const token = this.byKey.get(key);
-    if (!token) return fallback;
-    const value = valueToken(token);
-    if (!choices.includes(value.text))
-      throw new ScenarioError(
-        this.line,
-        value.column,
-        `${key} must be ${choices.join(" or ")}, got '${value.text}'`,
-      );
-    return value.text;
   }
 }
 
@@ -620,51 +431,3 @@ const CONSTRAINT_FORMS: Record<
     usage: "FIRST THEN [mandatory|optional]",
   },
 };
-
-const isOption = (token: Token) => /^[a-z-]+=/.test(token.text);
-
-/** The value part of a key=value token, with its own column. */
-function valueToken(token: Token): Token {
-  const eq = token.text.indexOf("=");
-  return { text: token.text.slice(eq + 1), column: token.column + eq + 1 };
-}
-
-/** `10s`, `1.5s`, `500ms`, `2m`, `1h`; a bare number is seconds. Returns ms. */
-function duration(token: Token, line: number): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|min|h)?$/.exec(token.text);
-  if (!match)
-    throw new ScenarioError(line, token.column, `'${token.text}' is not a duration (like 10s, 500ms, 2m)`);
-  const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
-  return Math.round(Number(match[1]) * factor);
-}
-
-/** Splits a line into words, keeping "quoted text" (and key="quoted text") together; `#` starts a comment. */
-function tokenize(text: string, line: number): Token[] {
-  const tokens: Token[] = [];
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i]!;
-    if (c === "#") break;
-    if (/\s/.test(c)) {
-      i++;
-      continue;
-    }
-    const column = i + 1;
-    let word = "";
-    while (i < text.length && !/\s/.test(text[i]!) && text[i] !== "#") {
-      if (text[i] === '"') {
-        const end = text.indexOf('"', i + 1);
-        if (end < 0) throw new ScenarioError(line, i + 1, "unterminated quote");
-        word += text.slice(i + 1, end);
-        i = end + 1;
-      } else word += text[i++];
-    }
-    tokens.push({ text: word, column });
-  }
-  return tokens;
-}
-
-/** `12.300s`, as the log writes times. */
-export function formatTime(ms: number): string {
-  return `${(ms / 1000).toFixed(3)}s`;
-}

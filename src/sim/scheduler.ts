@@ -1,5 +1,7 @@
 // The simulator's clock: a discrete event queue in simulated milliseconds. Tasks run in (time, insertion)
-// order, so a run is a pure function of the scenario: no wall clock, no randomness.
+// order, and after each one every promise continuation it caused runs too (the shipped programs are async)
+// before the next task or the clock moves on. So a run is a pure function of the scenario: no wall clock,
+// no randomness, and nothing of the programs runs between two tasks.
 
 interface Task {
   time: number;
@@ -26,14 +28,18 @@ export class Scheduler {
     this.at(this.now + delayMs, run);
   }
 
-  /** Runs every task due up to and including `end`, calling `afterEach` after each; then the clock is `end`. */
-  runUntil(end: number, afterEach: () => void): void {
+  /**
+   * Runs every task due up to and including `end`, each followed by the promise continuations it caused and
+   * then `afterEach`; then the clock is `end`.
+   */
+  async runUntil(end: number, afterEach: () => void): Promise<void> {
     for (;;) {
       const next = this.heap[0];
       if (!next || next.time > end) break;
       this.pop();
       this.now = next.time;
       next.run();
+      await settled();
       afterEach();
       if (++this.executed > MAX_TASKS)
         throw new Error(`simulation did not settle: more than ${MAX_TASKS} tasks by t=${this.now} ms`);
@@ -70,6 +76,14 @@ export class Scheduler {
       i = smallest;
     }
   }
+}
+
+/**
+ * Resolves once every pending promise continuation has run: setImmediate callbacks run only after the
+ * microtask queue is empty. The simulated programs do no real I/O, so nothing else is waiting.
+ */
+function settled(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function before(a: Task, b: Task): boolean {

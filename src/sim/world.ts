@@ -1,17 +1,19 @@
-// The simulated cluster: nodes (power, network, freeze), etcd, the machines under them, and the havends on
-// top, all driven by one Scheduler. Node-bound work goes through nodeTask: it is dropped when the node has
-// rebooted since, and held back while the node is frozen (SIGSTOP), to run in order when it is thawed.
-import type { FenceAgent, MigrationDefaults, NodeInfo } from "../core/model.js";
+// The simulated cluster: nodes (power, network, freeze), etcd, the machines under them, and a havend process
+// on each powered node running the shipped programs, all driven by one Scheduler. Node-bound work goes
+// through onNode/nodeTask: dropped when the node has rebooted since, held back while the node is frozen
+// (SIGSTOP), to run in order when it is thawed.
+import { ClusterStore, type VmMaps } from "../adapters/etcd/cluster-store.js";
+import type { WatchEvent } from "../adapters/etcd/port.js";
+import { eventSchema, type HavenEvent } from "../core/model.js";
 import type { PlacementRules } from "../core/placement-rules.js";
-import type { FenceOutcome } from "../adapters/fence/port.js";
-import { SimEtcd, type Leased, type VmMaps } from "./etcd.js";
-import { SimHavend } from "./havend.js";
+import { SimEtcd, type SimEtcdClient } from "./etcd.js";
+import { SIM_PREFIX, SimHavend } from "./havend.js";
 import { Invariants } from "./invariants.js";
 import { Machines, type ExitHow, type Proc } from "./machines.js";
+import { EPOCH_MS } from "./process.js";
 import { Scheduler } from "./scheduler.js";
 
-/** Simulated time 0 on the wall clock (events carry ISO times, as in etcd). */
-export const EPOCH_MS = Date.UTC(2025, 0, 1);
+export { EPOCH_MS };
 
 export interface WorldConfig {
   ttlSeconds: number;
@@ -20,6 +22,8 @@ export interface WorldConfig {
   rules: PlacementRules;
   /** How long a change takes to reach a watcher. */
   watchDelayMs: number;
+  /** etcd members (default 3): quorum needs more than half of them. */
+  etcdMembers?: number;
 }
 
 export interface VmTiming {
@@ -51,7 +55,7 @@ export interface SimNode {
   /** Simulated ms of the last thaw: a thawed node's guard gets one period to act. */
   thawedAt: number;
   /** Bumped on every power-off: tasks of an earlier boot are dropped. */
-  epoch: number;
+  boot: number;
   deferred: Array<() => void>;
   keepAliveLatencyMs: number;
   /** The havend's lease file: survives reboots, as on disk. */
@@ -60,12 +64,11 @@ export interface SimNode {
   fence: FenceBehaviour;
 }
 
-export interface ClusterSnapshot {
-  nodes: Map<string, Leased<NodeInfo>>;
-  vms: VmMaps;
-  maintenance: Set<string>;
-  migrationDefaults: MigrationDefaults;
-  rules: PlacementRules;
+/** An event as stored in etcd, with simulated time and the order it was written in (for ties of time). */
+export interface StoredEvent extends HavenEvent {
+  /** Simulated ms of `time`. */
+  at: number;
+  seq: number;
 }
 
 export interface SimLine {
@@ -74,58 +77,65 @@ export interface SimLine {
   text: string;
 }
 
-interface Subscriber {
-  node: string;
-  epoch: number;
-  active: boolean;
-  pending: boolean;
-  backoffMs: number;
-  revision: number;
-  deliver: (first: boolean) => void;
-}
+type Failure = { vm: string; node?: string; message: string; left: number };
 
-const MAX_WATCH_BACKOFF_MS = 5000;
+/** A shutdown stops havend, then the QEMUs a second later, then the power a second after that. */
+const SHUTDOWN_STEP_MS = 1000;
 
 export class World {
-  readonly clock = new Scheduler();
+  readonly scheduler = new Scheduler();
   readonly etcd: SimEtcd;
+  /** The API's etcd client (it reaches any member that has quorum), and Haven's keys through it. */
+  readonly api: SimEtcdClient;
+  readonly store: ClusterStore;
   readonly machines: Machines;
   readonly nodes = new Map<string, SimNode>();
   readonly lines: SimLine[] = [];
+  readonly events: StoredEvent[] = [];
   readonly invariants: Invariants;
+  /** Where the programs' own log lines go (`haven simulate --log`); by default nowhere. */
+  programLog: ((line: string) => void) | undefined;
   private seq = 0;
-  private requests = 0;
-  private readonly subscribers = new Set<Subscriber>();
   private readonly timings = new Map<string, VmTiming>();
-  private readonly startFailures: Array<{ vm: string; node?: string; message: string; left: number }> = [];
+  private readonly canaries = new Set<string>();
+  private readonly startFailures: Failure[] = [];
+  private readonly stopFailures: Failure[] = [];
 
   constructor(readonly config: WorldConfig) {
-    this.etcd = new SimEtcd({
-      now: () => this.now(),
-      wall: (at) => this.wall(at),
-      reachable: (node) => this.reachable(node),
-      at: (time, run) => this.clock.at(time, run),
-      changed: () => this.changed(),
-      nextSeq: () => this.seq++,
+    this.etcd = new SimEtcd(
+      {
+        scheduler: this.scheduler,
+        watchDelayMs: config.watchDelayMs,
+        onCommit: (events) => this.committed(events),
+      },
+      Array.from({ length: config.etcdMembers ?? 3 }, (_, i) => `etcd${i + 1}`),
+    );
+    this.etcd.ttlMs = config.ttlSeconds * 1000;
+    this.api = this.etcd.client({
+      reachable: () => true,
+      after: (delayMs, run) => this.scheduler.after(delayMs, run),
+      keepAliveLatencyMs: () => 0,
+    });
+    this.store = new ClusterStore(this.api, SIM_PREFIX, {
+      now: () => this.wall(),
+      sleep: (ms) => new Promise((resolve) => this.scheduler.after(ms, resolve)),
     });
     this.machines = new Machines({
       now: () => this.now(),
       wall: () => this.wall(),
-      at: (time, run) => this.clock.at(time, run),
+      at: (time, run) => this.scheduler.at(time, run),
       nodeIndex: (node) => this.node(node).index,
-      canStream: (node) => this.canStream(node),
+      canStream: (node) => this.reachable(node),
+      canRun: (node) => this.node(node).powered && !this.node(node).frozen,
       exited: (proc, how) => this.exited(proc, how),
+      lostWrite: (lost) => this.invariants.lostWrite(lost),
     });
     this.invariants = new Invariants(this);
-    // What etcd holds before the run begins: nobody watches yet, so no change is announced.
-    for (const constraint of config.rules.constraints) this.etcd.constraints.set(constraint.id, constraint);
-    for (const [node, attributes] of config.rules.nodeAttributes)
-      this.etcd.nodeAttributes.set(node, { ...attributes });
   }
 
   // --- time ---
   now(): number {
-    return this.clock.now;
+    return this.scheduler.now;
   }
 
   wall(at = this.now()): number {
@@ -134,6 +144,36 @@ export class World {
 
   iso(): string {
     return new Date(this.wall()).toISOString();
+  }
+
+  /** Every change etcd applies: events go to the log, placements to the invariants. */
+  private committed(changes: WatchEvent[]): void {
+    for (const { type, kv } of changes) {
+      if (!kv.key.startsWith(SIM_PREFIX)) continue;
+      const key = kv.key.slice(SIM_PREFIX.length);
+      if (key.startsWith("events/") && type === "put") {
+        const event = eventSchema.parse(JSON.parse(kv.value));
+        this.events.push({ ...event, at: Date.parse(event.time) - EPOCH_MS, seq: this.seq++ });
+      }
+      const placement = /^vms\/([^/]+)\/placement$/.exec(key);
+      if (placement) this.invariants.placementChanged(placement[1]!, type === "put" ? kv.value : undefined);
+    }
+  }
+
+  // --- what etcd holds now (for checks and the log; the programs read it through their clients) ---
+  vmMaps(): VmMaps {
+    return this.store.vmMapsOf(this.etcd.data.peek(this.store.vmsPrefix));
+  }
+
+  /** Whether the node's record (under its lease) is in etcd. */
+  online(node: string): boolean {
+    return this.etcd.data.peek(this.store.nodeKey(node)).some((kv) => kv.key === this.store.nodeKey(node));
+  }
+
+  /** The node that holds the controller key. */
+  leader(): string | undefined {
+    return this.etcd.data.peek(this.store.controllerKey).find((kv) => kv.key === this.store.controllerKey)
+      ?.value;
   }
 
   // --- nodes ---
@@ -146,7 +186,7 @@ export class World {
       netCut: false,
       frozen: false,
       thawedAt: 0,
-      epoch: 0,
+      boot: 0,
       deferred: [],
       keepAliveLatencyMs: 0,
       leaseFile: "",
@@ -161,111 +201,24 @@ export class World {
     return node;
   }
 
-  /** Whether a process on `node` gets answers from etcd (quorum is checked by etcd itself). */
+  /** Whether a process on `node` gets answers from etcd (quorum is etcd's own matter). */
   reachable(name: string): boolean {
     const node = this.node(name);
     return node.powered && !node.netCut && !node.frozen;
   }
 
-  private canStream(name: string): boolean {
-    return this.reachable(name);
-  }
-
-  keepAliveLatency(node: string): number {
-    return this.node(node).keepAliveLatencyMs;
-  }
-
-  /** Runs `run` in the process of `node` that exists now (or in boot `epoch`), after `delayMs`. */
-  nodeTask(name: string, delayMs: number, run: () => void, epoch?: number): void {
+  /** Runs `run` on `node` in boot `boot` (default: the current one) after `delayMs`. */
+  nodeTask(name: string, delayMs: number, run: () => void, boot?: number): void {
     const node = this.node(name);
-    const boot = epoch ?? node.epoch;
-    this.clock.after(delayMs, () => this.onNode(node, boot, run));
+    const at = boot ?? node.boot;
+    this.scheduler.after(delayMs, () => this.onNode(name, at, run));
   }
 
-  private onNode(node: SimNode, epoch: number, run: () => void): void {
-    if (node.epoch !== epoch || !node.powered) return;
+  onNode(name: string, boot: number, run: () => void): void {
+    const node = this.node(name);
+    if (node.boot !== boot || !node.powered) return;
     if (node.frozen) node.deferred.push(run);
     else run();
-  }
-
-  // --- watches ---
-  /** The agent's watch of `vms/`: a first snapshot, then the state after every change, while reachable. */
-  watchVms(node: string, onChange: (vms: VmMaps) => void): () => void {
-    return this.subscribe(node, () => onChange(this.etcd.vmMaps()));
-  }
-
-  /** The controller's watches of `nodes/`, `vms/` and `config/`. */
-  watchCluster(node: string, onChange: (snapshot: ClusterSnapshot, first: boolean) => void): () => void {
-    return this.subscribe(node, (first) =>
-      onChange(
-        {
-          nodes: new Map(this.etcd.nodes),
-          vms: this.etcd.vmMaps(),
-          maintenance: new Set(this.etcd.maintenance.keys()),
-          migrationDefaults: this.etcd.migrationDefaults,
-          rules: this.etcd.rules(),
-        },
-        first,
-      ),
-    );
-  }
-
-  private subscribe(node: string, deliver: (first: boolean) => void): () => void {
-    const sub: Subscriber = {
-      node,
-      epoch: this.node(node).epoch,
-      active: true,
-      pending: true,
-      backoffMs: 0,
-      revision: -1,
-      deliver,
-    };
-    this.subscribers.add(sub);
-    this.attemptDelivery(sub, this.config.watchDelayMs);
-    return () => {
-      sub.active = false;
-      this.subscribers.delete(sub);
-    };
-  }
-
-  private changed(): void {
-    for (const sub of this.subscribers) {
-      if (sub.pending) continue;
-      sub.pending = true;
-      this.attemptDelivery(sub, this.config.watchDelayMs);
-    }
-    if (!this.etcd.leader) {
-      // Waiting candidates watch the leader key and race to create it.
-      for (const node of this.nodes.values()) {
-        const havend = node.havend;
-        if (havend?.controller.campaigning)
-          this.nodeTask(node.name, this.config.watchDelayMs, () => {
-            if (node.havend === havend) havend.controller.wake();
-          });
-      }
-    }
-  }
-
-  /** A watch that cannot reach etcd retries with the informer's backoff (100 ms doubling to 5 s). */
-  private attemptDelivery(sub: Subscriber, delayMs: number): void {
-    this.nodeTask(
-      sub.node,
-      delayMs,
-      () => {
-        if (!sub.active) return;
-        if (!this.reachable(sub.node) || !this.etcd.quorum) {
-          sub.backoffMs = Math.min(Math.max(sub.backoffMs * 2, 100), MAX_WATCH_BACKOFF_MS);
-          return this.attemptDelivery(sub, sub.backoffMs);
-        }
-        sub.pending = false;
-        sub.backoffMs = 0;
-        if (sub.revision === this.etcd.revision) return;
-        const first = sub.revision === -1;
-        sub.revision = this.etcd.revision;
-        sub.deliver(first);
-      },
-      sub.epoch,
-    );
   }
 
   // --- QEMU ---
@@ -277,49 +230,35 @@ export class World {
     this.timings.set(vm, timing);
   }
 
+  isCanary(vm: string): boolean {
+    return this.canaries.has(vm);
+  }
+
+  setCanary(vm: string): void {
+    this.canaries.add(vm);
+  }
+
   failStarts(vm: string, times: number, message: string, node?: string): void {
     this.startFailures.push({ vm, node, message, left: times });
   }
 
+  failStops(vm: string, times: number, message: string, node?: string): void {
+    this.stopFailures.push({ vm, node, message, left: times });
+  }
+
   /** The message of an injected start failure for this start, if any. */
   takeStartFailure(vm: string, node: string): string | undefined {
-    const failure = this.startFailures.find((f) => f.vm === vm && f.left > 0 && (!f.node || f.node === node));
-    if (!failure) return undefined;
-    failure.left--;
-    return failure.message;
+    return take(this.startFailures, vm, node);
+  }
+
+  takeStopFailure(vm: string, node: string): string | undefined {
+    return take(this.stopFailures, vm, node);
   }
 
   private exited(proc: Proc, how: ExitHow): void {
     if (how === "power") return;
-    const node = this.node(proc.node);
-    const havend = node.havend;
-    if (havend) this.onNode(node, node.epoch, () => havend.hypervisor.exited(proc));
-  }
-
-  // --- fence agents ---
-  /** Runs `target`'s fence agent from the controller on `from`; success powers the target off. */
-  runFenceAgent(
-    from: string,
-    target: string,
-    agent: FenceAgent,
-    done: (outcome: FenceOutcome) => void,
-  ): void {
-    const behaviour = this.node(target).fence;
-    const durationMs = behaviour.result === "hang" ? agent.timeoutSeconds * 1000 : behaviour.durationMs;
-    this.nodeTask(from, durationMs, () => {
-      const ok = behaviour.result === "ok";
-      if (ok && this.node(target).powered) {
-        this.note(`-- ${target} is powered off by its fence agent`);
-        this.powerOff(target);
-      }
-      const summary =
-        behaviour.result === "ok"
-          ? "exited 0"
-          : behaviour.result === "fail"
-            ? "exited 1: power off failed"
-            : `timed out after ${agent.timeoutSeconds} s`;
-      done({ ok, summary, durationMs });
-    });
+    const havend = this.node(proc.node).havend;
+    havend?.process.run(() => havend.hypervisor.exited(proc));
   }
 
   // --- faults ---
@@ -329,20 +268,75 @@ export class World {
     node.powered = true;
     node.frozen = false;
     node.deferred = [];
-    node.havend = new SimHavend(this, node);
-    node.havend.boot();
+    this.startHavend(name);
   }
 
   powerOff(name: string): void {
     const node = this.node(name);
     if (!node.powered) return;
+    this.killHavend(name);
     node.powered = false;
     node.frozen = false;
-    node.epoch++;
+    node.boot++;
     node.deferred = [];
-    node.havend = undefined;
-    for (const sub of [...this.subscribers]) if (sub.node === name) this.subscribers.delete(sub);
     this.machines.powerOff(name);
+  }
+
+  /** havend starts on a powered node (at boot, or after it was killed or stopped); its QEMUs are found again. */
+  startHavend(name: string): boolean {
+    const node = this.node(name);
+    if (!node.powered || node.havend) return false;
+    node.havend = new SimHavend(this, node);
+    node.havend.start();
+    return true;
+  }
+
+  /** SIGKILL of havend alone: its QEMUs keep running. */
+  killHavend(name: string): boolean {
+    const node = this.node(name);
+    if (!node.havend) return false;
+    node.havend.kill();
+    node.havend = undefined;
+    return true;
+  }
+
+  /** SIGTERM of havend: it stops cleanly, its QEMUs keep running. */
+  stopHavend(name: string): boolean {
+    const node = this.node(name);
+    if (!node.havend) return false;
+    node.havend.stop();
+    node.havend = undefined;
+    return true;
+  }
+
+  /**
+   * A clean shutdown: havend gets SIGTERM and stops (its guests keep running, as always), a second later the
+   * system stops the QEMUs (SIGTERM: they quit, closing their disks), and a second after that the node is off.
+   * Returns false when the node is off already.
+   */
+  shutdown(name: string): boolean {
+    const node = this.node(name);
+    if (!node.powered) return false;
+    this.stopHavend(name);
+    const boot = node.boot;
+    this.nodeTask(
+      name,
+      SHUTDOWN_STEP_MS,
+      () => {
+        for (const proc of this.machines.all()) if (proc.node === name) this.machines.exit(proc, "quit");
+        this.nodeTask(
+          name,
+          SHUTDOWN_STEP_MS,
+          () => {
+            this.note(`-- ${name} is powered off (shutdown)`);
+            this.powerOff(name);
+          },
+          boot,
+        );
+      },
+      boot,
+    );
+    return true;
   }
 
   setNetCut(name: string, cut: boolean): void {
@@ -354,29 +348,27 @@ export class World {
     if (node.powered) node.frozen = true;
   }
 
-  /** SIGCONT: everything that came due while frozen runs now, in order, as one step. */
+  /** SIGCONT: everything that came due while frozen runs now, in order. */
   thaw(name: string): void {
     const node = this.node(name);
     if (!node.frozen) return;
     node.frozen = false;
     node.thawedAt = this.now();
     const due = node.deferred.splice(0);
-    for (const run of due) this.onNode(node, node.epoch, run);
+    for (const run of due) this.onNode(name, node.boot, run);
   }
 
-  // --- checks and log ---
-  recovered(vm: string, from: string): void {
-    this.invariants.recovered(vm, from);
-  }
-
+  // --- the log ---
   note(text: string): SimLine {
     const line = { at: this.now(), seq: this.seq++, text };
     this.lines.push(line);
     return line;
   }
+}
 
-  /** Migration request ids, as the API makes them (random there, counted here). */
-  nextRequestId(): string {
-    return `m${++this.requests}`;
-  }
+function take(failures: Failure[], vm: string, node: string): string | undefined {
+  const failure = failures.find((f) => f.vm === vm && f.left > 0 && (!f.node || f.node === node));
+  if (!failure) return undefined;
+  failure.left--;
+  return failure.message;
 }

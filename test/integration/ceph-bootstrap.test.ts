@@ -17,7 +17,8 @@ import {
   type LocalCephInfo,
   type LocalCephOptions,
 } from "../../src/adapters/ceph/bootstrap.js";
-import { CephCommandError, cephExec, run, type CephIdentity } from "../../src/adapters/ceph/exec.js";
+import { cephExec, type CephIdentity } from "../../src/adapters/ceph/exec.js";
+import { CommandError, run } from "../../src/lib/command.js";
 import { cephStatus, formatCephStatus, type CephStatus } from "../../src/adapters/ceph/status.js";
 import { waitFor } from "../../src/lib/async.js";
 import { processesMatching } from "../../src/lib/process.js";
@@ -112,11 +113,11 @@ describe("local Ceph", () => {
     const node1 = nodeIdentity("node1");
     assert.equal(await cephExec("rbd", node1, ["ls", "--pool", "rbd", "--format", "json"]), "[]\n");
     await assert.rejects(cephExec("ceph", node1, ["osd", "pool", "create", "stolen", "8"]), (err) => {
-      assert.ok(err instanceof CephCommandError);
+      assert.ok(err instanceof CommandError);
       assert.match(err.stderr, /access denied|EACCES/i);
       return true;
     });
-    await assert.rejects(cephExec("ceph", node1, ["auth", "ls"]), CephCommandError);
+    await assert.rejects(cephExec("ceph", node1, ["auth", "ls"]), CommandError);
     // The status is readable with the node's key too (cephx then judged from the client's own conf).
     const status = await cephStatus(node1);
     assert.equal(status.health, "HEALTH_OK");
@@ -137,7 +138,7 @@ describe("local Ceph", () => {
         assert.match(
           err.message,
           /authentication failed for client\.admin: no usable key/,
-          JSON.stringify((err.cause as CephCommandError | undefined)?.stderr),
+          JSON.stringify((err.cause as CommandError | undefined)?.stderr),
         );
         return true;
       },

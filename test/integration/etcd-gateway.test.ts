@@ -233,8 +233,13 @@ void describe("GatewayEtcdClient against etcd 3.4", { timeout: 60_000 }, () => {
     const stop = new AbortController();
     await campaign(client, "election/leader", "n1", l1, stop.signal);
     let n2Leads = false;
-    // With a poll interval longer than the test, only the watch can wake n2 once n1 resigns.
-    const n2 = campaign(client, "election/leader", "n2", l2, stop.signal, 3_600_000).then(
+    // On a clock whose poll interval never passes, only the watch can wake n2 once n1 resigns.
+    const stoppedClock = {
+      now: () => Date.now(),
+      sleep: (_ms: number, signal?: AbortSignal) =>
+        new Promise<void>((resolve) => signal?.addEventListener("abort", () => resolve(), { once: true })),
+    };
+    const n2 = campaign(client, "election/leader", "n2", l2, stop.signal, stoppedClock).then(
       () => (n2Leads = true),
     );
     await new Promise((resolve) => setTimeout(resolve, 300));

@@ -132,25 +132,36 @@ export class TestCluster {
     const vms = await api.get<VmView[]>("/v1/vms");
     for (const vm of vms.filter((v) => v.migration))
       await api.post(`/v1/vms/${path(vm.name)}/migrate/cancel`).catch(() => undefined);
-    for (const vm of vms) await api.post(`/v1/vms/${path(vm.name)}/stop`);
+    for (const vm of vms) {
+      // A guest that ignores ACPI (an imported VM may wait minutes) is not waited for.
+      await api.patch(`/v1/vms/${path(vm.name)}`, { stopGraceSeconds: 0 });
+      await api.post(`/v1/vms/${path(vm.name)}/stop`);
+    }
     await eventually(
       "every VM stopped",
       async () =>
         (await api.get<VmView[]>("/v1/vms")).every((v) => v.state === "stopped") ? true : undefined,
       120_000,
     );
-    for (const vm of vms) await api.delete(`/v1/vms/${path(vm.name)}`);
+    // A QEMU that was killed (a test that kills a migration target, say) leaves its RBD watch on the disk
+    // until Ceph times it out (30 s), and Haven refuses to delete a watched disk: try again until it is free.
+    const deleteWhenFree = (what: string) =>
+      eventually(`${what} deleted`, async () => {
+        await api.delete(what);
+        return true;
+      });
+    for (const vm of vms) await deleteWhenFree(`/v1/vms/${path(vm.name)}`);
+    const deleteDisk = (name: string) => deleteWhenFree(`/v1/disks/${path(name)}`);
     // Disks a test made itself: clones before the snapshots they hang off, snapshots before their disk.
     const disks = await api.get<Array<{ name: string; parent: string | null }>>("/v1/disks");
-    for (const disk of disks.filter((d) => d.parent !== null))
-      await api.delete(`/v1/disks/${path(disk.name)}`);
+    for (const disk of disks.filter((d) => d.parent !== null)) await deleteDisk(disk.name);
     for (const disk of disks.filter((d) => d.parent === null)) {
       const snapshots = await api
         .get<Array<{ name: string }>>(`/v1/disks/${path(disk.name)}/snapshots`)
         .catch(() => []);
       for (const snapshot of snapshots)
         await api.delete(`/v1/disks/${path(disk.name)}/snapshots/${path(snapshot.name)}`);
-      await api.delete(`/v1/disks/${path(disk.name)}`);
+      await deleteDisk(disk.name);
     }
   }
 

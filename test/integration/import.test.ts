@@ -151,9 +151,6 @@ describe("import of the seed's crm and libvirt configuration", { timeout: 300_00
     const noFile = await cluster.haven(["import", "crm", join(dir, "absent.crm")]);
     assert.equal(noFile.code, 2);
     assert.match(noFile.stderr, /cannot read .*absent\.crm: no such file/);
-    assert.deepEqual(
-      (await cluster.json<VmView[]>(["vm", "list"])).map((vm) => vm.name),
-      ["guest1"],
-    );
+    assert.deepEqual(await cluster.json<VmView[]>(["vm", "list"]), [], "nothing was created");
   });
 });

@@ -391,4 +391,47 @@ describe("cluster on Ceph RBD", { timeout: 900_000 }, () => {
     await assertCleanAfterFailover("canary", [before.node!, (await show("canary")).node!]);
     assert.deepEqual(findDoubleRuns(await cluster.json<HavenEvent[]>(["events", "--limit", "10000"])), []);
   });
+
+  test("a frozen node that comes back leaves its moved guest's status alone: the guest migrates back, and that node drains", async () => {
+    const before = await startCanary("canary");
+    const returned = before.node!;
+    await ok(["node", "freeze", returned]);
+    let moved: VmView;
+    try {
+      moved = await runningElsewhere(returned, "canary recovered while its old node is frozen");
+    } finally {
+      await ok(["node", "thaw", returned]);
+    }
+    await eventually(`${returned} back in the cluster`, async () => {
+      const nodes = await cluster.json<Array<{ name: string }>>(["node", "list"]);
+      return nodes.some((n) => n.name === returned) ? true : undefined;
+    });
+    await eventually("the old QEMU killed by its own agent", () =>
+      Promise.resolve(isAlive(before.pid!) ? undefined : true),
+    );
+    // The returning node re-registered with a stale view: its report (self-fenced, the old generation) must
+    // not have replaced the status of the QEMU that runs the guest now.
+    for (let look = 0; look < 10; look++) {
+      const view = await show("canary");
+      assert.deepEqual(
+        [view.state, view.node, view.pid],
+        ["running", moved.node, moved.pid],
+        "the status stays the running QEMU's",
+      );
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    try {
+      await ok(["vm", "migrate", "canary", "--to", returned]);
+      const back = await ackAbove("canary", (await show("canary")).lastAck!);
+      assert.equal(back.node, returned, "migrated to the node that came back");
+      await ok(["node", "drain", returned]);
+      const drained = await ackAbove("canary", (await show("canary")).lastAck!);
+      assert.notEqual(drained.node, returned, "drained off it");
+    } finally {
+      await cluster.haven(["node", "maintenance", "off", returned]);
+    }
+    await ackAbove("canary", (await show("canary")).lastAck! + 5);
+    await assertCleanAfterFailover("canary", ["node1", "node2", "node3"]);
+    assert.deepEqual(findDoubleRuns(await cluster.json<HavenEvent[]>(["events", "--limit", "10000"])), []);
+  });
 });

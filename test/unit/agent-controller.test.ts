@@ -14,7 +14,7 @@ import { Controller } from "../../src/controller/controller.js";
 import type { NodeInfo, VmView } from "../../src/core/model.js";
 import { waitFor } from "../../src/lib/async.js";
 import { silentLogger } from "../../src/lib/log.js";
-import { nodeInfo } from "./fixtures.js";
+import { nodeInfo, serviceOptions } from "./fixtures.js";
 
 const KERNEL = process.execPath; // any readable file will do as a kernel for fakes
 
@@ -85,7 +85,7 @@ describe("agent + controller on fakes", () => {
     store = new ClusterStore(etcd, "/test/");
     storage = new FakeStorage();
     fenceAgents = new FakeFenceRunner();
-    service = new HavenService(store, storage, { name: "test", guestDir: "/nonexistent" });
+    service = new HavenService(store, storage, serviceOptions());
     shutdown = new AbortController();
     running = [];
     leaseOk = true;
@@ -321,6 +321,19 @@ describe("agent + controller on fakes", () => {
       20,
     );
     assert.equal(n2.started.length, 0);
+  });
+
+  test("a status is written only while the placement names the writing node", async () => {
+    await create("a", { start: false });
+    const lease = await etcd.grantLease(5);
+    const status = { node: "n1", generation: 1, state: "fenced" as const, updatedAt: "t0" };
+    assert.equal(await store.putStatus("a", status, lease), false, "no placement yet");
+    const placement = { node: "n2", generation: 2, restarts: 0, relocations: 0, state: "active" as const };
+    assert.ok(await store.swapPlacement("a", { ...placement, reason: "", updatedAt: "t0" }, 0));
+    assert.equal(await store.putStatus("a", status, lease), false, "placed on n2: n1's report is stale");
+    assert.equal(await store.getStatus("a"), undefined);
+    assert.equal(await store.putStatus("a", { ...status, node: "n2", state: "running" }, lease), true);
+    assert.equal((await store.getStatus("a"))?.node, "n2");
   });
 
   test("vm set changes only the fields it names", async () => {

@@ -89,7 +89,25 @@ describe("controller plan", () => {
     const [onlySighted] = planController(view({ specs: [spec("a")], nodes: [blind, node("n2", 512)] }));
     assert.equal(onlySighted?.type === "place" ? onlySighted.placement.node : null, "n2");
     const [none] = planController(view({ specs: [spec("a")], nodes: [blind] }));
-    assert.deepEqual(none, { type: "unplaceable", vm: "a", reason: "no online node reaches the storage" });
+    assert.deepEqual(none, {
+      type: "unplaceable",
+      vm: "a",
+      reason: "no online node can run it: n1 does not reach the storage: Ceph unreachable",
+    });
+  });
+
+  test("never places a VM on a node that lacks a bridge its network cards need", () => {
+    const nic = { bridge: "br-lab", mac: "52:54:00:00:00:01", model: "virtio" as const };
+    const withNic = spec("a", { nics: [nic] });
+    const bridged = { ...node("n1", 512), bridges: ["br-lab"] };
+    const [placed] = planController(view({ specs: [withNic], nodes: [node("n2", 4096), bridged] }));
+    assert.equal(placed?.type === "place" ? placed.placement.node : null, "n1");
+    const [none] = planController(view({ specs: [withNic], nodes: [node("n2", 4096)] }));
+    assert.deepEqual(none, {
+      type: "unplaceable",
+      vm: "a",
+      reason: "no online node can run it: n2 has no bridge br-lab",
+    });
   });
 
   test("a new placement's generation is above any status left from an earlier run", () => {
@@ -153,6 +171,38 @@ describe("controller plan", () => {
     );
     assert.ok(giveUp?.type === "place" && giveUp.decision === "error");
     assert.match(giveUp.placement.reason, /no other node/);
+  });
+
+  test("relocation skips the nodes the guest failed on within its failure timeout, and gives up when none is left", () => {
+    const now = Date.parse("2026-01-01T00:10:00Z");
+    const nodes = [node("n1", 4096), node("n2", 2048), node("n3", 1024)];
+    const relocateFrom = (failedNodes: Placement["failedNodes"], timeout = 0) =>
+      planController(
+        view({
+          nodes,
+          now,
+          specs: [spec("a", { restartLimit: 0, relocateLimit: 5, failureTimeoutSeconds: timeout })],
+          placements: { a: placement("n2", { generation: 3, relocations: 1, failedNodes }) },
+          statuses: { a: status("n2", "failed", 3) },
+        }),
+      )[0];
+    const tried = [{ node: "n1", at: "2026-01-01T00:09:00Z" }];
+    const next = relocateFrom(tried);
+    assert.ok(next?.type === "place" && next.decision === "relocating");
+    assert.equal(next.placement.node, "n3", "n1 has more room, but the guest failed there");
+    assert.deepEqual(
+      next.placement.failedNodes?.map((f) => f.node),
+      ["n1", "n2"],
+    );
+    const expired = relocateFrom(tried, 30);
+    assert.ok(expired?.type === "place");
+    assert.equal(expired.placement.node, "n1", "a failure older than the failure timeout is forgotten");
+    const done = relocateFrom([...tried, { node: "n3", at: "2026-01-01T00:09:30Z" }]);
+    assert.ok(done?.type === "place" && done.decision === "error");
+    assert.match(
+      done.placement.reason,
+      /1 relocations \(limit 5\); it failed on every other node too \(n1, n3\)/,
+    );
   });
 
   test("a guest its own node self-fenced is restarted there without counting a crash", () => {

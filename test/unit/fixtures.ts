@@ -1,5 +1,6 @@
 // Model records for unit tests: a node, a VM spec, a placement and a status with plain defaults, each
 // changed by the fields a test gives.
+import type { SeedFiles } from "../../src/core/cloud-init.js";
 import type { NodeInfo, Placement, VmSpec, VmStatus } from "../../src/core/model.js";
 
 export const nodeInfo = (name: string, extra: Partial<NodeInfo> = {}): NodeInfo => ({
@@ -52,3 +53,25 @@ export const statusOn = (node: string, state: VmStatus["state"], generation = 1)
   state,
   updatedAt: "t0",
 });
+
+/** HavenService options for unit tests: QEMU offers q35 7.2, Westmere and host; seeds land in `seeds`. */
+export function serviceOptions(seeds = new Map<string, SeedFiles>()) {
+  return {
+    name: "test",
+    guestDir: "/nonexistent",
+    capabilities: () =>
+      Promise.resolve({
+        machines: new Set(["pc-q35-7.2", "pc-i440fx-7.2"]),
+        aliases: new Map([
+          ["q35", "pc-q35-7.2"],
+          ["pc", "pc-i440fx-7.2"],
+        ]),
+        cpuModels: new Set(["Westmere-v1", "qemu64", "host"]),
+        uefi: false,
+      }),
+    writeSeed: (_storage: unknown, image: string, files: SeedFiles) => {
+      seeds.set(image, files);
+      return Promise.resolve();
+    },
+  };
+}

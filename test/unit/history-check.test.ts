@@ -43,3 +43,16 @@ test("events are replayed in time order, whatever order they arrive in", () => {
   const history = [at(10, "started", "n2"), at(9, "fenced", "n1"), at(1, "started", "n1")];
   assert.deepEqual(findDoubleRuns(history), []);
 });
+
+test("a cold move or a release ends the run on its node, even when the node's own report was lost", () => {
+  // node n1 lost power with the guest (its queued `stopped` never reached etcd); back, it reported the guest
+  // stopped, and the controller flipped the cold move.
+  const moved = [at(1, "started", "n1"), at(20, "moved", "n2"), at(21, "started", "n2")];
+  assert.deepEqual(findDoubleRuns(moved), []);
+  const released = [
+    at(1, "started", "n1"),
+    { ...at(20, "released", ""), node: undefined },
+    at(30, "started", "n2"),
+  ];
+  assert.deepEqual(findDoubleRuns(released), []);
+});

@@ -15,7 +15,7 @@ import { findDoubleRuns } from "../../src/core/history-check.js";
 import type { VmView } from "../../src/core/model.js";
 import { waitFor } from "../../src/lib/async.js";
 import { silentLogger } from "../../src/lib/log.js";
-import { nodeInfo } from "./fixtures.js";
+import { nodeInfo, serviceOptions } from "./fixtures.js";
 
 describe("migration on fakes", () => {
   let etcd: FakeEtcd;
@@ -29,7 +29,7 @@ describe("migration on fakes", () => {
   beforeEach(() => {
     etcd = new FakeEtcd({ now: () => Date.now() });
     store = new ClusterStore(etcd, "/test/");
-    service = new HavenService(store, new FakeStorage(), { name: "test", guestDir: "/nonexistent" });
+    service = new HavenService(store, new FakeStorage(), serviceOptions());
     shutdown = new AbortController();
     running = [];
     hypervisors.clear();

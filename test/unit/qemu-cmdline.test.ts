@@ -10,6 +10,7 @@ const paths = {
   consoleSocket: "/run/haven/guests/vm1/console.sock",
   serialLog: "/run/haven/guests/vm1/serial.log",
   pidFile: "/run/haven/guests/vm1/qemu.pid",
+  guestAgentSocket: "/run/haven/guests/vm1/qga.sock",
 };
 
 function launch(overrides: Partial<GuestLaunch> = {}): GuestLaunch {
@@ -33,6 +34,11 @@ function after(args: string[], flag: string): string | undefined {
   return index >= 0 ? args[index + 1] : undefined;
 }
 
+/** The -device values of disks (virtio-blk, SCSI disks and CD-ROMs). */
+function diskDevices(args: string[]): string[] {
+  return allAfter(args, "-device").filter((device) => /^(virtio-blk-pci|scsi-hd|ide-cd),/.test(device));
+}
+
 /** Every value following `flag`. */
 function allAfter(args: string[], flag: string): string[] {
   return args.flatMap((arg, index) => (arg === flag ? [args[index + 1] ?? ""] : []));
@@ -54,7 +60,9 @@ void describe("buildQemuArgs", () => {
     assert.equal(after(args, "-display"), "none");
     for (const flag of ["-nodefaults", "-no-user-config"]) assert.ok(args.includes(flag), flag);
     // A guest poweroff must end QEMU, and -nographic conflicts with -daemonize.
-    for (const flag of ["-no-shutdown", "-nographic", "-S"]) assert.ok(!args.includes(flag), flag);
+    for (const flag of ["-no-shutdown", "-nographic"]) assert.ok(!args.includes(flag), flag);
+    // It waits paused until its network cards are plugged in.
+    assert.ok(args.includes("-S"));
   });
 
   void it("uses KVM with the host CPU when asked", () => {
@@ -119,7 +127,7 @@ void describe("buildQemuArgs", () => {
         },
       ],
     );
-    assert.deepEqual(allAfter(args, "-device"), [
+    assert.deepEqual(diskDevices(args), [
       "virtio-blk-pci,drive=disk0,id=vd0",
       "virtio-blk-pci,drive=disk1,id=vd1",
     ]);
@@ -148,7 +156,7 @@ void describe("buildQemuArgs", () => {
       cache: { direct: true, "no-flush": false },
     });
     assert.ok(!args.includes("-object"));
-    assert.deepEqual(allAfter(args, "-device"), ["virtio-blk-pci,drive=disk0,id=vd0"]);
+    assert.deepEqual(diskDevices(args), ["virtio-blk-pci,drive=disk0,id=vd0"]);
   });
 
   void it("hands an rbd keyring's key over as a secret object, never in argv", () => {
@@ -165,11 +173,9 @@ void describe("buildQemuArgs", () => {
       { image: "r", source },
     ];
     const args = buildQemuArgs(launch({ disks }), { ...paths, secretDir: "/run/vm1" });
-    assert.deepEqual(allAfter(args, "-object"), [
-      "secret,id=disk1-key,file=/run/vm1/disk1.key,format=base64",
-    ]);
+    assert.deepEqual(allAfter(args, "-object"), ["secret,id=rbd0-key,file=/run/vm1/rbd0.key,format=base64"]);
     const blockdev = JSON.parse(allAfter(args, "-blockdev")[1] ?? "") as { file: Record<string, unknown> };
-    assert.equal(blockdev.file["key-secret"], "disk1-key");
+    assert.equal(blockdev.file["key-secret"], "rbd0-key");
     assert.ok(!args.some((arg) => arg.includes("haven.keyring")));
     // The secret object must exist before the blockdev that names it.
     assert.ok(args.indexOf("-object") < args.lastIndexOf("-blockdev"));
@@ -185,6 +191,7 @@ void describe("buildQemuArgs", () => {
   void it("waits for an incoming migration with -incoming defer", () => {
     const args = buildQemuArgs(launch(), paths, { incoming: {} });
     assert.equal(after(args, "-incoming"), "defer");
+    assert.ok(!args.includes("-S"), "an arriving guest runs by itself");
     assert.ok(!args.includes("-object"), "plain TCP needs no credentials object");
   });
 
@@ -194,6 +201,106 @@ void describe("buildQemuArgs", () => {
     assert.deepEqual(allAfter(args, "-object"), [
       `tls-creds-x509,id=${migrationTlsIds.incoming},dir=/var/lib/haven/tls,,1,endpoint=server,verify-peer=on`,
     ]);
+  });
+
+  void it("boots a guest without a kernel from its first disk, with the recorded CPU and machine type", () => {
+    const file = (filename: string) => ({ driver: "file" as const, filename });
+    const args = buildQemuArgs(
+      launch({
+        kernel: undefined,
+        initrd: undefined,
+        append: undefined,
+        cpu: "Westmere-v1",
+        machine: "pc-q35-7.2",
+        firmware: { type: "bios" },
+        disks: [
+          { image: "root", source: file("/root.img") },
+          { image: "data", source: file("/data.img") },
+        ],
+      }),
+      paths,
+    );
+    for (const flag of ["-kernel", "-initrd", "-append"]) assert.ok(!args.includes(flag), flag);
+    assert.equal(after(args, "-machine"), "pc-q35-7.2");
+    assert.equal(after(args, "-cpu"), "Westmere-v1");
+    assert.deepEqual(diskDevices(args), [
+      "virtio-blk-pci,drive=disk0,id=vd0,bootindex=1",
+      "virtio-blk-pci,drive=disk1,id=vd1",
+    ]);
+  });
+
+  void it("gives a UEFI guest the shared firmware code and its own variable store as flash", () => {
+    const vars = { driver: "rbd" as const, pool: "rbd", image: "vm1-efivars", user: "haven", conf: "/c" };
+    const args = buildQemuArgs(
+      launch({ kernel: undefined, machine: "pc-q35-7.2", firmware: { type: "uefi", vars } }),
+      paths,
+    );
+    assert.equal(after(args, "-machine"), "pc-q35-7.2,pflash0=fw-code,pflash1=fw-vars");
+    const blockdevs = allAfter(args, "-blockdev").map((json) => JSON.parse(json) as Record<string, unknown>);
+    assert.deepEqual(blockdevs[0], {
+      driver: "raw",
+      "node-name": "fw-code",
+      file: { driver: "file", filename: "/usr/share/OVMF/OVMF_CODE_4M.fd", "read-only": true },
+      "read-only": true,
+    });
+    assert.equal(blockdevs[1]?.["node-name"], "fw-vars");
+    assert.deepEqual((blockdevs[1]?.file as Record<string, unknown>).image, "vm1-efivars");
+  });
+
+  void it("puts virtio-scsi disks on one controller with discard, and CD-ROMs read-only on AHCI", () => {
+    const file = (filename: string) => ({ driver: "file" as const, filename });
+    const args = buildQemuArgs(
+      launch({
+        disks: [
+          { image: "a", source: file("/a.img"), bus: "virtio-scsi" },
+          { image: "b", source: file("/b.img"), bus: "virtio-scsi" },
+        ],
+        cdroms: [{ image: "iso", source: file("/debian.iso") }],
+      }),
+      paths,
+    );
+    assert.equal(allAfter(args, "-device").filter((d) => d.startsWith("virtio-scsi-pci")).length, 1);
+    assert.deepEqual(diskDevices(args), [
+      "scsi-hd,bus=scsi0.0,drive=disk0,id=sd0",
+      "scsi-hd,bus=scsi0.0,drive=disk1,id=sd1",
+      "ide-cd,bus=ide.0,drive=cd0,id=cd0",
+    ]);
+    const blockdevs = allAfter(args, "-blockdev").map((json) => JSON.parse(json) as Record<string, unknown>);
+    assert.equal(blockdevs[0]?.discard, "unmap");
+    assert.equal(blockdevs[2]?.["read-only"], true);
+  });
+
+  void it("attaches network cards to tap devices QEMU creates, with fixed MACs", () => {
+    const nics = [
+      { tap: "hvabcdef1030", bridge: "br0", mac: "52:54:00:00:00:01", model: "virtio" as const },
+      { tap: "hvabcdef1031", bridge: "br1", mac: "52:54:00:00:00:02", model: "e1000" as const, vlan: 7 },
+    ];
+    const tcg = buildQemuArgs(launch({ nics }), paths);
+    assert.deepEqual(allAfter(tcg, "-netdev"), [
+      "tap,id=net0,ifname=hvabcdef1030,script=no,downscript=no",
+      "tap,id=net1,ifname=hvabcdef1031,script=no,downscript=no",
+    ]);
+    assert.deepEqual(
+      allAfter(tcg, "-device").filter((d) => /netdev=/.test(d)),
+      [
+        "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01,id=nic0",
+        "e1000,netdev=net1,mac=52:54:00:00:00:02,id=nic1",
+      ],
+    );
+    const kvm = buildQemuArgs(launch({ nics, accel: "kvm" }), paths);
+    assert.ok(allAfter(kvm, "-netdev").every((netdev) => netdev.endsWith(",vhost=on")));
+  });
+
+  void it("always has the guest agent's channel", () => {
+    const args = buildQemuArgs(launch(), paths);
+    assert.ok(
+      allAfter(args, "-chardev").includes(`socket,id=qga0,path=${paths.guestAgentSocket},server=on,wait=off`),
+    );
+    assert.ok(
+      allAfter(args, "-device").includes(
+        "virtserialport,bus=serial1.0,chardev=qga0,name=org.qemu.guest_agent.0",
+      ),
+    );
   });
 
   void it("refuses socket paths that do not fit in sun_path", () => {

@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, beforeEach, describe, it } from "node:test";
 import { HavenError } from "../../src/core/errors.js";
-import { CephCommandError, type CephIdentity } from "../../src/adapters/ceph/exec.js";
+import type { CephIdentity } from "../../src/adapters/ceph/exec.js";
+import { CommandError } from "../../src/lib/command.js";
 import { RbdStorage } from "../../src/adapters/storage/rbd.js";
 import {
   cephHealthSchema,
@@ -69,7 +70,7 @@ const ERR = {
 const identity: CephIdentity = { conf: "/tmp/x/ceph.conf", keyring: "/tmp/x/admin.keyring", id: "admin" };
 const context = { pool: "rbd", identity };
 const failure = (stderr: string, exitCode: number | null = 1) =>
-  new CephCommandError("rbd --conf /tmp/x/ceph.conf ls", exitCode, stderr);
+  new CommandError("rbd --conf /tmp/x/ceph.conf ls", exitCode, stderr);
 
 function mapped(err: unknown): HavenError {
   assert.ok(err instanceof HavenError, `expected a HavenError, got ${String(err)}`);

@@ -36,8 +36,8 @@ describe("simulator scenarios", () => {
 
   for (const name of scenarios) {
     const known = KNOWN_FAILURES[name];
-    test(name, known ? { skip: `known failure: ${known}` } : {}, () => {
-      const result = simulate(readFileSync(join(DIR, `${name}.scenario`), "utf8"));
+    test(name, known ? { skip: `known failure: ${known}` } : {}, async () => {
+      const result = await simulate(readFileSync(join(DIR, `${name}.scenario`), "utf8"));
       const expectedFile = join(DIR, `${name}.expected`);
       if (UPDATE) writeFileSync(expectedFile, result.lines.join("\n") + "\n");
       const expected = readFileSync(expectedFile, "utf8").replace(/\n$/, "").split("\n");
@@ -50,9 +50,9 @@ describe("simulator scenarios", () => {
     });
   }
 
-  test("a run is deterministic", () => {
+  test("a run is deterministic", async () => {
     const source = readFileSync(join(DIR, "migrate-source-dies.scenario"), "utf8");
-    assert.deepEqual(simulate(source).lines, simulate(source).lines);
+    assert.deepEqual((await simulate(source)).lines, (await simulate(source)).lines);
   });
 });
 
@@ -83,7 +83,7 @@ describe("scenario files", () => {
     );
     assert.equal(
       error("cluster nodes=2\nvm a colour=red\n"),
-      "2:6: unknown setting 'colour' (expected one of: memory, vcpus, disks, restart-limit, relocate-limit, failure-timeout, priority, stickiness, ha, migrate, start-time, incoming-time, stop-time, migrate-time, downtime)",
+      "2:6: unknown setting 'colour' (expected one of: memory, vcpus, disks, restart-limit, relocate-limit, failure-timeout, priority, stickiness, ha, migrate, canary, state, on, start-time, incoming-time, stop-time, migrate-time, downtime)",
     );
     assert.equal(
       error("cluster nodes=2\nvm a\nat soon start a\n"),
@@ -143,6 +143,60 @@ describe("scenario files", () => {
     assert.equal(error(head + "at 1s attribute node9 hw=vm\n"), "4:17: expected a node name (node1, node2)");
   });
 
+  test("initial states, node processes, members and failing stops: what parses and what is refused", () => {
+    const scenario = parseScenario(
+      [
+        "cluster nodes=3 etcd=5",
+        "vm a state=running on=node2",
+        "vm b state=error on=node1",
+        "vm c state=started canary=on",
+        "at 1s havend-kill leader",
+        "at 2s havend-start node1",
+        "at 3s reboot node3 down=1m",
+        "at 4s etcd-kill etcd5",
+        'at 5s fail-stop c times=2 on=node2 "stuck"',
+        "at 6s migration-fail c times=3",
+        "at 7s show c",
+        "run until 8s",
+      ].join("\n"),
+    );
+    assert.deepEqual(
+      scenario.vms.map((vm) => vm.initial),
+      [{ state: "running", node: "node2" }, { state: "error", node: "node1" }, { state: "started" }],
+    );
+    assert.equal(scenario.etcdMembers, 5);
+    assert.deepEqual(
+      scenario.steps.map((step) => step.command),
+      [
+        { type: "havend-kill", node: "leader" },
+        { type: "havend-start", node: "node1" },
+        { type: "reboot", node: "node3", downMs: 60_000 },
+        { type: "etcd-kill", member: "etcd5" },
+        { type: "fail-stop", vm: "c", times: 2, node: "node2", message: "stuck" },
+        {
+          type: "migration-fail",
+          vm: "c",
+          times: 3,
+          message: "Unable to write to socket: Connection reset by peer",
+        },
+        { type: "show", vm: "c" },
+      ],
+    );
+    assert.equal(error("cluster nodes=2\nvm a state=running\n"), "2:6: state=running needs on=NODE");
+    assert.equal(
+      error("cluster nodes=2\nvm a on=node1\n"),
+      "2:6: 'on' goes with state=running or state=error",
+    );
+    assert.equal(
+      error("cluster nodes=2\nvm a\nat 1s thaw leader\n"),
+      "3:12: 'thaw' needs a node name, not 'leader'",
+    );
+    assert.equal(
+      error("cluster nodes=2\nvm a\nat 1s etcd-kill etcd4\n"),
+      "3:17: unknown etcd member 'etcd4' (the cluster has etcd1, etcd2, etcd3)",
+    );
+  });
+
   test("the new statements parse into the scheduler's shapes", () => {
     const scenario = parseScenario(
       [
@@ -176,8 +230,8 @@ describe("scenario files", () => {
     );
   });
 
-  test("placement rules changed during a run reach the controller; a known or unknown id is refused", () => {
-    const { lines, violations } = simulate(
+  test("placement rules changed during a run reach the controller; a known or unknown id is refused", async () => {
+    const { lines, violations } = await simulate(
       [
         "cluster nodes=3",
         "vm a",

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { sleep } from "../../lib/async.js";
 import { livePid, processesMatching, terminate } from "../../lib/process.js";
-import { run } from "./exec.js";
+import { run } from "../../lib/command.js";
 import { cephPaths, type DaemonKind } from "./local-layout.js";
 
 const BINARY: Record<DaemonKind, string> = { mon: "ceph-mon", mgr: "ceph-mgr", osd: "ceph-osd" };

@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { z } from "zod";
 import { sleep } from "../../lib/async.js";
 import { assertDaemonsRunning, startLocalCephDaemon } from "./daemons.js";
-import { cephExec, run, type CephIdentity } from "./exec.js";
+import { run } from "../../lib/command.js";
+import { cephExec, type CephIdentity } from "./exec.js";
 import { waitForCephHealth } from "./health-wait.js";
 import {
   cephPaths,

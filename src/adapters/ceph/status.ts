@@ -4,7 +4,8 @@
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { HavenError, unavailable } from "../../core/errors.js";
-import { CephCommandError, cephExec, run, type CephIdentity } from "./exec.js";
+import { CommandError, run } from "../../lib/command.js";
+import { cephExec, type CephIdentity } from "./exec.js";
 
 export type CephHealthStatus = "HEALTH_OK" | "HEALTH_WARN" | "HEALTH_ERR";
 
@@ -218,7 +219,7 @@ async function cephxEnabled(identity: CephIdentity, mon: string | undefined): Pr
 
 /** Turns a failed ceph CLI call into "unreachable" or "authentication failed" when that is what happened. */
 async function explainCephError(err: unknown, identity: CephIdentity): Promise<unknown> {
-  if (!(err instanceof CephCommandError)) return err;
+  if (!(err instanceof CommandError)) return err;
   const text = err.stderr;
   const who = `client.${identity.id}`;
   if (err.exitCode === -1) return unavailable(`cannot run the ceph CLI: ${text.trim()}`, err);

@@ -27,8 +27,11 @@ import {
   type Placement,
   type VmSpec,
   type VmStatus,
+  vmActionSchema,
+  type VmAction,
 } from "../../core/model.js";
 import type { PlacementRules } from "../../core/placement-rules.js";
+import { systemClock, type Clock } from "../../lib/clock.js";
 import type { Constraint } from "../../core/scheduler/types.js";
 import {
   ConstraintStore,
@@ -44,7 +47,7 @@ export interface Versioned<T> {
   modRevision: number;
 }
 
-const VM_KEY_KINDS = ["spec", "placement", "status", "request", "incoming"] as const;
+const VM_KEY_KINDS = ["spec", "placement", "status", "request", "incoming", "action"] as const;
 export type VmKeyKind = (typeof VM_KEY_KINDS)[number];
 const isVmKeyKind = (kind: string): kind is VmKeyKind => (VM_KEY_KINDS as readonly string[]).includes(kind);
 
@@ -57,6 +60,8 @@ export interface VmMaps {
   requests: Map<string, MigrationRequest>;
   /** Target agents' reports on QEMUs waiting for (or running) an incoming live migration. */
   incomings: Map<string, Incoming>;
+  /** Reboots, resets and disk resizes asked of running guests, until their node's agent has done them. */
+  actions: Map<string, VmAction>;
 }
 
 export const emptyVmMaps = (): VmMaps => ({
@@ -65,12 +70,15 @@ export const emptyVmMaps = (): VmMaps => ({
   statuses: new Map(),
   requests: new Map(),
   incomings: new Map(),
+  actions: new Map(),
 });
 
 export class ClusterStore {
   constructor(
     readonly etcd: EtcdClient,
     readonly prefix: string,
+    /** Event times, and the informers' waits between retries. */
+    readonly clock: Clock = systemClock,
   ) {}
 
   // --- keys ---
@@ -216,6 +224,32 @@ export class ClusterStore {
     await this.etcd.delete(this.vmKey(vm, "incoming"));
   }
 
+  // --- actions on running guests (API writes, the running node's agent does them) ---
+  /** Records the action while the placement is still at `placementRevision`; false when it moved on. */
+  async putAction(vm: string, action: VmAction, placementRevision: number): Promise<boolean> {
+    const result = await this.etcd.txn(
+      [{ key: this.vmKey(vm, "placement"), target: "mod", result: "equal", value: placementRevision }],
+      [{ type: "put", key: this.vmKey(vm, "action"), value: JSON.stringify(action) }],
+    );
+    return result.succeeded;
+  }
+
+  async getAction(vm: string): Promise<VmAction | undefined> {
+    const kv = await this.etcd.get(this.vmKey(vm, "action"));
+    return kv ? tryDecode(vmActionSchema, kv) : undefined;
+  }
+
+  /** Removes the action if it is still the one with this id. */
+  async deleteAction(vm: string, id: string): Promise<void> {
+    const key = this.vmKey(vm, "action");
+    const current = await this.etcd.get(key);
+    if (!current || tryDecode(vmActionSchema, current)?.id !== id) return;
+    await this.etcd.txn(
+      [{ key, target: "mod", result: "equal", value: current.modRevision }],
+      [{ type: "delete", key }],
+    );
+  }
+
   // --- cluster configuration (API) ---
   get configPrefix() {
     return `${this.prefix}config/`;
@@ -282,8 +316,19 @@ export class ClusterStore {
   }
 
   // --- status (agents, under their node lease) ---
-  async putStatus(vm: string, status: VmStatus, lease: string): Promise<void> {
-    await this.etcd.put(this.vmKey(vm, "status"), JSON.stringify(status), { lease });
+  /**
+   * Writes the status only while the VM's placement names the reporting node, in one transaction guarded by
+   * the placement's revision: a node that comes back after its guest was moved elsewhere cannot overwrite the
+   * status of the guest's new node with its stale view. Returns whether it was written.
+   */
+  async putStatus(vm: string, status: VmStatus, lease: string): Promise<boolean> {
+    const placement = await this.etcd.get(this.vmKey(vm, "placement"));
+    if (!placement || decode(placementSchema, placement).node !== status.node) return false;
+    const result = await this.etcd.txn(
+      [{ key: placement.key, target: "mod", result: "equal", value: placement.modRevision }],
+      [{ type: "put", key: this.vmKey(vm, "status"), value: JSON.stringify(status), lease }],
+    );
+    return result.succeeded;
   }
 
   async getStatus(vm: string): Promise<VmStatus | undefined> {
@@ -317,7 +362,9 @@ export class ClusterStore {
       },
       onError,
     };
-    return runInformer(this.etcd, this.vmsPrefix, handlers, signal);
+    return runInformer(this.etcd, this.vmsPrefix, handlers, signal, {
+      sleep: (ms, wake) => this.clock.sleep(ms, wake),
+    });
   }
 
   vmMapsOf(kvs: KeyValue[]): VmMaps {
@@ -341,6 +388,7 @@ export class ClusterStore {
       setOrDelete(maps.requests, vm, deleted ? undefined : tryDecode(migrationRequestSchema, kv));
     if (kind === "incoming")
       setOrDelete(maps.incomings, vm, deleted ? undefined : tryDecode(incomingSchema, kv));
+    if (kind === "action") setOrDelete(maps.actions, vm, deleted ? undefined : tryDecode(vmActionSchema, kv));
   }
 
   // --- fencing (controller and API) ---
@@ -380,7 +428,7 @@ export class ClusterStore {
   }
 
   // --- events ---
-  async appendEvent(event: Omit<HavenEvent, "time">, now = new Date()): Promise<HavenEvent> {
+  async appendEvent(event: Omit<HavenEvent, "time">, now = new Date(this.clock.now())): Promise<HavenEvent> {
     const full = { time: now.toISOString(), ...event };
     // Keys sort by time; the random tail keeps two events of the same millisecond apart.
     const key = `${this.eventsPrefix}${now.getTime().toString().padStart(15, "0")}-${randomBytes(4).toString("hex")}`;

@@ -1,5 +1,6 @@
 // Leader election on one key held under the candidate's lease: whoever creates the key leads until it resigns
 // or its lease expires (etcd then deletes the key, and the waiting candidates race to create it again).
+import { systemClock, type Clock } from "../../lib/clock.js";
 import type { EtcdClient, WatchEvent } from "./port.js";
 
 /** How long a candidate waits before trying again even if its watch reported nothing (a watch may break). */
@@ -7,8 +8,7 @@ const POLL_MS = 1000;
 
 /**
  * Resolves once this candidate holds `key` (with `value`, under `leaseId`). Rejects with an AbortError when
- * `signal` aborts first, and with etcd's error when a transaction fails. `pollMs` bounds each wait for the
- * holder's key to go.
+ * `signal` aborts first, and with etcd's error when a transaction fails.
  */
 export async function campaign(
   client: EtcdClient,
@@ -16,7 +16,7 @@ export async function campaign(
   value: string,
   leaseId: string,
   signal: AbortSignal,
-  pollMs = POLL_MS,
+  clock: Clock = systemClock,
 ): Promise<void> {
   for (;;) {
     if (signal.aborted) throw abortError();
@@ -38,7 +38,7 @@ export async function campaign(
       );
       continue;
     }
-    await waitForDelete(client, key, result.revision + 1, signal, pollMs);
+    await waitForDelete(client, key, result.revision + 1, signal, clock);
   }
 }
 
@@ -56,17 +56,17 @@ export async function leader(client: EtcdClient, key: string): Promise<string | 
   return (await client.get(key))?.value;
 }
 
-/** Waits until `key` is deleted at or after `fromRevision`, `pollMs` passes, or `signal` aborts. */
+/** Waits until `key` is deleted at or after `fromRevision`, POLL_MS passes on `clock`, or `signal` aborts. */
 async function waitForDelete(
   client: EtcdClient,
   key: string,
   fromRevision: number,
   signal: AbortSignal,
-  pollMs: number,
+  clock: Clock,
 ): Promise<void> {
   const wake = new AbortController();
-  const timer = setTimeout(() => wake.abort(), pollMs);
   const stop = AbortSignal.any([signal, wake.signal]);
+  void clock.sleep(POLL_MS, stop).then(() => wake.abort());
   // The watch matches a prefix, so it also sees longer keys; only the exact key matters.
   const onEvents = (events: WatchEvent[]) => {
     if (events.some((e) => e.type === "delete" && e.kv.key === key)) wake.abort();
@@ -81,7 +81,7 @@ async function waitForDelete(
       else stop.addEventListener("abort", () => resolve(), { once: true });
     });
   } finally {
-    clearTimeout(timer);
+    wake.abort(); // ends the poll timer
   }
 }
 

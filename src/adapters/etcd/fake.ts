@@ -35,8 +35,15 @@ interface Batch {
   events: WatchEvent[];
 }
 
+export interface FakeEtcdOptions {
+  now: () => number;
+  /** Called with every revision's changes the moment they are applied (the simulator's event log). */
+  onCommit?: (events: WatchEvent[], revision: number) => void;
+}
+
 export class FakeEtcd implements EtcdClient {
   private readonly now: () => number;
+  private readonly onCommit: FakeEtcdOptions["onCommit"];
   private readonly store = new Map<string, KeyValue>();
   private readonly leases = new Map<string, Lease>();
   private readonly watchers = new Set<Watcher>();
@@ -47,8 +54,9 @@ export class FakeEtcd implements EtcdClient {
   private nextLeaseId = 7000;
   private unavailable = false;
 
-  constructor(options: { now: () => number }) {
+  constructor(options: FakeEtcdOptions) {
     this.now = options.now;
+    this.onCommit = options.onCommit;
   }
 
   get revision(): number {
@@ -70,6 +78,16 @@ export class FakeEtcd implements EtcdClient {
       throw new Error(`cannot compact to future revision ${revision} (now ${this.rev})`);
     this.compactRevision = Math.max(this.compactRevision, revision);
     this.history = this.history.filter((batch) => batch.revision >= this.compactRevision);
+  }
+
+  /** The keys under a prefix right now, without waiting (for inspecting the state, never for the programs). */
+  peek(prefix: string): KeyValue[] {
+    return this.range(prefix, true);
+  }
+
+  /** Every lease gets its full TTL again from now: what etcd does when a new leader takes over. */
+  restoreLeases(): void {
+    for (const lease of this.leases.values()) lease.deadlineMs = this.now() + lease.ttlSeconds * 1000;
   }
 
   /** Revokes every lease whose TTL ran out by now() (deleting its keys); returns their ids. */
@@ -179,7 +197,10 @@ export class FakeEtcd implements EtcdClient {
       this.watchers.add(watcher);
       // etcd may have "lost quorum" while this call was on its way.
       if (this.unavailable) watcher.fail(new EtcdUnavailableError("fake etcd unavailable"));
-      for (const batch of this.history) this.deliver(watcher, batch);
+      // History is in revision order: only its tail from `start` on is delivered.
+      let first = this.history.length;
+      while (first > 0 && this.history[first - 1]!.revision >= start) first--;
+      for (const batch of this.history.slice(first)) this.deliver(watcher, batch);
     });
   }
 
@@ -223,6 +244,7 @@ export class FakeEtcd implements EtcdClient {
     this.rev += 1;
     const batch = { revision: this.rev, events: mutator.events };
     this.history.push(batch);
+    this.onCommit?.(batch.events, batch.revision);
     for (const watcher of this.watchers) this.deliver(watcher, batch);
   }
 

@@ -7,6 +7,7 @@
 //   failMigration(vm, error)   that side reports failed with `error`; the source keeps running
 //   setProgress(vm, fields)    any other progress (transferred bytes, status, ...)
 // and crash(vm) for a QEMU that dies mid-way. cancelMigration reports "cancelled".
+import type { GuestInfo } from "../../core/hardware.js";
 import type {
   GuestLaunch,
   GuestProcess,
@@ -37,6 +38,8 @@ export class FakeHypervisor implements Hypervisor {
   /** Every start() (a guest booted here); migration targets are in `incomingStarted`. */
   readonly started: GuestLaunch[] = [];
   readonly incomingStarted: GuestLaunch[] = [];
+  /** Every announce() call (a guest announced from its new node). */
+  readonly announced: string[] = [];
   /** Every migrate() call, in order. */
   readonly migrations: Array<{ vm: string } & OutgoingMigration> = [];
   private readonly progress = new Map<string, MigrationProgress>();
@@ -91,6 +94,43 @@ export class FakeHypervisor implements Hypervisor {
 
   isRunning(vm: string): Promise<boolean> {
     return Promise.resolve(this.guests.get(vm)?.running ?? false);
+  }
+
+  /** What guestInfo() answers per VM (no agent: absent). */
+  readonly guestInfos = new Map<string, GuestInfo>();
+  /** Every reboot, reset and disk resize asked for, in order. */
+  readonly actions: string[] = [];
+
+  guestInfo(vm: string): Promise<GuestInfo | undefined> {
+    return Promise.resolve(this.guests.has(vm) ? this.guestInfos.get(vm) : undefined);
+  }
+
+  reboot(vm: string): Promise<void> {
+    if (!this.guestInfos.has(vm))
+      return Promise.reject(new Error(`the guest agent of ${vm} does not answer`));
+    return this.act(vm, "reboot");
+  }
+
+  reset(vm: string): Promise<void> {
+    return this.act(vm, "reset");
+  }
+
+  resizeDisk(vm: string, index: number, sizeBytes: number): Promise<void> {
+    return this.act(vm, `resize disk${index} ${sizeBytes}`);
+  }
+
+  private act(vm: string, what: string): Promise<void> {
+    if (!this.guests.get(vm)?.running)
+      return Promise.reject(new Error(`no running QEMU for ${vm} on this node`));
+    this.actions.push(`${what} ${vm}`);
+    return Promise.resolve();
+  }
+
+  announce(vm: string): Promise<void> {
+    if (!this.guests.get(vm)?.running)
+      return Promise.reject(new Error(`no running QEMU for ${vm} on this node`));
+    this.announced.push(vm);
+    return Promise.resolve();
   }
 
   migrate(vm: string, migration: OutgoingMigration): Promise<void> {

@@ -7,7 +7,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isAlive } from "../../lib/process.js";
-import { rbdKeyFile } from "./cmdline.js";
+import { rbdKeyFile, rbdSecrets } from "./cmdline.js";
 import type { GuestLaunch } from "./port.js";
 
 export interface GuestFiles {
@@ -15,6 +15,7 @@ export interface GuestFiles {
   pidFile: string;
   qmpSocket: string;
   consoleSocket: string;
+  guestAgentSocket: string;
   serialLog: string;
   /** QMP transcript: one JSON line per message, kept across restarts. */
   transcript: string;
@@ -29,6 +30,7 @@ export function guestFiles(runDir: string, vm: string): GuestFiles {
     pidFile: join(dir, "qemu.pid"),
     qmpSocket: join(dir, "qmp.sock"),
     consoleSocket: join(dir, "console.sock"),
+    guestAgentSocket: join(dir, "qga.sock"),
     serialLog: join(dir, "serial.log"),
     transcript: join(dir, "qmp.log"),
     launchFile: join(dir, "launch.json"),
@@ -84,7 +86,8 @@ export function removeRuntimeFiles(files: GuestFiles, pid?: number): void {
     }
     if (current !== undefined && current !== pid) return;
   }
-  for (const path of [files.pidFile, files.qmpSocket, files.consoleSocket]) rmSync(path, { force: true });
+  for (const path of [files.pidFile, files.qmpSocket, files.consoleSocket, files.guestAgentSocket])
+    rmSync(path, { force: true });
 }
 
 /** Sends a signal; false if the process was already gone. */
@@ -103,11 +106,9 @@ export function signal(pid: number, name: NodeJS.Signals): boolean {
  */
 export async function writeRbdKeys(launch: GuestLaunch, dir: string): Promise<string[]> {
   const written: string[] = [];
-  for (const [index, disk] of launch.disks.entries()) {
-    const source = disk.source;
-    if (source.driver !== "rbd" || source.keyring === undefined) continue;
-    const key = cephKeyFor(await readFile(source.keyring, "utf8"), source.user);
-    if (key === undefined) throw new Error(`keyring ${source.keyring} has no key for client.${source.user}`);
+  for (const [index, { keyring, user }] of rbdSecrets(launch).entries()) {
+    const key = cephKeyFor(await readFile(keyring, "utf8"), user);
+    if (key === undefined) throw new Error(`keyring ${keyring} has no key for client.${user}`);
     const path = rbdKeyFile(dir, index);
     rmSync(path, { force: true });
     // No trailing newline: QEMU decodes the file as strict base64.

@@ -4,6 +4,10 @@
 // `-incoming defer`; the QMP side of migrations lives in migration.ts.
 import { spawn } from "node:child_process";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import type { GuestInfo } from "../../core/hardware.js";
+import { LinuxHostNetwork } from "../network/linux.js";
+import { guestShutdown, readGuestInfo } from "./guest-agent.js";
+import type { HostNetwork } from "../network/port.js";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { pollUntil, sleep } from "../../lib/async.js";
@@ -40,6 +44,8 @@ export interface QemuHypervisorOptions {
   /** Node state dir for guests; one subdirectory per VM. */
   runDir: string;
   qemuBinary?: string;
+  /** Plugs guests' taps into bridges; default: this Linux host's. */
+  network?: HostNetwork;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -73,6 +79,7 @@ interface Guest {
 export class QemuHypervisor implements Hypervisor {
   private readonly runDir: string;
   private readonly qemuBinary: string;
+  private readonly network: HostNetwork;
   private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
   private readonly guests = new Map<string, Guest>();
   private readonly starting = new Set<string>();
@@ -83,6 +90,7 @@ export class QemuHypervisor implements Hypervisor {
     // Absolute: QEMU chdirs to / when it daemonizes, and /proc cmdline comparisons need one spelling.
     this.runDir = resolve(options.runDir);
     this.qemuBinary = options.qemuBinary ?? "qemu-system-x86_64";
+    this.network = options.network ?? new LinuxHostNetwork();
     this.log = options.log ?? (() => undefined);
   }
 
@@ -118,6 +126,39 @@ export class QemuHypervisor implements Hypervisor {
     const tls = migration.tls && { ...migration.tls, dir: resolve(migration.tls.dir) };
     await startOutgoingMigration(qmp, { ...migration, tls });
     this.log("migration started", { vm, uri: migration.uri, tls: tls !== undefined });
+  }
+
+  async guestInfo(vm: string): Promise<GuestInfo | undefined> {
+    const guest = await this.guestFor(checkVmName(vm));
+    return guest ? readGuestInfo(guest.files.guestAgentSocket) : undefined;
+  }
+
+  async reboot(vm: string): Promise<void> {
+    const guest = await this.guestFor(checkVmName(vm));
+    if (!guest) throw new Error(`no QEMU for ${vm} on this node`);
+    await guestShutdown(guest.files.guestAgentSocket, "reboot").catch((err: unknown) => {
+      throw new Error(
+        `the guest agent of ${vm} does not answer (${(err as Error).message}): a graceful reboot needs qemu-guest-agent in the guest; 'haven vm reset' resets it hard`,
+      );
+    });
+  }
+
+  async reset(vm: string): Promise<void> {
+    await (await this.qmpOfRunning(vm)).execute("system_reset");
+  }
+
+  async resizeDisk(vm: string, index: number, sizeBytes: number): Promise<void> {
+    await (
+      await this.qmpOfRunning(vm)
+    ).execute("block_resize", { "node-name": `disk${index}`, size: sizeBytes });
+  }
+
+  async announce(vm: string): Promise<void> {
+    // Five rounds of gratuitous ARP/RARP from every NIC, 50 ms apart at first: switches learn the new port at
+    // once, and a lost packet is repeated.
+    await (
+      await this.qmpOfRunning(vm)
+    ).execute("announce-self", { initial: 50, max: 550, rounds: 5, step: 100 });
   }
 
   async migrationProgress(vm: string): Promise<MigrationProgress> {
@@ -245,10 +286,13 @@ export class QemuHypervisor implements Hypervisor {
       if (!(await ourQemuArgv(pid, vm, files.pidFile)))
         throw new Error(`QEMU for ${vm} exited right after start`);
       qmp = await connectQmp(files, qmpStartTimeoutMs);
+      // The guest waits (-S, or for its migration) until its network cards are in their bridges.
+      for (const nic of launch.nics ?? []) await this.network.plug(nic.tap, nic.bridge, nic.vlan);
       let uri: string | undefined;
       if (incoming) {
         uri = await listenForIncoming(qmp, { listenHost: incoming.listenHost, tls: tlsDir !== undefined });
       } else {
+        await qmp.cont();
         const status = await qmp.queryStatus();
         if (!status.running)
           throw new Error(`guest ${vm} is not running after start (QMP status ${status.status})`);

@@ -1,6 +1,8 @@
 // The hypervisor port: start, find, stop and watch QEMU guests on this node. QEMU runs daemonized so a
 // guest outlives its agent; the agent re-attaches through the pidfile and the QMP socket.
 
+import type { GuestInfo } from "../../core/hardware.js";
+
 export type Accelerator = "kvm" | "tcg";
 
 /** How QEMU reaches one disk; produced by the storage backend, turned into -blockdev by the builder. */
@@ -12,7 +14,21 @@ export interface GuestDisk {
   /** Storage-level image name, for humans and status. */
   image: string;
   source: DriveSource;
+  /** Absent means virtio-blk. */
+  bus?: "virtio-blk" | "virtio-scsi";
 }
+
+/** A network card: QEMU creates the tap device, the hypervisor plugs it into the bridge. */
+export interface GuestNic {
+  tap: string;
+  bridge: string;
+  mac: string;
+  model: "virtio" | "e1000";
+  vlan?: number;
+}
+
+/** Without a kernel the guest boots from its first disk: SeaBIOS, or UEFI with its variables on storage. */
+export type GuestFirmware = { type: "bios" } | { type: "uefi"; vars: DriveSource };
 
 export interface GuestLaunch {
   vm: string;
@@ -20,10 +36,19 @@ export interface GuestLaunch {
   generation: number;
   memoryMb: number;
   vcpus: number;
-  kernel: string;
+  /** Direct kernel boot (the canary); otherwise `firmware` boots the first disk. */
+  kernel?: string;
   initrd?: string;
   append?: string;
+  firmware?: GuestFirmware;
+  /** QEMU CPU model; absent: max under TCG, host under KVM. */
+  cpu?: string;
+  /** Versioned machine type; absent: q35. */
+  machine?: string;
   disks: GuestDisk[];
+  /** Read-only CD-ROMs: an installer ISO, the cloud-init seed. */
+  cdroms?: GuestDisk[];
+  nics?: GuestNic[];
   accel: Accelerator;
 }
 
@@ -88,6 +113,14 @@ export interface Hypervisor {
   onExit(listener: (vm: string, generation: number) => void): () => void;
   /** Path of the guest's serial console socket and log file. */
   consolePaths(vm: string): { socket: string; log: string };
+  /** What the guest agent inside reports (OS, addresses per MAC); undefined when it does not answer. */
+  guestInfo(vm: string): Promise<GuestInfo | undefined>;
+  /** Asks the guest agent to reboot the guest; rejects when no agent answers. */
+  reboot(vm: string): Promise<void>;
+  /** Hard reset, as the reset button does (QMP system_reset). */
+  reset(vm: string): Promise<void>;
+  /** Grows a running guest's disk (QMP block_resize): the storage image and what the guest sees. */
+  resizeDisk(vm: string, index: number, sizeBytes: number): Promise<void>;
 
   // --- live migration ---
   /**
@@ -100,6 +133,8 @@ export interface Hypervisor {
   isRunning(vm: string): Promise<boolean>;
   /** Source side: start migrating the running guest; returns once QEMU accepted the request. */
   migrate(vm: string, migration: OutgoingMigration): Promise<void>;
+  /** Target side, once the guest runs: tell the network where its MACs are now (QEMU `announce-self`). */
+  announce(vm: string): Promise<void>;
   /** Either side: `query-migrate`. */
   migrationProgress(vm: string): Promise<MigrationProgress>;
   /** Source side: `migrate_cancel`; the guest keeps running here. */

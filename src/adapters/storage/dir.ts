@@ -4,7 +4,7 @@ import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { conflict, inputError, notFound } from "../../core/errors.js";
 import { imageNameSchema } from "../../core/model.js";
-import { run } from "../ceph/exec.js";
+import { run } from "../../lib/command.js";
 import type { ImageInfo, SnapshotInfo, StorageBackend, StorageHealth, StorageUsage } from "./port.js";
 
 const SUFFIX = ".raw";
@@ -99,7 +99,8 @@ export class DirStorage implements StorageBackend {
     return (await this.info(name)).sizeBytes;
   }
 
-  driveSource(name: string) {
+  driveSource(name: string, _node: string, pool?: string) {
+    if (pool !== undefined) throw inputError(`the dir storage has no pools (disk ${name} in pool ${pool})`);
     return { driver: "file" as const, filename: this.pathOf(name) };
   }
 

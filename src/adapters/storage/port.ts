@@ -53,8 +53,11 @@ export interface StorageBackend {
    * Backends that cannot tell cheaply return the image's size.
    */
   dataEnd(name: string): Promise<number>;
-  /** How QEMU on `node` opens the image (RBD: with that node's cephx identity). */
-  driveSource(name: string, node: string): DriveSource;
+  /**
+   * How QEMU on `node` opens the image (RBD: with that node's cephx identity), in `pool` when it is not the
+   * backend's own (RBD only).
+   */
+  driveSource(name: string, node: string, pool?: string): DriveSource;
   health(): Promise<StorageHealth>;
   usage(): Promise<StorageUsage>;
 

@@ -4,7 +4,8 @@
 import { z } from "zod";
 import { conflict, HavenError, notFound, unavailable } from "../../core/errors.js";
 import { healthChecksSchema } from "../ceph/status.js";
-import { CephCommandError, type CephIdentity } from "../ceph/exec.js";
+import { CommandError } from "../../lib/command.js";
+import type { CephIdentity } from "../ceph/exec.js";
 
 const parentSchema = z.looseObject({
   pool: z.string(),
@@ -176,7 +177,7 @@ export interface ErrorContext {
  * anything it does not recognise is returned unchanged (a bug to look at, with its stack).
  */
 export function mapCephError(err: unknown, context: ErrorContext): unknown {
-  if (err instanceof HavenError || !(err instanceof CephCommandError)) return err;
+  if (err instanceof HavenError || !(err instanceof CommandError)) return err;
   const { pool, identity } = context;
   const text = meaningfulStderr(err.stderr);
   const detail = lastLine(text);

@@ -2,7 +2,8 @@
 // collected to the end) cannot carry. This reads the stream as binary and stops the export as soon as the
 // requested range has arrived, so a prefix read costs only the prefix.
 import { spawn } from "node:child_process";
-import { CephCommandError, type CephIdentity } from "../ceph/exec.js";
+import { CommandError } from "../../lib/command.js";
+import type { CephIdentity } from "../ceph/exec.js";
 
 export interface RangeRead {
   /** rbd arguments after the identity, e.g. ["export", "--no-progress", "rbd/disk1", "-"]. */
@@ -31,7 +32,7 @@ export function readRange(identity: CephIdentity, read: RangeRead): Promise<Buff
     };
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      finish(new CephCommandError(`rbd ${read.args.join(" ")}`, null, stderr));
+      finish(new CommandError(`rbd ${read.args.join(" ")}`, null, stderr));
     }, read.timeoutMs);
     child.stdout.on("data", (chunk: Buffer) => {
       if (settled) return;
@@ -45,10 +46,10 @@ export function readRange(identity: CephIdentity, read: RangeRead): Promise<Buff
       }
     });
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", (err) => finish(new CephCommandError(`rbd ${read.args.join(" ")}`, -1, err.message)));
+    child.on("error", (err) => finish(new CommandError(`rbd ${read.args.join(" ")}`, -1, err.message)));
     child.on("close", (code, signal) => {
       if (code === 0) finish();
-      else finish(new CephCommandError(`rbd ${read.args.join(" ")}`, signal ? null : code, stderr));
+      else finish(new CommandError(`rbd ${read.args.join(" ")}`, signal ? null : code, stderr));
     });
   });
 }

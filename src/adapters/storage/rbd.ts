@@ -4,8 +4,9 @@
 import { stat } from "node:fs/promises";
 import type { z } from "zod";
 import { conflict, HavenError, inputError, notFound } from "../../core/errors.js";
-import { imageNameSchema, MAX_DISK_MB, nameSchema } from "../../core/model.js";
-import { cephExec, run, type CephIdentity } from "../ceph/exec.js";
+import { imageNameSchema, MAX_DISK_MB, nameSchema, poolNameSchema } from "../../core/model.js";
+import { run } from "../../lib/command.js";
+import { cephExec, type CephIdentity } from "../ceph/exec.js";
 import type { DriveSource } from "../qemu/port.js";
 import type { ImageInfo, SnapshotInfo, StorageBackend, StorageHealth, StorageUsage } from "./port.js";
 import {
@@ -54,7 +55,6 @@ const CLIENT_LIMITS: Record<string, number> = {
 const CLIENT_ARGS = Object.entries(CLIENT_LIMITS).flatMap(([key, value]) => [`--${key}`, String(value)]);
 const LONG_TIMEOUT_MS = 6 * 3_600_000;
 const snapshotNameSchema = nameSchema("snapshot");
-const poolNameSchema = nameSchema("pool");
 
 export interface RbdStorageOptions {
   pool: string;
@@ -174,12 +174,12 @@ export class RbdStorage implements StorageBackend {
     return Math.max(0, ...extents.filter((e) => e.exists).map((e) => e.offset + e.length));
   }
 
-  driveSource(name: string, node: string): DriveSource {
+  driveSource(name: string, node: string, pool?: string): DriveSource {
     const image = validName(imageNameSchema, name);
     const identity = this.nodeIdentity(node);
     return {
       driver: "rbd",
-      pool: this.pool,
+      pool: pool === undefined ? this.pool : validName(poolNameSchema, pool),
       image,
       user: identity.id,
       conf: identity.conf,

@@ -22,7 +22,7 @@ export function registerMisc(program: Command, ctx: CliContext): void {
         await ctx.api()
       ).get<CanaryReport & { disk: string }>(`/v1/vms/${encodeURIComponent(vm)}/canary`, {
         // It reads the guest's disk: seconds on a busy machine, more on a large disk.
-        slowTimeoutMs: 600_000,
+        timeoutMs: 600_000,
       });
       if (options.json) return printJson(report);
       const clean = report.gaps.length === 0 && report.corrupt.length === 0 && report.forks.length === 0;

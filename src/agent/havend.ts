@@ -1,0 +1,154 @@
+// One node's havend without its process shell: the node lease, the agent and the controller candidate over
+// the ports they take from the world (clock, etcd, hypervisor, storage, fence agents, lease file). main.ts
+// wires it to the real adapters and the HTTP API; the simulator wires the same class to simulated ones.
+import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
+import type { FenceAgentRunner } from "../adapters/fence/port.js";
+import type { HostNetwork } from "../adapters/network/port.js";
+import type { Accelerator, Hypervisor } from "../adapters/qemu/port.js";
+import type { StorageBackend } from "../adapters/storage/port.js";
+import { Controller, type ControllerDeps } from "../controller/controller.js";
+import type { NodeInfo } from "../core/model.js";
+import { DEFAULT_SELF_FENCE_MARGIN_MS, mayFeedWatchdog, mayRunGuests } from "../core/self-fence.js";
+import type { Clock } from "../lib/clock.js";
+import type { Logger } from "../lib/log.js";
+import { Agent } from "./agent.js";
+import type { ConsoleLogs } from "./console-log.js";
+import { NodeLease, type LeaseFile } from "./node-lease.js";
+
+const CONDITIONS_INTERVAL_MS = 10_000;
+const MAX_REGISTER_BACKOFF_MS = 5000;
+
+export interface HavendDeps {
+  /** The node record it registers (name, API address, capacity, accelerator, storage health…). */
+  info: NodeInfo;
+  leaseTtlSeconds: number;
+  /** Guests are killed this long before the lease could expire on etcd's side (invariant 2). */
+  selfFenceMarginMs?: number;
+  clock: Clock;
+  store: ClusterStore;
+  hypervisor: Hypervisor;
+  storage: StorageBackend;
+  fenceAgents: FenceAgentRunner;
+  /** The bridges this node offers to guests' network cards. */
+  network: HostNetwork;
+  leaseFile: LeaseFile;
+  accel: Accelerator;
+  /** Where incoming migrations listen (this node's address) and this node's TLS credentials for them. */
+  migration: { host: string; tlsDir?: string };
+  consoleLogs?: ConsoleLogs;
+  controllerTimings?: ControllerDeps["timings"];
+  log: Logger;
+}
+
+export class Havend {
+  readonly lease: NodeLease;
+  readonly agent: Agent;
+  readonly controller: Controller;
+
+  constructor(private readonly deps: HavendDeps) {
+    const { info, clock, store, log } = deps;
+    this.lease = new NodeLease(store, info, deps.leaseTtlSeconds, deps.leaseFile, clock, log.child("lease"));
+    const lease = () => this.lease.id;
+    this.agent = new Agent({
+      node: info.name,
+      store,
+      hypervisor: deps.hypervisor,
+      storage: deps.storage,
+      accel: deps.accel,
+      lease,
+      leaseValid: () => this.leaseValid(),
+      leaseExpiresAt: () => this.lease.deadline(0),
+      publishGuests: (guests) => this.lease.update({ guests }),
+      migration: deps.migration,
+      log: log.child("agent"),
+      clock,
+      consoleLogs: deps.consoleLogs,
+    });
+    this.controller = new Controller({
+      node: info.name,
+      store,
+      storage: deps.storage,
+      fenceAgents: deps.fenceAgents,
+      lease,
+      log: log.child("controller"),
+      clock,
+      timings: deps.controllerTimings,
+    });
+  }
+
+  /** Until when this node may run guests (ms on its clock). */
+  deadline(): number {
+    return this.lease.deadline(this.deps.selfFenceMarginMs ?? DEFAULT_SELF_FENCE_MARGIN_MS);
+  }
+
+  /** Whether the node lease is certainly still valid (invariant 2). */
+  leaseValid(): boolean {
+    return mayRunGuests(this.deps.clock.now(), this.deadline());
+  }
+
+  /** Whether a watchdog may be fed: with a valid lease, or with no guest left. */
+  mayFeedWatchdog(): boolean {
+    return mayFeedWatchdog(this.leaseValid(), this.agent.runningGuests);
+  }
+
+  /**
+   * Registers the node, retrying with capped backoff until etcd answers or the signal aborts. When the first
+   * attempt fails, the guests a previous havend left running are killed: no lease vouches for them.
+   */
+  async register(signal: AbortSignal): Promise<void> {
+    for (
+      let delay = 200, first = true;
+      !signal.aborted;
+      delay = Math.min(delay * 2, MAX_REGISTER_BACKOFF_MS)
+    ) {
+      try {
+        await this.lease.register();
+        return;
+      } catch (err) {
+        this.deps.log.warn("cannot register node yet", { err, retryInMs: delay });
+        if (first) await this.agent.fenceOrphans();
+        first = false;
+        await this.deps.clock.sleep(delay, signal);
+      }
+    }
+  }
+
+  /** Keeps the lease, runs the agent and the controller candidate until the signal aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all([
+      this.lease.keepAlive(
+        signal,
+        () => this.agent.selfFence(),
+        () => this.agent.resetReported(),
+      ),
+      this.agent.run(signal),
+      this.controller.run(signal),
+      this.watchNodeConditions(signal),
+    ]);
+  }
+
+  /** Republishes the node record whenever the node's storage health or its bridges change. */
+  private async watchNodeConditions(signal: AbortSignal): Promise<void> {
+    const { storage, network, clock, log } = this.deps;
+    let last = "";
+    while (!signal.aborted) {
+      const conditions = await nodeConditions(storage, network);
+      const fingerprint = JSON.stringify(conditions);
+      if (fingerprint !== last) {
+        if (last) log.info("node conditions changed", { ...conditions });
+        await this.lease.update(conditions).catch((err: unknown) => log.warn("node update failed", { err }));
+        last = fingerprint;
+      }
+      await clock.sleep(CONDITIONS_INTERVAL_MS, signal);
+    }
+  }
+}
+
+/** What decides whether a guest can run here besides room: the storage it reaches, the bridges it offers. */
+export async function nodeConditions(
+  storage: StorageBackend,
+  network: HostNetwork,
+): Promise<Pick<NodeInfo, "storage" | "bridges">> {
+  const [health, bridges] = await Promise.all([storage.health(), network.bridges()]);
+  return { storage: health, bridges };
+}

@@ -10,7 +10,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------------
 PACKAGES=(etcd-server etcd-client openssl qemu-system-x86 qemu-utils qemu-block-extra busybox-static cpio gzip xz-utils zstd
   linux-image-cloud-amd64 procps iproute2 ceph-mon ceph-osd ceph-mgr ceph-common dnsmasq-base genisoimage ovmf
-  # the Debian guest image (guest/debian/build.sh, not built by this setup) and its smoke test
+  # the Debian guest image (guest/debian/build.sh, which the test command runs), its smoke test and ssh to it
   mmdebstrap fdisk e2fsprogs util-linux grub-pc-bin grub2-common openssh-client curl)
 missing=()
 for pkg in "${PACKAGES[@]}"; do

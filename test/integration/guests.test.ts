@@ -8,6 +8,7 @@
 // made again for each test (the other integration files reset the cluster after each test instead).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test, type TestContext } from "node:test";
@@ -90,6 +91,12 @@ describe("a Debian cloud image as a real guest", { timeout: 60 * MINUTE }, () =>
       BOOT_BOUND_MS,
       1000,
     );
+  /** The last lines of the guest's serial console on `node`: what a failed boot needs explained. */
+  const consoleTail = async (node: string, vm: string) => {
+    const log = join(cluster.stateDir, "nodes", node, "guests", vm, "serial.log");
+    const text = await readFile(log, "latin1").catch(() => "(no console log)");
+    return text.replaceAll("\r", "").split("\n").slice(-40).join("\n");
+  };
   /** Waits until ssh logs in, and tells what the guest says of itself. */
   async function sshFacts(vm: string, address: string, node: string): Promise<GuestFacts> {
     await eventually(
@@ -97,7 +104,11 @@ describe("a Debian cloud image as a real guest", { timeout: 60 * MINUTE }, () =>
       async () => ((await ssh(address, "true")).code === 0 ? true : undefined),
       BOOT_BOUND_MS,
       2000,
-    );
+    ).catch(async (err: unknown) => {
+      throw new Error(
+        `${(err as Error).message}\nthe guest's console ends with:\n${await consoleTail(node, vm)}`,
+      );
+    });
     const bootId = await inGuest(address, "cat /proc/sys/kernel/random/boot_id");
     const macs = (await inGuest(address, "cat /sys/class/net/*/address")).split("\n");
     const addresses = await inGuest(address, "ip -4 -o addr show scope global");

@@ -15,10 +15,6 @@ export function guestLaunch(
     source: node.source(disk.image, disk.pool),
     ...(disk.bus !== undefined && { bus: disk.bus }),
   });
-  const cdroms = [
-    ...(spec.cdrom ? [drive(spec.cdrom)] : []),
-    ...(spec.cloudInit ? [drive({ image: seedImageOf(spec.name) })] : []),
-  ];
   return {
     vm: spec.name,
     generation,
@@ -35,7 +31,8 @@ export function guestLaunch(
     ...(spec.cpu !== undefined && { cpu: spec.cpu }),
     ...(spec.machine !== undefined && { machine: spec.machine }),
     disks: spec.disks.map(drive),
-    cdroms,
+    cdroms: spec.cdrom ? [drive(spec.cdrom)] : [],
+    ...(spec.cloudInit && { seed: drive({ image: seedImageOf(spec.name) }) }),
     nics: (spec.nics ?? []).map((nic, index) => ({
       tap: tapName(spec.name, generation, index),
       bridge: nic.bridge,

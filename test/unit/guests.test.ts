@@ -197,8 +197,9 @@ describe("the QEMU launch of a spec", () => {
     ]);
     assert.deepEqual(
       launch.cdroms?.map((c) => c.image),
-      ["iso", "web-seed"],
+      ["iso"],
     );
+    assert.deepEqual(launch.seed, { image: "web-seed", source: source("web-seed") });
     assert.deepEqual(launch.nics, [
       { tap: tapName("web", 3, 0), bridge: "br0", mac: "52:54:00:00:00:01", model: "virtio", vlan: 7 },
     ]);

@@ -36,7 +36,9 @@ function after(args: string[], flag: string): string | undefined {
 
 /** The -device values of disks (virtio-blk, SCSI disks and CD-ROMs). */
 function diskDevices(args: string[]): string[] {
-  return allAfter(args, "-device").filter((device) => /^(virtio-blk-pci|scsi-hd|ide-cd),/.test(device));
+  return allAfter(args, "-device").filter((device) =>
+    /^(virtio-blk-pci|scsi-hd|ide-cd|scsi-cd),/.test(device),
+  );
 }
 
 /** Every value following `flag`. */
@@ -268,6 +270,44 @@ void describe("buildQemuArgs", () => {
     const blockdevs = allAfter(args, "-blockdev").map((json) => JSON.parse(json) as Record<string, unknown>);
     assert.equal(blockdevs[0]?.discard, "unmap");
     assert.equal(blockdevs[2]?.["read-only"], true);
+  });
+
+  void it("puts the cloud-init seed read-only on virtio-scsi, which cloud kernels without AHCI see", () => {
+    const file = (filename: string) => ({ driver: "file" as const, filename });
+    const alone = buildQemuArgs(
+      launch({
+        disks: [{ image: "root", source: file("/root.img") }],
+        seed: { image: "seed", source: file("/s") },
+      }),
+      paths,
+    );
+    assert.deepEqual(
+      allAfter(alone, "-device").filter((d) => /virtio-scsi-pci|scsi-cd|virtio-blk/.test(d)),
+      [
+        "virtio-scsi-pci,id=scsi0",
+        "virtio-blk-pci,drive=disk0,id=vd0",
+        "scsi-cd,bus=scsi0.0,drive=seed,id=seed",
+      ],
+    );
+    const seed = allAfter(alone, "-blockdev")
+      .map((json) => JSON.parse(json) as Record<string, unknown>)
+      .find((b) => b["node-name"] === "seed");
+    assert.equal(seed?.["read-only"], true);
+    // With virtio-scsi disks the seed shares their one controller; an installer ISO stays on AHCI.
+    const shared = buildQemuArgs(
+      launch({
+        disks: [{ image: "a", source: file("/a.img"), bus: "virtio-scsi" }],
+        cdroms: [{ image: "iso", source: file("/debian.iso") }],
+        seed: { image: "seed", source: file("/s") },
+      }),
+      paths,
+    );
+    assert.equal(allAfter(shared, "-device").filter((d) => d.startsWith("virtio-scsi-pci")).length, 1);
+    assert.deepEqual(diskDevices(shared), [
+      "scsi-hd,bus=scsi0.0,drive=disk0,id=sd0",
+      "ide-cd,bus=ide.0,drive=cd0,id=cd0",
+      "scsi-cd,bus=scsi0.0,drive=seed,id=seed",
+    ]);
   });
 
   void it("attaches network cards to tap devices QEMU creates, with fixed MACs", () => {

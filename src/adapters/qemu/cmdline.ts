@@ -45,7 +45,8 @@ export function rbdSecrets(launch: GuestLaunch): Array<{ keyring: string; user: 
 
 function driveSources(launch: GuestLaunch): DriveSource[] {
   const vars = launch.firmware?.type === "uefi" ? [launch.firmware.vars] : [];
-  return [...launch.disks, ...(launch.cdroms ?? [])].map((disk) => disk.source).concat(vars);
+  const seed = launch.seed ? [launch.seed] : [];
+  return [...launch.disks, ...(launch.cdroms ?? []), ...seed].map((disk) => disk.source).concat(vars);
 }
 
 // O_DIRECT and honoured flushes: a write the guest saw complete after fsync is on stable storage
@@ -164,7 +165,7 @@ function firmwareArgs(launch: GuestLaunch, secrets: SecretIds): string[] {
 
 function diskArgs(launch: GuestLaunch, secrets: SecretIds): string[] {
   const args: string[] = [];
-  const scsi = launch.disks.some((disk) => disk.bus === "virtio-scsi");
+  const scsi = launch.disks.some((disk) => disk.bus === "virtio-scsi") || launch.seed !== undefined;
   if (scsi) args.push("-device", "virtio-scsi-pci,id=scsi0");
   // Without a kernel the first disk boots; bootindex also makes SeaBIOS and OVMF try nothing else first.
   const firmwareBoot = launch.kernel === undefined;
@@ -190,6 +191,13 @@ function diskArgs(launch: GuestLaunch, secrets: SecretIds): string[] {
     );
     args.push("-device", `ide-cd,bus=ide.${index},drive=${node},id=cd${index}`);
   });
+  if (launch.seed) {
+    args.push(
+      "-blockdev",
+      JSON.stringify({ ...blockdev("seed", launch.seed.source, secrets, {}), "read-only": true }),
+    );
+    args.push("-device", "scsi-cd,bus=scsi0.0,drive=seed,id=seed");
+  }
   return args;
 }
 

@@ -46,8 +46,13 @@ export interface GuestLaunch {
   /** Versioned machine type; absent: q35. */
   machine?: string;
   disks: GuestDisk[];
-  /** Read-only CD-ROMs: an installer ISO, the cloud-init seed. */
+  /** Read-only CD-ROMs on the machine's AHCI controller, e.g. an installer ISO. */
   cdroms?: GuestDisk[];
+  /**
+   * The cloud-init NoCloud seed: a read-only CD on virtio-scsi, not AHCI, because cloud images' kernels
+   * (Debian's cloud kernel among them) have virtio drivers but no AHCI driver, and would not see it.
+   */
+  seed?: GuestDisk;
   nics?: GuestNic[];
   accel: Accelerator;
 }

@@ -1,8 +1,10 @@
-// The demo: a local 3-node cluster with a running canary guest, then what to try next.
+// The demo: a local 3-node cluster with a running canary guest on the cluster's guest network, then what to
+// try next.
 // Runs after scripts/setup.sh (see `npm run demo`); safe to run again: it reuses what already runs.
 import { spawnSync } from "node:child_process";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { labNetworkFor } from "../dist/src/cli/local-network.js";
 
 const stateDir = process.env.HAVEN_STATE_DIR ?? join(homedir(), ".local", "state", "haven");
 const started = Date.now();
@@ -27,7 +29,8 @@ console.log(`== Haven demo: a local 3-node cluster in ${stateDir}`);
 haven(["cluster", "up", "--nodes", "3"]);
 
 const exists = haven(["vm", "show", "canary", "--json"], { check: false, quiet: true }).status === 0;
-if (!exists) haven(["vm", "create", "canary", "--canary", "--start"]);
+const nic = `bridge=${labNetworkFor(stateDir).bridge}`;
+if (!exists) haven(["vm", "create", "canary", "--canary", "--nic", nic, "--start"]);
 else haven(["vm", "start", "canary"]);
 
 // Show that the guest really writes: its ack counter must advance.
@@ -44,18 +47,43 @@ if (!(second.lastAck > (first.lastAck ?? 0))) {
   process.exit(1);
 }
 
+// And that it is on the network: its DHCP address, asked for its last ack from inside the guest network.
+let address;
+const networkDeadline = Date.now() + 120_000;
+while (!address && Date.now() < networkDeadline) {
+  address = vmJson().nics[0]?.addresses[0];
+  if (!address) spawnSync("sleep", ["0.5"]);
+}
+let answer = "";
+while (address && !answer.startsWith("ack") && Date.now() < networkDeadline) {
+  answer = haven(["network", "exec", "--", "curl", "-s", "-m", "2", `http://${address}/`], {
+    check: false,
+    quiet: true,
+  }).stdout.trim();
+  if (!answer.startsWith("ack")) spawnSync("sleep", ["0.5"]);
+}
+
 console.log("\n== haven status");
 show(["status"]);
 console.log("\n== haven node list");
 show(["node", "list"]);
+console.log("\n== haven network list");
+show(["network", "list"]);
 console.log("\n== haven vm show canary");
 show(["vm", "show", "canary"]);
+console.log(
+  address && answer
+    ? `\n== haven network exec -- curl http://${address}/\n${answer}`
+    : "\n(the canary has no network answer yet: see 'haven vm console canary')",
+);
 console.log(
   `\nThe canary on ${second.node} acknowledged ${first.lastAck} → ${second.lastAck} fsynced records in 2 s.`,
 );
 console.log(`Demo ready in ${Math.round((Date.now() - started) / 1000)} s. Try next (add --state-dir ${stateDir} or export HAVEN_STATE_DIR=${stateDir}):
   npx haven vm show canary --json        # state, node, pid, last ack
   npx haven vm console canary            # the serial console (leave with Ctrl-])
+  ${`npx haven network exec -- curl http://${address ?? "ADDRESS"}/`.padEnd(38)} # its last ack, over the guest network
+  docs/guests.md                         # a Debian VM from a cloud image, reached with ssh
   ${`kill -9 ${second.pid}`.padEnd(38)} # crash its QEMU: the controller restarts it, the sequence continues
   npx haven events --follow              # every decision with its reason, as it happens (in a second terminal)
   ${`npx haven node kill ${second.node}`.padEnd(38)} # kill the canary's node: fenced, then recovered on another node

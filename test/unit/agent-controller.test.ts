@@ -130,6 +130,32 @@ describe("agent + controller on fakes", () => {
     );
   });
 
+  test("reboot, reset and disk growth are done once by the node that runs the guest; its agent's answers show", async () => {
+    const h1 = await startNode("n1");
+    const debian = { os: "Debian GNU/Linux 12", addresses: {} };
+    h1.guestInfos.set("a", debian);
+    await create("a");
+    const running = await until("running", (v) => v.state === "running");
+    await until("the guest's OS reported", (v) => v.os === "Debian GNU/Linux 12");
+    h1.guestInfos.delete("a");
+    await assert.rejects(
+      service.guestAction("a", "reboot"),
+      /reboot failed.*guest agent of a does not answer/,
+    );
+    h1.guestInfos.set("a", debian);
+    const rebooted = await service.guestAction("a", "reboot");
+    assert.equal(rebooted.type, "rebooted");
+    assert.equal((await service.guestAction("a", "reset")).type, "reset");
+    await service.resizeDisk("a-disk0", 16, false);
+    assert.deepEqual(h1.actions, ["reboot a", "reset a", `resize disk0 ${16 * 1024 * 1024} a`]);
+    // A running guest's image is grown by its QEMU (block_resize), which the fake only records.
+    assert.equal((await store.snapshotVms()).actions.size, 0, "done actions are removed");
+    assert.equal((await show("a")).generation, running.generation, "the same QEMU all along");
+    await service.setDesiredState("a", "stopped");
+    await until("stopped", (v) => v.state === "stopped");
+    await assert.rejects(service.guestAction("a", "reset"), /VM a is not running/);
+  });
+
   test("crashes are restarted up to the limit, then the VM is in error", async () => {
     const hv = await startNode("n1");
     await create("a");

@@ -66,6 +66,27 @@ export async function ourQemuArgv(pid: number, vm: string, pidFile: string): Pro
   }
 }
 
+/**
+ * True while a QEMU that was killed is still tearing down: its memory (and with it /proc/PID/cmdline) is
+ * already gone, but the process is not yet a zombie. It is not gone until then: a caller that waits for a
+ * killed QEMU to be gone must not return in that window.
+ */
+export function isExitingQemu(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return (
+      comm.startsWith("qemu") &&
+      state !== "Z" &&
+      state !== "X" &&
+      readFileSync(`/proc/${pid}/cmdline`).length === 0
+    );
+  } catch {
+    return false;
+  }
+}
+
 export function argAfter(argv: string[], flag: string): string | undefined {
   const index = argv.indexOf(flag);
   return index >= 0 ? argv[index + 1] : undefined;

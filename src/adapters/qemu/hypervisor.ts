@@ -15,6 +15,7 @@ import { buildQemuArgs } from "./cmdline.js";
 import {
   argAfter,
   guestFiles,
+  isExitingQemu,
   ourQemuArgv,
   readPid,
   removeRuntimeFiles,
@@ -389,7 +390,8 @@ export class QemuHypervisor implements Hypervisor {
 
   private async checkAlive(guest: Guest): Promise<boolean> {
     if (guest.exited) return false;
-    const alive = (await ourQemuArgv(guest.info.pid, guest.info.vm, guest.files.pidFile)) !== undefined;
+    const { pid, vm } = guest.info;
+    const alive = (await ourQemuArgv(pid, vm, guest.files.pidFile)) !== undefined || isExitingQemu(pid);
     if (!alive) this.handleExit(guest);
     return alive;
   }

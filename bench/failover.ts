@@ -119,11 +119,7 @@ async function main(): Promise<void> {
       "--start",
     ]);
     if (created.code !== 0) throw new Error(created.stderr);
-    const address = await eventually("the canary's address", async () => {
-      const view = await cluster.json<VmView>(["vm", "show", "canary"]);
-      return view.nics[0]?.addresses[0];
-    });
-    probe = NetProbe.start(cluster.stateDir, address);
+    probe = (await NetProbe.startOn(cluster, "canary")).probe;
     const runs: Array<Record<Phase, number>> = [];
     for (let i = 1; i <= KILLS; i++) {
       const run = await oneFailover(cluster, probe);

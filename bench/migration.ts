@@ -84,16 +84,12 @@ async function havenMigrations(
 }
 
 /** Moves a networked canary NET_RUNS times; returns the outage a network client saw for each move. */
-async function networkOutages(cluster: TestCluster, api: ApiClient): Promise<number[]> {
+async function networkOutages(cluster: TestCluster): Promise<number[]> {
   const { bridge } = labNetworkFor(cluster.stateDir);
   const args = ["vm", "create", "netcanary", "--canary", "--memory", String(MEMORY_MB), "--nic"];
   const created = await cluster.haven([...args, `bridge=${bridge}`, "--start"]);
   if (created.code !== 0) throw new Error(`vm create failed: ${created.stderr}`);
-  const address = await eventually("the canary's address", async () => {
-    const view = await api.get<VmView>("/v1/vms/netcanary");
-    return view.nics[0]?.addresses[0];
-  });
-  const probe = NetProbe.start(cluster.stateDir, address);
+  const { probe } = await NetProbe.startOn(cluster, "netcanary");
   try {
     await probe.answerAfter(0);
     const outages: number[] = [];
@@ -151,7 +147,7 @@ async function main(): Promise<void> {
       throw new Error(`canary disk not clean: ${JSON.stringify(verify)}`);
     // One guest at a time on the two cores: the first canary stops before the networked one runs.
     await cluster.haven(["vm", "stop", "canary"]);
-    outages = await networkOutages(cluster, api);
+    outages = await networkOutages(cluster);
   } finally {
     await cluster.stop();
   }

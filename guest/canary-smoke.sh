@@ -14,6 +14,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/free-port.sh"
 BUILD=${1:-$HERE/build}
 TIMEOUT=${SMOKE_TIMEOUT:-120}
 
@@ -84,15 +85,7 @@ wait_for '^ack 20$'
 stop_qemu
 
 # --- 2. with a NIC -------------------------------------------------------------------------------------
-port=
-for _ in $(seq 50); do
-  p=$((20000 + RANDOM % 20000))
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    port=$p
-    break
-  fi
-done
-[ -n "$port" ] || fail "no free port"
+port=$(free_port) || fail "no free port"
 boot net -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:80" -device virtio-net-pci,netdev=net0
 ms=$(first_ack)
 say "with a NIC: first ack after $ms ms"

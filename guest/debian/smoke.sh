@@ -17,6 +17,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/../free-port.sh"
 TIMEOUT=${SMOKE_TIMEOUT:-900}
 NETCFG=${SMOKE_NETWORK_CONFIG:-v2}
 ACCEL=${SMOKE_ACCEL:-tcg}
@@ -101,15 +102,7 @@ esac
 genisoimage -quiet -output "$tmp/seed.iso" -volid cidata -joliet -rock "$tmp/seed"
 
 # A free port on 127.0.0.1 for ssh (nothing answers on it).
-port=
-for _ in $(seq 50); do
-  p=$((20000 + RANDOM % 20000))
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    port=$p
-    break
-  fi
-done
-[ -n "$port" ] || fail "no free port"
+port=$(free_port) || fail "no free port"
 
 # --- boot --------------------------------------------------------------------------------------------
 qemu-img create -q -f qcow2 -b "$IMAGE" -F qcow2 "$tmp/disk.qcow2" 4G

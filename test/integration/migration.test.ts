@@ -141,11 +141,7 @@ describe("live migration", SUITE_TIMEOUT, () => {
   test("a network client keeps reaching the canary across live migrations: same MAC and address", async (t) => {
     const { bridge } = labNetworkFor(cluster.stateDir);
     await startCanary("canary", "--nic", `bridge=${bridge}`);
-    const first = await eventually("the canary's address", async () => {
-      const view = await show("canary");
-      return view.nics[0]?.addresses.length ? view.nics[0] : undefined;
-    });
-    const probe = NetProbe.start(cluster.stateDir, first.addresses[0]!);
+    const { probe, nic: first } = await NetProbe.startOn(cluster, "canary");
     const outages: number[] = [];
     try {
       await probe.answerAfter(0);

@@ -3,7 +3,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { labNetworkFor } from "../../src/cli/local-network.js";
-import { eventually, REPO_ROOT } from "./harness.js";
+import type { VmView } from "../../src/core/model.js";
+import { eventually, REPO_ROOT, type TestCluster } from "./harness.js";
 
 export interface Answer {
   at: number;
@@ -35,6 +36,19 @@ export class NetProbe {
       { stdio: ["ignore", "pipe", "inherit"] },
     );
     return new NetProbe(child);
+  }
+
+  /** Waits for the first answer at or after `time`. */
+  /** Waits for the first card of `vm` to have an address, then starts asking it; returns that card too. */
+  static async startOn(
+    cluster: TestCluster,
+    vm: string,
+  ): Promise<{ probe: NetProbe; nic: VmView["nics"][number] }> {
+    const nic = await eventually(`${vm}'s address`, async () => {
+      const view = await cluster.json<VmView>(["vm", "show", vm]);
+      return view.nics[0]?.addresses.length ? view.nics[0] : undefined;
+    });
+    return { probe: NetProbe.start(cluster.stateDir, nic.addresses[0]!), nic };
   }
 
   /** Waits for the first answer at or after `time`. */

@@ -329,11 +329,7 @@ describe("cluster on Ceph RBD", SUITE_TIMEOUT, () => {
   test("the leader's node is killed: a new leader runs its fence agent, fences and recovers its guest; back, the fence is lifted", async (t) => {
     const before = await startCanary("canary", "--nic", `bridge=${labNetworkFor(cluster.stateDir).bridge}`);
     const victim = before.node!;
-    const nic = await eventually("the canary's address", async () => {
-      const view = await show("canary");
-      return view.nics[0]?.addresses.length ? view.nics[0] : undefined;
-    });
-    const probe = NetProbe.start(cluster.stateDir, nic.addresses[0]!);
+    const { probe, nic } = await NetProbe.startOn(cluster, "canary");
     await makeLeader(victim);
     const marker = join(cluster.stateDir, "fence-agent.log");
     const agent = join(cluster.stateDir, "fence-agent.sh");

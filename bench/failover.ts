@@ -11,7 +11,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { findDoubleRuns } from "../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../src/core/model.js";
-import { labNetworkFor } from "../src/cli/local-network.js";
+import { labNetworkFor } from "../src/setup/local-network.js";
 import { eventually, TestCluster } from "../test/integration/harness.js";
 import { NetProbe } from "../test/integration/net-probe.js";
 

@@ -20,7 +20,7 @@ import {
 } from "../src/adapters/qemu/migration.js";
 import type { GuestLaunch, MigrationProgress } from "../src/adapters/qemu/port.js";
 import { QmpClient } from "../src/adapters/qemu/qmp.js";
-import { createClusterCa, issueNodeCredentials } from "../src/adapters/tls/pki.js";
+import { createClusterCa, issueNodeCredentials } from "../src/setup/pki.js";
 import { highestAckInLog } from "../src/core/canary.js";
 import { sleep, waitFor } from "../src/lib/async.js";
 import { isAlive } from "../src/lib/process.js";

@@ -11,10 +11,10 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ApiClient } from "../src/cli/api-client.js";
-import type { ClusterFile } from "../src/cli/cluster-file.js";
+import type { ClusterFile } from "../src/setup/cluster-file.js";
 import { findDoubleRuns } from "../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../src/core/model.js";
-import { labNetworkFor } from "../src/cli/local-network.js";
+import { labNetworkFor } from "../src/setup/local-network.js";
 import { eventually, TestCluster } from "../test/integration/harness.js";
 import { NetProbe } from "../test/integration/net-probe.js";
 import { median, rawMigration } from "./migration-raw.js";

@@ -1,3 +1,3 @@
 #!/usr/bin/env node
-// havend, the Haven node daemon (built from src/agent/main.ts by `npm run build`).
-import "../dist/src/agent/main.js";
+// havend, the Haven node daemon (built from src/havend/main.ts by `npm run build`).
+import "../dist/src/havend/main.js";

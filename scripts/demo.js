@@ -4,7 +4,7 @@
 import { spawnSync } from "node:child_process";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { labNetworkFor } from "../dist/src/cli/local-network.js";
+import { labNetworkFor } from "../dist/src/setup/local-network.js";
 
 const stateDir = process.env.HAVEN_STATE_DIR ?? join(homedir(), ".local", "state", "haven");
 const started = Date.now();

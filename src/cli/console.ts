@@ -6,7 +6,7 @@ import type { NodeView } from "../api/service.js";
 import { conflict, unavailable } from "../core/errors.js";
 import type { VmView } from "../core/model.js";
 import type { CliContext } from "./context.js";
-import { readToken } from "./local-cluster.js";
+import { readToken } from "../setup/local-cluster.js";
 
 const LEAVE_KEY = 0x1d; // Ctrl-]
 

@@ -1,8 +1,8 @@
 // What every command needs: the state directory from the global option, the cluster file and an API client.
 import type { Command } from "commander";
 import { ApiClient } from "./api-client.js";
-import { requireClusterFile, resolveStateDir, type ClusterFile } from "./cluster-file.js";
-import { readToken } from "./local-cluster.js";
+import { requireClusterFile, resolveStateDir, type ClusterFile } from "../setup/cluster-file.js";
+import { readToken } from "../setup/local-cluster.js";
 
 export class CliContext {
   constructor(private readonly program: Command) {}

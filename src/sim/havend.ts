@@ -1,9 +1,9 @@
-// One simulated havend process: the shipped Havend (src/agent/havend.ts) — node lease, agent, controller
+// One simulated havend process: the shipped Havend (src/havend/havend.ts) — node lease, agent, controller
 // candidate — wired to the node's simulated clock, etcd client, QEMUs, storage, fence agents, console logs
-// and lease file, as src/agent/main.ts wires it to the real ones.
+// and lease file, as src/havend/main.ts wires it to the real ones.
 import { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import { FakeHostNetwork } from "../adapters/network/fake.js";
-import { Havend } from "../agent/havend.js";
+import { Havend } from "../havend/havend.js";
 import type { NodeInfo } from "../core/model.js";
 import { createLogger, silentLogger } from "../lib/log.js";
 import { simConsoleLogs, simFenceRunner, simLeaseFile, simStorage } from "./adapters.js";

@@ -16,7 +16,7 @@ import {
   waitForCephHealth,
   type LocalCephInfo,
   type LocalCephOptions,
-} from "../../src/adapters/ceph/bootstrap.js";
+} from "../../src/setup/ceph/bootstrap.js";
 import { cephExec, type CephIdentity } from "../../src/adapters/ceph/exec.js";
 import { CommandError, run } from "../../src/lib/command.js";
 import { cephStatus, formatCephStatus, type CephStatus } from "../../src/adapters/ceph/status.js";

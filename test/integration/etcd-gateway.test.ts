@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { campaign, leader, resign } from "../../src/adapters/etcd/election.js";
 import { GatewayEtcdClient, JsonLineSplitter } from "../../src/adapters/etcd/gateway-client.js";
 import { runInformer } from "../../src/adapters/etcd/informer.js";
-import { freePort, startLocalEtcd, type LocalEtcd } from "../../src/adapters/etcd/local-etcd.js";
+import { freePort, startLocalEtcd, type LocalEtcd } from "../../src/setup/etcd.js";
 import {
   CompactedError,
   EtcdUnavailableError,

@@ -6,9 +6,9 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ApiClient } from "../../src/cli/api-client.js";
-import { requireClusterFile } from "../../src/cli/cluster-file.js";
-import { readToken } from "../../src/cli/local-cluster.js";
-import { thawNode } from "../../src/cli/local-faults.js";
+import { requireClusterFile } from "../../src/setup/cluster-file.js";
+import { readToken } from "../../src/setup/local-cluster.js";
+import { thawNode } from "../../src/setup/local-faults.js";
 import type { VmView } from "../../src/core/model.js";
 import { processesMatching, terminate } from "../../src/lib/process.js";
 

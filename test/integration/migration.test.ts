@@ -10,7 +10,7 @@ import { highestAckInLog } from "../../src/core/canary.js";
 import { findDoubleRuns } from "../../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../../src/core/model.js";
 import { isAlive } from "../../src/lib/process.js";
-import { labNetworkFor } from "../../src/cli/local-network.js";
+import { labNetworkFor } from "../../src/setup/local-network.js";
 import { eventually, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 import { NetProbe } from "./net-probe.js";
 

@@ -2,7 +2,7 @@
 // last ack every 20 ms, and the outage of an event is the longest time between two answers around it.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import { labNetworkFor } from "../../src/cli/local-network.js";
+import { labNetworkFor } from "../../src/setup/local-network.js";
 import type { VmView } from "../../src/core/model.js";
 import { eventually, REPO_ROOT, type TestCluster } from "./harness.js";
 

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { QemuHypervisor } from "../../src/adapters/qemu/hypervisor.js";
 import type { GuestLaunch, MigrationProgress } from "../../src/adapters/qemu/port.js";
-import { createClusterCa, issueNodeCredentials } from "../../src/adapters/tls/pki.js";
+import { createClusterCa, issueNodeCredentials } from "../../src/setup/pki.js";
 import { waitFor } from "../../src/lib/async.js";
 import { highestAckInLog, verifyCanaryImage } from "../../src/core/canary.js";
 import { SUITE_TIMEOUT } from "./harness.js";

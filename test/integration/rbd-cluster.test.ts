@@ -6,7 +6,7 @@ import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
-import { startLocalCephDaemon, stopLocalCephDaemon } from "../../src/adapters/ceph/bootstrap.js";
+import { startLocalCephDaemon, stopLocalCephDaemon } from "../../src/setup/ceph/bootstrap.js";
 import type { CephStatus } from "../../src/adapters/ceph/status.js";
 import type { RbdStorageConfig } from "../../src/adapters/storage/config.js";
 import type { CanaryReport } from "../../src/core/canary.js";
@@ -14,7 +14,7 @@ import { highestAckInLog, verifyCanaryImage } from "../../src/core/canary.js";
 import { findDoubleRuns } from "../../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../../src/core/model.js";
 import { isAlive } from "../../src/lib/process.js";
-import { labNetworkFor } from "../../src/cli/local-network.js";
+import { labNetworkFor } from "../../src/setup/local-network.js";
 import { eventually, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 import { NetProbe } from "./net-probe.js";
 

@@ -10,7 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { bootstrapLocalCeph, stopLocalCeph } from "../../src/adapters/ceph/bootstrap.js";
+import { bootstrapLocalCeph, stopLocalCeph } from "../../src/setup/ceph/bootstrap.js";
 import type { CephIdentity } from "../../src/adapters/ceph/exec.js";
 import { openRbdStorage, RbdStorage } from "../../src/adapters/storage/rbd.js";
 import { waitFor } from "../../src/lib/async.js";

@@ -12,7 +12,7 @@ import {
   nodeFiles,
   PkiError,
   subjectAltNamesOf,
-} from "../../src/adapters/tls/pki.js";
+} from "../../src/setup/pki.js";
 
 const root = mkdtempSync(join(tmpdir(), "haven-test-pki-"));
 const caDir = join(root, "ca");

@@ -2,10 +2,10 @@
 import type { Command } from "commander";
 import { formatCephStatus, type CephStatus } from "../../adapters/ceph/status.js";
 import { inputError } from "../../core/errors.js";
-import { readClusterFile } from "../cluster-file.js";
+import { readClusterFile } from "../../setup/cluster-file.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
-import { ensureStorage, prepareStorage } from "../local-storage.js";
+import { ensureStorage, prepareStorage } from "../../setup/local-storage.js";
 import { printJson } from "../output.js";
 import { intOption } from "../parse.js";
 

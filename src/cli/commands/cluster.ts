@@ -4,8 +4,8 @@ import { inputError } from "../../core/errors.js";
 import { waitFor } from "../../lib/async.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
-import { clusterDown, clusterUp } from "../local-cluster.js";
-import type { StorageChoice } from "../local-storage.js";
+import { clusterDown, clusterUp } from "../../setup/local-cluster.js";
+import type { StorageChoice } from "../../setup/local-storage.js";
 import { formatBytes, printJson } from "../output.js";
 import { intOption } from "../parse.js";
 

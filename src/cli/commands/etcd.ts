@@ -1,7 +1,7 @@
 // haven etcd list; fault commands for local clusters: haven etcd kill|start MEMBER
 import type { Command } from "commander";
 import type { CliContext } from "../context.js";
-import { etcdMembers, killEtcdMember, startEtcdMember } from "../local-faults.js";
+import { etcdMembers, killEtcdMember, startEtcdMember } from "../../setup/local-faults.js";
 import { printJson, printTable } from "../output.js";
 
 export function registerEtcd(program: Command, ctx: CliContext): void {

@@ -4,7 +4,7 @@ import type { Command } from "commander";
 import type { NodeView } from "../../api/service.js";
 import { inputError } from "../../core/errors.js";
 import type { CliContext } from "../context.js";
-import { execInLab } from "../local-network.js";
+import { execInLab } from "../../setup/local-network.js";
 import { printJson, printTable } from "../output.js";
 
 export function registerNetwork(program: Command, ctx: CliContext): void {

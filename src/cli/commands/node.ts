@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import type { NodeView } from "../../api/service.js";
 import type { CliContext } from "../context.js";
-import { freezeNode, killNode, thawNode, type NodeProcess } from "../local-faults.js";
+import { freezeNode, killNode, thawNode, type NodeProcess } from "../../setup/local-faults.js";
 import { printJson, printTable } from "../output.js";
 
 export function registerNode(program: Command, ctx: CliContext): void {

@@ -10,7 +10,7 @@ import { z } from "zod";
 import { sleep } from "../../lib/async.js";
 import { assertDaemonsRunning, startLocalCephDaemon } from "./daemons.js";
 import { run } from "../../lib/command.js";
-import { cephExec, type CephIdentity } from "./exec.js";
+import { cephExec, type CephIdentity } from "../../adapters/ceph/exec.js";
 import { waitForCephHealth } from "./health-wait.js";
 import {
   cephPaths,
@@ -21,7 +21,7 @@ import {
   renderConf,
   writeRecord,
 } from "./local-layout.js";
-import { cephJson } from "./status.js";
+import { cephJson } from "../../adapters/ceph/status.js";
 
 export const POOL = "rbd";
 const POOL_PGS = 32;

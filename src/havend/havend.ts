@@ -11,9 +11,9 @@ import type { NodeInfo } from "../core/model.js";
 import { DEFAULT_SELF_FENCE_MARGIN_MS, mayFeedWatchdog, mayRunGuests } from "../core/self-fence.js";
 import type { Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
-import { Agent } from "./agent.js";
-import type { ConsoleLogs } from "./console-log.js";
-import { NodeLease, type LeaseFile } from "./node-lease.js";
+import { Agent } from "../agent/agent.js";
+import type { ConsoleLogs } from "../agent/console-log.js";
+import { NodeLease, type LeaseFile } from "../agent/node-lease.js";
 
 const CONDITIONS_INTERVAL_MS = 10_000;
 const MAX_REGISTER_BACKOFF_MS = 5000;

@@ -2,7 +2,7 @@
 // (one monitor and one OSD per node), or an existing Ceph that Haven attaches to.
 import { access, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { bootstrapLocalCeph, stopLocalCeph } from "../adapters/ceph/bootstrap.js";
+import { bootstrapLocalCeph, stopLocalCeph } from "./ceph/bootstrap.js";
 import { cephStatus } from "../adapters/ceph/status.js";
 import { type StorageConfig } from "../adapters/storage/config.js";
 import { inputError, unavailable } from "../core/errors.js";

@@ -3,7 +3,7 @@
 // pids come from pidfiles and are trusted only while their command line still names this state directory.
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { etcdHealthy } from "../adapters/etcd/local-etcd.js";
+import { etcdHealthy } from "./etcd.js";
 import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
 import { inputError, notFound, unavailable } from "../core/errors.js";
 import { pollUntil } from "../lib/async.js";

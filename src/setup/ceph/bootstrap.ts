@@ -13,7 +13,7 @@ import {
   startLocalCephDaemon,
   stopLocalCeph,
 } from "./daemons.js";
-import { cephExec, type CephIdentity } from "./exec.js";
+import { cephExec, type CephIdentity } from "../../adapters/ceph/exec.js";
 import { waitForCephHealth } from "./health-wait.js";
 import { createLocalCeph, POOL, remaining } from "./local-create.js";
 import { cephPaths, type DaemonKind, type LocalCephRecord, monAddrs, readRecord } from "./local-layout.js";

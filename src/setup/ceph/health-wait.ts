@@ -1,8 +1,8 @@
 // Waiting for a Ceph cluster to become healthy, with a progress line every ~2 s, bounded by a deadline; on
 // timeout the error carries `ceph health detail`.
 import { sleep } from "../../lib/async.js";
-import { cephExec, type CephIdentity } from "./exec.js";
-import { describePgStates, rawCephStatus, type RawCephStatus } from "./status.js";
+import { cephExec, type CephIdentity } from "../../adapters/ceph/exec.js";
+import { describePgStates, rawCephStatus, type RawCephStatus } from "../../adapters/ceph/status.js";
 
 export interface HealthWaitOptions {
   timeoutMs: number;

@@ -27,7 +27,7 @@ import { createLogger, type Logger } from "../lib/log.js";
 import { VERSION } from "../lib/version.js";
 import { loadNodeConfig, type NodeConfig } from "./config.js";
 import { Havend, nodeConditions } from "./havend.js";
-import { leaseFileAt } from "./node-lease.js";
+import { leaseFileAt } from "../agent/node-lease.js";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: "string" } } });

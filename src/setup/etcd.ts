@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { sleep } from "../../lib/async.js";
+import { sleep } from "../lib/async.js";
 
 export interface LocalEtcdOptions {
   dataDir: string;

@@ -32,6 +32,7 @@ import {
   type OrderConstraint,
   type PlacementStrategy,
 } from "../core/scheduler/types.js";
+import { formatRoles, hasRole, rolesOf, type NodeRole } from "../core/roles.js";
 import { isoNow } from "../lib/clock.js";
 import {
   ConstraintStore,
@@ -68,6 +69,8 @@ export interface NodeView {
   bridges: string[];
   vms: string[];
   attributes: Record<string, string>;
+  /** compute (runs guests), storage (Ceph OSDs), monitor (Ceph monitor, etcd voter). */
+  roles: readonly NodeRole[];
   /** In maintenance: takes no guests, and its guests are moved away. */
   maintenance: Maintenance | null;
 }
@@ -172,6 +175,7 @@ export class HavenService {
         .map(([vm]) => vm)
         .sort(),
       attributes: node.attributes,
+      roles: rolesOf(node),
       maintenance: maintenance.get(node.name) ?? null,
     }));
   }
@@ -404,7 +408,10 @@ export class HavenService {
     if (request.to !== undefined) {
       nodeName(request.to);
       if (request.to === placement.value.node) throw inputError(`VM ${name} already runs on ${request.to}`);
-      if (!nodes.some((node) => node.name === request.to)) throw conflict(`node ${request.to} is not online`);
+      const target = nodes.find((node) => node.name === request.to);
+      if (!target) throw conflict(`node ${request.to} is not online`);
+      if (!hasRole(target, "compute"))
+        throw conflict(`node ${request.to} is not a compute node (roles ${formatRoles(rolesOf(target))})`);
       if (maintenance.has(request.to)) throw conflict(`node ${request.to} is in maintenance`);
     }
     const settings = migrationSettingsOf(defaults);

@@ -13,6 +13,7 @@ import {
   type Nic,
 } from "./hardware.js";
 import { imageNameSchema, nodeNameSchema, poolNameSchema, vmNameSchema } from "./names.js";
+import { rolesSchema } from "./roles.js";
 
 export const MAX_MEMORY_MB = 1024 * 1024;
 export const MAX_VCPUS = 256;
@@ -302,6 +303,8 @@ export const nodeInfoSchema = z.object({
   api: z.string(),
   capacity: z.object({ vcpus: z.number().int().min(1), memoryMb: z.number().int().min(1) }),
   attributes: z.record(z.string(), z.string()),
+  /** What this node does (see roles.ts); absent on nodes from before roles, which do everything. */
+  roles: rolesSchema.optional(),
   accel: z.enum(["kvm", "tcg"]),
   accelReason: z.string(),
   /** Whether this node reaches the cluster's storage; nothing is placed on a node that does not. */

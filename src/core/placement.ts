@@ -2,6 +2,7 @@
 // (placement-rules.ts), then the placement strategy's tie-breaks (balanced, the default: the node with more
 // room left). Pure and deterministic; it explains refusals.
 import type { NodeInfo, Placement, VmSpec } from "./model.js";
+import { formatRoles, hasRole, rolesOf } from "./roles.js";
 import { breakTie, roomVote } from "./scheduler/tie-breaks.js";
 import { DEFAULT_PLACEMENT_STRATEGY, type PlacementStrategy } from "./scheduler/types.js";
 
@@ -93,10 +94,11 @@ export function chooseNode(
 }
 
 /**
- * Why `node` cannot run the guest whatever its load: it does not reach the storage, or lacks a bridge the
- * guest's network cards plug into. Undefined when it can.
+ * Why `node` cannot run the guest whatever its load: it is not a compute node, does not reach the storage,
+ * or lacks a bridge the guest's network cards plug into. Undefined when it can.
  */
 export function unfitReason(node: NodeInfo, spec: VmSpec): string | undefined {
+  if (!hasRole(node, "compute")) return `is not a compute node (roles ${formatRoles(rolesOf(node))})`;
   if (!node.storage.ok) return `does not reach the storage: ${node.storage.summary}`;
   const missing = [...new Set((spec.nics ?? []).map((nic) => nic.bridge))].filter(
     (bridge) => !(node.bridges ?? []).includes(bridge),

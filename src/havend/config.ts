@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { storageConfigSchema } from "../adapters/storage/config.js";
 import { nodeNameSchema } from "../core/model.js";
+import { NODE_ROLES, rolesSchema } from "../core/roles.js";
 
 export const nodeConfigSchema = z.object({
   cluster: z.string().min(1),
@@ -23,6 +24,8 @@ export const nodeConfigSchema = z.object({
   guestDir: z.string().min(1),
   capacity: z.object({ vcpus: z.number().int().min(1), memoryMb: z.number().int().min(1) }).optional(),
   attributes: z.record(z.string(), z.string()).default({}),
+  /** compute, storage, monitor (core/roles.ts); guests are placed only on compute nodes. Default: all. */
+  roles: rolesSchema.default([...NODE_ROLES]),
   /** Live migration: the address incoming migrations listen on (default: the API's), and the TLS credentials. */
   migration: z
     .object({

@@ -123,6 +123,7 @@ function nodeInfo(
       memoryMb: Math.floor(totalmem() / 1024 / 1024),
     },
     attributes: config.attributes,
+    roles: config.roles,
     accel: accel.accel,
     accelReason: accel.reason,
     ...conditions,

@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { storageConfigSchema } from "../adapters/storage/config.js";
 import { inputError } from "../core/errors.js";
+import { rolesSchema } from "../core/roles.js";
 import { labNetworkSchema } from "./local-network.js";
 
 /** One member of an etcd that `haven cluster up` runs itself: `name` is also its etcd --name. */
@@ -36,7 +37,10 @@ export const clusterFileSchema = z.object({
       .union([z.object({ members: z.array(localEtcdMemberSchema).min(1) }), singleMemberFileSchema])
       .nullable(),
   }),
-  nodes: z.array(z.object({ name: z.string(), api: z.string(), dir: z.string() })),
+  /** Each node's roles; absent in clusters made before roles, whose nodes have them all. */
+  nodes: z.array(
+    z.object({ name: z.string(), api: z.string(), dir: z.string(), roles: rolesSchema.optional() }),
+  ),
   tokenFile: z.string(),
   storage: storageConfigSchema,
   guestDir: z.string(),

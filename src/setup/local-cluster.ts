@@ -12,11 +12,18 @@ import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel
 import { createClusterCa, issueNodeCredentials } from "./pki.js";
 import type { NodeConfig } from "../havend/config.js";
 import { conflict, inputError, unavailable } from "../core/errors.js";
+import { formatRoles, layoutProblem, NODE_ROLES, rolesOf, type NodeRole } from "../core/roles.js";
 import { isAlive, livePid, processesMatching, terminate } from "../lib/process.js";
 import { stopLocalCeph } from "./ceph/bootstrap.js";
 import { clusterFilePath, readClusterFile, type ClusterFile, type LocalEtcdMember } from "./cluster-file.js";
 import { ensureLabNetwork, labLeasesFile, labNetworkFor, removeLabNetwork } from "./local-network.js";
-import { ensureStorage, prepareStorage, stopStorage, type StorageChoice } from "./local-storage.js";
+import {
+  ensureStorage,
+  nodeAddresses,
+  prepareStorage,
+  stopStorage,
+  type StorageChoice,
+} from "./local-storage.js";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const DEFAULT_GUEST_DIR = join(REPO_ROOT, "guest", "build");
@@ -29,8 +36,10 @@ const ETCD_HEALTHY_WITHIN_MS = 30_000;
 
 export interface UpOptions {
   stateDir: string;
-  /** Nodes of a new cluster (default 3); an existing cluster keeps its own. */
+  /** Nodes of a new cluster (default 3, or one per entry of `roles`); an existing cluster keeps its own. */
   nodes?: number;
+  /** Each new node's roles (default: every role on every node); an existing cluster keeps its own. */
+  roles?: NodeRole[][];
   etcd?: string[];
   /** Members of the local etcd (1 or 3) when the cluster is created; default 1. */
   etcdMembers?: number;
@@ -52,12 +61,18 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
       throw inputError(`--etcd-members must be ${ETCD_MEMBER_COUNTS.join(" or ")}`);
     if (options.etcd) throw inputError("--etcd-members is for the local etcd; it does not go with --etcd");
   }
+  const layout = nodeLayout(options);
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
-  const cluster = (await readClusterFile(options.stateDir)) ?? (await createClusterFile(options));
-  if (options.nodes !== undefined && cluster.nodes.length !== options.nodes) {
+  const existing = await readClusterFile(options.stateDir);
+  const cluster = existing ?? (await createClusterFile(options, layout));
+  const kept = existing?.nodes.map((node) => formatRoles(rolesOf(node))).join(",");
+  const asked = options.nodes ?? options.roles?.length;
+  if (existing && asked !== undefined && asked !== existing.nodes.length) {
     options.progress(
-      `cluster in ${options.stateDir} already has ${cluster.nodes.length} nodes; keeping them`,
+      `cluster in ${options.stateDir} already has ${existing.nodes.length} nodes; keeping them`,
     );
+  } else if (existing && options.roles && kept !== layout.map(formatRoles).join(",")) {
+    options.progress(`cluster in ${options.stateDir} keeps its roles ${kept}`);
   }
   const members = cluster.etcd.local?.members.length;
   if (options.etcdMembers !== undefined && members !== options.etcdMembers) {
@@ -75,20 +90,41 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
   return cluster;
 }
 
-async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
+/** The roles of each node of a new cluster, checked against what the cluster needs. */
+function nodeLayout(options: UpOptions): NodeRole[][] {
+  const { nodes, roles } = options;
+  if (roles && nodes !== undefined && roles.length !== nodes)
+    throw inputError(`--roles lists ${roles.length} nodes but --nodes is ${nodes}: give one entry per node`);
+  if (roles && roles.length > MAX_NODES) throw inputError(`--roles lists more than ${MAX_NODES} nodes`);
+  const layout = roles ?? Array.from({ length: nodes ?? DEFAULT_NODES }, () => [...NODE_ROLES]);
+  const problem = layoutProblem(layout, {
+    ceph: options.storage.type === "rbd",
+    etcdVoters: options.etcd || (options.etcdMembers ?? 1) === 1 ? 0 : options.etcdMembers!,
+  });
+  if (problem) throw inputError(`--roles: ${problem}`);
+  return layout;
+}
+
+async function createClusterFile(options: UpOptions, layout: NodeRole[][]): Promise<ClusterFile> {
   const { stateDir, progress } = options;
   const accel = await chooseAccel(options.accel, progress);
-  const local = options.etcd ? null : { members: await newEtcdMembers(stateDir, options.etcdMembers ?? 1) };
   const nodes = [];
-  for (let i = 1; i <= (options.nodes ?? DEFAULT_NODES); i++) {
+  for (const [i, roles] of layout.entries()) {
     // Each node gets its own loopback address, as separate hosts would have.
-    const host = `127.0.10.${i}`;
+    const host = `127.0.10.${i + 1}`;
     nodes.push({
-      name: `node${i}`,
+      name: `node${i + 1}`,
       api: `http://${host}:${await freePort(host)}`,
-      dir: join(stateDir, "nodes", `node${i}`),
+      dir: join(stateDir, "nodes", `node${i + 1}`),
+      roles,
     });
   }
+  const voters = nodes
+    .filter((node) => node.roles.includes("monitor"))
+    .map((node) => new URL(node.api).hostname);
+  const local = options.etcd
+    ? null
+    : { members: await newEtcdMembers(stateDir, options.etcdMembers ?? 1, voters) };
   // Storage first: when it cannot be had, no cluster file is written and nothing else is started.
   const storage = await prepareStorage(options.storage, stateDir, nodeAddresses(nodes), progress);
   const tokenFile = join(stateDir, "token");
@@ -112,7 +148,12 @@ async function createClusterFile(options: UpOptions): Promise<ClusterFile> {
   return cluster;
 }
 
-async function newEtcdMembers(stateDir: string, count: number): Promise<LocalEtcdMember[]> {
+/** A single member on 127.0.0.1, or `count` members on the first `count` monitor nodes' addresses. */
+async function newEtcdMembers(
+  stateDir: string,
+  count: number,
+  monitorHosts: string[],
+): Promise<LocalEtcdMember[]> {
   if (count === 1) {
     // The single member keeps the layout of clusters made before multi-member etcd.
     const host = "127.0.0.1";
@@ -123,8 +164,8 @@ async function newEtcdMembers(stateDir: string, count: number): Promise<LocalEtc
   }
   const members = [];
   for (let i = 1; i <= count; i++) {
-    // Member i shares node i's loopback address, as if each host ran one member.
-    const host = `127.0.10.${i}`;
+    // Each member shares a monitor node's loopback address, as if that host ran it.
+    const host = monitorHosts[i - 1]!;
     const name = `etcd${i}`;
     members.push({
       name,
@@ -291,6 +332,7 @@ async function ensureHavend(
       memoryMb: Math.floor(totalmem() / 1024 / 1024 / cluster.nodes.length),
     },
     attributes: { local: "true" },
+    roles: [...rolesOf(node)],
     migration: { host: api.hostname, tlsDir: tls.dir },
     ...(cluster.network && { dhcpLeases: labLeasesFile(cluster.network) }),
   };
@@ -352,9 +394,6 @@ async function stop(pid: number): Promise<void> {
   }
   await terminate(pid, 5000);
 }
-
-const nodeAddresses = (nodes: ClusterFile["nodes"]) =>
-  nodes.map((node) => ({ name: node.name, host: new URL(node.api).hostname }));
 
 /** The bearer token of a cluster, from its mode-0600 file. */
 export async function readToken(cluster: ClusterFile): Promise<string> {

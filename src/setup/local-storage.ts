@@ -1,11 +1,14 @@
 // Storage for local clusters: a directory, a Ceph that Haven bootstraps on the cluster's loopback addresses
-// (one monitor and one OSD per node), or an existing Ceph that Haven attaches to.
+// (a monitor on every monitor-role node, an OSD on every storage-role node), or an existing Ceph that Haven
+// attaches to.
 import { access, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { bootstrapLocalCeph, stopLocalCeph } from "./ceph/bootstrap.js";
 import { cephStatus } from "../adapters/ceph/status.js";
 import { type StorageConfig } from "../adapters/storage/config.js";
 import { inputError, unavailable } from "../core/errors.js";
+import { rolesOf, type NodeRole } from "../core/roles.js";
+import type { ClusterFile } from "./cluster-file.js";
 
 export type StorageChoice =
   { type: "dir" } | { type: "rbd" } | { type: "attach"; conf: string; keyring: string; pool: string };
@@ -13,6 +16,7 @@ export type StorageChoice =
 interface NodeAddress {
   name: string;
   host: string;
+  roles: readonly NodeRole[];
 }
 
 /** Creates (or attaches) the storage of a new cluster; on failure leaves nothing behind. */
@@ -54,7 +58,9 @@ async function bootstrap(
 ): Promise<StorageConfig> {
   const ceph = await bootstrapLocalCeph({
     dir,
-    mons: nodes.map((node) => ({ name: node.name, host: node.host })),
+    mons: withRole(nodes, "monitor"),
+    osds: withRole(nodes, "storage"),
+    // Every havend checks that its node reaches the storage, whatever its roles.
     clients: nodes.map((node) => node.name),
     progress,
   });
@@ -68,6 +74,15 @@ async function bootstrap(
     localDir: dir,
   };
 }
+
+/** The nodes of a cluster file as the storage sees them: name, address, roles. */
+export const nodeAddresses = (
+  nodes: ReadonlyArray<Pick<ClusterFile["nodes"][number], "name" | "api" | "roles">>,
+): NodeAddress[] =>
+  nodes.map((node) => ({ name: node.name, host: new URL(node.api).hostname, roles: rolesOf(node) }));
+
+const withRole = (nodes: NodeAddress[], role: NodeRole) =>
+  nodes.filter((node) => node.roles.includes(role)).map(({ name, host }) => ({ name, host }));
 
 async function attachCeph(choice: { conf: string; keyring: string; pool: string }): Promise<StorageConfig> {
   const conf = resolve(choice.conf);

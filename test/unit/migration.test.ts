@@ -234,12 +234,17 @@ describe("migration on fakes", () => {
     );
   });
 
-  test("refusals: not running, unknown or same target, a second request, a cancel with nothing to cancel", async () => {
+  test("refusals: not running, unknown, same or non-compute target, a second request, a cancel with nothing to cancel", async () => {
     await startNode("n1");
     await startNode("n2");
     const before = await runningVm();
     await assert.rejects(migrate("a", { to: before.node }), /already runs on/);
     await assert.rejects(migrate("a", { to: "n9" }), /node n9 is not online/);
+    await store.putNode(nodeInfo("disks", { roles: ["storage", "monitor"] }), await etcd.grantLease(5));
+    await assert.rejects(
+      migrate("a", { to: "disks" }),
+      /node disks is not a compute node \(roles storage\+monitor\)/,
+    );
     await assert.rejects(service.cancelMigration("a"), /not moving/);
     await assert.rejects(migrate("ghost"), /does not exist/);
     await service.setDesiredState("a", "stopped");

@@ -160,6 +160,23 @@ describe("placement with constraints", () => {
     );
   });
 
+  test("guests go only to compute nodes, also when recovering; with none, they are unplaceable", () => {
+    const disks = (name: string) =>
+      nodeInfo(name, { capacity: { vcpus: 8, memoryMb: 8192 }, roles: ["storage"] });
+    // n1 and n2 have the most free memory but store disks only; n3 computes.
+    const nodes = [disks("n1"), disks("n2"), node("n3", 1024)];
+    assert.equal(placedOn(view({ nodes })), "n3");
+    // A node from before roles does everything.
+    assert.equal(placedOn(view({ nodes: [disks("n1"), node("old", 1024)] })), "old");
+    // Its node gone, a guest is recovered on a compute node only.
+    const recovering = view({ nodes, placements: { a: placed("gone") }, statuses: { a: running("gone") } });
+    assert.equal(placedOn(recovering), "n3");
+    assert.match(
+      placedOn(view({ nodes: [disks("n1"), nodeInfo("n2", { roles: ["monitor", "storage"] })] }))!,
+      /unplaceable: .*n1 is not a compute node \(roles storage\).*n2 is not a compute node \(roles monitor\+storage\)/,
+    );
+  });
+
   test("a guest every node bans is unplaceable, with the reason", () => {
     const constraints: Constraint[] = [
       { type: "location-rule", id: "nowhere", vm: "a", rule: "#uname ne nowhere", score: -1_000_000 },

@@ -5,7 +5,7 @@ import { inputError } from "../../core/errors.js";
 import { readClusterFile } from "../../setup/cluster-file.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
-import { ensureStorage, prepareStorage } from "../../setup/local-storage.js";
+import { ensureStorage, nodeAddresses, prepareStorage } from "../../setup/local-storage.js";
 import { printJson } from "../output.js";
 import { intOption } from "../parse.js";
 
@@ -14,7 +14,7 @@ export function registerCeph(program: Command, ctx: CliContext): void {
   ceph
     .command("bootstrap")
     .description(
-      "start a local Ceph (one monitor and one OSD per node, a manager, cephx on, pool rbd) and wait for HEALTH_OK",
+      "start a local Ceph (a monitor on every monitor node, an OSD on every storage node, a manager, cephx on, pool rbd) and wait for HEALTH_OK",
     )
     .option("--nodes <n>", "nodes when no cluster exists yet in the state directory", intOption("--nodes"), 3)
     .action(async (options: { nodes: number }) => {
@@ -24,12 +24,13 @@ export function registerCeph(program: Command, ctx: CliContext): void {
           `the cluster in ${ctx.stateDir} does not use a local Ceph (storage: ${cluster.storage.type})`,
         );
       }
-      const nodes = cluster
-        ? cluster.nodes.map((node) => ({ name: node.name, host: new URL(node.api).hostname }))
-        : Array.from({ length: options.nodes }, (_, i) => ({
+      const nodes = nodeAddresses(
+        cluster?.nodes ??
+          Array.from({ length: options.nodes }, (_, i) => ({
             name: `node${i + 1}`,
-            host: `127.0.10.${i + 1}`,
-          }));
+            api: `http://127.0.10.${i + 1}`,
+          })),
+      );
       if (cluster) await ensureStorage(cluster.storage, nodes, progress);
       else await prepareStorage({ type: "rbd" }, ctx.stateDir, nodes, progress);
       progress("Ceph is HEALTH_OK");

@@ -1,5 +1,6 @@
 // haven cluster up|down, haven status
 import type { Command } from "commander";
+import { parseRolesList } from "../../core/roles.js";
 import { inputError } from "../../core/errors.js";
 import { waitFor } from "../../lib/async.js";
 import type { CliContext } from "../context.js";
@@ -24,6 +25,7 @@ interface StatusView {
 
 interface UpFlags {
   nodes?: number;
+  roles?: string;
   etcd?: string;
   etcdMembers?: number;
   accel: string;
@@ -54,6 +56,11 @@ export function registerCluster(program: Command, ctx: CliContext): void {
     )
     .option("--nodes <n>", "number of nodes of a new cluster (default 3)", intOption("--nodes"))
     .option(
+      "--roles <list>",
+      "each new node's roles, one comma-separated entry per node, roles (compute, storage, monitor) joined " +
+        "with '+', e.g. storage+monitor,storage+monitor,compute+monitor,compute (default: every role on every node)",
+    )
+    .option(
       "--etcd <urls>",
       "use an existing etcd cluster (comma-separated client URLs) instead of starting one",
     )
@@ -64,7 +71,11 @@ export function registerCluster(program: Command, ctx: CliContext): void {
     )
     .option("--accel <mode>", "auto (probe KVM, fall back to TCG), kvm or tcg", "auto")
     .option("--lease-ttl <seconds>", "node lease TTL", intOption("--lease-ttl"), 5)
-    .option("--storage <kind>", "rbd (bootstrap a local Ceph: one monitor and OSD per node) or dir", "rbd")
+    .option(
+      "--storage <kind>",
+      "rbd (bootstrap a local Ceph: a monitor on every monitor node, an OSD on every storage node) or dir",
+      "rbd",
+    )
     .option("--ceph-conf <file>", "attach to an existing Ceph cluster with this ceph.conf (needs --keyring)")
     .option("--keyring <file>", "cephx keyring for --ceph-conf")
     .option("--pool <name>", "RBD pool for guest disks with --ceph-conf", "rbd")
@@ -81,6 +92,7 @@ export function registerCluster(program: Command, ctx: CliContext): void {
       const file = await clusterUp({
         stateDir: ctx.stateDir,
         nodes: options.nodes,
+        roles: options.roles === undefined ? undefined : parseRolesList(options.roles),
         etcd,
         etcdMembers: options.etcdMembers,
         accel: options.accel as "auto" | "kvm" | "tcg",

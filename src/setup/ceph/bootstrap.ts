@@ -31,8 +31,10 @@ export type { DaemonKind } from "./local-layout.js";
 export interface LocalCephOptions {
   /** Everything lives under it (e.g. STATE/ceph); made absolute. */
   dir: string;
-  /** One monitor and one OSD per entry (one per node); `host` is the node's loopback address. */
+  /** One monitor per entry (the monitor-role nodes); `host` is the node's loopback address. */
   mons: Array<{ name: string; host: string }>;
+  /** One OSD per entry (the storage-role nodes); default: one on every monitor's node. */
+  osds?: Array<{ name: string; host: string }>;
   /** Size of each OSD's sparse BlueStore file; default 10. */
   osdSizeGb?: number;
   /** Node names: each gets the cephx user client.haven-<node>. */
@@ -95,7 +97,12 @@ export async function bootstrapLocalCeph(opts: LocalCephOptions): Promise<LocalC
     try {
       record = await createLocalCeph(
         dir,
-        { mons: opts.mons, osdSizeGb: opts.osdSizeGb ?? 10, progress: opts.progress },
+        {
+          mons: opts.mons,
+          osds: opts.osds ?? opts.mons,
+          osdSizeGb: opts.osdSizeGb ?? 10,
+          progress: opts.progress,
+        },
         deadline,
       );
     } catch (err) {
@@ -141,12 +148,13 @@ function validate(opts: LocalCephOptions): void {
   if (!isAbsolute(resolve(opts.dir))) throw new Error(`bad Ceph directory ${opts.dir}`);
   if (opts.mons.length === 0) throw new Error("a local Ceph needs at least one monitor");
   const name = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
-  for (const mon of opts.mons) {
-    if (!name.test(mon.name))
-      throw new Error(`bad node name for a Ceph monitor: ${JSON.stringify(mon.name)}`);
+  if (opts.osds?.length === 0) throw new Error("a local Ceph needs at least one OSD");
+  for (const node of [...opts.mons, ...(opts.osds ?? [])]) {
+    if (!name.test(node.name))
+      throw new Error(`bad node name for a Ceph daemon: ${JSON.stringify(node.name)}`);
     // Haven's local clusters use loopback only (design brief); a real multi-host Ceph is attached, not built.
-    if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(mon.host))
-      throw new Error(`a local Ceph listens on loopback addresses only, not ${mon.host}`);
+    if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(node.host))
+      throw new Error(`a local Ceph listens on loopback addresses only, not ${node.host}`);
   }
   if (new Set(opts.mons.map((m) => m.name)).size !== opts.mons.length)
     throw new Error("monitor names must differ");

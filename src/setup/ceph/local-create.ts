@@ -28,6 +28,7 @@ const POOL_PGS = 32;
 
 export interface CreateOptions {
   mons: Array<{ name: string; host: string }>;
+  osds: Array<{ name: string; host: string }>;
   osdSizeGb: number;
   progress: (line: string) => void;
 }
@@ -56,7 +57,7 @@ export async function createLocalCeph(
     fsid: randomUUID(),
     mons,
     mgr: { id: opts.mons[0]!.name, host: opts.mons[0]!.host },
-    osds: opts.mons.map((mon, id) => ({ id, node: mon.name, host: mon.host, uuid: randomUUID() })),
+    osds: opts.osds.map((node, id) => ({ id, node: node.name, host: node.host, uuid: randomUUID() })),
     osdSizeGb: opts.osdSizeGb,
     pool: POOL,
     complete: false,

@@ -1,5 +1,5 @@
 // Runs inside a local cluster's guest network (`ip netns exec`): asks a canary guest for its last ack over
-// TCP every INTERVAL_MS and prints "<epoch ms> <seq>" for every answer. A new request does not wait for the
+// TCP every INTERVAL_MS and prints "<asked at> <answered at> <seq>" (epoch ms) for every answer. A new request does not wait for the
 // last one, so a slow answer (busybox httpd forks per request, under TCG) or a lost SYN (retried only after
 // a second) does not stop the clock's ticks: the gaps between answers are what the guest made them.
 // Usage: net-probe-client.js ADDRESS PORT INTERVAL_MS [MARKER]   (MARKER only tags the process)
@@ -32,8 +32,9 @@ function ask(): Promise<number | undefined> {
 setInterval(() => {
   if (outstanding >= MAX_OUTSTANDING) return;
   outstanding++;
+  const askedAt = Date.now();
   void ask().then((seq) => {
     outstanding--;
-    if (seq !== undefined) process.stdout.write(`${Date.now()} ${seq}\n`);
+    if (seq !== undefined) process.stdout.write(`${askedAt} ${Date.now()} ${seq}\n`);
   });
 }, Number(interval));

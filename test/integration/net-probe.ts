@@ -7,8 +7,18 @@ import type { VmView } from "../../src/core/model.js";
 import { eventually, REPO_ROOT, type TestCluster } from "./harness.js";
 
 export interface Answer {
+  /** When the request was sent. */
+  askedAt: number;
+  /** When its answer came. */
   at: number;
   seq: number;
+}
+
+/** The longest silence around an event: the last answer before it and the first after it. */
+export interface Silence {
+  ms: number;
+  before: Answer;
+  after: Answer;
 }
 
 export class NetProbe {
@@ -20,8 +30,9 @@ export class NetProbe {
       const lines = (this.buffered + chunk.toString()).split("\n");
       this.buffered = lines.pop() ?? "";
       for (const line of lines) {
-        const [at, seq] = line.split(" ").map(Number);
-        if (Number.isFinite(at) && Number.isFinite(seq)) this.answers.push({ at: at!, seq: seq! });
+        const [askedAt, at, seq] = line.split(" ").map(Number);
+        if ([askedAt, at, seq].every(Number.isFinite))
+          this.answers.push({ askedAt: askedAt!, at: at!, seq: seq! });
       }
     });
   }
@@ -66,10 +77,16 @@ export class NetProbe {
    * the last answer before each silence to the first answer after it, for silences that overlap the event.
    */
   outage(from: number, to: number): number {
-    let longest = 0;
+    return this.silence(from, to)?.ms ?? 0;
+  }
+
+  /** The longest silence that overlaps the event from `from` to `to`, with the answers around it. */
+  silence(from: number, to: number): Silence | undefined {
+    let longest: Silence | undefined;
     for (let i = 1; i < this.answers.length; i++) {
       const [before, after] = [this.answers[i - 1]!, this.answers[i]!];
-      if (after.at >= from && before.at <= to) longest = Math.max(longest, after.at - before.at);
+      const ms = after.at - before.at;
+      if (after.at >= from && before.at <= to && ms > (longest?.ms ?? 0)) longest = { ms, before, after };
     }
     return longest;
   }

@@ -77,6 +77,24 @@ describe("node roles: the guide's layout", SUITE_TIMEOUT, () => {
     );
   });
 
+  test('the guide\'s commands work verbatim after eval "$(haven env)"', async () => {
+    const env = (await ok(["env"])).stdout;
+    assert.match(env, /^export HAVEN_STATE_DIR='.*'$/m);
+    const script = [
+      env,
+      "ceph status",
+      "rbd create guest1 --size 1024 --pool rbd",
+      "qemu-img info -f rbd rbd:rbd/guest1",
+      "rbd rm guest1 --pool rbd --no-progress",
+    ].join("\n");
+    const output = execFileSync("bash", ["-euc", script], {
+      encoding: "utf8",
+      env: { PATH: process.env.PATH },
+    });
+    assert.match(output, /health: HEALTH_OK/);
+    assert.match(output, /virtual size: 1 GiB/);
+  });
+
   test("guests run only on compute nodes, are recovered on one, and cannot be migrated to a disk server", async () => {
     for (const vm of ["g1", "g2", "g3"]) await ok(["vm", "create", vm, "--canary", "--start"]);
     const placed = await Promise.all(["g1", "g2", "g3"].map((vm) => acking(vm)));

@@ -6,6 +6,7 @@ import { waitFor } from "../../lib/async.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
 import { clusterDown, clusterUp } from "../../setup/local-cluster.js";
+import type { ClusterFile } from "../../setup/cluster-file.js";
 import type { StorageChoice } from "../../setup/local-storage.js";
 import { formatBytes, printJson } from "../output.js";
 import { intOption } from "../parse.js";
@@ -143,4 +144,33 @@ export function registerCluster(program: Command, ctx: CliContext): void {
         : "";
       console.log(`storage:    ${kind}, ${summary}${used}`);
     });
+
+  program
+    .command("env")
+    .description(
+      'print the shell exports that point haven, ceph, rbd and qemu-img at this cluster: eval "$(haven env)"',
+    )
+    .option("--json", "the variables as a JSON object")
+    .action(async (options: { json?: boolean }) => {
+      const variables = environmentOf(ctx.stateDir, await ctx.cluster());
+      if (options.json) return printJson(variables);
+      for (const [name, value] of Object.entries(variables))
+        console.log(`export ${name}=${shellQuote(value)}`);
+    });
 }
+
+/**
+ * What a shell needs to use this cluster as an installed one: its state directory, and for Ceph storage the
+ * ceph.conf (whose keyring setting finds client.admin's keyring in a local Ceph), or the attached cluster's
+ * identity for ceph and rbd.
+ */
+function environmentOf(stateDir: string, file: ClusterFile): Record<string, string> {
+  const variables: Record<string, string> = { HAVEN_STATE_DIR: stateDir };
+  if (file.storage.type !== "rbd") return variables;
+  variables.CEPH_CONF = file.storage.conf;
+  if (!file.storage.localDir)
+    variables.CEPH_ARGS = `--id ${file.storage.adminId} --keyring ${file.storage.adminKeyring}`;
+  return variables;
+}
+
+const shellQuote = (value: string) => `'${value.replaceAll("'", "'\\''")}'`;

@@ -33,6 +33,7 @@ import {
   type PlacementStrategy,
 } from "../core/scheduler/types.js";
 import { formatRoles, hasRole, rolesOf, type NodeRole } from "../core/roles.js";
+import { nodesByVersion } from "../core/versions.js";
 import { isoNow } from "../lib/clock.js";
 import {
   ConstraintStore,
@@ -69,6 +70,8 @@ export interface NodeView {
   bridges: string[];
   vms: string[];
   attributes: Record<string, string>;
+  /** The Haven version its havend runs. */
+  version: string;
   /** compute (runs guests), storage (Ceph OSDs), monitor (Ceph monitor, etcd voter). */
   roles: readonly NodeRole[];
   /** In maintenance: takes no guests, and its guests are moved away. */
@@ -136,7 +139,7 @@ export class HavenService {
       cluster: this.cluster.name,
       controller: leader?.value ?? null,
       storage,
-      nodes: { online: nodes.length, names: nodes.map((node) => node.name) },
+      nodes: { online: nodes.length, names: nodes.map((node) => node.name), versions: nodesByVersion(nodes) },
       vms: { total: vms.length, byState },
     };
   }
@@ -175,6 +178,7 @@ export class HavenService {
         .map(([vm]) => vm)
         .sort(),
       attributes: node.attributes,
+      version: node.version,
       roles: rolesOf(node),
       maintenance: maintenance.get(node.name) ?? null,
     }));

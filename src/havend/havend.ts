@@ -9,6 +9,7 @@ import type { StorageBackend } from "../adapters/storage/port.js";
 import { Controller, type ControllerDeps } from "../controller/controller.js";
 import type { NodeInfo } from "../core/model.js";
 import { DEFAULT_SELF_FENCE_MARGIN_MS, mayFeedWatchdog, mayRunGuests } from "../core/self-fence.js";
+import { versionProblem } from "../core/versions.js";
 import type { Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
 import { Agent } from "../agent/agent.js";
@@ -39,6 +40,8 @@ export interface HavendDeps {
   controllerTimings?: ControllerDeps["timings"];
   log: Logger;
 }
+
+export class IncompatibleVersion extends Error {}
 
 export class Havend {
   readonly lease: NodeLease;
@@ -93,7 +96,8 @@ export class Havend {
 
   /**
    * Registers the node, retrying with capped backoff until etcd answers or the signal aborts. When the first
-   * attempt fails, the guests a previous havend left running are killed: no lease vouches for them.
+   * attempt fails, the guests a previous havend left running are killed: no lease vouches for them. Throws
+   * IncompatibleVersion, without retrying, when an online node's version is out of range of this one's.
    */
   async register(signal: AbortSignal): Promise<void> {
     for (
@@ -102,15 +106,25 @@ export class Havend {
       delay = Math.min(delay * 2, MAX_REGISTER_BACKOFF_MS)
     ) {
       try {
+        await this.refuseIncompatibleVersion();
         await this.lease.register();
         return;
       } catch (err) {
+        if (err instanceof IncompatibleVersion) throw err;
         this.deps.log.warn("cannot register node yet", { err, retryInMs: delay });
         if (first) await this.agent.fenceOrphans();
         first = false;
         await this.deps.clock.sleep(delay, signal);
       }
     }
+  }
+
+  /** A node whose version is out of range of an online node's does not join (rolling upgrades). */
+  private async refuseIncompatibleVersion(): Promise<void> {
+    const { info, store } = this.deps;
+    const online = (await store.listNodes()).filter((node) => node.name !== info.name);
+    const problem = versionProblem(info.version, online);
+    if (problem) throw new IncompatibleVersion(problem);
   }
 
   /** Keeps the lease, runs the agent and the controller candidate until the signal aborts. */

@@ -26,7 +26,7 @@ import { systemClock } from "../lib/clock.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { VERSION } from "../lib/version.js";
 import { loadNodeConfig, type NodeConfig } from "./config.js";
-import { Havend, nodeConditions } from "./havend.js";
+import { Havend, IncompatibleVersion, nodeConditions } from "./havend.js";
 import { leaseFileAt } from "../agent/node-lease.js";
 
 async function main(): Promise<void> {
@@ -155,6 +155,8 @@ async function chooseAccelerator(
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`havend: ${(err as Error).stack ?? String(err)}\n`);
+  // A refusal to join is the administrator's to act on, not a crash: its reason alone, without a stack.
+  const text = err instanceof IncompatibleVersion ? err.message : ((err as Error).stack ?? String(err));
+  process.stderr.write(`havend: ${text}\n`);
   process.exit(1);
 });

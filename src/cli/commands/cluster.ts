@@ -20,7 +20,7 @@ interface StatusView {
     summary: string;
     usage: { provisionedBytes: number; usedBytes: number; images: number } | null;
   };
-  nodes: { online: number; names: string[] };
+  nodes: { online: number; names: string[]; versions: Record<string, string[]> };
   vms: { total: number; byState: Record<string, number> };
 }
 
@@ -137,6 +137,10 @@ export function registerCluster(program: Command, ctx: CliContext): void {
       console.log(`cluster:    ${status.cluster}`);
       console.log(`controller: ${status.controller ?? "none elected"}`);
       console.log(`nodes:      ${status.nodes.online} online (${status.nodes.names.join(", ")})`);
+      const versions = Object.entries(status.nodes.versions);
+      console.log(
+        `versions:   ${versions.length > 1 ? `mixed: ${versions.map(([v, names]) => `${v} (${names.join(", ")})`).join(", ")}` : (versions[0]?.[0] ?? "-")}`,
+      );
       console.log(`vms:        ${status.vms.total}${states.length ? ` (${states.join(", ")})` : ""}`);
       const { kind, summary, usage } = status.storage;
       const used = usage

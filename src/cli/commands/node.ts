@@ -16,11 +16,12 @@ export function registerNode(program: Command, ctx: CliContext): void {
       const nodes = await (await ctx.api()).get<NodeView[]>("/v1/nodes");
       if (options.json) return printJson(nodes);
       printTable(
-        ["NAME", "STATE", "ROLES", "API", "ACCEL", "STORAGE", "VCPUS", "MEMORY", "VMS"],
+        ["NAME", "STATE", "ROLES", "VERSION", "API", "ACCEL", "STORAGE", "VCPUS", "MEMORY", "VMS"],
         nodes.map((n) => [
           n.name,
           n.maintenance ? `${n.state}, maintenance` : n.state,
           formatRoles(n.roles),
+          n.version,
           n.api,
           n.accel,
           n.storage.ok ? "ok" : `unreachable: ${n.storage.summary}`,

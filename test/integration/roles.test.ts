@@ -87,7 +87,7 @@ describe("node roles: the guide's layout", SUITE_TIMEOUT, () => {
       "qemu-img info -f rbd rbd:rbd/guest1",
       "rbd rm guest1 --pool rbd --no-progress",
     ].join("\n");
-    const output = execFileSync("bash", ["-euc", script], {
+    const output = execFileSync("sh", ["-euc", script], {
       encoding: "utf8",
       env: { PATH: process.env.PATH },
     });

@@ -90,6 +90,7 @@ export function measureRound(shape: { nodes: number; vms: number }, runs: number
     requests: new Map(),
     incomings: new Map(),
     maintenance: new Set(),
+    frozen: new Set(),
     migrationDefaults: DEFAULT_MIGRATION,
     rules: { constraints: workload.config.constraints, nodeAttributes: new Map() },
   };

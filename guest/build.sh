@@ -3,7 +3,7 @@
 #   OUT_DIR/vmlinuz        copy of the newest /boot/vmlinuz-*-cloud-amd64 (linux-image-cloud-amd64)
 #   OUT_DIR/initramfs.img  gzip'd newc cpio: busybox-static + applet symlinks, the virtio-blk and
 #                          virtio-net modules (with their modules.dep dependencies), guest/init,
-#                          guest/canary.sh, guest/bench.sh, guest/udhcpc.sh
+#                          guest/canary.sh, guest/bench.sh, guest/udhcpc.sh, guest/ack-server.sh
 # Usage: guest/build.sh OUT_DIR
 # Idempotent: when the inputs (kernel version, busybox, this script and the files it copies) are
 # unchanged, OUT_DIR/.stamp matches and nothing is rebuilt.
@@ -42,7 +42,7 @@ KVER=${VMLINUZ#/boot/vmlinuz-}
 [ -r "$VMLINUZ" ] || die "$VMLINUZ is not readable by $(id -un)"
 MODDIR=/lib/modules/$KVER
 [ -r "$MODDIR/modules.dep" ] || die "$MODDIR/modules.dep missing: reinstall the Debian package linux-image-$KVER"
-GUEST_FILES=(init canary.sh bench.sh udhcpc.sh) # what goes into the initramfs
+GUEST_FILES=(init canary.sh bench.sh udhcpc.sh ack-server.sh) # what goes into the initramfs
 for f in "${GUEST_FILES[@]}"; do
   [ -f "$HERE/$f" ] || die "guest/$f missing in $HERE"
 done
@@ -127,6 +127,7 @@ install -m 0755 "$HERE/init" "$root/init"
 install -m 0755 "$HERE/canary.sh" "$root/canary.sh"
 install -m 0755 "$HERE/bench.sh" "$root/bench.sh"
 install -m 0755 "$HERE/udhcpc.sh" "$root/etc/udhcpc.sh"
+install -m 0755 "$HERE/ack-server.sh" "$root/ack-server.sh"
 # /www: what the guest serves on port 80 (the canary's last ack); as plain text, not the HTML busybox
 # httpd assumes for index.html.
 mkdir "$root/www"

@@ -3,8 +3,9 @@
 # disk, as Haven does (q35, direct kernel boot, virtio-blk, serial console):
 #   1. without a NIC: it must ack and must not bring up a network;
 #   2. with a virtio-net NIC on QEMU user-mode networking (whose DHCP server hands out 10.0.2.15;
-#      port 80 forwarded from 127.0.0.1 only): it must print "haven-guest: net <ip>" and answer
-#      GET / on port 80 with "ack <seq>", a seq it has acknowledged on its console.
+#      ports 80 and 81 forwarded from 127.0.0.1 only): it must print "haven-guest: net <ip>", answer
+#      GET / on port 80 with "ack <seq>", a seq it has acknowledged on its console, and answer each
+#      line asked on one connection to port 81 with its last ack.
 # Prints each run's time from QEMU's start to the first "ack" line.
 #
 #   guest/canary-smoke.sh [BUILD_DIR]   (default guest/build, made by scripts/setup.sh)
@@ -86,7 +87,9 @@ stop_qemu
 
 # --- 2. with a NIC -------------------------------------------------------------------------------------
 port=$(free_port) || fail "no free port"
-boot net -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:80" -device virtio-net-pci,netdev=net0
+line_port=$(free_port) || fail "no free port"
+boot net -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:80,hostfwd=tcp:127.0.0.1:$line_port-:81" \
+  -device virtio-net-pci,netdev=net0
 ms=$(first_ack)
 say "with a NIC: first ack after $ms ms"
 wait_for '^haven-guest: (net |no address)'
@@ -98,5 +101,14 @@ seq=${answer#ack }
 case $answer in "ack "[1-9]*) ;; *) fail "port 80 answered '$answer', want 'ack <seq>'" ;; esac
 tr -d '\r' <"$log" | grep -qx "ack $seq" || fail "port 80 answered '$answer', which the console never acked"
 say "with a NIC: GET / on port 80 answered '$answer'"
+# Port 81: two questions on one connection, two answers, the second no older than the first.
+exec 3<>"/dev/tcp/127.0.0.1/$line_port" || fail "no connection to port 81"
+printf '?\n' >&3 && IFS= read -r -t 10 first <&3 || fail "port 81 did not answer"
+sleep 0.5
+printf '?\n' >&3 && IFS= read -r -t 10 second <&3 || fail "port 81 did not answer a second time"
+exec 3<&-
+case "$first/$second" in "ack "[1-9]*"/ack "[1-9]*) ;; *) fail "port 81 answered '$first', '$second'" ;; esac
+[ "${second#ack }" -ge "${first#ack }" ] || fail "port 81 went back from '$first' to '$second'"
+say "with a NIC: one connection to port 81 answered '$first', then '$second'"
 stop_qemu
 say "ok"

@@ -188,6 +188,25 @@ export class Agent {
   }
 
   /**
+   * The node leaves on purpose (its shutdown policy, once the agent's loop has ended): every guest still here
+   * is shut down as `vm stop` does (ACPI, then hard after its stop grace), and the events are written.
+   */
+  async stopAll(reason: string): Promise<void> {
+    const guests = [...this.running.keys()];
+    await Promise.all(
+      guests.map(async (vm) => {
+        const graceMs = (this.vms.specs.get(vm)?.stopGraceSeconds ?? 0) * 1000;
+        await this.deps.hypervisor
+          .stop(vm, graceMs)
+          .then(() => this.event("stopped", vm, reason))
+          .catch((err: unknown) => this.deps.log.error("stopping guest failed", { vm, err }));
+        this.running.delete(vm);
+      }),
+    );
+    await this.flushEvents();
+  }
+
+  /**
    * Before the agent runs: a havend that starts without being able to register (etcd out of reach) cannot
    * vouch for the QEMUs it finds, since the lease they ran under may run out any moment (invariant 2). They
    * are killed at once and reported self-fenced once etcd answers; the controller then restarts them.

@@ -45,8 +45,11 @@ export class NodeLease {
     return this.leaseId;
   }
 
-  /** Registers the node (reusing a still-valid lease from a previous run) and returns the lease id. */
-  async register(): Promise<string> {
+  /**
+   * Registers the node (reusing a still-valid lease from a previous run) and returns the lease id.
+   * `beforePublish` runs once etcd has answered, before the node record appears: it may refuse the node.
+   */
+  async register(beforePublish?: () => Promise<void>): Promise<string> {
     const previous = (await this.leaseFile.read()).trim();
     const sentAt = this.clock.now();
     if (previous && (await this.store.etcd.keepAlive(previous).catch(() => 0)) > 0) {
@@ -58,6 +61,7 @@ export class NodeLease {
       this.log.info("lease granted", { leaseId: this.leaseId, ttlSeconds: this.ttlSeconds });
     }
     this.lastRenewSentAt = sentAt;
+    await beforePublish?.();
     await this.store.putNode(this.info, this.leaseId);
     return this.leaseId;
   }
@@ -66,6 +70,18 @@ export class NodeLease {
   async update(change: Partial<NodeInfo>): Promise<void> {
     this.info = { ...this.info, ...change };
     if (this.leaseId) await this.store.putNode(this.info, this.leaseId);
+  }
+
+  /**
+   * Gives the lease up (a node leaving on purpose, its guests stopped): its record and statuses go at once, so
+   * the controller acts without waiting for the TTL. The lease file is emptied: the next start registers anew.
+   */
+  async revoke(): Promise<void> {
+    const leaseId = this.leaseId;
+    if (!leaseId) return;
+    this.leaseId = undefined;
+    await this.leaseFile.write("");
+    await this.store.etcd.revokeLease(leaseId);
   }
 
   /** Until when this node may run guests (see core/self-fence.ts). */

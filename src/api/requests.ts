@@ -17,6 +17,7 @@ import {
   vmPolicyShape,
   migrationDefaultsSchema,
   migrationSettingsSchema,
+  shutdownPolicySchema,
   vmNameSchema,
 } from "../core/model.js";
 import {
@@ -154,6 +155,9 @@ export const importLibvirtRequest = z
   })
   .strict();
 export type ImportLibvirtRequest = z.infer<typeof importLibvirtRequest>;
+
+/** `haven cluster shutdown-policy POLICY`. */
+export const shutdownPolicyRequest = z.object({ policy: shutdownPolicySchema }).strict();
 
 /** `haven cluster placement-strategy STRATEGY|--reset`: null goes back to Haven's default. */
 export const placementStrategyRequest = z

@@ -17,6 +17,7 @@ import {
   migrateRequest,
   migrationDefaultsChange,
   placementStrategyRequest,
+  shutdownPolicyRequest,
   updateVmRequest,
   resizeDiskRequest,
   snapshotRequest,
@@ -133,6 +134,10 @@ function buildRoutes(service: HavenService): Route[] {
     ),
     route("PUT", "/v1/nodes/:name/maintenance", async ([node], body) =>
       service.setMaintenance(node!, (await parse(maintenanceRequest, body)).on),
+    ),
+    route("GET", "/v1/shutdown-policy", () => service.shutdownPolicy()),
+    route("PUT", "/v1/shutdown-policy", async (_, body) =>
+      service.setShutdownPolicy((await parse(shutdownPolicyRequest, body)).policy),
     ),
     route("GET", "/v1/placement/strategy", () => service.placementStrategy()),
     route("PUT", "/v1/placement/strategy", async (_, body) =>

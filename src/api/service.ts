@@ -14,6 +14,8 @@ import {
   nodeNameSchema,
   viewVm,
   type Maintenance,
+  type FrozenNode,
+  type ShutdownPolicy,
   type MigrationDefaults,
   type FenceAgent,
   type HavenEvent,
@@ -368,6 +370,18 @@ export class HavenService {
   async placementStrategy(): Promise<PlacementStrategyView> {
     const stored = await ConstraintStore.of(this.store).getPlacementStrategy();
     return placementStrategyView(stored);
+  }
+
+  /** What a deliberate stop of a node does with its guests (see ShutdownPolicy), and which nodes are frozen. */
+  async shutdownPolicy(): Promise<{ policy: ShutdownPolicy; frozen: Array<{ node: string } & FrozenNode> }> {
+    const [policy, frozen] = await Promise.all([this.store.getShutdownPolicy(), this.store.listFrozen()]);
+    return { policy, frozen: [...frozen].map(([node, mark]) => ({ node, ...mark })) };
+  }
+
+  async setShutdownPolicy(policy: ShutdownPolicy): Promise<{ policy: ShutdownPolicy }> {
+    await this.store.putShutdownPolicy(policy);
+    await this.store.appendEvent({ type: "shutdown-policy-changed", reason: `by user: ${policy}` });
+    return { policy };
   }
 
   /** Sets the placement-strategy (null: back to Haven's default); the controller applies it from its next round. */

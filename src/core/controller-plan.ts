@@ -41,6 +41,8 @@ export interface ClusterView {
   incomings: ReadonlyMap<string, Incoming>;
   /** Nodes in maintenance: they take no guests, and theirs are moved away. */
   maintenance: ReadonlySet<string>;
+  /** Nodes that shut down with the freeze policy: their guests wait for them. */
+  frozen: ReadonlySet<string>;
   migrationDefaults: MigrationDefaults;
   /** Placement constraints (imported from Pacemaker) and node attributes set for them. */
   rules: PlacementRules;
@@ -264,6 +266,15 @@ function planFailedNode(
   planned: string | undefined,
 ): ControllerAction | undefined {
   if (placement.state !== "active" || spec.state !== "started") return undefined;
+  if (view.frozen.has(placement.node)) {
+    // The node stopped its guests itself before it went: nothing to fence, and they start there again.
+    return {
+      type: "unplaceable",
+      vm: spec.name,
+      reason: `node ${placement.node} shut down with the freeze policy; the guest waits for it`,
+      waiting: true,
+    };
+  }
   if (!spec.ha) {
     return {
       type: "unplaceable",

@@ -164,6 +164,20 @@ export const DEFAULT_MIGRATION: MigrationDefaults = {
 export const maintenanceSchema = z.object({ since: z.string(), reason: z.string() });
 export type Maintenance = z.infer<typeof maintenanceSchema>;
 
+/**
+ * What a deliberate stop of a node (host shutdown or reboot) does with its guests, cluster-wide, as Proxmox's
+ * shutdown_policy: `migrate` them away first (the default), stop them and leave them to HA `failover` on
+ * other nodes, or stop them and `freeze` them on the node, to start there again when it is back.
+ */
+export const SHUTDOWN_POLICIES = ["migrate", "failover", "freeze"] as const;
+export const shutdownPolicySchema = z.enum(SHUTDOWN_POLICIES);
+export type ShutdownPolicy = z.infer<typeof shutdownPolicySchema>;
+export const DEFAULT_SHUTDOWN_POLICY: ShutdownPolicy = "migrate";
+
+/** A node that shut down with the freeze policy: its guests wait for it instead of being recovered. */
+export const frozenNodeSchema = z.object({ since: z.string(), reason: z.string() });
+export type FrozenNode = z.infer<typeof frozenNodeSchema>;
+
 /** A user's (or a drain's) request to move a VM; the controller turns it into a placement's migration. */
 export const migrationRequestSchema = z.object({
   id: z.string().min(1),

@@ -5,6 +5,8 @@ import { storageConfigSchema } from "../adapters/storage/config.js";
 import { nodeNameSchema } from "../core/model.js";
 import { NODE_ROLES, rolesSchema } from "../core/roles.js";
 
+export const DEFAULT_SHUTDOWN_MIGRATE_SECONDS = 300;
+
 export const nodeConfigSchema = z.object({
   cluster: z.string().min(1),
   /** Key prefix in etcd, so several clusters can share one etcd. */
@@ -20,6 +22,8 @@ export const nodeConfigSchema = z.object({
   /** Guests are killed this long (default DEFAULT_SELF_FENCE_MARGIN_MS) before the node lease could expire on etcd's side (invariant 2). */
   selfFenceMarginMs: z.number().int().min(200).max(60_000).optional(),
   accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+  /** A host shutdown under the `migrate` policy waits this long for the node's guests to move away. */
+  shutdownMigrateSeconds: z.number().int().min(0).max(3600).default(DEFAULT_SHUTDOWN_MIGRATE_SECONDS),
   /** Where the canary guest's kernel and initramfs are (guest/build in a checkout). */
   guestDir: z.string().min(1),
   capacity: z.object({ vcpus: z.number().int().min(1), memoryMb: z.number().int().min(1) }).optional(),

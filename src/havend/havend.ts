@@ -7,16 +7,19 @@ import type { HostNetwork } from "../adapters/network/port.js";
 import type { Accelerator, Hypervisor } from "../adapters/qemu/port.js";
 import type { StorageBackend } from "../adapters/storage/port.js";
 import { Controller, type ControllerDeps } from "../controller/controller.js";
-import type { NodeInfo } from "../core/model.js";
+import type { NodeInfo, ShutdownPolicy } from "../core/model.js";
 import { DEFAULT_SELF_FENCE_MARGIN_MS, mayFeedWatchdog, mayRunGuests } from "../core/self-fence.js";
 import { versionProblem } from "../core/versions.js";
-import type { Clock } from "../lib/clock.js";
+import { isoNow, type Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
 import { Agent } from "../agent/agent.js";
 import type { ConsoleLogs } from "../agent/console-log.js";
 import { NodeLease, type LeaseFile } from "../agent/node-lease.js";
 
 const CONDITIONS_INTERVAL_MS = 10_000;
+const LEAVE_POLL_MS = 500;
+/** The reason of the maintenance or freeze a shutdown sets; the node lifts it when it is back. */
+const SHUTDOWN_REASON = "host shutdown";
 const MAX_REGISTER_BACKOFF_MS = 5000;
 
 export interface HavendDeps {
@@ -106,8 +109,8 @@ export class Havend {
       delay = Math.min(delay * 2, MAX_REGISTER_BACKOFF_MS)
     ) {
       try {
-        await this.refuseIncompatibleVersion();
-        await this.lease.register();
+        await this.lease.register(() => this.refuseIncompatibleVersion());
+        await this.liftShutdownMarks();
         return;
       } catch (err) {
         if (err instanceof IncompatibleVersion) throw err;
@@ -117,6 +120,47 @@ export class Havend {
         await this.deps.clock.sleep(delay, signal);
       }
     }
+  }
+
+  /**
+   * A deliberate stop of this node (host shutdown or reboot), by the cluster's shutdown policy: `migrate` puts
+   * the node in maintenance and waits (up to `migrateWithinMs`) until its guests have moved away; `freeze`
+   * marks the node frozen first, so that the controller neither fences nor recovers its guests. Then the
+   * loops end (`endLoops`), the guests still here are shut down, and the lease is given up: with `failover`
+   * the controller recovers them elsewhere at once, as for a failed node.
+   */
+  async leave(policy: ShutdownPolicy, endLoops: () => Promise<void>, migrateWithinMs: number): Promise<void> {
+    const { store, info, clock, log } = this.deps;
+    const since = isoNow(clock);
+    log.info("node leaving", { policy });
+    if (policy === "migrate") {
+      await store.setMaintenance(info.name, { since, reason: SHUTDOWN_REASON });
+      const left = await this.awaitGuestsMoved(clock.now() + migrateWithinMs);
+      if (left.length > 0) log.warn("guests did not move away in time; stopping them", { vms: left });
+    }
+    if (policy === "freeze") await store.setFrozen(info.name, { since, reason: SHUTDOWN_REASON });
+    await endLoops();
+    await this.agent.stopAll(`node ${info.name} shut down (shutdown policy ${policy})`);
+    await this.lease.revoke();
+  }
+
+  /** The guests still placed here once none is, or the deadline passed. */
+  private async awaitGuestsMoved(deadline: number): Promise<string[]> {
+    const { store, info, clock } = this.deps;
+    for (;;) {
+      const { placements } = await store.snapshotVms();
+      const here = [...placements].filter(([, p]) => p.node === info.name).map(([vm]) => vm);
+      if (here.length === 0 || clock.now() >= deadline) return here;
+      await clock.sleep(LEAVE_POLL_MS);
+    }
+  }
+
+  /** Back after a shutdown: the maintenance or freeze that shutdown set is lifted. */
+  private async liftShutdownMarks(): Promise<void> {
+    const { store, info } = this.deps;
+    if ((await store.listMaintenance()).get(info.name)?.reason === SHUTDOWN_REASON)
+      await store.setMaintenance(info.name, null);
+    if ((await store.listFrozen()).has(info.name)) await store.setFrozen(info.name, null);
   }
 
   /** A node whose version is out of range of an online node's does not join (rolling upgrades). */

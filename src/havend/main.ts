@@ -21,13 +21,14 @@ import { cephExtras, openStorage } from "../adapters/storage/config.js";
 import { createApiServer } from "../api/server.js";
 import { HavenService } from "../api/service.js";
 import { ImportService } from "../api/import-service.js";
-import type { NodeInfo } from "../core/model.js";
+import { DEFAULT_SHUTDOWN_POLICY, type NodeInfo } from "../core/model.js";
 import { systemClock } from "../lib/clock.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { VERSION } from "../lib/version.js";
 import { loadNodeConfig, type NodeConfig } from "./config.js";
 import { Havend, IncompatibleVersion, nodeConditions } from "./havend.js";
 import { leaseFileAt } from "../agent/node-lease.js";
+import { hostShuttingDown } from "../adapters/host/shutdown.js";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: "string" } } });
@@ -35,7 +36,9 @@ async function main(): Promise<void> {
   const config = loadNodeConfig(values.config);
   const log = createLogger(`havend.${config.node}`);
   const shutdown = new AbortController();
-  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => shutdown.abort());
+  // Ends the process; replaced, once the node runs, by a stop that first applies the shutdown policy.
+  let stop = () => shutdown.abort();
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => stop());
 
   await mkdir(config.stateDir, { recursive: true });
   const token = readFileSync(config.tokenFile, "utf8").trim();
@@ -98,16 +101,45 @@ async function main(): Promise<void> {
   watchdog?.open();
   if (watchdog) log.info("watchdog armed", { ...config.watchdog });
 
+  const loops = new AbortController();
+  const running = havend.run(AbortSignal.any([loops.signal, shutdown.signal]));
+  let leaving: Promise<void> | undefined;
+  stop = () => {
+    leaving ??= leaveIfHostStops(havend, store, config, log, async () => {
+      loops.abort();
+      await running;
+    }).finally(() => shutdown.abort());
+  };
   await Promise.all([
-    havend.run(shutdown.signal),
+    running,
     watchdog?.run(() => havend.mayFeedWatchdog(), config.watchdog!.feedIntervalMs, shutdown.signal),
   ]);
-  // Guests keep running: a stopped agent is not a stopped node. The next havend re-attaches to them.
+  await leaving;
   server.close();
   server.closeAllConnections();
   hypervisor.close();
   etcd.close();
-  log.info("havend stopped; guests left running");
+  // Unless the host went down, guests keep running: a stopped agent is not a stopped node, and the next
+  // havend re-attaches to them.
+  log.info("havend stopped", { guestsLeftRunning: havend.agent.runningGuests });
+}
+
+/**
+ * A stop while the host goes down (or `haven node shutdown` asked for it) applies the cluster's shutdown
+ * policy to the node's guests; a stop of havend alone (a restart, an upgrade) leaves them running.
+ */
+async function leaveIfHostStops(
+  havend: Havend,
+  store: ClusterStore,
+  config: NodeConfig,
+  log: Logger,
+  endLoops: () => Promise<void>,
+): Promise<void> {
+  if (!(await hostShuttingDown(config.stateDir))) return;
+  const policy = await store.getShutdownPolicy().catch(() => DEFAULT_SHUTDOWN_POLICY);
+  await havend
+    .leave(policy, endLoops, config.shutdownMigrateSeconds * 1000)
+    .catch((err: unknown) => log.error("leaving by the shutdown policy failed", { policy, err }));
 }
 
 function nodeInfo(

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { freePort, startLocalEtcd, waitEtcdHealthy } from "./etcd.js";
 import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel.js";
 import { createClusterCa, issueNodeCredentials } from "./pki.js";
-import type { NodeConfig } from "../havend/config.js";
+import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS, type NodeConfig } from "../havend/config.js";
 import { conflict, inputError, unavailable } from "../core/errors.js";
 import { formatRoles, layoutProblem, NODE_ROLES, rolesOf, type NodeRole } from "../core/roles.js";
 import { isAlive, livePid, processesMatching, terminate } from "../lib/process.js";
@@ -333,6 +333,7 @@ async function ensureHavend(
     },
     attributes: { local: "true" },
     roles: [...rolesOf(node)],
+    shutdownMigrateSeconds: DEFAULT_SHUTDOWN_MIGRATE_SECONDS,
     migration: { host: api.hostname, tlsDir: tls.dir },
     ...(cluster.network && { dhcpLeases: labLeasesFile(cluster.network) }),
   };

@@ -1,9 +1,11 @@
 // Fault injection for local clusters (the demo and the HA tests use it): kill, freeze and thaw a node's
 // processes, kill and restart etcd members. Only processes that this state directory started are touched:
 // pids come from pidfiles and are trusted only while their command line still names this state directory.
-import { readdir } from "node:fs/promises";
+import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { etcdHealthy } from "./etcd.js";
+import { shutdownRequestFile } from "../adapters/host/shutdown.js";
+import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS } from "../havend/config.js";
 import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
 import { inputError, notFound, unavailable } from "../core/errors.js";
 import { pollUntil } from "../lib/async.js";
@@ -106,6 +108,29 @@ export async function killNode(stateDir: string, cluster: ClusterFile, name: str
     await pollUntil(() => qemus.every((p) => !isAlive(p.pid)), SETTLE_WITHIN_MS, 20);
   }
   return killed;
+}
+
+/**
+ * A deliberate shutdown of a local node's host: its havend is told so (the request file) and stopped with
+ * SIGTERM, applies the cluster's shutdown policy to its guests and exits; returns it once it is gone.
+ * `haven cluster up` boots the node again.
+ */
+export async function shutdownNode(
+  stateDir: string,
+  cluster: ClusterFile,
+  name: string,
+): Promise<NodeProcess[]> {
+  requireLocal(stateDir, cluster);
+  const node = findNode(cluster, name);
+  const havend = await nodeHavend(node);
+  if (havend.length === 0) return [];
+  await writeFile(shutdownRequestFile(node.dir), "");
+  const { pid } = havend[0]!;
+  signal(pid, "SIGTERM");
+  const withinMs = (DEFAULT_SHUTDOWN_MIGRATE_SECONDS + 60) * 1000;
+  if (!(await pollUntil(() => !isAlive(pid), withinMs, 100)))
+    throw unavailable(`havend of ${name} (pid ${pid}) did not stop within ${withinMs / 1000} s`);
+  return havend;
 }
 
 /** SIGSTOP the node's havend and its QEMUs: the node looks dead to the cluster, and nothing is lost yet. */

@@ -1,5 +1,6 @@
 // What a network client of a guest sees: a client inside the cluster's guest network asks the canary for its
-// last ack every 20 ms, and the outage of an event is the longest time between two answers around it.
+// last ack every 20 ms on a connection it keeps open (net-probe-client.ts), and the outage of an event is the
+// longest time between two answers around it.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { labNetworkFor } from "../../src/setup/local-network.js";
@@ -43,7 +44,7 @@ export class NetProbe {
     const { namespace } = labNetworkFor(stateDir);
     const child = spawn(
       "ip",
-      ["netns", "exec", namespace, process.execPath, client, address, "80", "20", stateDir],
+      ["netns", "exec", namespace, process.execPath, client, address, "81", "20", stateDir],
       { stdio: ["ignore", "pipe", "inherit"] },
     );
     return new NetProbe(child);

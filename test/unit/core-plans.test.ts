@@ -36,6 +36,7 @@ function view(parts: {
   requests?: Record<string, MigrationRequest>;
   incomings?: Record<string, Incoming>;
   maintenance?: string[];
+  frozen?: string[];
   rules?: PlacementRules;
   now?: number;
 }): ClusterView {
@@ -48,6 +49,7 @@ function view(parts: {
     requests: new Map(Object.entries(parts.requests ?? {})),
     incomings: new Map(Object.entries(parts.incomings ?? {})),
     maintenance: new Set(parts.maintenance ?? []),
+    frozen: new Set(parts.frozen ?? []),
     migrationDefaults: DEFAULT_MIGRATION,
     rules: parts.rules ?? NO_RULES,
   };
@@ -285,6 +287,23 @@ describe("controller plan", () => {
         ["recover", "m-mid"],
         ["unplaceable", "a-low"],
       ],
+    );
+  });
+
+  test("a node that shut down with the freeze policy keeps its guests: nothing fenced, nothing recovered", () => {
+    const parts = { nodes: [node("n2")], specs: [spec("a")], placements: { a: placement("n1") } };
+    assert.deepEqual(
+      planController(view({ ...parts, frozen: ["n1"] })).map((a) => [
+        a.type,
+        a.vm,
+        a.type === "unplaceable" && a.reason,
+      ]),
+      [["unplaceable", "a", "node n1 shut down with the freeze policy; the guest waits for it"]],
+    );
+    assert.deepEqual(
+      planController(view(parts)).map((a) => a.type),
+      ["recover"],
+      "the same node gone without the freeze: recovered",
     );
   });
 

@@ -47,6 +47,7 @@ function view(parts: {
     requests: new Map(),
     incomings: new Map(),
     maintenance: new Set(),
+    frozen: new Set(),
     migrationDefaults: DEFAULT_MIGRATION,
     rules,
   };

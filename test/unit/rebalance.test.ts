@@ -56,6 +56,7 @@ function view(
     requests: new Map(),
     incomings: new Map(),
     maintenance: new Set(),
+    frozen: new Set(),
     migrationDefaults: DEFAULT_MIGRATION,
     rules: { constraints, nodeAttributes: new Map() },
     ...extra,

@@ -9,6 +9,9 @@ import {
   fenceAgentSchema,
   incomingSchema,
   maintenanceSchema,
+  frozenNodeSchema,
+  shutdownPolicySchema,
+  DEFAULT_SHUTDOWN_POLICY,
   migrationDefaultsSchema,
   migrationRequestSchema,
   nodeInfoSchema,
@@ -20,6 +23,8 @@ import {
   type HavenEvent,
   type Incoming,
   type Maintenance,
+  type FrozenNode,
+  type ShutdownPolicy,
   type MigrationDefaults,
   type MigrationRequest,
   type StorageFence,
@@ -261,19 +266,28 @@ export class ClusterStore {
   get maintenancePrefix() {
     return `${this.prefix}config/maintenance/`;
   }
+  get shutdownPolicyKey() {
+    return `${this.prefix}config/shutdown-policy`;
+  }
+  get frozenPrefix() {
+    return `${this.prefix}config/frozen/`;
+  }
 
-  /** Maintenance flags and migration defaults from a raw copy of `config/` (the controller watches it). */
+  /** Maintenance and freeze flags, defaults and rules from a raw copy of `config/` (the controller watches it). */
   parseConfig(config: ReadonlyMap<string, string>): {
     maintenance: Set<string>;
+    frozen: Set<string>;
     migrationDefaults: MigrationDefaults;
     rules: PlacementRules;
   } {
     const maintenance = new Set<string>();
+    const frozen = new Set<string>();
     const constraints: Constraint[] = [];
     const nodeAttributes = new Map<string, Record<string, string>>();
     const store = ConstraintStore.of(this);
     for (const [key, value] of config) {
       if (key.startsWith(this.maintenancePrefix)) maintenance.add(key.slice(this.maintenancePrefix.length));
+      if (key.startsWith(this.frozenPrefix)) frozen.add(key.slice(this.frozenPrefix.length));
       // A malformed entry is left out rather than stopping every placement decision.
       if (key.startsWith(store.constraintsPrefix)) {
         const parsed = storedConstraintSchema.safeParse(JSON.parse(value));
@@ -292,6 +306,7 @@ export class ClusterStore {
     constraints.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return {
       maintenance,
+      frozen,
       migrationDefaults: parsed?.success ? parsed.data : DEFAULT_MIGRATION,
       rules: {
         constraints,
@@ -321,6 +336,29 @@ export class ClusterStore {
   async setMaintenance(node: string, maintenance: Maintenance | null): Promise<void> {
     const key = `${this.maintenancePrefix}${node}`;
     if (maintenance) await this.etcd.put(key, JSON.stringify(maintenance));
+    else await this.etcd.delete(key);
+  }
+
+  async getShutdownPolicy(): Promise<ShutdownPolicy> {
+    return (
+      versioned(shutdownPolicySchema, await this.etcd.get(this.shutdownPolicyKey))?.value ??
+      DEFAULT_SHUTDOWN_POLICY
+    );
+  }
+
+  async putShutdownPolicy(policy: ShutdownPolicy): Promise<void> {
+    await this.etcd.put(this.shutdownPolicyKey, JSON.stringify(policy));
+  }
+
+  /** Nodes that shut down with the freeze policy, with since when and why. */
+  async listFrozen(): Promise<Map<string, FrozenNode>> {
+    const { kvs } = await this.etcd.list(this.frozenPrefix);
+    return new Map(kvs.map((kv) => [kv.key.slice(this.frozenPrefix.length), decode(frozenNodeSchema, kv)]));
+  }
+
+  async setFrozen(node: string, frozen: FrozenNode | null): Promise<void> {
+    const key = `${this.frozenPrefix}${node}`;
+    if (frozen) await this.etcd.put(key, JSON.stringify(frozen));
     else await this.etcd.delete(key);
   }
 

@@ -1,5 +1,6 @@
 // haven cluster up|down, haven status
 import type { Command } from "commander";
+import { SHUTDOWN_POLICIES } from "../../core/model.js";
 import { parseRolesList } from "../../core/roles.js";
 import { inputError } from "../../core/errors.js";
 import { waitFor } from "../../lib/async.js";
@@ -147,6 +148,28 @@ export function registerCluster(program: Command, ctx: CliContext): void {
         ? ` (${usage.images} disks, ${formatBytes(usage.provisionedBytes)} provisioned, ${formatBytes(usage.usedBytes)} used)`
         : "";
       console.log(`storage:    ${kind}, ${summary}${used}`);
+    });
+
+  cluster
+    .command("shutdown-policy [policy]")
+    .description(
+      "show or set what a node's shutdown or reboot does with its guests: migrate them away first (default), " +
+        "stop them for HA failover elsewhere, or stop and freeze them until the node is back",
+    )
+    .option("--json", "machine-readable output")
+    .action(async (policy: string | undefined, options: { json?: boolean }) => {
+      const api = await ctx.api();
+      if (policy !== undefined) {
+        if (!(SHUTDOWN_POLICIES as readonly string[]).includes(policy))
+          throw inputError(`unknown shutdown policy "${policy}" (${SHUTDOWN_POLICIES.join(", ")})`);
+        await api.request("PUT", "/v1/shutdown-policy", { policy });
+      }
+      const view = await api.get<{ policy: string; frozen: Array<{ node: string; since: string }> }>(
+        "/v1/shutdown-policy",
+      );
+      if (options.json) return printJson(view);
+      console.log(`shutdown-policy ${view.policy}`);
+      for (const { node, since } of view.frozen) console.log(`frozen: ${node} (since ${since})`);
     });
 
   program

@@ -1,8 +1,8 @@
-// haven node list; fault commands for local clusters: haven node kill|freeze|thaw NODE
+// haven node list; fault commands for local clusters: haven node kill|shutdown|freeze|thaw NODE
 import type { Command } from "commander";
 import type { NodeView } from "../../api/service.js";
 import type { CliContext } from "../context.js";
-import { freezeNode, killNode, thawNode, type NodeProcess } from "../../setup/local-faults.js";
+import { freezeNode, killNode, shutdownNode, thawNode, type NodeProcess } from "../../setup/local-faults.js";
 import { formatRoles } from "../../core/roles.js";
 import { printJson, printTable } from "../output.js";
 
@@ -39,6 +39,13 @@ export function registerNode(program: Command, ctx: CliContext): void {
         "local clusters: SIGKILL the node's havend and its QEMUs, as if the host died ('haven cluster up' restarts the havend, not the guests)",
       verb: "killed",
       run: killNode,
+    },
+    {
+      name: "shutdown",
+      description:
+        "local clusters: shut the node down as its host would, applying the cluster's shutdown policy (haven cluster shutdown-policy) to its guests; 'haven cluster up' boots it again",
+      verb: "shut down",
+      run: shutdownNode,
     },
     {
       name: "freeze",

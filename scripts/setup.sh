@@ -12,7 +12,8 @@ PACKAGES=(etcd-server etcd-client openssl qemu-system-x86 qemu-utils qemu-block-
   linux-image-cloud-amd64 procps iproute2 ceph-mon ceph-osd ceph-mgr ceph-common dnsmasq-base genisoimage ovmf
   pacemaker-cli-utils # crm_simulate: the differential test against Pacemaker, bench:scheduler
   # the Debian guest image (guest/debian/build.sh, which the test command runs), its smoke test and ssh to it
-  mmdebstrap fdisk e2fsprogs util-linux grub-pc-bin grub2-common openssh-client curl)
+  mmdebstrap fdisk e2fsprogs util-linux grub-pc-bin grub2-common openssh-client curl
+  systemd) # systemd-analyze verify checks havend's unit
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

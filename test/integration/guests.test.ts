@@ -17,6 +17,7 @@ import { eventually, REPO_ROOT, TestCluster } from "./harness.js";
 
 const run = promisify(execFile);
 const MINUTE = 60_000;
+const SSH_RETRIES = 3;
 /** A first boot of Debian under TCG on a loaded 2-core machine takes 2-4 minutes; this bounds it generously. */
 const BOOT_BOUND_MS = 15 * MINUTE;
 const VM = "deb1";
@@ -73,8 +74,14 @@ describe("a Debian cloud image as a real guest", { timeout: 60 * MINUTE }, () =>
       ],
       { timeoutMs: 3 * MINUTE },
     );
+  /**
+   * Runs `command` in the guest and returns its output. Exit status 255 is ssh's own failure (a connection
+   * that timed out on a loaded machine), not the command's: that is tried again, a few times.
+   */
   const inGuest = async (address: string, command: string) => {
-    const result = await ssh(address, command);
+    let result = await ssh(address, command);
+    for (let retry = 1; retry <= SSH_RETRIES && result.code === 255; retry++)
+      result = await ssh(address, command);
     assert.equal(result.code, 0, `ssh ${command}: ${result.stderr}`);
     return result.stdout.trim();
   };

@@ -17,10 +17,10 @@ import type { ConsoleLogs } from "../agent/console-log.js";
 import { NodeLease, type LeaseFile } from "../agent/node-lease.js";
 
 const CONDITIONS_INTERVAL_MS = 10_000;
+const MAX_REGISTER_BACKOFF_MS = 5000;
 const LEAVE_POLL_MS = 500;
 /** The reason of the maintenance or freeze a shutdown sets; the node lifts it when it is back. */
 const SHUTDOWN_REASON = "host shutdown";
-const MAX_REGISTER_BACKOFF_MS = 5000;
 
 export interface HavendDeps {
   /** The node record it registers (name, API address, capacity, accelerator, storage health…). */
@@ -100,7 +100,8 @@ export class Havend {
   /**
    * Registers the node, retrying with capped backoff until etcd answers or the signal aborts. When the first
    * attempt fails, the guests a previous havend left running are killed: no lease vouches for them. Throws
-   * IncompatibleVersion, without retrying, when an online node's version is out of range of this one's.
+   * IncompatibleVersion, without retrying and after killing those guests, when an online node's version is
+   * out of range of this one's.
    */
   async register(signal: AbortSignal): Promise<void> {
     for (
@@ -113,7 +114,11 @@ export class Havend {
         await this.liftShutdownMarks();
         return;
       } catch (err) {
-        if (err instanceof IncompatibleVersion) throw err;
+        if (err instanceof IncompatibleVersion) {
+          // This havend will not run: nothing will renew a lease for the guests a previous one left here.
+          await this.agent.fenceOrphans();
+          throw err;
+        }
         this.deps.log.warn("cannot register node yet", { err, retryInMs: delay });
         if (first) await this.agent.fenceOrphans();
         first = false;

@@ -37,17 +37,17 @@ describe("versions", () => {
     assert.deepEqual(nodesByVersion(online), { "0.1.0": ["n1"], "0.2.0": ["n2"] });
   });
 
-  test("a havend out of range of an online node does not register; one in range does", async () => {
+  test("a havend out of range of an online node does not register and kills the guests left here; one in range registers", async () => {
     const etcd = new FakeEtcd({ now: () => Date.now() });
     const store = new ClusterStore(etcd, "/test/");
     await store.putNode(nodeInfo("old", { version: "0.1.0" }), await etcd.grantLease(5));
-    const havend = (version: string) =>
+    const havend = (version: string, hypervisor = new FakeHypervisor()) =>
       new Havend({
         info: nodeInfo("new", { version }),
         leaseTtlSeconds: 5,
         clock: systemClock,
         store,
-        hypervisor: new FakeHypervisor(),
+        hypervisor,
         storage: new FakeStorage(),
         fenceAgents: new FakeFenceRunner(),
         network: new FakeHostNetwork(),
@@ -57,7 +57,9 @@ describe("versions", () => {
         log: silentLogger,
       });
     const signal = new AbortController().signal;
-    await assert.rejects(havend("0.3.0").register(signal), (err: Error) => {
+    const leftRunning = new FakeHypervisor();
+    await leftRunning.start({ vm: "a", generation: 1, memoryMb: 64, vcpus: 1, disks: [], accel: "tcg" });
+    await assert.rejects(havend("0.3.0", leftRunning).register(signal), (err: Error) => {
       assert.ok(err instanceof IncompatibleVersion);
       assert.match(err.message, /old runs 0\.1\.0/);
       return true;
@@ -66,6 +68,7 @@ describe("versions", () => {
       (await store.listNodes()).map((n) => n.name),
       ["old"],
     );
+    assert.equal(leftRunning.guests.size, 0, "the guests a previous havend left here are killed");
     await havend("0.2.0").register(signal);
     assert.deepEqual((await store.listNodes()).map((n) => n.name).sort(), ["new", "old"]);
     etcd.close();

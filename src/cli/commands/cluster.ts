@@ -50,7 +50,9 @@ function storageChoice(options: UpFlags): StorageChoice {
 }
 
 export function registerCluster(program: Command, ctx: CliContext): void {
-  const cluster = program.command("cluster").description("create, start and stop a local cluster");
+  const cluster = program
+    .command("cluster")
+    .description("start and stop a local cluster; cluster-wide settings");
   cluster
     .command("up")
     .description(

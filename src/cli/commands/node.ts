@@ -10,7 +10,7 @@ export function registerNode(program: Command, ctx: CliContext): void {
   const node = program.command("node").description("cluster nodes");
   node
     .command("list")
-    .description("online nodes with roles, capacity, load and accelerator")
+    .description("online nodes with roles, version, capacity, load and accelerator")
     .option("--json", "machine-readable output")
     .action(async (options: { json?: boolean }) => {
       const nodes = await (await ctx.api()).get<NodeView[]>("/v1/nodes");

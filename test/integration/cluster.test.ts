@@ -25,11 +25,7 @@ describe("local 3-node cluster", SUITE_TIMEOUT, () => {
     });
   const serialLog = (view: VmView) =>
     readFile(join(cluster.stateDir, "nodes", view.node!, "guests", view.name, "serial.log"), "latin1");
-  const ok = async (args: string[]) => {
-    const result = await cluster.haven(args);
-    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
-    return result;
-  };
+  const ok = (args: string[]) => cluster.ok(args);
   /** Every test that needs a running canary starts its own. */
   const startCanary = async (vm: string) => {
     await ok(["vm", "create", vm, "--canary", "--start"]);

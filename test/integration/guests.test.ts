@@ -51,11 +51,7 @@ describe("a Debian cloud image as a real guest", { timeout: 60 * MINUTE }, () =>
     await cluster?.stop();
   });
 
-  const ok = async (args: string[], timeoutMs = 2 * MINUTE) => {
-    const result = await cluster.haven(args, { timeoutMs });
-    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
-    return result;
-  };
+  const ok = (args: string[], timeoutMs = 2 * MINUTE) => cluster.ok(args, { timeoutMs });
   const show = (vm: string) => cluster.json<VmView & { spec: VmSpec }>(["vm", "show", vm]);
 
   /**

@@ -1,5 +1,6 @@
 // Test harness: real local clusters driven through the real `haven` CLI, in a temporary state directory
 // whose name marks every process it starts (so the suite can prove nothing leaked).
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -95,6 +96,13 @@ export class TestCluster {
         return closed;
       },
     };
+  }
+
+  /** Runs a command that must succeed; fails the test with its stderr otherwise. */
+  async ok(args: string[], options: { timeoutMs?: number } = {}): Promise<RunResult> {
+    const result = await this.haven(args, options);
+    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
+    return result;
   }
 
   /** Runs a read command with --json; fails the test on a non-zero exit. */

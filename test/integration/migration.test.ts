@@ -29,11 +29,7 @@ describe("live migration", SUITE_TIMEOUT, () => {
   });
 
   const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
-  const ok = async (args: string[]) => {
-    const result = await cluster.haven(args);
-    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
-    return result;
-  };
+  const ok = (args: string[]) => cluster.ok(args);
   const guestFile = (node: string, vm: string, file: string) =>
     join(cluster.stateDir, "nodes", node, "guests", vm, file);
   const ackOn = async (node: string, vm: string) =>

@@ -12,10 +12,7 @@ const LEASE_TTL_MS = 5000;
 describe("etcd quorum", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
-  const ok = async (args: string[]) => {
-    const result = await cluster.haven(args);
-    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
-  };
+  const ok = (args: string[]) => cluster.ok(args);
   const acking = (floor: number) =>
     eventually(
       `canary acking past ${floor}`,

@@ -22,11 +22,7 @@ describe("node roles: the guide's layout", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   let file: ClusterFile;
   const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
-  const ok = async (args: string[]) => {
-    const result = await cluster.haven(args);
-    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
-    return result;
-  };
+  const ok = (args: string[]) => cluster.ok(args);
   const acking = (vm: string, floor = 0, notOn?: string) =>
     eventually(`${vm} acking past ${floor}${notOn ? ` off ${notOn}` : ""}`, async () => {
       const view = await show(vm);

@@ -23,11 +23,7 @@ describe("node shutdown by the shutdown policy", SUITE_TIMEOUT, () => {
   });
 
   const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
-  const ok = async (args: string[]) => {
-    const result = await cluster.haven(args);
-    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
-    return result;
-  };
+  const ok = (args: string[]) => cluster.ok(args);
   const events = () => cluster.json<HavenEvent[]>(["events", "--limit", "10000"]);
   /** The canary's events since `time`: earlier tests' canaries had the same name. */
   const canaryEventsSince = async (time: number) =>

@@ -1,9 +1,18 @@
 // Model records for unit tests: a node, a VM spec, a placement and a status with plain defaults, each
-// changed by the fields a test gives.
+// changed by the fields a test gives; a create-VM request and a whole havend on fakes.
 import type { QemuCapabilities } from "../../src/adapters/qemu/capabilities.js";
 import type { ImportOptions } from "../../src/api/import-service.js";
 import type { SeedFiles } from "../../src/core/cloud-init.js";
 import type { NodeInfo, Placement, VmSpec, VmStatus } from "../../src/core/model.js";
+import type { ClusterStore } from "../../src/adapters/etcd/cluster-store.js";
+import { FakeFenceRunner } from "../../src/adapters/fence/fake.js";
+import { FakeHostNetwork } from "../../src/adapters/network/fake.js";
+import { FakeHypervisor } from "../../src/adapters/qemu/fake-hypervisor.js";
+import { FakeStorage } from "../../src/adapters/storage/fake.js";
+import type { CreateVmInput } from "../../src/api/service.js";
+import { Havend } from "../../src/havend/havend.js";
+import { systemClock } from "../../src/lib/clock.js";
+import { silentLogger } from "../../src/lib/log.js";
 
 export const nodeInfo = (name: string, extra: Partial<NodeInfo> = {}): NodeInfo => ({
   name,
@@ -96,4 +105,47 @@ export function serviceOptions(seeds = new Map<string, SeedFiles>()) {
       return Promise.resolve();
     },
   };
+}
+
+/** A request for a started HA VM on the test's own "kernel" (any file does for a fake hypervisor). */
+export const startedVmRequest = (name: string, extra: Partial<CreateVmInput> = {}): CreateVmInput => ({
+  name,
+  canary: false,
+  ha: true,
+  restartLimit: 1,
+  relocateLimit: 0,
+  failureTimeoutSeconds: 0,
+  priority: 0,
+  stickiness: 0,
+  allowMigrate: true,
+  kernel: process.execPath,
+  start: true,
+  ...extra,
+});
+
+/** A whole havend (lease, agent, controller candidate) on fakes, with its lease file in memory. */
+export function havendOnFakes(options: {
+  info: NodeInfo;
+  store: ClusterStore;
+  hypervisor?: FakeHypervisor;
+  migrationHost?: string;
+}): Havend {
+  let leaseId = "";
+  return new Havend({
+    info: options.info,
+    leaseTtlSeconds: 5,
+    clock: systemClock,
+    store: options.store,
+    hypervisor: options.hypervisor ?? new FakeHypervisor(),
+    storage: new FakeStorage(),
+    fenceAgents: new FakeFenceRunner(),
+    network: new FakeHostNetwork(),
+    leaseFile: {
+      read: () => Promise.resolve(leaseId),
+      write: (id) => Promise.resolve(void (leaseId = id)),
+    },
+    accel: "tcg",
+    migration: { host: options.migrationHost ?? "127.0.0.1", tlsDir: "/tls" },
+    log: silentLogger,
+  });
 }

@@ -15,7 +15,7 @@ import { findDoubleRuns } from "../../src/core/history-check.js";
 import type { VmView } from "../../src/core/model.js";
 import { waitFor } from "../../src/lib/async.js";
 import { silentLogger } from "../../src/lib/log.js";
-import { nodeInfo, serviceOptions } from "./fixtures.js";
+import { nodeInfo, serviceOptions, startedVmRequest } from "./fixtures.js";
 
 describe("migration on fakes", () => {
   let etcd: FakeEtcd;
@@ -89,21 +89,8 @@ describe("migration on fakes", () => {
       },
     );
 
-  async function runningVm(name = "a", extra: Record<string, unknown> = {}): Promise<VmView> {
-    await service.createVm({
-      name,
-      canary: false,
-      ha: true,
-      restartLimit: 1,
-      relocateLimit: 0,
-      failureTimeoutSeconds: 0,
-      priority: 0,
-      stickiness: 0,
-      allowMigrate: true,
-      kernel: process.execPath,
-      start: true,
-      ...extra,
-    });
+  async function runningVm(name = "a", extra: Parameters<typeof startedVmRequest>[1] = {}): Promise<VmView> {
+    await service.createVm(startedVmRequest(name, extra));
     return until("running", (v) => v.state === "running", name);
   }
 

@@ -5,18 +5,14 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { ClusterStore } from "../../src/adapters/etcd/cluster-store.js";
 import { FakeEtcd } from "../../src/adapters/etcd/fake.js";
-import { FakeFenceRunner } from "../../src/adapters/fence/fake.js";
-import { FakeHostNetwork } from "../../src/adapters/network/fake.js";
 import { FakeHypervisor } from "../../src/adapters/qemu/fake-hypervisor.js";
 import { FakeStorage } from "../../src/adapters/storage/fake.js";
 import { HavenService } from "../../src/api/service.js";
 import { findDoubleRuns } from "../../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../../src/core/model.js";
-import { Havend } from "../../src/havend/havend.js";
+import type { Havend } from "../../src/havend/havend.js";
 import { waitFor } from "../../src/lib/async.js";
-import { systemClock } from "../../src/lib/clock.js";
-import { silentLogger } from "../../src/lib/log.js";
-import { nodeInfo, serviceOptions } from "./fixtures.js";
+import { havendOnFakes, nodeInfo, serviceOptions, startedVmRequest } from "./fixtures.js";
 
 interface TestNode {
   havend: Havend;
@@ -43,23 +39,11 @@ describe("shutdown policy", () => {
 
   /** Starts a havend named `name` (on `hypervisor`, to bring a node back with the QEMUs it had). */
   async function startNode(name: string, hypervisor = new FakeHypervisor()): Promise<TestNode> {
-    let leaseId = "";
-    const havend = new Havend({
+    const havend = havendOnFakes({
       info: nodeInfo(name),
-      leaseTtlSeconds: 5,
-      clock: systemClock,
       store,
       hypervisor,
-      storage: new FakeStorage(),
-      fenceAgents: new FakeFenceRunner(),
-      network: new FakeHostNetwork(),
-      leaseFile: {
-        read: () => Promise.resolve(leaseId),
-        write: (id) => Promise.resolve(void (leaseId = id)),
-      },
-      accel: "tcg",
-      migration: { host: `127.0.0.${nodes.length + 1}`, tlsDir: "/tls" },
-      log: silentLogger,
+      migrationHost: `127.0.0.${nodes.length + 1}`,
     });
     const loops = new AbortController();
     await havend.register(loops.signal);
@@ -98,19 +82,7 @@ describe("shutdown policy", () => {
   /** The VM "a" running on n1, and n2 beside it. */
   async function guestOnN1(): Promise<{ n1: TestNode; n2: TestNode }> {
     const n1 = await startNode("n1");
-    await service.createVm({
-      name: "a",
-      canary: false,
-      ha: true,
-      restartLimit: 1,
-      relocateLimit: 0,
-      failureTimeoutSeconds: 0,
-      priority: 0,
-      stickiness: 0,
-      allowMigrate: true,
-      kernel: process.execPath,
-      start: true,
-    });
+    await service.createVm(startedVmRequest("a"));
     await until("a running on n1", (v) => v.state === "running" && v.node === "n1");
     return { n1, n2: await startNode("n2") };
   }

@@ -3,15 +3,10 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ClusterStore } from "../../src/adapters/etcd/cluster-store.js";
 import { FakeEtcd } from "../../src/adapters/etcd/fake.js";
-import { FakeFenceRunner } from "../../src/adapters/fence/fake.js";
-import { FakeHostNetwork } from "../../src/adapters/network/fake.js";
 import { FakeHypervisor } from "../../src/adapters/qemu/fake-hypervisor.js";
-import { FakeStorage } from "../../src/adapters/storage/fake.js";
 import { nodesByVersion, versionProblem, versionsCompatible } from "../../src/core/versions.js";
-import { Havend, IncompatibleVersion } from "../../src/havend/havend.js";
-import { systemClock } from "../../src/lib/clock.js";
-import { silentLogger } from "../../src/lib/log.js";
-import { nodeInfo } from "./fixtures.js";
+import { IncompatibleVersion } from "../../src/havend/havend.js";
+import { havendOnFakes, nodeInfo } from "./fixtures.js";
 
 describe("versions", () => {
   test("the same major version, at most one minor version apart, may mix", () => {
@@ -42,20 +37,7 @@ describe("versions", () => {
     const store = new ClusterStore(etcd, "/test/");
     await store.putNode(nodeInfo("old", { version: "0.1.0" }), await etcd.grantLease(5));
     const havend = (version: string, hypervisor = new FakeHypervisor()) =>
-      new Havend({
-        info: nodeInfo("new", { version }),
-        leaseTtlSeconds: 5,
-        clock: systemClock,
-        store,
-        hypervisor,
-        storage: new FakeStorage(),
-        fenceAgents: new FakeFenceRunner(),
-        network: new FakeHostNetwork(),
-        leaseFile: { read: () => Promise.resolve(""), write: () => Promise.resolve() },
-        accel: "tcg",
-        migration: { host: "127.0.0.1" },
-        log: silentLogger,
-      });
+      havendOnFakes({ info: nodeInfo("new", { version }), store, hypervisor });
     const signal = new AbortController().signal;
     const leftRunning = new FakeHypervisor();
     await leftRunning.start({ vm: "a", generation: 1, memoryMb: 64, vcpus: 1, disks: [], accel: "tcg" });

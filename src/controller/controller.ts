@@ -221,10 +221,10 @@ export class Controller {
       reason: `${clients} (${action.images.join(", ") || "no disks"})`,
     });
     const placement = { ...action.placement, updatedAt: isoNow(this.clock) };
-    if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration))) return;
+    const recovered = { type: "recovered", vm: action.vm, node: placement.node, reason: action.event };
+    if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration, recovered))) return;
     this.vms.placements.set(action.vm, placement);
     log.info("recovered", { vm: action.vm, from: action.from, to: placement.node });
-    this.event({ type: "recovered", vm: action.vm, node: placement.node, reason: action.event });
   }
 
   /**
@@ -372,22 +372,21 @@ export class Controller {
       return;
     }
     if (action.type === "release") {
-      if (await store.swapPlacement(action.vm, null, action.expectedGeneration)) {
+      const released = { type: "released", vm: action.vm, reason: action.reason };
+      if (await store.swapPlacement(action.vm, null, action.expectedGeneration, released))
         this.vms.placements.delete(action.vm);
-        await store.appendEvent({ type: "released", vm: action.vm, reason: action.reason });
-      }
       return;
     }
     const placement = { ...action.placement, updatedAt: isoNow(this.clock) };
-    if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration))) return;
+    const type = action.decision;
+    const placed = { type, vm: action.vm, node: placement.node, reason: action.event };
+    if (!(await store.swapPlacement(action.vm, placement, action.expectedGeneration, placed))) return;
     this.vms.placements.set(action.vm, placement);
     if (action.request) {
       await store.deleteMigrationRequest(action.vm, action.request);
       this.vms.requests.delete(action.vm);
     }
-    const type = action.decision;
     log.info("placement", { vm: action.vm, node: placement.node, generation: placement.generation, type });
-    await store.appendEvent({ type, vm: action.vm, node: placement.node, reason: action.event });
   }
 }
 

@@ -1,17 +1,31 @@
 // Process helpers for pidfiles: a pid only counts as ours while its command line still names our state
 // directory, so a recycled pid is never signalled.
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import { sleep } from "./async.js";
 
-/** True while the process exists and is not a zombie (this machine's init can be slow to reap). */
+/**
+ * True until every thread of the process has exited; a zombie waiting to be reaped counts as gone (this
+ * machine's init can be slow to reap). Neither the command line nor the main thread's state says when a
+ * killed process is done: the kernel empties /proc/PID/cmdline and shows the main thread as a zombie while
+ * other threads are still exiting and hold the process's files and locks (a Ceph monitor's store, a QEMU's
+ * disk), so a successor started then finds them taken.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
-  return !isZombie(pid);
+  return !isZombie(pid) || threadCount(pid) > 1;
+}
+
+function threadCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/task`).length;
+  } catch {
+    return 0;
+  }
 }
 
 export function commandLine(pid: number): string {

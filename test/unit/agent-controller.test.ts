@@ -362,6 +362,20 @@ describe("agent + controller on fakes", () => {
     assert.equal((await store.getStatus("a"))?.node, "n2");
   });
 
+  test("a placement and the event that explains it are written together, or neither is", async () => {
+    await create("a", { start: false });
+    const placement = { node: "n1", generation: 1, restarts: 0, relocations: 0, state: "active" as const };
+    const placed = { type: "placed", vm: "a", node: "n1", reason: "test" };
+    const placedEvents = async () => (await store.listEvents()).filter((e) => e.reason === "test");
+    assert.ok(await store.swapPlacement("a", { ...placement, reason: "", updatedAt: "t0" }, 0, placed));
+    const [event] = await placedEvents();
+    assert.equal(event?.type, "placed");
+    const afterEvent = (await etcd.get(`${store.eventsPrefix}${event.id}`))!.modRevision;
+    assert.equal((await store.getPlacement("a"))?.modRevision, afterEvent, "one revision");
+    assert.equal(await store.swapPlacement("a", null, 7, placed), false, "stale generation");
+    assert.equal((await placedEvents()).length, 1, "a refused swap writes no event");
+  });
+
   test("vm set changes only the fields it names", async () => {
     await create("a", { restartLimit: 4, priority: 1, stickiness: 100 });
     const change = updateVmRequest.parse({ priority: 7 });

@@ -178,9 +178,15 @@ export class ClusterStore {
 
   /**
    * Writes (or with `null` removes) a placement if the current one still has `expectedGeneration`
-   * (0: none may exist). Returns false when somebody else changed it first.
+   * (0: none may exist). Returns false when somebody else changed it first. The event that explains the
+   * change is written in the same transaction: whoever sees the new placement also finds why.
    */
-  async swapPlacement(vm: string, next: Placement | null, expectedGeneration: number): Promise<boolean> {
+  async swapPlacement(
+    vm: string,
+    next: Placement | null,
+    expectedGeneration: number,
+    event?: Omit<HavenEvent, "time">,
+  ): Promise<boolean> {
     const key = this.vmKey(vm, "placement");
     const current = await this.getPlacement(vm);
     if ((current?.value.generation ?? 0) !== expectedGeneration) return false;
@@ -192,7 +198,10 @@ export class ClusterStore {
         // A placement only makes sense while the VM exists.
         { key: this.vmKey(vm, "spec"), target: "version", result: "greater", value: 0 },
       ],
-      [next ? { type: "put", key, value: JSON.stringify(next) } : { type: "delete", key }],
+      [
+        next ? { type: "put", key, value: JSON.stringify(next) } : { type: "delete", key },
+        ...(event ? [{ type: "put" as const, ...this.eventRecord(event) }] : []),
+      ],
     );
     return result.succeeded;
   }
@@ -475,12 +484,15 @@ export class ClusterStore {
   }
 
   // --- events ---
-  async appendEvent(event: Omit<HavenEvent, "time">, now = new Date(this.clock.now())): Promise<HavenEvent> {
-    const full = { time: now.toISOString(), ...event };
+  async appendEvent(event: Omit<HavenEvent, "time">, now = new Date(this.clock.now())): Promise<void> {
+    const { key, value } = this.eventRecord(event, now);
+    await this.etcd.put(key, value);
+  }
+
+  private eventRecord(event: Omit<HavenEvent, "time">, now = new Date(this.clock.now())) {
     // Keys sort by time; the random tail keeps two events of the same millisecond apart.
     const key = `${this.eventsPrefix}${now.getTime().toString().padStart(15, "0")}-${randomBytes(4).toString("hex")}`;
-    await this.etcd.put(key, JSON.stringify(full));
-    return full;
+    return { key, value: JSON.stringify({ time: now.toISOString(), ...event }) };
   }
 
   /** Events in the order they happened, each with its id (its key, which sorts by time); `after` skips older ones. */

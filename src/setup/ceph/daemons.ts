@@ -8,7 +8,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { sleep } from "../../lib/async.js";
-import { livePid, processesMatching, terminate } from "../../lib/process.js";
+import { isAlive, livePid, processesMatching, terminate } from "../../lib/process.js";
 import { run } from "../../lib/command.js";
 import { cephPaths, type DaemonKind } from "./local-layout.js";
 
@@ -97,8 +97,8 @@ export async function stopLocalCephDaemon(
   } catch {
     return; // already gone
   }
-  // A killed daemon is gone once its pid is dead or a zombie (localCephDaemonPid answers undefined).
-  if (signal === "SIGKILL") while ((await localCephDaemonPid(dir, kind, id)) === pid) await sleep(20);
+  // A killed daemon is gone once all its threads are: until then its store is still locked.
+  if (signal === "SIGKILL") while (isAlive(pid)) await sleep(20);
 }
 
 /** Every Ceph daemon whose command line names this directory's ceph.conf (clients and QEMUs excluded). */

@@ -10,7 +10,8 @@
 // silence that client saw (the goal is at most 500 ms).
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { ApiClient } from "../src/cli/api-client.js";
+import type { ApiClient } from "../src/cli/api-client.js";
+import { apiClientFor } from "../src/cli/context.js";
 import type { ClusterFile } from "../src/setup/cluster-file.js";
 import { findDoubleRuns } from "../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../src/core/model.js";
@@ -140,10 +141,7 @@ async function main(): Promise<void> {
   let outages: number[] = [];
   try {
     const file = JSON.parse(await readFile(join(cluster.stateDir, "cluster.json"), "utf8")) as ClusterFile;
-    const api = new ApiClient(
-      file.nodes.map((node) => node.api),
-      (await readFile(file.tokenFile, "utf8")).trim(),
-    );
+    const api = await apiClientFor(file);
     const created = await cluster.haven([
       "vm",
       "create",

@@ -2,6 +2,7 @@
 // Errors map to status codes in one place (core/errors.ts); user errors carry one clear message.
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import { z } from "zod";
@@ -48,14 +49,15 @@ export interface ApiOptions {
   consoleSocket: (vm: string) => string | undefined;
   /** Imports of Pacemaker (crm) and libvirt configuration; without it, /v1/import/* answers 404. */
   imports?: ImportService;
+  /** The node's key and certificate (PEM): the API is served over HTTPS with them, else over plain HTTP. */
+  tls?: { key: string; cert: string };
 }
 
 export function createApiServer(options: ApiOptions): Server {
   const routes = buildRoutes(options.service);
   if (options.imports) routes.push(...importRoutes(options.imports));
-  const server = createServer((req, res) => {
-    void handle(req, res, routes, options);
-  });
+  const listener = (req: IncomingMessage, res: ServerResponse) => void handle(req, res, routes, options);
+  const server = options.tls ? createTlsServer(options.tls, listener) : createServer(listener);
   server.on("upgrade", (req: IncomingMessage, socket: Duplex) => upgradeConsole(req, socket, options));
   return server;
 }

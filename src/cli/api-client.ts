@@ -6,6 +6,7 @@
 // reads that shell out to Ceph's tools on a busy machine is many seconds. A request that a live node did not
 // finish in time is not sent to another node: that would repeat the work (or a write) elsewhere.
 import { errorCodeFromHttpStatus, HavenError, unavailable } from "../core/errors.js";
+import { tlsDispatcher, type Dispatcher } from "../lib/tls.js";
 
 export interface ApiTimeouts {
   /** How long a node may take to answer /healthz before the next node is tried. */
@@ -22,11 +23,17 @@ export interface RequestOptions {
 }
 
 export class ApiClient {
+  /** Trusts only the cluster CA (PEM) for the nodes' HTTPS endpoints. */
+  private readonly dispatcher: Dispatcher | undefined;
+
   constructor(
     private readonly endpoints: string[],
     private readonly token: string,
+    ca?: string,
     private readonly timeouts: ApiTimeouts = DEFAULT_TIMEOUTS,
-  ) {}
+  ) {
+    this.dispatcher = ca === undefined ? undefined : tlsDispatcher({ ca });
+  }
 
   get<T>(path: string, options: RequestOptions = {}): Promise<T> {
     return this.request<T>("GET", path, undefined, options);
@@ -64,6 +71,7 @@ export class ApiClient {
           headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
           body: body === undefined ? undefined : JSON.stringify(body),
           signal: AbortSignal.timeout(timeoutMs),
+          dispatcher: this.dispatcher,
         });
       } catch (err) {
         if ((err as Error).name === "TimeoutError")
@@ -96,6 +104,7 @@ export class ApiClient {
     try {
       const response = await fetch(`${endpoint}/healthz`, {
         signal: AbortSignal.timeout(this.timeouts.liveMs),
+        dispatcher: this.dispatcher,
       });
       return response.ok ? undefined : `health check answered HTTP ${response.status}`;
     } catch (err) {

@@ -1,11 +1,12 @@
 // `haven vm console`: an HTTP upgrade to the node that runs the VM, then raw bytes both ways.
 // Ctrl-] leaves, as in telnet and virsh.
 import { request } from "node:http";
+import { request as tlsRequest } from "node:https";
 import type { Socket } from "node:net";
 import type { NodeView } from "../api/service.js";
 import { conflict, unavailable } from "../core/errors.js";
 import type { VmView } from "../core/model.js";
-import type { CliContext } from "./context.js";
+import { readCa, type CliContext } from "./context.js";
 import { readToken } from "../setup/local-cluster.js";
 
 const LEAVE_KEY = 0x1d; // Ctrl-]
@@ -16,18 +17,19 @@ export async function openConsole(ctx: CliContext, vm: string): Promise<void> {
   if (!view.node || view.state !== "running") throw conflict(`VM ${vm} is not running (state ${view.state})`);
   const node = (await api.get<NodeView[]>("/v1/nodes")).find((n) => n.name === view.node);
   if (!node) throw unavailable(`node ${view.node} running ${vm} is not online`);
-  const token = await readToken(await ctx.cluster());
-  const socket = await upgrade(`${node.api}/v1/vms/${encodeURIComponent(vm)}/console`, token);
+  const cluster = await ctx.cluster();
+  const url = `${node.api}/v1/vms/${encodeURIComponent(vm)}/console`;
+  const socket = await upgrade(url, await readToken(cluster), await readCa(cluster));
   process.stderr.write(`Connected to the serial console of ${vm} on ${view.node}. Leave with Ctrl-].\n`);
   await pipeTerminal(socket);
   process.stderr.write("\nConsole closed.\n");
 }
 
-function upgrade(url: string, token: string): Promise<Socket> {
+/** An HTTP upgrade (fetch cannot do one); over HTTPS it trusts the cluster CA alone. */
+function upgrade(url: string, token: string, ca: string | undefined): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const req = request(url, {
-      headers: { authorization: `Bearer ${token}`, connection: "Upgrade", upgrade: "haven-console" },
-    });
+    const headers = { authorization: `Bearer ${token}`, connection: "Upgrade", upgrade: "haven-console" };
+    const req = url.startsWith("https:") ? tlsRequest(url, { headers, ca }) : request(url, { headers });
     req.on("upgrade", (_res, socket) => resolve(socket));
     req.on("response", (res) => {
       let body = "";

@@ -1,4 +1,5 @@
 // What every command needs: the state directory from the global option, the cluster file and an API client.
+import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { ApiClient } from "./api-client.js";
 import { requireClusterFile, resolveStateDir, type ClusterFile } from "../setup/cluster-file.js";
@@ -16,12 +17,22 @@ export class CliContext {
   }
 
   async api(): Promise<ApiClient> {
-    const cluster = await this.cluster();
-    return new ApiClient(
-      cluster.nodes.map((node) => node.api),
-      await readToken(cluster),
-    );
+    return apiClientFor(await this.cluster());
   }
+}
+
+/** A client of the cluster's nodes, with its token, trusting only its CA. */
+export async function apiClientFor(cluster: ClusterFile): Promise<ApiClient> {
+  return new ApiClient(
+    cluster.nodes.map((node) => node.api),
+    await readToken(cluster),
+    await readCa(cluster),
+  );
+}
+
+/** The cluster CA's certificate (undefined for a cluster whose API is plain HTTP). */
+export function readCa(cluster: ClusterFile): Promise<string | undefined> {
+  return cluster.caFile === undefined ? Promise.resolve(undefined) : readFile(cluster.caFile, "utf8");
 }
 
 /** Progress lines go to stderr so that stdout stays clean for --json. */

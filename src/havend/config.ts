@@ -30,14 +30,14 @@ export const nodeConfigSchema = z.object({
   attributes: z.record(z.string(), z.string()).default({}),
   /** compute, storage, monitor (core/roles.ts); guests are placed only on compute nodes. Default: all. */
   roles: rolesSchema.default([...NODE_ROLES]),
-  /** Live migration: the address incoming migrations listen on (default: the API's), and the TLS credentials. */
-  migration: z
-    .object({
-      host: z.string().min(1),
-      /** QEMU tls-creds-x509 directory: ca-cert.pem, server-cert.pem/-key.pem, client-cert.pem/-key.pem. */
-      tlsDir: z.string().min(1).optional(),
-    })
-    .optional(),
+  /**
+   * This node's credentials from the cluster CA, in QEMU's tls-creds-x509 layout (ca-cert.pem,
+   * server-cert.pem/-key.pem, client-cert.pem/-key.pem): the API is served over HTTPS with them and live
+   * migrations use them. Without it the API is plain HTTP and migrations can only use TCP.
+   */
+  tlsDir: z.string().min(1).optional(),
+  /** Live migration: the address incoming migrations listen on (default: the API's). */
+  migration: z.object({ host: z.string().min(1) }).optional(),
   /** A dnsmasq lease file of the guest network (local clusters): `vm show` reports the addresses it gave. */
   dhcpLeases: z.string().min(1).optional(),
   /**

@@ -29,6 +29,7 @@ import { loadNodeConfig, type NodeConfig } from "./config.js";
 import { Havend, IncompatibleVersion, nodeConditions } from "./havend.js";
 import { leaseFileAt } from "../agent/node-lease.js";
 import { hostShuttingDown } from "../adapters/host/shutdown.js";
+import { readTlsIdentity } from "../setup/pki.js";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: "string" } } });
@@ -42,7 +43,10 @@ async function main(): Promise<void> {
 
   await mkdir(config.stateDir, { recursive: true });
   const token = readFileSync(config.tokenFile, "utf8").trim();
-  const etcd = new GatewayEtcdClient({ endpoints: config.etcd });
+  const etcd = new GatewayEtcdClient({
+    endpoints: config.etcd,
+    ...(config.tlsDir && { tls: readTlsIdentity(config.tlsDir, "client") }),
+  });
   const store = new ClusterStore(etcd, config.prefix);
   const storage = openStorage(config.storage);
   const network = new LinuxHostNetwork();
@@ -65,7 +69,7 @@ async function main(): Promise<void> {
     network,
     leaseFile: leaseFileAt(join(config.stateDir, "lease")),
     accel: accel.accel,
-    migration: { host: config.migration?.host ?? config.listen.host, tlsDir: config.migration?.tlsDir },
+    migration: { host: config.migration?.host ?? config.listen.host, tlsDir: config.tlsDir },
     log,
   });
   await havend.register(shutdown.signal);
@@ -91,6 +95,7 @@ async function main(): Promise<void> {
       capabilities: () => qemuCapabilities(),
       random: (bytes) => randomBytes(bytes),
     }),
+    ...(config.tlsDir && { tls: readTlsIdentity(config.tlsDir, "server") }),
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -149,7 +154,7 @@ function nodeInfo(
 ): NodeInfo {
   return {
     name: config.node,
-    api: `http://${config.listen.host}:${config.listen.port}`,
+    api: `${config.tlsDir ? "https" : "http"}://${config.listen.host}:${config.listen.port}`,
     capacity: config.capacity ?? {
       vcpus: availableParallelism(),
       memoryMb: Math.floor(totalmem() / 1024 / 1024),

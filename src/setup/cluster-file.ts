@@ -17,6 +17,8 @@ export const localEtcdMemberSchema = z.object({
   clientPort: z.number(),
   peerPort: z.number(),
   dataDir: z.string(),
+  /** Client and peer URLs over TLS with certificates from the cluster CA (false in clusters made before). */
+  tls: z.boolean().default(false),
 });
 export type LocalEtcdMember = z.infer<typeof localEtcdMemberSchema>;
 
@@ -24,7 +26,7 @@ export type LocalEtcdMember = z.infer<typeof localEtcdMemberSchema>;
 const singleMemberFileSchema = z
   .object({ dataDir: z.string(), clientPort: z.number(), peerPort: z.number() })
   .transform(({ dataDir, clientPort, peerPort }) => ({
-    members: [{ name: "etcd", host: "127.0.0.1", clientPort, peerPort, dataDir }],
+    members: [{ name: "etcd", host: "127.0.0.1", clientPort, peerPort, dataDir, tls: false }],
   }));
 
 export const clusterFileSchema = z.object({
@@ -42,6 +44,8 @@ export const clusterFileSchema = z.object({
     z.object({ name: z.string(), api: z.string(), dir: z.string(), roles: rolesSchema.optional() }),
   ),
   tokenFile: z.string(),
+  /** The cluster CA's certificate, the only CA trusted for the nodes' HTTPS APIs (absent: plain HTTP). */
+  caFile: z.string().optional(),
   storage: storageConfigSchema,
   guestDir: z.string(),
   leaseTtlSeconds: z.number(),

@@ -1,22 +1,28 @@
 // A local etcd member on loopback for tests and local clusters (`haven cluster up`): a single-member cluster
-// by default, or one member of a multi-member cluster when `initialCluster` lists the others.
+// by default, or one member of a multi-member cluster when `initialCluster` lists the others. With `tlsDir`,
+// client and peer traffic is TLS and both sides must present a certificate from the cluster CA.
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { sleep } from "../lib/async.js";
+import { tlsDispatcher, type Dispatcher } from "../lib/tls.js";
+import { nodeFiles, readTlsIdentity } from "./pki.js";
 
 export interface LocalEtcdOptions {
   dataDir: string;
   name?: string;
   clientPort: number;
   peerPort: number;
-  /** Loopback address to listen on; default 127.0.0.1. */
+  /** Address to listen on (client and peer URLs); default 127.0.0.1. */
   host?: string;
   /** etcd's stdout and stderr are appended here. */
   logFile: string;
   /** Start in its own session and let it outlive this process. */
   detached?: boolean;
+  /** This member's credentials from the cluster CA (pki.ts layout); with them its URLs are https. */
+  tlsDir?: string;
   /** Path of the etcd binary; default "etcd" from PATH. */
   etcdBinary?: string;
   /** Every member as `name=peerURL,…`; default this member alone. */
@@ -44,11 +50,16 @@ export interface LocalEtcd {
 const HEALTHY_WITHIN_MS = 15_000;
 const STOP_GRACE_MS = 5_000;
 
-export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd> {
+/** What a member is and how it talks: the options its command line is made of, wherever it runs. */
+export type EtcdMemberOptions = Omit<LocalEtcdOptions, "logFile" | "detached" | "etcdBinary" | "waitHealthy">;
+
+/** The member's client URL and etcd's arguments for it (a local process and a systemd unit run the same). */
+export function etcdMember(opts: EtcdMemberOptions): { endpoint: string; args: string[] } {
   const host = opts.host ?? "127.0.0.1";
   const name = opts.name ?? "haven";
-  const endpoint = `http://${host}:${opts.clientPort}`;
-  const peer = `http://${host}:${opts.peerPort}`;
+  const scheme = opts.tlsDir ? "https" : "http";
+  const endpoint = `${scheme}://${host}:${opts.clientPort}`;
+  const peer = `${scheme}://${host}:${opts.peerPort}`;
   const args = [
     `--name=${name}`,
     `--data-dir=${opts.dataDir}`,
@@ -64,7 +75,13 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
     "--auto-compaction-retention=1h",
     "--logger=zap",
     "--log-outputs=stderr",
+    ...(opts.tlsDir ? tlsArgs(opts.tlsDir) : []),
   ];
+  return { endpoint, args };
+}
+
+export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd> {
+  const { endpoint, args } = etcdMember(opts);
   const logFd = openSync(opts.logFile, "a");
   const child = (() => {
     try {
@@ -112,7 +129,8 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
     return { pid: child.pid, endpoint, stop };
   }
   const deadline = Date.now() + HEALTHY_WITHIN_MS;
-  while (!(await etcdHealthy(endpoint))) {
+  const self = etcdHealthDispatcher(opts.tlsDir);
+  while (!(await etcdHealthy(endpoint, 1000, self))) {
     if (exited || Date.now() > deadline) {
       const why = spawnError
         ? `could not run etcd: ${spawnError.message}`
@@ -120,10 +138,12 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
           ? `etcd exited (code ${child.exitCode ?? child.signalCode ?? "?"})`
           : `etcd was not healthy within ${HEALTHY_WITHIN_MS / 1000} s`;
       await stop();
+      void self?.close();
       throw new Error(`${why}; last lines of ${opts.logFile}:\n${await logTail(opts.logFile)}`);
     }
     await sleep(100);
   }
+  void self?.close();
   if (child.pid === undefined) throw new Error("etcd started without a pid");
   return { pid: child.pid, endpoint, stop };
 }
@@ -145,9 +165,13 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
  * Whether the member at `endpoint` answers `GET /health` with health true: it runs, has a leader and
  * can serve a read (so a member without quorum is not healthy).
  */
-export async function etcdHealthy(endpoint: string, timeoutMs = 1000): Promise<boolean> {
+export async function etcdHealthy(
+  endpoint: string,
+  timeoutMs = 1000,
+  dispatcher?: Dispatcher,
+): Promise<boolean> {
   try {
-    const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(timeoutMs), dispatcher });
     const body: unknown = await res.json();
     // etcd 3.4 answers {"health":"true"}; later versions add a "reason".
     return typeof body === "object" && body !== null && "health" in body && String(body.health) === "true";
@@ -161,12 +185,32 @@ export async function etcdHealthy(endpoint: string, timeoutMs = 1000): Promise<b
  * after `timeoutMs`, naming the members that are not healthy.
  */
 export async function waitEtcdHealthy(
-  members: Array<{ name: string; endpoint: string; logFile: string; stillRunning: () => boolean }>,
+  members: Array<{
+    name: string;
+    endpoint: string;
+    logFile: string;
+    stillRunning: () => boolean;
+    /** The member's credentials, presented to it as a client (etcd with TLS asks every client for one). */
+    tlsDir?: string;
+  }>,
   timeoutMs = HEALTHY_WITHIN_MS,
+): Promise<void> {
+  const dispatchers = members.map((m) => etcdHealthDispatcher(m.tlsDir));
+  try {
+    await untilHealthy(members, dispatchers, timeoutMs);
+  } finally {
+    for (const dispatcher of dispatchers) void dispatcher?.close();
+  }
+}
+
+async function untilHealthy(
+  members: Array<{ name: string; endpoint: string; logFile: string; stillRunning: () => boolean }>,
+  dispatchers: Array<Dispatcher | undefined>,
+  timeoutMs: number,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const health = await Promise.all(members.map((m) => etcdHealthy(m.endpoint)));
+    const health = await Promise.all(members.map((m, i) => etcdHealthy(m.endpoint, 1000, dispatchers[i])));
     const sick = members.filter((_, i) => !health[i]);
     if (sick.length === 0) return;
     const exited = sick.find((m) => !m.stillRunning());
@@ -183,6 +227,28 @@ export async function waitEtcdHealthy(
     }
     await sleep(100);
   }
+}
+
+/** A member's own credentials as a client of itself (for health checks), or none without TLS. */
+export function etcdHealthDispatcher(tlsDir: string | undefined): Dispatcher | undefined {
+  return tlsDir === undefined ? undefined : tlsDispatcher(readTlsIdentity(tlsDir, "client"));
+}
+
+/** etcd's flags for TLS on client and peer URLs, trusting only the cluster CA and requiring certificates. */
+function tlsArgs(dir: string): string[] {
+  const ca = join(dir, nodeFiles.caCert);
+  const cert = join(dir, nodeFiles.serverCert);
+  const key = join(dir, nodeFiles.serverKey);
+  return [
+    `--cert-file=${cert}`,
+    `--key-file=${key}`,
+    `--trusted-ca-file=${ca}`,
+    "--client-cert-auth",
+    `--peer-cert-file=${cert}`,
+    `--peer-key-file=${key}`,
+    `--peer-trusted-ca-file=${ca}`,
+    "--peer-client-cert-auth",
+  ];
 }
 
 async function logTail(path: string, lines = 20): Promise<string> {

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, startLocalEtcd, waitEtcdHealthy } from "./etcd.js";
 import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel.js";
-import { createClusterCa, issueNodeCredentials } from "./pki.js";
+import { caFiles, createClusterCa, issueNodeCredentials } from "./pki.js";
 import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS, type NodeConfig } from "../havend/config.js";
 import { conflict, inputError, unavailable } from "../core/errors.js";
 import { formatRoles, layoutProblem, NODE_ROLES, rolesOf, type NodeRole } from "../core/roles.js";
@@ -82,9 +82,9 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
         : `cluster in ${options.stateDir} has ${members} local etcd member(s); keeping them`,
     );
   }
+  await createClusterCa(caDir(options.stateDir), cluster.name);
   if (cluster.etcd.local) await ensureEtcd(options.stateDir, cluster, options.progress);
   await ensureStorage(cluster.storage, nodeAddresses(cluster.nodes), options.progress);
-  await createClusterCa(join(options.stateDir, "tls-ca"), cluster.name);
   if (cluster.network) await ensureLabNetwork(cluster.network, options.progress);
   for (const node of cluster.nodes) await ensureHavend(options.stateDir, cluster, node, options.progress);
   return cluster;
@@ -114,7 +114,7 @@ async function createClusterFile(options: UpOptions, layout: NodeRole[][]): Prom
     const host = `127.0.10.${i + 1}`;
     nodes.push({
       name: `node${i + 1}`,
-      api: `http://${host}:${await freePort(host)}`,
+      api: `https://${host}:${await freePort(host)}`,
       dir: join(stateDir, "nodes", `node${i + 1}`),
       roles,
     });
@@ -135,6 +135,7 @@ async function createClusterFile(options: UpOptions, layout: NodeRole[][]): Prom
     etcd: { endpoints: options.etcd ?? local!.members.map(etcdEndpoint), local },
     nodes,
     tokenFile,
+    caFile: join(caDir(stateDir), caFiles.cert),
     storage,
     guestDir: DEFAULT_GUEST_DIR,
     leaseTtlSeconds: options.leaseTtlSeconds,
@@ -159,7 +160,14 @@ async function newEtcdMembers(
     const host = "127.0.0.1";
     const dataDir = join(stateDir, "etcd", "data");
     return [
-      { name: "etcd", host, clientPort: await freePort(host), peerPort: await freePort(host), dataDir },
+      {
+        name: "etcd",
+        host,
+        clientPort: await freePort(host),
+        peerPort: await freePort(host),
+        dataDir,
+        tls: true,
+      },
     ];
   }
   const members = [];
@@ -173,6 +181,7 @@ async function newEtcdMembers(
       clientPort: await freePort(host),
       peerPort: await freePort(host),
       dataDir: join(stateDir, "etcd", name),
+      tls: true,
     });
   }
   return members;
@@ -211,15 +220,24 @@ async function ensureEtcd(
   });
 }
 
-/** The files of a local etcd member: STATE/etcd/<name>.pid and .log (data lives in member.dataDir). */
+/**
+ * The files of a local etcd member: STATE/etcd/<name>.pid and .log, and its credentials in
+ * STATE/etcd/tls/<name>/ when it uses TLS (data lives in member.dataDir).
+ */
 export function etcdMemberFiles(stateDir: string, member: LocalEtcdMember) {
   return {
     pidFile: join(stateDir, "etcd", `${member.name}.pid`),
     logFile: join(stateDir, "etcd", `${member.name}.log`),
+    tlsDir: member.tls ? join(stateDir, "etcd", "tls", member.name) : undefined,
   };
 }
 
-export const etcdEndpoint = (member: LocalEtcdMember) => `http://${member.host}:${member.clientPort}`;
+const scheme = (member: LocalEtcdMember) => (member.tls ? "https" : "http");
+export const etcdEndpoint = (member: LocalEtcdMember) =>
+  `${scheme(member)}://${member.host}:${member.clientPort}`;
+const peerUrl = (member: LocalEtcdMember) => `${scheme(member)}://${member.host}:${member.peerPort}`;
+/** The cluster CA of a local cluster. */
+const caDir = (stateDir: string) => join(stateDir, "tls-ca");
 
 /** The pid of a local etcd member if it runs (its command line names its data directory). */
 export function etcdMemberPid(stateDir: string, member: LocalEtcdMember): Promise<number | undefined> {
@@ -247,11 +265,17 @@ export async function startEtcdMembers(
           `it cannot rejoin by itself (remove and re-add it with etcdctl member remove/add)`,
       );
   }
-  const initialCluster = all.map((m) => `${m.name}=http://${m.host}:${m.peerPort}`).join(",");
+  const initialCluster = all.map((m) => `${m.name}=${peerUrl(m)}`).join(",");
   const started = [];
   for (const member of members) {
     await mkdir(member.dataDir, { recursive: true, mode: 0o700 });
-    const { pidFile, logFile } = etcdMemberFiles(stateDir, member);
+    const { pidFile, logFile, tlsDir } = etcdMemberFiles(stateDir, member);
+    // Each member's certificate names its address, so clients and peers can check whom they reach. etcd also
+    // checks a peer's source address against its certificate, and on one machine a member's connections to
+    // its peers leave from 127.0.0.1 (loopback's source address): that address is named too, so the check
+    // succeeds without etcd resolving the certificate's DNS name.
+    const addresses = [...new Set([member.host, "127.0.0.1"])];
+    if (tlsDir) await issueNodeCredentials(caDir(stateDir), member.name, addresses, tlsDir);
     const etcd = await startLocalEtcd({
       name: member.name,
       host: member.host,
@@ -260,6 +284,7 @@ export async function startEtcdMembers(
       peerPort: member.peerPort,
       logFile,
       detached: true,
+      tlsDir,
       initialCluster,
       initialClusterState: fresh ? "new" : "existing",
       // Bootstrapping members must agree on it; "haven-" + the cluster's random prefix part.
@@ -286,7 +311,7 @@ export async function waitForEtcd(
     members.map((member, i) => ({
       name: member.name,
       endpoint: etcdEndpoint(member),
-      logFile: etcdMemberFiles(stateDir, member).logFile,
+      ...etcdMemberFiles(stateDir, member),
       stillRunning: () => pids[i] !== undefined && isAlive(pids[i]),
     })),
     timeoutMs,
@@ -306,13 +331,8 @@ async function ensureHavend(
   if (await livePid(pidFile, configFile)) return;
   await mkdir(node.dir, { recursive: true, mode: 0o700 });
   const api = new URL(node.api);
-  // Live migrations between nodes use TLS with the cluster CA; each node's certificate names its address.
-  const tls = await issueNodeCredentials(
-    join(stateDir, "tls-ca"),
-    node.name,
-    [api.hostname],
-    join(node.dir, "tls"),
-  );
+  // The API and live migrations use TLS with the cluster CA; each node's certificate names its address.
+  const tls = await issueNodeCredentials(caDir(stateDir), node.name, [api.hostname], join(node.dir, "tls"));
   const config: NodeConfig = {
     cluster: cluster.name,
     prefix: cluster.prefix,
@@ -334,7 +354,8 @@ async function ensureHavend(
     attributes: { local: "true" },
     roles: [...rolesOf(node)],
     shutdownMigrateSeconds: DEFAULT_SHUTDOWN_MIGRATE_SECONDS,
-    migration: { host: api.hostname, tlsDir: tls.dir },
+    tlsDir: tls.dir,
+    migration: { host: api.hostname },
     ...(cluster.network && { dhcpLeases: labLeasesFile(cluster.network) }),
   };
   await writeFile(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });

@@ -3,7 +3,7 @@
 // pids come from pidfiles and are trusted only while their command line still names this state directory.
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { etcdHealthy } from "./etcd.js";
+import { etcdHealthDispatcher, etcdHealthy } from "./etcd.js";
 import { shutdownRequestFile } from "../adapters/host/shutdown.js";
 import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS } from "../havend/config.js";
 import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
@@ -11,7 +11,13 @@ import { inputError, notFound, unavailable } from "../core/errors.js";
 import { pollUntil } from "../lib/async.js";
 import { commandLine, isAlive, livePid, processesMatching, processState } from "../lib/process.js";
 import type { ClusterFile, LocalEtcdMember } from "./cluster-file.js";
-import { etcdEndpoint, etcdMemberPid, startEtcdMembers, waitForEtcd } from "./local-cluster.js";
+import {
+  etcdEndpoint,
+  etcdMemberFiles,
+  etcdMemberPid,
+  startEtcdMembers,
+  waitForEtcd,
+} from "./local-cluster.js";
 
 export interface NodeProcess {
   pid: number;
@@ -178,7 +184,9 @@ export async function etcdMembers(stateDir: string, cluster: ClusterFile): Promi
     cluster.etcd.local.members.map(async (member) => {
       const pid = (await etcdMemberPid(stateDir, member)) ?? null;
       const endpoint = etcdEndpoint(member);
-      const healthy = pid !== null && (await etcdHealthy(endpoint, HEALTH_TIMEOUT_MS));
+      const self = etcdHealthDispatcher(etcdMemberFiles(stateDir, member).tlsDir);
+      const healthy = pid !== null && (await etcdHealthy(endpoint, HEALTH_TIMEOUT_MS, self));
+      void self?.close();
       return { name: member.name, endpoint, local: true, pid, running: pid !== null, healthy };
     }),
   );

@@ -8,10 +8,12 @@
 // it must be inside its validity period. The migration source also checks the target's certificate against
 // tls-hostname, which is the target's IP address: hence the IP subjectAltName entries.
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
+import type { TlsIdentity } from "../lib/tls.js";
 
 /** Files of the cluster CA directory (the key never leaves it). */
 export const caFiles = { cert: "ca-cert.pem", key: "ca-key.pem" } as const;
@@ -304,4 +306,17 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * A credentials directory as a TLS identity: the CA to trust, and the server's or the client's key and
+ * certificate (an HTTPS API serves the first; an etcd client presents the second).
+ */
+export function readTlsIdentity(dir: string, side: "server" | "client"): Required<TlsIdentity> {
+  const read = (name: string) => readFileSync(join(dir, name), "utf8");
+  return {
+    ca: read(nodeFiles.caCert),
+    cert: read(side === "server" ? nodeFiles.serverCert : nodeFiles.clientCert),
+    key: read(side === "server" ? nodeFiles.serverKey : nodeFiles.clientKey),
+  };
 }

@@ -1,24 +1,25 @@
 // Bad input through the CLI and the HTTP API: one clear line, the right exit code or HTTP status, and
 // nothing half-created.
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
+import { readCa } from "../../src/cli/context.js";
+import { tlsDispatcher, type Dispatcher } from "../../src/lib/tls.js";
+import { requireClusterFile } from "../../src/setup/cluster-file.js";
+import { readToken } from "../../src/setup/local-cluster.js";
 import { SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
 describe("bad input", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
   let api: string;
   let token: string;
+  let dispatcher: Dispatcher;
 
   before(async () => {
     cluster = await TestCluster.start({ nodes: 1 });
-    const file = JSON.parse(await readFile(join(cluster.stateDir, "cluster.json"), "utf8")) as {
-      nodes: Array<{ api: string }>;
-      tokenFile: string;
-    };
+    const file = await requireClusterFile(cluster.stateDir);
     api = file.nodes[0]!.api;
-    token = (await readFile(file.tokenFile, "utf8")).trim();
+    token = await readToken(file);
+    dispatcher = tlsDispatcher({ ca: (await readCa(file))! });
   });
   afterEach(async () => {
     await cluster.reset();
@@ -170,12 +171,13 @@ describe("bad input", SUITE_TIMEOUT, () => {
     assert.deepEqual(await disks(), []);
   });
 
-  test("API: malformed JSON, unknown fields, no token, unknown route", async () => {
+  test("API: HTTPS trusted through the cluster CA only; malformed JSON, unknown fields, no token, unknown route", async () => {
     const post = (body: string, auth = `Bearer ${token}`) =>
       fetch(`${api}/v1/vms`, {
         method: "POST",
         headers: { authorization: auth, "content-type": "application/json" },
         body,
+        dispatcher,
       });
     const malformed = await post("{not json");
     assert.equal(malformed.status, 400);
@@ -186,8 +188,20 @@ describe("bad input", SUITE_TIMEOUT, () => {
     const unknown = await post(JSON.stringify({ name: "x", canary: true, colour: "red" }));
     assert.equal(unknown.status, 400);
     assert.equal((await post("{}", "Bearer wrong")).status, 401);
-    const missing = await fetch(`${api}/v1/nope`, { headers: { authorization: `Bearer ${token}` } });
+    const missing = await fetch(`${api}/v1/nope`, {
+      headers: { authorization: `Bearer ${token}` },
+      dispatcher,
+    });
     assert.equal(missing.status, 404);
+    // Only a client that trusts the cluster's CA gets an answer at all, and nothing is served in clear.
+    assert.match(api, /^https:\/\//);
+    const refusal = (url: string) =>
+      fetch(url).then(
+        (res) => `answered HTTP ${res.status}`,
+        (err: Error) => String((err.cause as Error | undefined)?.message ?? err.message),
+      );
+    assert.match(await refusal(`${api}/healthz`), /certificate/);
+    assert.doesNotMatch(await refusal(`${api.replace(/^https:/, "http:")}/healthz`), /answered/);
     assert.deepEqual(await cluster.json<unknown[]>(["vm", "list"]), []);
   });
 

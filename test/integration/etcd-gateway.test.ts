@@ -9,6 +9,7 @@ import { campaign, leader, resign } from "../../src/adapters/etcd/election.js";
 import { GatewayEtcdClient, JsonLineSplitter } from "../../src/adapters/etcd/gateway-client.js";
 import { runInformer } from "../../src/adapters/etcd/informer.js";
 import { freePort, startLocalEtcd, type LocalEtcd } from "../../src/setup/etcd.js";
+import { createClusterCa, issueNodeCredentials, readTlsIdentity } from "../../src/setup/pki.js";
 import {
   CompactedError,
   EtcdUnavailableError,
@@ -267,4 +268,80 @@ void describe("JsonLineSplitter", () => {
     assert.deepEqual(splitter.push(new TextEncoder().encode('{"d":4}\n{"e":5}\n{"f"')), [{ d: 4 }, { e: 5 }]);
     assert.deepEqual(splitter.push(new TextEncoder().encode(":6}\n")), [{ f: 6 }]);
   });
+});
+
+void describe("GatewayEtcdClient against etcd with TLS", SUITE_TIMEOUT, () => {
+  let dir = "";
+  let etcd: LocalEtcd | undefined;
+  let node: { dir: string };
+  let stranger: { dir: string };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "haven-test-"));
+    const ca = await createClusterCa(join(dir, "ca"), "test");
+    const otherCa = await createClusterCa(join(dir, "other-ca"), "other");
+    const member = await issueNodeCredentials(ca.dir, "etcd", ["127.0.0.1"], join(dir, "member"));
+    node = await issueNodeCredentials(ca.dir, "node1", ["127.0.10.1"], join(dir, "node1"));
+    stranger = await issueNodeCredentials(otherCa.dir, "node1", ["127.0.10.1"], join(dir, "stranger"));
+    etcd = await startLocalEtcd({
+      dataDir: join(dir, "etcd"),
+      clientPort: await freePort(),
+      peerPort: await freePort(),
+      logFile: join(dir, "etcd.log"),
+      tlsDir: member.dir,
+    });
+  });
+
+  after(async () => {
+    await etcd?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  void it(
+    "serves a client with a certificate from the cluster CA, reads, writes and watches",
+    TEST_TIMEOUT,
+    async () => {
+      assert.match(etcd!.endpoint, /^https:\/\//);
+      const client = new GatewayEtcdClient({
+        endpoints: [etcd!.endpoint],
+        tls: readTlsIdentity(node.dir, "client"),
+      });
+      try {
+        const { seen, onEvents } = recorder();
+        const watching = new AbortController();
+        const watch = client.watch("tls/", 1, { onEvents }, watching.signal);
+        await client.put("tls/a", "over TLS");
+        assert.equal((await client.get("tls/a"))?.value, "over TLS");
+        await eventually(() => seen.length === 1, "the watch event");
+        watching.abort();
+        await watch;
+      } finally {
+        client.close();
+      }
+    },
+  );
+
+  void it(
+    "refuses a client without a certificate, with another CA's, or in clear",
+    TEST_TIMEOUT,
+    async () => {
+      const ca = readTlsIdentity(node.dir, "client").ca;
+      const clients = [
+        new GatewayEtcdClient({ endpoints: [etcd!.endpoint], tls: { ca }, requestTimeoutMs: 2000 }),
+        new GatewayEtcdClient({
+          endpoints: [etcd!.endpoint],
+          tls: { ...readTlsIdentity(stranger.dir, "client"), ca },
+          requestTimeoutMs: 2000,
+        }),
+        new GatewayEtcdClient({
+          endpoints: [etcd!.endpoint.replace(/^https:/, "http:")],
+          requestTimeoutMs: 2000,
+        }),
+      ];
+      for (const client of clients) {
+        await assert.rejects(client.get("tls/a"), EtcdUnavailableError);
+        client.close();
+      }
+    },
+  );
 });

@@ -6,9 +6,8 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ApiClient } from "../../src/cli/api-client.js";
+import { apiClientFor } from "../../src/cli/context.js";
 import { requireClusterFile } from "../../src/setup/cluster-file.js";
-import { readToken } from "../../src/setup/local-cluster.js";
 import { thawNode } from "../../src/setup/local-faults.js";
 import type { VmView } from "../../src/core/model.js";
 import { processesMatching, terminate } from "../../src/lib/process.js";
@@ -124,10 +123,7 @@ export class TestCluster {
     for (const node of file.nodes) await thawNode(this.stateDir, file, node.name);
     const up = await this.haven(["cluster", "up"]);
     if (up.code !== 0) throw new Error(`reset: cluster up failed: ${up.stderr}`);
-    const api = new ApiClient(
-      file.nodes.map((node) => node.api),
-      await readToken(file),
-    );
+    const api = await apiClientFor(file);
     const path = (...parts: string[]) => parts.map(encodeURIComponent).join("/");
     const nodes = await eventually(
       "every node online",

@@ -1,5 +1,6 @@
 // EtcdClient over etcd's v3 JSON gateway (grpc-gateway in front of the gRPC API), so Haven needs no gRPC
-// dependency: plain fetch, base64 keys and values, int64 fields as decimal strings.
+// dependency: plain fetch, base64 keys and values, int64 fields as decimal strings. Over https, each request
+// goes through a dispatcher that trusts the cluster CA alone and presents the node's certificate.
 import { Buffer } from "node:buffer";
 import { z } from "zod";
 import {
@@ -14,12 +15,15 @@ import {
   type WatchEvent,
   type WatchHandlers,
 } from "./port.js";
+import { tlsDispatcher, type Dispatcher, type TlsIdentity } from "../../lib/tls.js";
 
 export interface GatewayEtcdClientOptions {
   /** Client URLs of the etcd members, e.g. ["http://127.0.0.1:2379"]. */
   endpoints: string[];
   /** Per attempt (and for a watch: until etcd confirms it). Default 2000. */
   requestTimeoutMs?: number;
+  /** For https endpoints: the cluster CA to trust and the certificate etcd asks clients for. */
+  tls?: TlsIdentity;
 }
 
 /** etcd answered, but with an error that retrying elsewhere would not fix (bad request, etc.). */
@@ -83,11 +87,13 @@ export class GatewayEtcdClient implements EtcdClient {
   /** Index of the endpoint that answered last; requests start there so a dead member costs one miss. */
   private preferred = 0;
   private readonly closing = new AbortController();
+  private readonly dispatcher: Dispatcher | undefined;
 
   constructor(options: GatewayEtcdClientOptions) {
     if (options.endpoints.length === 0) throw new Error("GatewayEtcdClient needs at least one endpoint");
     this.endpoints = options.endpoints.map((e) => e.replace(/\/+$/, ""));
     this.timeoutMs = options.requestTimeoutMs ?? 2000;
+    this.dispatcher = options.tls && tlsDispatcher(options.tls);
   }
 
   async get(key: string): Promise<KeyValue | undefined> {
@@ -180,6 +186,7 @@ export class GatewayEtcdClient implements EtcdClient {
           headers: REQUEST_HEADERS,
           body,
           signal: AbortSignal.any([signal, this.closing.signal, attempt.signal]),
+          dispatcher: this.dispatcher,
         });
         if (!res.ok || !res.body) {
           const failure = await httpFailure(res);
@@ -238,6 +245,7 @@ export class GatewayEtcdClient implements EtcdClient {
   /** Aborts in-flight requests and watches; later calls fail with EtcdUnavailableError. */
   close(): void {
     this.closing.abort();
+    void this.dispatcher?.close();
   }
 
   /**
@@ -266,6 +274,7 @@ export class GatewayEtcdClient implements EtcdClient {
           headers: REQUEST_HEADERS,
           body: JSON.stringify(body),
           signal,
+          dispatcher: this.dispatcher,
         });
         text = await res.text();
       } catch (err) {

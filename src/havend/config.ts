@@ -4,6 +4,7 @@ import { z } from "zod";
 import { storageConfigSchema } from "../adapters/storage/config.js";
 import { nodeNameSchema } from "../core/model.js";
 import { NODE_ROLES, rolesSchema } from "../core/roles.js";
+import { tlsFilesSchema } from "../lib/tls.js";
 
 export const DEFAULT_SHUTDOWN_MIGRATE_SECONDS = 300;
 
@@ -36,6 +37,8 @@ export const nodeConfigSchema = z.object({
    * migrations use them. Without it the API is plain HTTP and migrations can only use TCP.
    */
   tlsDir: z.string().min(1).optional(),
+  /** How havend reaches an etcd over https: the CA to trust, and the client certificate and key to present. */
+  etcdTls: tlsFilesSchema.optional(),
   /** Live migration: the address incoming migrations listen on (default: the API's). */
   migration: z.object({ host: z.string().min(1) }).optional(),
   /** A dnsmasq lease file of the guest network (local clusters): `vm show` reports the addresses it gave. */

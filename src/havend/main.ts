@@ -30,6 +30,7 @@ import { Havend, IncompatibleVersion, nodeConditions } from "./havend.js";
 import { leaseFileAt } from "../agent/node-lease.js";
 import { hostShuttingDown } from "../adapters/host/shutdown.js";
 import { readTlsIdentity } from "../setup/pki.js";
+import { readTlsFiles } from "../lib/tls.js";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: "string" } } });
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
   const token = readFileSync(config.tokenFile, "utf8").trim();
   const etcd = new GatewayEtcdClient({
     endpoints: config.etcd,
-    ...(config.tlsDir && { tls: readTlsIdentity(config.tlsDir, "client") }),
+    ...(config.etcdTls && { tls: readTlsFiles(config.etcdTls) }),
   });
   const store = new ClusterStore(etcd, config.prefix);
   const storage = openStorage(config.storage);

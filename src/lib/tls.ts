@@ -1,7 +1,9 @@
 // Who fetch trusts and what it presents: Node's fetch trusts the system's CAs unless it is given a
 // dispatcher, so every connection to a Haven endpoint (a node's API, an etcd member) goes through one that
 // trusts the cluster CA alone and, where the server asks for one (etcd), presents the node's certificate.
+import { readFileSync } from "node:fs";
 import { Agent, type Dispatcher } from "undici";
+import { z } from "zod";
 
 export type { Dispatcher };
 
@@ -15,4 +17,21 @@ export interface TlsIdentity {
 
 export function tlsDispatcher(identity: TlsIdentity): Dispatcher {
   return new Agent({ connect: identity });
+}
+
+/** The files of a TLS identity, as a cluster file or havend's configuration names them. */
+export const tlsFilesSchema = z.object({
+  ca: z.string().min(1),
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+});
+export type TlsFiles = z.infer<typeof tlsFilesSchema>;
+
+export function readTlsFiles(files: TlsFiles): TlsIdentity {
+  const read = (path: string) => readFileSync(path, "utf8");
+  return {
+    ca: read(files.ca),
+    ...(files.cert !== undefined && { cert: read(files.cert) }),
+    ...(files.key !== undefined && { key: read(files.key) }),
+  };
 }

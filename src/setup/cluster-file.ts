@@ -8,6 +8,7 @@ import { storageConfigSchema } from "../adapters/storage/config.js";
 import { inputError } from "../core/errors.js";
 import { rolesSchema } from "../core/roles.js";
 import { labNetworkSchema } from "./local-network.js";
+import { tlsFilesSchema } from "../lib/tls.js";
 
 /** One member of an etcd that `haven cluster up` runs itself: `name` is also its etcd --name. */
 export const localEtcdMemberSchema = z.object({
@@ -34,6 +35,8 @@ export const clusterFileSchema = z.object({
   prefix: z.string(),
   etcd: z.object({
     endpoints: z.array(z.string()).min(1),
+    /** For an etcd Haven did not start, served over https: the CA to trust and the client identity. */
+    client: tlsFilesSchema.optional(),
     /** Present when Haven started this etcd itself (1 or 3 members). */
     local: z
       .union([z.object({ members: z.array(localEtcdMemberSchema).min(1) }), singleMemberFileSchema])

@@ -9,7 +9,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, startLocalEtcd, waitEtcdHealthy } from "./etcd.js";
 import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel.js";
-import { caFiles, createClusterCa, issueNodeCredentials } from "./pki.js";
+import { caFiles, createClusterCa, issueNodeCredentials, nodeFiles } from "./pki.js";
+import type { TlsFiles } from "../lib/tls.js";
 import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS, type NodeConfig } from "../havend/config.js";
 import { conflict, inputError, unavailable } from "../core/errors.js";
 import { formatRoles, layoutProblem, NODE_ROLES, rolesOf, type NodeRole } from "../core/roles.js";
@@ -41,6 +42,8 @@ export interface UpOptions {
   /** Each new node's roles (default: every role on every node); an existing cluster keeps its own. */
   roles?: NodeRole[][];
   etcd?: string[];
+  /** With `etcd` over https: the CA to trust and the client certificate and key to present. */
+  etcdClient?: TlsFiles;
   /** Members of the local etcd (1 or 3) when the cluster is created; default 1. */
   etcdMembers?: number;
   accel: "auto" | "kvm" | "tcg";
@@ -132,7 +135,11 @@ async function createClusterFile(options: UpOptions, layout: NodeRole[][]): Prom
   const cluster: ClusterFile = {
     name: "haven",
     prefix: `/haven/${randomBytes(4).toString("hex")}/`,
-    etcd: { endpoints: options.etcd ?? local!.members.map(etcdEndpoint), local },
+    etcd: {
+      endpoints: options.etcd ?? local!.members.map(etcdEndpoint),
+      ...(options.etcdClient && { client: options.etcdClient }),
+      local,
+    },
     nodes,
     tokenFile,
     caFile: join(caDir(stateDir), caFiles.cert),
@@ -333,6 +340,7 @@ async function ensureHavend(
   const api = new URL(node.api);
   // The API and live migrations use TLS with the cluster CA; each node's certificate names its address.
   const tls = await issueNodeCredentials(caDir(stateDir), node.name, [api.hostname], join(node.dir, "tls"));
+  const etcdIdentity = etcdTls(cluster, tls.dir);
   const config: NodeConfig = {
     cluster: cluster.name,
     prefix: cluster.prefix,
@@ -355,6 +363,7 @@ async function ensureHavend(
     roles: [...rolesOf(node)],
     shutdownMigrateSeconds: DEFAULT_SHUTDOWN_MIGRATE_SECONDS,
     tlsDir: tls.dir,
+    ...(etcdIdentity && { etcdTls: etcdIdentity }),
     migration: { host: api.hostname },
     ...(cluster.network && { dhcpLeases: labLeasesFile(cluster.network) }),
   };
@@ -371,6 +380,17 @@ async function ensureHavend(
     closeSync(log);
   }
   progress(`started havend ${node.name} on ${node.api}`);
+}
+
+/** What a node presents to etcd: its own certificate to the local etcd, the given identity to another one. */
+function etcdTls(cluster: ClusterFile, nodeTlsDir: string): TlsFiles | undefined {
+  if (!cluster.etcd.local) return cluster.etcd.client;
+  if (!cluster.etcd.local.members.some((member) => member.tls)) return undefined;
+  return {
+    ca: join(nodeTlsDir, nodeFiles.caCert),
+    cert: join(nodeTlsDir, nodeFiles.clientCert),
+    key: join(nodeTlsDir, nodeFiles.clientKey),
+  };
 }
 
 /** Stops havends, then guests, then etcd; with purge removes the state directory. */

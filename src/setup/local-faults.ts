@@ -4,6 +4,7 @@
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { etcdHealthDispatcher, etcdHealthy } from "./etcd.js";
+import { readTlsFiles, tlsDispatcher } from "../lib/tls.js";
 import { shutdownRequestFile } from "../adapters/host/shutdown.js";
 import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS } from "../havend/config.js";
 import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
@@ -175,7 +176,9 @@ export async function etcdMembers(stateDir: string, cluster: ClusterFile): Promi
   if (!cluster.etcd.local) {
     return Promise.all(
       cluster.etcd.endpoints.map(async (endpoint) => {
-        const healthy = await etcdHealthy(endpoint, HEALTH_TIMEOUT_MS);
+        const client = cluster.etcd.client && tlsDispatcher(readTlsFiles(cluster.etcd.client));
+        const healthy = await etcdHealthy(endpoint, HEALTH_TIMEOUT_MS, client);
+        void client?.close();
         return { name: new URL(endpoint).host, endpoint, local: false, pid: null, running: healthy, healthy };
       }),
     );

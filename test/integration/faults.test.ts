@@ -1,12 +1,13 @@
 // Fault commands of local clusters (what the HA tests and the demo use), on a real 3-node cluster with a
 // 3-member etcd: etcd members killed and restarted, nodes killed, frozen and thawed, refusals.
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { after, afterEach, before, describe, test } from "node:test";
 import { commandLine, isAlive, processState } from "../../src/lib/process.js";
 import type { VmView } from "../../src/core/model.js";
+import { clusterFileSchema, requireClusterFile } from "../../src/setup/cluster-file.js";
 import { eventually, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
 interface EtcdRow {
@@ -232,7 +233,28 @@ describe("fault commands on a local cluster", SUITE_TIMEOUT, () => {
 
   test("fault commands are refused on a cluster whose etcd is not its own", async () => {
     const endpoints = (await members()).map((m) => m.endpoint).join(",");
-    const foreign = await startCluster(1, ["--etcd", endpoints]);
+    assert.match(endpoints, /^https:/);
+    // The shared etcd serves only certificates from the first cluster's CA: node1's identity is lent.
+    const identity = join(cluster.stateDir, "nodes", "node1", "tls");
+    const asClient = ["--etcd", endpoints, "--etcd-ca", join(identity, "ca-cert.pem")];
+    const refusedWithoutCert = await cluster.haven([
+      "--state-dir",
+      join(cluster.stateDir, "foreign-no-cert"),
+      "cluster",
+      "up",
+      ...asClient,
+      "--etcd-cert",
+      join(identity, "client-cert.pem"),
+    ]);
+    assert.equal(refusedWithoutCert.code, 2);
+    assert.match(refusedWithoutCert.stderr, /--etcd-cert and --etcd-key go together/);
+    const foreign = await startCluster(1, [
+      ...asClient,
+      "--etcd-cert",
+      join(identity, "client-cert.pem"),
+      "--etcd-key",
+      join(identity, "client-key.pem"),
+    ]);
     try {
       for (const args of [
         ["node", "kill", "node1"],
@@ -276,18 +298,16 @@ describe("single-member etcd", SUITE_TIMEOUT, () => {
     assert.equal(member?.name, "etcd");
     assert.equal(member.healthy, true);
 
-    // A cluster file from before multi-member etcd: its one member had no name or host.
-    const file = join(cluster.stateDir, "cluster.json");
-    const current = JSON.parse(await readFile(file, "utf8")) as {
-      etcd: { local: { members: Array<{ clientPort: number; peerPort: number; dataDir: string }> } };
-    };
-    const { clientPort, peerPort, dataDir } = current.etcd.local.members[0]!;
-    await writeFile(
-      file,
-      JSON.stringify({ ...current, etcd: { ...current.etcd, local: { dataDir, clientPort, peerPort } } }),
-    );
-    const [legacy] = await cluster.json<EtcdRow[]>(["etcd", "list"]);
-    assert.deepEqual(legacy, member);
+    // A cluster file from before multi-member etcd (and before TLS): its one member had no name or host.
+    const current = await requireClusterFile(cluster.stateDir);
+    const { clientPort, peerPort, dataDir } = current.etcd.local!.members[0]!;
+    const legacy = clusterFileSchema.parse({
+      ...current,
+      etcd: { ...current.etcd, local: { dataDir, clientPort, peerPort } },
+    });
+    assert.deepEqual(legacy.etcd.local?.members, [
+      { name: "etcd", host: "127.0.0.1", clientPort, peerPort, dataDir, tls: false },
+    ]);
 
     const kill = await cluster.json<{ pid: number; quorum: boolean }>(["etcd", "kill", "etcd"]);
     assert.equal(kill.pid, member.pid);

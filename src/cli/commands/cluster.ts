@@ -1,9 +1,13 @@
 // haven cluster up|down, haven status
+import { constants } from "node:fs";
+import { access } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import { SHUTDOWN_POLICIES } from "../../core/model.js";
 import { parseRolesList } from "../../core/roles.js";
 import { inputError } from "../../core/errors.js";
 import { waitFor } from "../../lib/async.js";
+import type { TlsFiles } from "../../lib/tls.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
 import { clusterDown, clusterUp } from "../../setup/local-cluster.js";
@@ -29,6 +33,9 @@ interface UpFlags {
   nodes?: number;
   roles?: string;
   etcd?: string;
+  etcdCa?: string;
+  etcdCert?: string;
+  etcdKey?: string;
   etcdMembers?: number;
   accel: string;
   leaseTtl: number;
@@ -47,6 +54,28 @@ function storageChoice(options: UpFlags): StorageChoice {
   if (options.storage !== "rbd" && options.storage !== "dir")
     throw inputError("--storage must be rbd or dir");
   return { type: options.storage };
+}
+
+/** --etcd-ca, --etcd-cert and --etcd-key, checked: they go with --etcd, cert and key together, files that exist. */
+async function etcdClientFiles(options: UpFlags): Promise<TlsFiles | undefined> {
+  const { etcdCa, etcdCert, etcdKey } = options;
+  if (etcdCa === undefined) {
+    if (etcdCert !== undefined || etcdKey !== undefined)
+      throw inputError("--etcd-cert and --etcd-key need --etcd-ca");
+    return undefined;
+  }
+  if (!options.etcd) throw inputError("--etcd-ca, --etcd-cert and --etcd-key go with --etcd");
+  if ((etcdCert === undefined) !== (etcdKey === undefined))
+    throw inputError("--etcd-cert and --etcd-key go together");
+  const files: TlsFiles = {
+    ca: resolve(etcdCa),
+    ...(etcdCert !== undefined && { cert: resolve(etcdCert), key: resolve(etcdKey!) }),
+  };
+  for (const [flag, path] of Object.entries(files))
+    await access(path, constants.R_OK).catch(() => {
+      throw inputError(`--etcd-${flag}: cannot read ${path}`);
+    });
+  return files;
 }
 
 export function registerCluster(program: Command, ctx: CliContext): void {
@@ -68,6 +97,12 @@ export function registerCluster(program: Command, ctx: CliContext): void {
       "--etcd <urls>",
       "use an existing etcd cluster (comma-separated client URLs) instead of starting one",
     )
+    .option("--etcd-ca <file>", "with --etcd over https: the CA that signed its certificates")
+    .option(
+      "--etcd-cert <file>",
+      "with --etcd-ca: the client certificate the nodes present (needs --etcd-key)",
+    )
+    .option("--etcd-key <file>", "the key of --etcd-cert")
     .option(
       "--etcd-members <n>",
       "members of the local etcd: 1, or 3 (survives the loss of one) (default: 1)",
@@ -98,6 +133,7 @@ export function registerCluster(program: Command, ctx: CliContext): void {
         nodes: options.nodes,
         roles: options.roles === undefined ? undefined : parseRolesList(options.roles),
         etcd,
+        etcdClient: await etcdClientFiles(options),
         etcdMembers: options.etcdMembers,
         accel: options.accel as "auto" | "kvm" | "tcg",
         leaseTtlSeconds: options.leaseTtl,

@@ -41,8 +41,7 @@ WantedBy=multi-user.target
 }
 
 /** An ExecStart word: systemd splits on whitespace unless the word is quoted. */
-const quoted = (word: string) =>
-  /[\s"\\]/.test(word) ? `"${word.replace(/["\\]/g, "\\/** The etcd member's unit:")}"` : word;
+const quoted = (word: string) => (/[\s"\\]/.test(word) ? `"${word.replace(/["\\]/g, "\\$&")}"` : word);
 
 /** The etcd member's unit: the same arguments `haven cluster up` starts a local member with. */
 export function etcdUnit(options: { etcd: string; member: EtcdMemberOptions }): string {

@@ -42,7 +42,7 @@ describe("systemd units", () => {
         host: "198.18.0.1",
         clientPort: 2379,
         peerPort: 2380,
-        dataDir: "/var/lib/haven/etcd data",
+        dataDir: '/var/lib/haven/etcd "data"',
         tlsDir: "/etc/haven/etcd-tls",
         initialCluster: "etcd1=https://198.18.0.1:2380",
       },
@@ -50,7 +50,11 @@ describe("systemd units", () => {
     assert.match(unit, /^Type=notify$/m);
     assert.match(unit, /--listen-client-urls=https:\/\/198\.18\.0\.1:2379 /);
     assert.match(unit, / --client-cert-auth /);
-    assert.match(unit, / "--data-dir=\/var\/lib\/haven\/etcd data" /, "a path with a space stays one word");
+    assert.match(
+      unit,
+      / "--data-dir=\/var\/lib\/haven\/etcd \\"data\\"" /,
+      "a path with a space or a quote stays one word",
+    );
     await verify(UNITS.etcd, unit);
   });
 });

@@ -27,6 +27,8 @@ export const tlsFilesSchema = z.object({
 });
 export type TlsFiles = z.infer<typeof tlsFilesSchema>;
 
+export function readTlsFiles(files: Required<TlsFiles>): Required<TlsIdentity>;
+export function readTlsFiles(files: TlsFiles): TlsIdentity;
 export function readTlsFiles(files: TlsFiles): TlsIdentity {
   const read = (path: string) => readFileSync(path, "utf8");
   return {

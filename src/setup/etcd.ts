@@ -5,10 +5,9 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { join } from "node:path";
 import { sleep } from "../lib/async.js";
 import { tlsDispatcher, type Dispatcher } from "../lib/tls.js";
-import { nodeFiles, readTlsIdentity } from "./pki.js";
+import { nodeTlsFiles, readTlsIdentity } from "./pki.js";
 
 export interface LocalEtcdOptions {
   dataDir: string;
@@ -54,7 +53,7 @@ const STOP_GRACE_MS = 5_000;
 export type EtcdMemberOptions = Omit<LocalEtcdOptions, "logFile" | "detached" | "etcdBinary" | "waitHealthy">;
 
 /** The member's client URL and etcd's arguments for it (a local process and a systemd unit run the same). */
-export function etcdMember(opts: EtcdMemberOptions): { endpoint: string; args: string[] } {
+export function etcdMember(opts: EtcdMemberOptions): { name: string; endpoint: string; args: string[] } {
   const host = opts.host ?? "127.0.0.1";
   const name = opts.name ?? "haven";
   const scheme = opts.tlsDir ? "https" : "http";
@@ -77,11 +76,11 @@ export function etcdMember(opts: EtcdMemberOptions): { endpoint: string; args: s
     "--log-outputs=stderr",
     ...(opts.tlsDir ? tlsArgs(opts.tlsDir) : []),
   ];
-  return { endpoint, args };
+  return { name, endpoint, args };
 }
 
 export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd> {
-  const { endpoint, args } = etcdMember(opts);
+  const { name, endpoint, args } = etcdMember(opts);
   const logFd = openSync(opts.logFile, "a");
   const child = (() => {
     try {
@@ -128,22 +127,16 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
       throw new Error(`could not run etcd: ${spawnError?.message ?? "no pid"}`);
     return { pid: child.pid, endpoint, stop };
   }
-  const deadline = Date.now() + HEALTHY_WITHIN_MS;
-  const self = etcdHealthDispatcher(opts.tlsDir);
-  while (!(await etcdHealthy(endpoint, 1000, self))) {
-    if (exited || Date.now() > deadline) {
-      const why = spawnError
-        ? `could not run etcd: ${spawnError.message}`
-        : exited
-          ? `etcd exited (code ${child.exitCode ?? child.signalCode ?? "?"})`
-          : `etcd was not healthy within ${HEALTHY_WITHIN_MS / 1000} s`;
-      await stop();
-      void self?.close();
-      throw new Error(`${why}; last lines of ${opts.logFile}:\n${await logTail(opts.logFile)}`);
-    }
-    await sleep(100);
+  try {
+    const { logFile, tlsDir } = opts;
+    await waitEtcdHealthy(
+      [{ name, endpoint, logFile, tlsDir, stillRunning: () => !exited }],
+      HEALTHY_WITHIN_MS,
+    );
+  } catch (err) {
+    await stop();
+    throw spawnError ? new Error(`could not run etcd: ${spawnError.message}`) : err;
   }
-  void self?.close();
   if (child.pid === undefined) throw new Error("etcd started without a pid");
   return { pid: child.pid, endpoint, stop };
 }
@@ -204,7 +197,7 @@ export async function waitEtcdHealthy(
 }
 
 async function untilHealthy(
-  members: Array<{ name: string; endpoint: string; logFile: string; stillRunning: () => boolean }>,
+  members: Parameters<typeof waitEtcdHealthy>[0],
   dispatchers: Array<Dispatcher | undefined>,
   timeoutMs: number,
 ): Promise<void> {
@@ -236,9 +229,7 @@ export function etcdHealthDispatcher(tlsDir: string | undefined): Dispatcher | u
 
 /** etcd's flags for TLS on client and peer URLs, trusting only the cluster CA and requiring certificates. */
 function tlsArgs(dir: string): string[] {
-  const ca = join(dir, nodeFiles.caCert);
-  const cert = join(dir, nodeFiles.serverCert);
-  const key = join(dir, nodeFiles.serverKey);
+  const { ca, cert, key } = nodeTlsFiles(dir, "server");
   return [
     `--cert-file=${cert}`,
     `--key-file=${key}`,

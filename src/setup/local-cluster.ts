@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, startLocalEtcd, waitEtcdHealthy } from "./etcd.js";
 import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel.js";
-import { caFiles, createClusterCa, issueNodeCredentials, nodeFiles } from "./pki.js";
+import { caFiles, createClusterCa, issueNodeCredentials, nodeTlsFiles } from "./pki.js";
 import type { TlsFiles } from "../lib/tls.js";
 import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS, type NodeConfig } from "../havend/config.js";
 import { conflict, inputError, unavailable } from "../core/errors.js";
@@ -386,11 +386,7 @@ async function ensureHavend(
 function etcdTls(cluster: ClusterFile, nodeTlsDir: string): TlsFiles | undefined {
   if (!cluster.etcd.local) return cluster.etcd.client;
   if (!cluster.etcd.local.members.some((member) => member.tls)) return undefined;
-  return {
-    ca: join(nodeTlsDir, nodeFiles.caCert),
-    cert: join(nodeTlsDir, nodeFiles.clientCert),
-    key: join(nodeTlsDir, nodeFiles.clientKey),
-  };
+  return nodeTlsFiles(nodeTlsDir, "client");
 }
 
 /** Stops havends, then guests, then etcd; with purge removes the state directory. */

@@ -8,12 +8,11 @@
 // it must be inside its validity period. The migration source also checks the target's certificate against
 // tls-hostname, which is the target's IP address: hence the IP subjectAltName entries.
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
-import type { TlsIdentity } from "../lib/tls.js";
+import { readTlsFiles, type TlsFiles } from "../lib/tls.js";
 
 /** Files of the cluster CA directory (the key never leaves it). */
 export const caFiles = { cert: "ca-cert.pem", key: "ca-key.pem" } as const;
@@ -309,14 +308,16 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * A credentials directory as a TLS identity: the CA to trust, and the server's or the client's key and
- * certificate (an HTTPS API serves the first; an etcd client presents the second).
+ * The files of a credentials directory as a TLS identity: the CA to trust, and the server's or the client's
+ * key and certificate (an HTTPS API or an etcd member serves the first; an etcd client presents the second).
  */
-export function readTlsIdentity(dir: string, side: "server" | "client"): Required<TlsIdentity> {
-  const read = (name: string) => readFileSync(join(dir, name), "utf8");
+export function nodeTlsFiles(dir: string, side: "server" | "client"): Required<TlsFiles> {
   return {
-    ca: read(nodeFiles.caCert),
-    cert: read(side === "server" ? nodeFiles.serverCert : nodeFiles.clientCert),
-    key: read(side === "server" ? nodeFiles.serverKey : nodeFiles.clientKey),
+    ca: join(dir, nodeFiles.caCert),
+    cert: join(dir, side === "server" ? nodeFiles.serverCert : nodeFiles.clientCert),
+    key: join(dir, side === "server" ? nodeFiles.serverKey : nodeFiles.clientKey),
   };
 }
+
+export const readTlsIdentity = (dir: string, side: "server" | "client") =>
+  readTlsFiles(nodeTlsFiles(dir, side));

@@ -45,9 +45,9 @@ const quoted = (word: string) => (/[\s"\\]/.test(word) ? `"${word.replace(/["\\]
 
 /** The etcd member's unit: the same arguments `haven cluster up` starts a local member with. */
 export function etcdUnit(options: { etcd: string; member: EtcdMemberOptions }): string {
-  const { args } = etcdMember(options.member);
+  const { name, args } = etcdMember(options.member);
   return `[Unit]
-Description=Haven cluster store (etcd member ${options.member.name ?? "haven"})
+Description=Haven cluster store (etcd member ${name})
 Wants=network-online.target
 After=network-online.target
 

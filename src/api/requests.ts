@@ -124,6 +124,9 @@ export const migrationDefaultsChange = migrationDefaultsSchema
 
 export const maintenanceRequest = z.object({ on: z.boolean() }).strict();
 
+/** `haven node add NAME`: how long the token may wait for its server (default one hour). */
+export const joinTokenRequest = z.object({ ttlSeconds: z.number().int().optional() }).strict();
+
 /** `haven import crm FILE`: the crm text, its path (for messages) and every libvirt file its config= names. */
 const importConfiguration = {
   file: z.string().min(1, "file is empty"),

@@ -26,7 +26,9 @@ import {
 import { poolNameSchema } from "../core/names.js";
 import type { HavenService } from "./service.js";
 import type { ImportService } from "./import-service.js";
-import { importCibRequest, importCrmRequest, importLibvirtRequest } from "./requests.js";
+import { importCibRequest, importCrmRequest, importLibvirtRequest, joinTokenRequest } from "./requests.js";
+import type { JoinService } from "./join-service.js";
+import { joinRequestSchema } from "../core/join.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
 /** An imported crm file with all its libvirt domains. */
@@ -39,6 +41,8 @@ interface Route {
   handler: Handler;
   /** Larger bodies than MAX_BODY_BYTES, for routes that carry whole configuration files. */
   maxBodyBytes?: number;
+  /** Served without the bearer token: what a joining server needs before it has any credentials. */
+  open?: boolean;
 }
 
 export interface ApiOptions {
@@ -49,6 +53,8 @@ export interface ApiOptions {
   consoleSocket: (vm: string) => string | undefined;
   /** Imports of Pacemaker (crm) and libvirt configuration; without it, /v1/import/* answers 404. */
   imports?: ImportService;
+  /** Join tokens and the joining of servers; without it, those routes answer 404. */
+  joins?: JoinService;
   /** The node's key and certificate (PEM): the API is served over HTTPS with them, else over plain HTTP. */
   tls?: { key: string; cert: string };
 }
@@ -56,6 +62,7 @@ export interface ApiOptions {
 export function createApiServer(options: ApiOptions): Server {
   const routes = buildRoutes(options.service);
   if (options.imports) routes.push(...importRoutes(options.imports));
+  if (options.joins) routes.push(...joinRoutes(options.joins));
   const listener = (req: IncomingMessage, res: ServerResponse) => void handle(req, res, routes, options);
   const server = options.tls ? createTlsServer(options.tls, listener) : createServer(listener);
   server.on("upgrade", (req: IncomingMessage, socket: Duplex) => upgradeConsole(req, socket, options));
@@ -167,6 +174,40 @@ function buildRoutes(service: HavenService): Route[] {
   ];
 }
 
+/**
+ * `haven node add NAME` (behind the token) and what `haven join` asks (open: the CA certificate, which the
+ * joining server checks against the token's fingerprint, and the join itself, authorised by the token's secret).
+ */
+function joinRoutes(joins: JoinService): Route[] {
+  return [
+    {
+      method: "POST",
+      pattern: /^\/v1\/nodes\/([^/]+)\/join-token$/,
+      handler: async ([node], body) => {
+        const parsed = joinTokenRequest.safeParse(await body());
+        if (!parsed.success) throw inputError(describeIssues(parsed.error));
+        return joins.issueToken(node!, parsed.data.ttlSeconds);
+      },
+    },
+    {
+      method: "GET",
+      pattern: /^\/v1\/ca$/,
+      open: true,
+      handler: () => Promise.resolve(joins.caCertificate()),
+    },
+    {
+      method: "POST",
+      pattern: /^\/v1\/join$/,
+      open: true,
+      handler: async (_, body) => {
+        const parsed = joinRequestSchema.safeParse(await body());
+        if (!parsed.success) throw inputError(describeIssues(parsed.error));
+        return joins.join(parsed.data);
+      },
+    },
+  ];
+}
+
 /** `haven import crm FILE` and `haven vm create NAME --from-libvirt FILE` (docs/import.md). */
 function importRoutes(imports: ImportService): Route[] {
   const post = <T>(path: string, schema: z.ZodType<T>, handler: (request: T) => Promise<unknown>): Route => ({
@@ -191,12 +232,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, routes: Route[]
   try {
     // Liveness of this havend, for clients choosing a node and for monitoring: no token, no etcd round trip.
     if (url.pathname === "/healthz" && req.method === "GET") return send(res, 200, { ok: true });
-    if (!authorized(req, options.token)) {
+    const matches = routes.filter((r) => r.pattern.test(url.pathname));
+    const route = matches.find((r) => r.method === req.method);
+    if (!route?.open && !authorized(req, options.token)) {
       return send(res, 401, { error: { code: "UNAUTHORIZED", message: "missing or wrong bearer token" } });
     }
-    const matches = routes.filter((r) => r.pattern.test(url.pathname));
     if (matches.length === 0) throw notFound(`no API route ${url.pathname}`);
-    const route = matches.find((r) => r.method === req.method);
     if (!route)
       return send(res, 405, { error: { code: "METHOD", message: `${req.method} not allowed here` } });
     const params = (route.pattern.exec(url.pathname) ?? []).slice(1).map(decodeURIComponent);

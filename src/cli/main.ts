@@ -15,6 +15,7 @@ import { registerSimulate } from "./commands/simulate.js";
 import { registerMisc } from "./commands/misc.js";
 import { registerNetwork } from "./commands/network.js";
 import { registerNode } from "./commands/node.js";
+import { registerInstall } from "./commands/install.js";
 import { registerVm } from "./commands/vm.js";
 import { CliContext } from "./context.js";
 
@@ -31,6 +32,7 @@ const program = new Command("haven")
 const ctx = new CliContext(program);
 registerCluster(program, ctx);
 registerNode(program, ctx);
+registerInstall(program, ctx);
 registerMisc(program, ctx);
 registerVm(program, ctx);
 registerNetwork(program, ctx);

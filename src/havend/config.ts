@@ -37,6 +37,11 @@ export const nodeConfigSchema = z.object({
    * migrations use them. Without it the API is plain HTTP and migrations can only use TCP.
    */
   tlsDir: z.string().min(1).optional(),
+  /**
+   * The cluster CA's directory (certificate and key) when this node holds it: it then makes join tokens
+   * (`haven node add`) and signs joining servers' certificates. Needs tlsDir.
+   */
+  caDir: z.string().min(1).optional(),
   /** How havend reaches an etcd over https: the CA to trust, and the client certificate and key to present. */
   etcdTls: tlsFilesSchema.optional(),
   /** Live migration: the address incoming migrations listen on (default: the API's). */

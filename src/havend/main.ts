@@ -21,6 +21,8 @@ import { cephExtras, openStorage } from "../adapters/storage/config.js";
 import { createApiServer } from "../api/server.js";
 import { HavenService } from "../api/service.js";
 import { ImportService } from "../api/import-service.js";
+import { JoinService } from "../api/join-service.js";
+import { joinAuthority } from "./join-authority.js";
 import { DEFAULT_SHUTDOWN_POLICY, type NodeInfo } from "../core/model.js";
 import { systemClock } from "../lib/clock.js";
 import { createLogger, type Logger } from "../lib/log.js";
@@ -85,6 +87,13 @@ async function main(): Promise<void> {
     writeSeed: writeSeedImage,
     ...(config.dhcpLeases !== undefined && { dhcpLeases: () => readDhcpLeases(config.dhcpLeases!) }),
   });
+  const joins = new JoinService(
+    store,
+    systemClock,
+    randomBytes,
+    config.caDir && config.tlsDir ? await joinAuthority(config, config.caDir, info.api, token) : undefined,
+    config.node,
+  );
   const server = createApiServer({
     service,
     token,
@@ -96,6 +105,7 @@ async function main(): Promise<void> {
       capabilities: () => qemuCapabilities(),
       random: (bytes) => randomBytes(bytes),
     }),
+    joins,
     ...(config.tlsDir && { tls: readTlsIdentity(config.tlsDir, "server") }),
   });
   await new Promise<void>((resolve, reject) => {

@@ -53,6 +53,11 @@ export const clusterFileSchema = z.object({
   guestDir: z.string(),
   leaseTtlSeconds: z.number(),
   accel: z.object({ accel: z.enum(["kvm", "tcg"]), reason: z.string() }),
+  /**
+   * Written by `haven init` or `haven join` on an installed server, whose daemons run under systemd: the
+   * local-cluster commands (cluster up/down, fault injection) leave it alone.
+   */
+  installed: z.boolean().optional(),
   /** The guest network with its DHCP server (absent in clusters made before it existed). */
   network: labNetworkSchema.optional(),
 });

@@ -1,12 +1,10 @@
 // Local clusters: N havend processes on this machine sharing a local etcd (1 or 3 members) and storage.
 // `up` creates or completes one (idempotent: it starts whatever is not running); `down` stops everything.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { freePort, startLocalEtcd, waitEtcdHealthy } from "./etcd.js";
 import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel.js";
 import { caFiles, createClusterCa, issueNodeCredentials, nodeTlsFiles } from "./pki.js";
@@ -15,6 +13,7 @@ import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS, type NodeConfig } from "../havend/con
 import { conflict, inputError, unavailable } from "../core/errors.js";
 import { formatRoles, layoutProblem, NODE_ROLES, rolesOf, type NodeRole } from "../core/roles.js";
 import { isAlive, livePid, processesMatching, terminate } from "../lib/process.js";
+import { DEFAULT_GUEST_DIR, spawnHavend } from "./services.js";
 import { stopLocalCeph } from "./ceph/bootstrap.js";
 import { clusterFilePath, readClusterFile, type ClusterFile, type LocalEtcdMember } from "./cluster-file.js";
 import { ensureLabNetwork, labLeasesFile, labNetworkFor, removeLabNetwork } from "./local-network.js";
@@ -26,9 +25,6 @@ import {
   type StorageChoice,
 } from "./local-storage.js";
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-export const DEFAULT_GUEST_DIR = join(REPO_ROOT, "guest", "build");
-const HAVEND = join(REPO_ROOT, "bin", "havend.js");
 const MAX_NODES = 16;
 const DEFAULT_NODES = 3;
 /** A majority of three survives the loss of one member; more is not needed on one machine. */
@@ -67,6 +63,7 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
   const layout = nodeLayout(options);
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   const existing = await readClusterFile(options.stateDir);
+  if (existing?.installed) throw installedCluster(options.stateDir);
   const cluster = existing ?? (await createClusterFile(options, layout));
   const kept = existing?.nodes.map((node) => formatRoles(rolesOf(node))).join(",");
   const asked = options.nodes ?? options.roles?.length;
@@ -363,22 +360,14 @@ async function ensureHavend(
     roles: [...rolesOf(node)],
     shutdownMigrateSeconds: DEFAULT_SHUTDOWN_MIGRATE_SECONDS,
     tlsDir: tls.dir,
+    // Every local node can let servers join: they share this machine's CA.
+    caDir: caDir(stateDir),
     ...(etcdIdentity && { etcdTls: etcdIdentity }),
     migration: { host: api.hostname },
     ...(cluster.network && { dhcpLeases: labLeasesFile(cluster.network) }),
   };
   await writeFile(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
-  const log = openSync(join(node.dir, "havend.log"), "a");
-  try {
-    const child = spawn(process.execPath, [HAVEND, "--config", configFile], {
-      detached: true,
-      stdio: ["ignore", log, log],
-    });
-    child.unref();
-    await writeFile(pidFile, String(child.pid));
-  } finally {
-    closeSync(log);
-  }
+  await spawnHavend(configFile, node.dir);
   progress(`started havend ${node.name} on ${node.api}`);
 }
 
@@ -396,16 +385,18 @@ export async function clusterDown(
   progress: (line: string) => void,
 ): Promise<void> {
   const cluster = await readClusterFile(stateDir);
+  if (cluster?.installed) throw installedCluster(stateDir);
   if (!cluster) {
     await stopLocalCeph(join(stateDir, "ceph")).catch(() => undefined);
     if (purge) await rm(stateDir, { recursive: true, force: true });
     progress(`no cluster in ${stateDir}`);
     return;
   }
-  for (const node of cluster.nodes) {
-    const pid = await livePid(join(node.dir, "havend.pid"), join(node.dir, "havend.json"));
-    if (pid) await stop(pid);
-  }
+  // The cluster's nodes, and servers that joined it with their directory in this state directory.
+  const havends = (await processesMatching(`${stateDir}/`)).filter(({ cmdline }) =>
+    cmdline.includes("havend.js"),
+  );
+  await Promise.all(havends.map(({ pid }) => stop(pid)));
   // Guests outlive their agents; anything still running from this state directory goes now.
   const guests = (await processesMatching(stateDir)).filter(({ cmdline }) => cmdline.includes("qemu-system"));
   await Promise.all(guests.map(({ pid }) => stop(pid)));
@@ -422,6 +413,12 @@ export async function clusterDown(
     progress(`removed ${stateDir}`);
   }
 }
+
+const installedCluster = (stateDir: string) =>
+  inputError(
+    `${stateDir} describes a cluster installed with haven init/join, whose daemons run as services: ` +
+      `'haven cluster up' and 'down' are for local clusters (stop an installed node with systemctl stop havend)`,
+  );
 
 /** SIGTERM, SIGKILL after 5 s; a process frozen by `haven node freeze` is let go on first, so it can exit. */
 async function stop(pid: number): Promise<void> {

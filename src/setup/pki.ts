@@ -11,6 +11,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { readTlsFiles, type TlsFiles } from "../lib/tls.js";
 
@@ -112,8 +113,22 @@ export async function issueNodeCredentials(
   addresses: string[],
   outDir: string,
 ): Promise<NodeCredentialsResult> {
-  const ca = { cert: join(resolve(caDir), caFiles.cert), key: join(resolve(caDir), caFiles.key) };
+  const { ca, wanted } = await nodeCertificatePlan(caDir, node, addresses);
   const dir = resolve(outDir);
+  await privateDir(dir);
+  if (await nodeCredentialsValid(dir, ca.cert, wanted)) {
+    await Promise.all(Object.values(nodeFiles).map((f) => chmod(join(dir, f), 0o600)));
+    return { dir, issued: false };
+  }
+  const { keyPem, csrPem } = await newNodeKey(node);
+  const certPem = await signNodeRequest(caDir, node, addresses, csrPem);
+  await writeNodeCredentials(dir, await readFile(ca.cert, "utf8"), certPem, keyPem);
+  return { dir, issued: true };
+}
+
+/** The CA's files and the subjectAltNames of a certificate for `node` at `addresses`, once both are checked. */
+async function nodeCertificatePlan(caDir: string, node: string, addresses: string[]) {
+  const ca = { cert: join(resolve(caDir), caFiles.cert), key: join(resolve(caDir), caFiles.key) };
   if (!nodeNamePattern.test(node)) throw new PkiError(`invalid node name for a certificate: ${node}`);
   if (addresses.length === 0)
     throw new PkiError(`node ${node} needs at least one address in its certificate`);
@@ -123,40 +138,84 @@ export async function issueNodeCredentials(
   for (const file of [ca.cert, ca.key])
     if (!(await exists(file)))
       throw new PkiError(`no cluster CA in ${resolve(caDir)} (${file} is missing): create the CA first`);
-  await privateDir(dir);
-  const wanted = [`DNS:${node}`, ...addresses.map((a) => `IP:${canonicalIp(a)}`)];
-  if (await nodeCredentialsValid(dir, ca.cert, wanted)) {
-    await Promise.all(Object.values(nodeFiles).map((f) => chmod(join(dir, f), 0o600)));
-    return { dir, issued: false };
-  }
-  await inStaging(dir, async (staging) => {
-    const key = join(staging, "key.pem");
-    await writePrivate(key, await openssl(["genpkey", ...keyAlgorithm]));
-    const csr = join(staging, "req.pem");
-    await writePrivate(csr, await openssl(["req", "-new", "-key", key, "-subj", `/O=Haven/CN=${node}`]));
-    const extFile = join(staging, "ext.cnf");
-    await writePrivate(extFile, nodeExtensions(wanted));
-    const cert = await openssl([
+  return { ca, wanted: [`DNS:${node}`, ...addresses.map((a) => `IP:${canonicalIp(a)}`)] };
+}
+
+/** A new node key and a certificate signing request for it (the key stays where it was made). */
+export async function newNodeKey(node: string): Promise<{ keyPem: string; csrPem: string }> {
+  if (!nodeNamePattern.test(node)) throw new PkiError(`invalid node name for a certificate: ${node}`);
+  const keyPem = await openssl(["genpkey", ...keyAlgorithm]);
+  const csrPem = await withTempFiles({ "key.pem": keyPem }, ([key]) =>
+    openssl(["req", "-new", "-key", key!, "-subj", `/O=Haven/CN=${node}`]),
+  );
+  return { keyPem, csrPem };
+}
+
+/**
+ * A node certificate for the key of `csrPem`, signed by the CA in `caDir`: the CA decides what it names
+ * (the node and `addresses`), whatever the request asked for; the request must be signed by its own key.
+ */
+export async function signNodeRequest(
+  caDir: string,
+  node: string,
+  addresses: string[],
+  csrPem: string,
+): Promise<string> {
+  const { ca, wanted } = await nodeCertificatePlan(caDir, node, addresses);
+  return withTempFiles({ "req.pem": csrPem, "ext.cnf": nodeExtensions(wanted) }, async ([csr, extFile]) => {
+    await openssl(["req", "-in", csr!, "-noout", "-verify"]).catch(() => {
+      throw new PkiError("the certificate request is not a valid PEM request signed by its own key");
+    });
+    return openssl([
       "x509",
       "-req",
-      ...["-in", csr],
+      ...["-in", csr!],
+      ...["-subj", `/O=Haven/CN=${node}`],
       ...["-CA", ca.cert, "-CAkey", ca.key],
       ...["-set_serial", randomSerial()],
       ...["-days", String(nodeDays)],
-      ...["-extfile", extFile, "-extensions", "node"],
+      ...["-extfile", extFile!, "-extensions", "node"],
     ]);
-    const keyPem = await readFile(key, "utf8");
-    const files: Record<string, string> = {
-      [nodeFiles.caCert]: await readFile(ca.cert, "utf8"),
-      [nodeFiles.serverCert]: cert,
-      [nodeFiles.clientCert]: cert,
-      [nodeFiles.serverKey]: keyPem,
-      [nodeFiles.clientKey]: keyPem,
-    };
+  });
+}
+
+/** Writes a node's credentials into `dir` (QEMU's tls-creds-x509 layout), replacing what was there at once. */
+export async function writeNodeCredentials(
+  dir: string,
+  caCertPem: string,
+  certPem: string,
+  keyPem: string,
+): Promise<void> {
+  await privateDir(dir);
+  const files: Record<string, string> = {
+    [nodeFiles.caCert]: caCertPem,
+    [nodeFiles.serverCert]: certPem,
+    [nodeFiles.clientCert]: certPem,
+    [nodeFiles.serverKey]: keyPem,
+    [nodeFiles.clientKey]: keyPem,
+  };
+  await inStaging(dir, async (staging) => {
     for (const [name, content] of Object.entries(files)) await writePrivate(join(staging, name), content);
     for (const name of Object.keys(files)) await rename(join(staging, name), join(dir, name));
   });
-  return { dir, issued: true };
+}
+
+/** Runs `work` with these contents in private temporary files (their paths, in order); removes them. */
+async function withTempFiles<T>(
+  files: Record<string, string>,
+  work: (paths: string[]) => Promise<T>,
+): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), "haven-pki-"));
+  try {
+    const paths = [];
+    for (const [name, content] of Object.entries(files)) {
+      await writePrivate(join(dir, name), content);
+      paths.push(join(dir, name));
+    }
+    return await work(paths);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function nodeExtensions(subjectAltNames: string[]): string {

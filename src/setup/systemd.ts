@@ -26,7 +26,7 @@ After=network-online.target ${UNITS.etcd} ceph.target
 
 [Service]
 Type=simple
-ExecStart=${options.node} ${options.havend} --config ${options.config}
+ExecStart=${[options.node, options.havend, "--config", options.config].map(quoted).join(" ")}
 # Guests are daemonized QEMUs: stopping or restarting havend (an upgrade) leaves them running, and the next
 # havend re-attaches to them. Only a host shutdown applies the shutdown policy.
 KillMode=process

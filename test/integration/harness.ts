@@ -27,6 +27,29 @@ export interface RunResult {
   stderr: string;
 }
 
+/** Runs `haven ...args` and collects its output. */
+export function runHaven(
+  args: string[],
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, [HAVEN, ...args], {
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
+    if (options.input !== undefined) child.stdin!.end(options.input);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolveRun({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
 export class TestCluster {
   private constructor(readonly stateDir: string) {}
 
@@ -54,22 +77,7 @@ export class TestCluster {
 
   /** Runs `haven --state-dir <dir> ...args` and collects its output. */
   haven(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-    return new Promise((resolveRun, reject) => {
-      const child = spawn(process.execPath, [HAVEN, "--state-dir", this.stateDir, ...args], {
-        stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-      const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
-      if (options.input !== undefined) child.stdin!.end(options.input);
-      child.on("error", reject);
-      child.on("close", (code) => {
-        clearTimeout(timer);
-        resolveRun({ code: code ?? -1, stdout, stderr });
-      });
-    });
+    return runHaven(["--state-dir", this.stateDir, ...args], options);
   }
 
   /**

@@ -35,6 +35,7 @@ import {
   vmActionSchema,
   type VmAction,
 } from "../../core/model.js";
+import { joinGrantSchema, type JoinGrant } from "../../core/join.js";
 import type { PlacementRules } from "../../core/placement-rules.js";
 import { systemClock, type Clock } from "../../lib/clock.js";
 import type { Constraint } from "../../core/scheduler/types.js";
@@ -106,6 +107,9 @@ export class ClusterStore {
     `${this.storageFencesPrefix}${fence.node}/${fence.vm}`;
   get fenceAgentsPrefix() {
     return `${this.prefix}config/fence-agents/`;
+  }
+  get joinGrantsPrefix() {
+    return `${this.prefix}join-grants/`;
   }
   get controllerKey() {
     return `${this.prefix}controller/leader`;
@@ -481,6 +485,44 @@ export class ClusterStore {
   /** Returns whether there was one. */
   async deleteFenceAgent(node: string): Promise<boolean> {
     return (await this.etcd.delete(`${this.fenceAgentsPrefix}${node}`)) > 0;
+  }
+
+  // --- join grants ---
+  /** Keeps a grant until it is taken or `ttlSeconds` pass (its lease then deletes it). */
+  async putJoinGrant(id: string, grant: JoinGrant, ttlSeconds: number): Promise<void> {
+    const lease = await this.etcd.grantLease(ttlSeconds);
+    const key = `${this.joinGrantsPrefix}${id}`;
+    const { succeeded } = await this.etcd.txn(
+      [{ key, target: "version", result: "equal", value: 0 }],
+      [{ type: "put", key, value: JSON.stringify(grant), lease }],
+    );
+    if (!succeeded) throw conflict(`join grant ${id} exists already`);
+  }
+
+  async getJoinGrant(id: string): Promise<Versioned<JoinGrant> | undefined> {
+    return versioned(joinGrantSchema, await this.etcd.get(`${this.joinGrantsPrefix}${id}`));
+  }
+
+  async listJoinGrants(): Promise<Array<{ id: string; grant: JoinGrant }>> {
+    const { kvs } = await this.etcd.list(this.joinGrantsPrefix);
+    return kvs.map((kv) => ({
+      id: kv.key.slice(this.joinGrantsPrefix.length),
+      grant: decode(joinGrantSchema, kv),
+    }));
+  }
+
+  async deleteJoinGrant(id: string): Promise<void> {
+    await this.etcd.delete(`${this.joinGrantsPrefix}${id}`);
+  }
+
+  /** Deletes the grant if it is still the one read at `modRevision`: true for exactly one taker. */
+  async takeJoinGrant(id: string, modRevision: number): Promise<boolean> {
+    const key = `${this.joinGrantsPrefix}${id}`;
+    const { succeeded } = await this.etcd.txn(
+      [{ key, target: "mod", result: "equal", value: modRevision }],
+      [{ type: "delete", key }],
+    );
+    return succeeded;
   }
 
   // --- events ---

@@ -1,10 +1,12 @@
-// haven node list; fault commands for local clusters: haven node kill|shutdown|freeze|thaw NODE
+// haven node list; haven node add NAME (a join token); fault commands for local clusters: haven node kill|shutdown|freeze|thaw NODE
 import type { Command } from "commander";
 import type { NodeView } from "../../api/service.js";
-import type { CliContext } from "../context.js";
 import { freezeNode, killNode, shutdownNode, thawNode, type NodeProcess } from "../../setup/local-faults.js";
 import { formatRoles } from "../../core/roles.js";
 import { printJson, printTable } from "../output.js";
+import { DEFAULT_JOIN_TTL_SECONDS, type JoinTokenView } from "../../api/join-service.js";
+import { progress, type CliContext } from "../context.js";
+import { durationOption } from "../parse.js";
 
 export function registerNode(program: Command, ctx: CliContext): void {
   const node = program.command("node").description("cluster nodes");
@@ -30,6 +32,27 @@ export function registerNode(program: Command, ctx: CliContext): void {
           n.vms.join(",") || "-",
         ]),
       );
+    });
+
+  node
+    .command("add <name>")
+    .description(
+      "make a one-time token that lets a server join as node NAME: run 'haven join TOKEN --address IP' there (docs/install.md)",
+    )
+    .option(
+      "--ttl <duration>",
+      "how long the token stays valid, e.g. 30m, 1h, 2d",
+      durationOption("--ttl"),
+      DEFAULT_JOIN_TTL_SECONDS,
+    )
+    .option("--json", "machine-readable output")
+    .action(async (name: string, options: { ttl: number; json?: boolean }) => {
+      const issued = await (
+        await ctx.api()
+      ).post<JoinTokenView>(`/v1/nodes/${encodeURIComponent(name)}/join-token`, { ttlSeconds: options.ttl });
+      if (options.json) return printJson(issued);
+      console.log(issued.token);
+      progress(`valid once, until ${issued.expiresAt}; on the new server run: haven join TOKEN --address IP`);
     });
 
   const faults = [

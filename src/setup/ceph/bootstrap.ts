@@ -13,7 +13,8 @@ import {
   startLocalCephDaemon,
   stopLocalCeph,
 } from "./daemons.js";
-import { cephExec, type CephIdentity } from "../../adapters/ceph/exec.js";
+import type { CephIdentity } from "../../adapters/ceph/exec.js";
+import { nodeClientKeyring } from "../../adapters/ceph/clients.js";
 import { waitForCephHealth } from "./health-wait.js";
 import { createLocalCeph, POOL, remaining } from "./local-create.js";
 import { cephPaths, type DaemonKind, type LocalCephRecord, monAddrs, readRecord } from "./local-layout.js";
@@ -60,15 +61,6 @@ export interface LocalCephInfo {
 }
 
 const DEFAULT_TIMEOUT_MS = 180_000;
-/** What Haven's node users may do: RBD I/O on the pool, blocklisting for exclusive-lock takeover, no admin. */
-const CLIENT_CAPS = [
-  "mon",
-  "profile rbd",
-  "osd",
-  `profile rbd pool=${POOL}`,
-  "mgr",
-  `profile rbd pool=${POOL}`,
-];
 const CONF_HEADER = "# Written by Haven";
 
 export async function bootstrapLocalCeph(opts: LocalCephOptions): Promise<LocalCephInfo> {
@@ -228,14 +220,7 @@ async function ensureClients(
   for (const node of clients) {
     const file = p.clientKeyring(node);
     if (!existsSync(file)) {
-      const keyring = await cephExec(
-        "ceph",
-        admin,
-        ["auth", "get-or-create", `client.haven-${node}`, ...CLIENT_CAPS],
-        {
-          timeoutMs: remaining(deadline),
-        },
-      );
+      const keyring = await nodeClientKeyring(admin, node, POOL, remaining(deadline));
       await writeFile(file, keyring, { mode: 0o600 });
     }
     keyrings[node] = file;

@@ -1,0 +1,31 @@
+// Haven's per-node cephx users (client.haven-<node>): each node's QEMUs open the disks as their node, so
+// that fencing a node can be told from fencing another and a node never needs the admin key for guest I/O.
+import { nodeCephId } from "../storage/config.js";
+import { cephExec, type CephIdentity } from "./exec.js";
+
+/** What a node's user may do: RBD I/O on the pool, blocklisting for exclusive-lock takeover, no admin. */
+const nodeClientCaps = (pool: string) => [
+  "mon",
+  "profile rbd",
+  "osd",
+  `profile rbd pool=${pool}`,
+  "mgr",
+  `profile rbd pool=${pool}`,
+];
+
+/** The keyring of `node`'s user, created if it does not exist yet (get-or-create: idempotent). */
+export function nodeClientKeyring(
+  admin: CephIdentity,
+  node: string,
+  pool: string,
+  timeoutMs = 30_000,
+): Promise<string> {
+  return cephExec(
+    "ceph",
+    admin,
+    ["auth", "get-or-create", `client.${nodeCephId(node)}`, ...nodeClientCaps(pool)],
+    {
+      timeoutMs,
+    },
+  );
+}

@@ -1,0 +1,143 @@
+// Joining servers to the cluster (`haven node add` and `haven join`): one-time tokens kept as hashed grants
+// in etcd, and the exchange that turns a token and a certificate request into a node certificate and the
+// settings every node shares. Only a node holding the cluster CA's key can do this; the token names it.
+import { createHash, timingSafeEqual, X509Certificate } from "node:crypto";
+import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
+import { conflict, inputError, notFound } from "../core/errors.js";
+import {
+  encodeJoinToken,
+  fingerprintOf,
+  type JoinGrant,
+  type JoinRequest,
+  type JoinResponse,
+  type JoinSettings,
+} from "../core/join.js";
+import { nodeNameSchema } from "../core/model.js";
+import { isoNow, type Clock } from "../lib/clock.js";
+
+export const DEFAULT_JOIN_TTL_SECONDS = 3600;
+const MAX_JOIN_TTL_SECONDS = 7 * 24 * 3600;
+const MIN_JOIN_TTL_SECONDS = 60;
+
+/** What a node holding the cluster CA's key offers. */
+export interface JoinAuthority {
+  /** The cluster CA certificate (PEM). */
+  caCertificate: string;
+  /** This node's API (https), where joining servers are sent. */
+  api: string;
+  /** A certificate for `node` at `address` for the key of `csr`. */
+  sign(node: string, address: string, csr: string): Promise<string>;
+  /** What the joining `node` is told besides its certificate. */
+  settingsFor(node: string): Promise<JoinSettings>;
+}
+
+export interface JoinTokenView {
+  node: string;
+  token: string;
+  expiresAt: string;
+}
+
+export class JoinService {
+  constructor(
+    private readonly store: ClusterStore,
+    private readonly clock: Clock,
+    private readonly random: (bytes: number) => Buffer,
+    /** Absent on nodes without the CA key. */
+    private readonly authority: JoinAuthority | undefined,
+    private readonly thisNode: string,
+  ) {}
+
+  caCertificate(): { certificate: string } {
+    return { certificate: this.requireAuthority().caCertificate };
+  }
+
+  /** A new one-time token for `node`; earlier tokens for the same node stop working. */
+  async issueToken(node: string, ttlSeconds = DEFAULT_JOIN_TTL_SECONDS): Promise<JoinTokenView> {
+    const authority = this.requireAuthority();
+    if (!nodeNameSchema.safeParse(node).success)
+      throw inputError(`invalid node name: ${JSON.stringify(node)}`);
+    if (
+      !Number.isInteger(ttlSeconds) ||
+      ttlSeconds < MIN_JOIN_TTL_SECONDS ||
+      ttlSeconds > MAX_JOIN_TTL_SECONDS
+    )
+      throw inputError(
+        `a join token lives from ${MIN_JOIN_TTL_SECONDS} s to ${MAX_JOIN_TTL_SECONDS / 86400} days`,
+      );
+    await this.refuseLiveNode(node);
+    for (const { id, grant } of await this.store.listJoinGrants())
+      if (grant.node === node) await this.store.deleteJoinGrant(id);
+    const id = this.random(8).toString("hex");
+    const secret = this.random(32).toString("hex");
+    const expiresAt = new Date(this.clock.now() + ttlSeconds * 1000).toISOString();
+    await this.store.putJoinGrant(
+      id,
+      { node, secretSha256: secretHash(secret), expiresAt, issuedBy: this.thisNode },
+      ttlSeconds,
+    );
+    const ca = fingerprintOf(new X509Certificate(authority.caCertificate).fingerprint256);
+    await this.store.appendEvent({
+      type: "join-token",
+      node,
+      reason: `a join token for ${node} was made on ${this.thisNode}, valid until ${expiresAt}`,
+    });
+    return { node, token: encodeJoinToken({ node, api: authority.api, ca, id, secret }), expiresAt };
+  }
+
+  /** Signs the joining server's certificate and tells it the cluster's settings; the token is used up. */
+  async join(request: JoinRequest): Promise<JoinResponse> {
+    const authority = this.requireAuthority();
+    const unsupported = request.roles.filter((role) => role !== "compute");
+    if (unsupported.length > 0)
+      throw inputError(
+        `a joining server can only have the compute role for now (asked: ${request.roles.join("+")}): ` +
+          `OSDs and etcd members are set up by 'haven cluster up' on a local cluster`,
+      );
+    const stored = await this.store.getJoinGrant(request.id);
+    if (!stored)
+      throw notFound(
+        "unknown join token: it was used, replaced or expired; make a new one with 'haven node add'",
+      );
+    const problem = grantProblem(stored.value, request.secret, this.clock.now());
+    if (problem) throw inputError(problem);
+    const node = stored.value.node;
+    await this.refuseLiveNode(node);
+    const certificate = await authority.sign(node, request.address, request.csr).catch((err: Error) => {
+      throw inputError(`cannot sign the certificate request: ${err.message}`);
+    });
+    const settings = await authority.settingsFor(node);
+    if (!(await this.store.takeJoinGrant(request.id, stored.modRevision)))
+      throw conflict("the join token was used by another server at the same moment");
+    await this.store.appendEvent({
+      type: "node-joined",
+      node,
+      reason: `${node} joined from ${request.address} with roles ${request.roles.join("+")} at ${isoNow(this.clock)}`,
+    });
+    return { ...settings, node, certificate, caCertificate: authority.caCertificate };
+  }
+
+  private requireAuthority(): JoinAuthority {
+    if (!this.authority)
+      throw conflict(
+        `node ${this.thisNode} holds no cluster CA key and cannot let servers join: ask the node that created the cluster`,
+      );
+    return this.authority;
+  }
+
+  private async refuseLiveNode(node: string): Promise<void> {
+    if ((await this.store.listNodes()).some((info) => info.name === node))
+      throw conflict(`node ${node} is online already: a joining server needs a name of its own`);
+  }
+}
+
+const secretHash = (secret: string): string => createHash("sha256").update(secret).digest("hex");
+
+/** Why `secret` does not open `grant` at `now`, or undefined when it does. */
+function grantProblem(grant: JoinGrant, secret: string, now: number): string | undefined {
+  const given = Buffer.from(secretHash(secret), "hex");
+  const expected = Buffer.from(grant.secretSha256, "hex");
+  if (given.length !== expected.length || !timingSafeEqual(given, expected))
+    return "the join token's secret is wrong";
+  if (Date.parse(grant.expiresAt) <= now) return `the join token expired at ${grant.expiresAt}`;
+  return undefined;
+}

@@ -1,0 +1,107 @@
+// Joining a server to a cluster: the one-time token `haven node add` prints and `haven join` takes, and the
+// grant the cluster keeps for it. The token carries what the new server needs to trust the cluster before it
+// has any credentials (the API address of a node that can sign certificates, and the SHA-256 fingerprint of
+// the cluster CA), plus a grant id and a random secret. etcd keeps only the secret's hash.
+import { z } from "zod";
+import { inputError } from "./errors.js";
+import { nodeNameSchema } from "./names.js";
+import { rolesSchema } from "./roles.js";
+
+const TOKEN_PREFIX = "haven-join-1.";
+
+export const joinTokenSchema = z.object({
+  /** The node the token was made for. */
+  node: nodeNameSchema,
+  /** https URL of the API that signs the joining server's certificate. */
+  api: z.url(),
+  /** SHA-256 of the cluster CA certificate (DER), lower-case hex without separators. */
+  ca: z.string().regex(/^[0-9a-f]{64}$/),
+  id: z.string().regex(/^[0-9a-f]{16}$/),
+  secret: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type JoinToken = z.infer<typeof joinTokenSchema>;
+
+/** What etcd keeps for a token until it is used or expires. */
+export const joinGrantSchema = z.object({
+  node: nodeNameSchema,
+  secretSha256: z.string(),
+  expiresAt: z.string(),
+  issuedBy: z.string(),
+});
+export type JoinGrant = z.infer<typeof joinGrantSchema>;
+
+export const encodeJoinToken = (token: JoinToken): string =>
+  TOKEN_PREFIX + Buffer.from(JSON.stringify(token)).toString("base64url");
+
+export function decodeJoinToken(text: string): JoinToken {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith(TOKEN_PREFIX))
+    throw inputError(
+      `not a Haven join token (it starts with ${TOKEN_PREFIX}; make one with 'haven node add NAME')`,
+    );
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(trimmed.slice(TOKEN_PREFIX.length), "base64url").toString("utf8"));
+  } catch {
+    throw inputError("the join token is damaged (copy it again, whole)");
+  }
+  const parsed = joinTokenSchema.safeParse(raw);
+  if (!parsed.success) throw inputError("the join token is damaged (copy it again, whole)");
+  return parsed.data;
+}
+
+/** SHA-256 of a certificate's DER bytes in the token's spelling, from Node's colon-separated upper-case form. */
+export const fingerprintOf = (fingerprint256: string): string =>
+  fingerprint256.replaceAll(":", "").toLowerCase();
+
+/** What a joining server sends with the token's id and secret: where it is, what it does, and its key's CSR. */
+export const joinRequestSchema = z.object({
+  id: z.string().min(1),
+  secret: z.string().min(1),
+  address: z.union([z.ipv4(), z.ipv6()]),
+  roles: rolesSchema,
+  csr: z.string().includes("BEGIN CERTIFICATE REQUEST"),
+});
+export type JoinRequest = z.infer<typeof joinRequestSchema>;
+
+/** The cluster's storage as a joining server sets it up: Ceph's files are handed over as their contents. */
+export const joinStorageSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("dir"), path: z.string().min(1) }),
+  z.object({
+    type: z.literal("rbd"),
+    pool: z.string().min(1),
+    adminId: z.string().min(1),
+    conf: z.string().min(1),
+    adminKeyring: z.string().min(1),
+    /** The keyring of the node's own cephx identity (client.haven-<node>), so fencing can tell it apart. */
+    nodeKeyring: z.string().min(1),
+  }),
+]);
+export type JoinStorage = z.infer<typeof joinStorageSchema>;
+
+/** What every node of a cluster shares, handed to a joining server. */
+export const joinSettingsSchema = z.object({
+  cluster: z.string().min(1),
+  prefix: z.string().min(1),
+  etcd: z.array(z.url()).min(1),
+  /**
+   * How the node reaches etcd: "node" with its own certificate (etcd trusts the cluster CA), null over plain
+   * HTTP, or with the PEM contents of an identity the cluster's etcd was given.
+   */
+  etcdTls: z.union([
+    z.literal("node"),
+    z.null(),
+    z.object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() }),
+  ]),
+  leaseTtlSeconds: z.number().int().min(2),
+  apiToken: z.string().min(1),
+  storage: joinStorageSchema,
+});
+export type JoinSettings = z.infer<typeof joinSettingsSchema>;
+
+export const joinResponseSchema = joinSettingsSchema.extend({
+  node: nodeNameSchema,
+  certificate: z.string().min(1),
+  caCertificate: z.string().min(1),
+});
+export type JoinResponse = z.infer<typeof joinResponseSchema>;

@@ -1,0 +1,216 @@
+// Installing on servers, as docs/install.md has it. A server joins a running cluster with `haven node add`
+// and `haven join`: it comes online with its roles, its own certificate from the cluster CA and its own Ceph
+// user, takes a live-migrated canary over TLS, and the token cannot be used twice or by a server that was
+// sent elsewhere. And a cluster made with `haven init` on one "server" (its own address and directories)
+// takes a second one with `haven join`.
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { NodeView } from "../../src/api/service.js";
+import type { JoinTokenView } from "../../src/api/join-service.js";
+import type { CanaryReport } from "../../src/core/canary.js";
+import { highestAckInLog } from "../../src/core/canary.js";
+import { decodeJoinToken, encodeJoinToken } from "../../src/core/join.js";
+import type { HavenEvent, VmView } from "../../src/core/model.js";
+import { requireClusterFile } from "../../src/setup/cluster-file.js";
+import { freePort } from "../../src/setup/etcd.js";
+import { processesMatching, terminate } from "../../src/lib/process.js";
+import { eventually, runHaven, SUITE_TIMEOUT, TestCluster } from "./harness.js";
+
+const ADDRESS = "127.0.10.3";
+
+describe("joining a server to a running cluster", SUITE_TIMEOUT, () => {
+  let cluster: TestCluster;
+  /** The token node3 joined with. */
+  let usedToken = "";
+  before(async () => {
+    cluster = await TestCluster.start({ nodes: 2, storage: "rbd" });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  const nodeDir = (node: string) => join(cluster.stateDir, "nodes", node);
+  const joinArgs = async (token: string, dir: string) => [
+    "join",
+    token,
+    ...["--address", ADDRESS, "--port", String(await freePort(ADDRESS))],
+    ...["--dir", dir, "--ceph-dir", join(dir, "ceph")],
+    ...["--run", "process", "--accel", "tcg", "--roles", "compute"],
+  ];
+  const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
+  const highestAck = async (vm: string) => {
+    const logs = ["node1", "node2", "node3"].map((node) =>
+      readFile(join(nodeDir(node), "guests", vm, "serial.log"), "latin1").catch(() => ""),
+    );
+    return Math.max(...(await Promise.all(logs)).map(highestAckInLog));
+  };
+  const acking = (vm: string, floor: number, on?: string) =>
+    eventually(`${vm} acking past ${floor}${on ? ` on ${on}` : ""}`, async () => {
+      const view = await show(vm);
+      const running = view.state === "running" && (on === undefined || view.node === on);
+      return running && (await highestAck(vm)) > floor ? view : undefined;
+    });
+
+  test("node add + join: the node comes online with its roles, credentials and Ceph user, and runs a migrated canary", async () => {
+    const issued = await cluster.json<JoinTokenView>(["node", "add", "node3", "--ttl", "10m"]);
+    assert.equal(issued.node, "node3");
+    usedToken = issued.token;
+    const dir = nodeDir("node3");
+    const joined = await cluster.haven(await joinArgs(issued.token, dir), { timeoutMs: 240_000 });
+    assert.equal(joined.code, 0, joined.stderr);
+    assert.match(joined.stdout, /node3 joined the cluster; its API is https:\/\/127\.0\.10\.3:\d+/);
+
+    const nodes = await cluster.json<NodeView[]>(["node", "list"]);
+    const node3 = nodes.find((n) => n.name === "node3");
+    assert.ok(node3, `node3 online: ${nodes.map((n) => n.name).join(", ")}`);
+    assert.deepEqual(node3.roles, ["compute"]);
+    assert.match(node3.api, /^https:\/\/127\.0\.10\.3:/);
+    assert.ok(node3.storage.ok, "node3 reaches Ceph with its own user");
+
+    // Its key never left it; its certificate comes from the cluster CA and names its address.
+    const file = await requireClusterFile(cluster.stateDir);
+    const ca = new X509Certificate(await readFile(file.caFile!, "utf8"));
+    const cert = new X509Certificate(await readFile(join(dir, "tls", "server-cert.pem"), "utf8"));
+    assert.ok(cert.verify(ca.publicKey));
+    assert.match(cert.subjectAltName ?? "", /IP Address:127\.0\.10\.3/);
+    for (const secret of ["tls/server-key.pem", "token", "ceph/ceph.client.admin.keyring", "havend.json"])
+      assert.equal((await stat(join(dir, secret))).mode & 0o077, 0, `${secret} is private`);
+    assert.match(
+      await readFile(join(dir, "ceph", "ceph.client.haven-node3.keyring"), "utf8"),
+      /client\.haven-node3/,
+    );
+
+    // A canary live-migrates onto the new node (TLS between node1 and node3) and keeps every write.
+    await cluster.ok(["vm", "create", "canary", "--canary", "--start"]);
+    await acking("canary", 0);
+    await cluster.ok(["vm", "migrate", "canary", "--to", "node3"], { timeoutMs: 300_000 });
+    await acking("canary", await highestAck("canary"), "node3");
+    const acked = await highestAck("canary");
+    const report = await cluster.json<CanaryReport>(["canary", "verify", "canary"]);
+    assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
+    assert.ok(report.highestSeq >= acked, `every ack is on disk (${report.highestSeq} >= ${acked})`);
+
+    const events = await cluster.json<HavenEvent[]>(["events", "--limit", "10000"]);
+    assert.ok(events.some((e) => e.type === "node-joined" && e.node === "node3"));
+  });
+
+  test("a token works once, not for a name that is online, and not when its CA fingerprint is not the cluster's", async () => {
+    const online = await cluster.haven(["node", "add", "node1"]);
+    assert.notEqual(online.code, 0);
+    assert.match(online.stderr, /node1 is online already/);
+
+    const issued = await cluster.json<JoinTokenView>(["node", "add", "node5"]);
+    const forged = encodeJoinToken({ ...decodeJoinToken(issued.token), ca: "0".repeat(64) });
+    const elsewhere = join(cluster.stateDir, "elsewhere");
+    const refused = await cluster.haven(await joinArgs(forged, elsewhere));
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /fingerprint .* is not the token's/);
+    assert.ok(!existsSync(elsewhere), "a refused join writes nothing");
+
+    const reused = await cluster.haven(await joinArgs(usedToken, elsewhere));
+    assert.notEqual(reused.code, 0);
+    assert.match(reused.stderr, /unknown join token: it was used, replaced or expired/);
+    const damaged = await cluster.haven(await joinArgs(issued.token.slice(0, -6), elsewhere));
+    assert.notEqual(damaged.code, 0);
+    assert.match(damaged.stderr, /join token is damaged/);
+    assert.ok(!existsSync(elsewhere), "a refused join writes nothing");
+  });
+});
+
+describe("haven init on a first server, haven join on a second", SUITE_TIMEOUT, () => {
+  let root: string;
+  const servers = [
+    { name: "node1", address: "127.0.20.1" },
+    { name: "node2", address: "127.0.20.2" },
+  ];
+  /** Each server's CLI has its own state directory, as on two machines. */
+  const cli = (server: number, args: string[], timeoutMs = 240_000) =>
+    runHaven(["--state-dir", join(root, `cli${server}`), ...args], { timeoutMs });
+  const ok = async (server: number, args: string[]) => {
+    const result = await cli(server, args);
+    assert.equal(result.code, 0, `haven ${args.join(" ")}: ${result.stderr}`);
+    return result.stdout;
+  };
+  const json = async <T>(server: number, args: string[]) =>
+    JSON.parse(await ok(server, [...args, "--json"])) as T;
+  const serverFlags = async (i: number) => [
+    ...["--address", servers[i]!.address, "--port", String(await freePort(servers[i]!.address))],
+    ...["--dir", join(root, servers[i]!.name), "--run", "process", "--accel", "tcg"],
+  ];
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "haven-install-"));
+  });
+  after(async () => {
+    // Installed servers are stopped as their service manager would: every process of their directories.
+    const left = await processesMatching(`${root}/`);
+    await Promise.all(left.map(({ pid }) => terminate(pid, 5000)));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test("init, node add, join: both nodes online, the canary migrates between them; local-cluster commands refuse", async () => {
+    const address = servers[0]!.address;
+    const etcdPorts = [await freePort(address), await freePort(address)];
+    const init = await json<{ node: string; api: string }>(0, [
+      "init",
+      ...(await serverFlags(0)),
+      "--dir-storage",
+      ...["--etcd-client-port", String(etcdPorts[0]), "--etcd-peer-port", String(etcdPorts[1])],
+    ]);
+    assert.equal(init.node, "node1");
+    const issued = await json<JoinTokenView>(0, ["node", "add", "node2"]);
+    const joined = await json<{ node: string }>(1, ["join", issued.token, ...(await serverFlags(1))]);
+    assert.equal(joined.node, "node2");
+
+    // The second server's CLI reaches the cluster through the file join wrote.
+    const nodes = await json<NodeView[]>(1, ["node", "list"]);
+    assert.deepEqual(
+      nodes.map((n) => `${n.name}=${n.roles.join("+")}`),
+      ["node1=compute+monitor", "node2=compute"],
+    );
+    const etcd = await json<Array<{ endpoint: string; healthy: boolean }>>(0, ["etcd", "list"]);
+    assert.deepEqual(
+      etcd.map((m) => [m.endpoint, m.healthy]),
+      [[`https://${address}:${etcdPorts[0]}`, true]],
+    );
+
+    await ok(0, ["vm", "create", "canary", "--canary", "--start"]);
+    const serial = (node: string) => join(root, node, "guests", "canary", "serial.log");
+    const highestAck = async () => {
+      const logs = await Promise.all(servers.map((s) => readFile(serial(s.name), "latin1").catch(() => "")));
+      return Math.max(...logs.map(highestAckInLog));
+    };
+    const acking = (floor: number, on?: string) =>
+      eventually(`canary acking past ${floor}`, async () => {
+        const view = JSON.parse(await ok(1, ["vm", "show", "canary", "--json"])) as VmView;
+        const here = view.state === "running" && (on === undefined || view.node === on);
+        return here && (await highestAck()) > floor ? view : undefined;
+      });
+    const first = await acking(0);
+    const other = first.node === "node1" ? "node2" : "node1";
+    await ok(1, ["vm", "migrate", "canary", "--to", other]);
+    await acking(await highestAck(), other);
+    const acked = await highestAck();
+    const report = await json<CanaryReport>(0, ["canary", "verify", "canary"]);
+    assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
+    assert.ok(report.highestSeq >= acked, `every ack is on disk (${report.highestSeq} >= ${acked})`);
+    await ok(0, ["vm", "stop", "canary"]);
+
+    for (const command of [
+      ["cluster", "up"],
+      ["cluster", "down"],
+    ]) {
+      const refused = await cli(0, command);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /installed with haven init\/join/);
+    }
+    const again = await cli(0, ["init", ...(await serverFlags(0)), "--dir-storage"]);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /holds a node already/);
+  });
+});

@@ -1,8 +1,9 @@
-// Installing Haven on servers. `haven init` makes the first server of a new cluster: the cluster CA, an etcd
-// member over TLS, the storage, havend. `haven join TOKEN`: makes this server a node of the cluster that made the token. It trusts the cluster CA
-// only once its fingerprint matches the token's, keeps its own key (the cluster signs a request for it),
-// writes what every node shares (etcd, storage, the API token), and starts havend.
-import { X509Certificate } from "node:crypto";
+// Installing Haven on servers (docs/install.md). `haven init` makes the first server of a new cluster: the
+// cluster CA, an etcd member over TLS, the storage, havend. `haven join TOKEN` makes a server a node of the
+// cluster that made the token: it trusts the cluster CA only once its fingerprint matches the token's, keeps
+// its own key (the cluster signs a request for it), writes what every node shares (etcd, storage, the API
+// token) and starts havend. Both write the CLI's cluster file, so that `haven` works on every server.
+import { randomBytes, X509Certificate } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
@@ -27,7 +28,6 @@ import { etcdMember } from "./etcd.js";
 import { prepareStorage } from "./local-storage.js";
 import type { NodeView } from "../api/service.js";
 import { nodeNameSchema } from "../core/names.js";
-import { randomBytes } from "node:crypto";
 import {
   caFiles,
   createClusterCa,
@@ -93,6 +93,8 @@ export async function joinCluster(options: JoinOptions): Promise<ServerNode> {
   if (!reply.success) throw unavailable(`${token.api} answered the join with something unexpected`);
   const joined = reply.data;
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Ceph's files first: a ceph.conf of another cluster stops the join before the node's own files are written.
+  const storage = await writeStorage(joined.storage, joined.node, options.cephDir);
   const tlsDir = join(dir, "tls");
   await writeNodeCredentials(tlsDir, joined.caCertificate, joined.certificate, keyPem);
   const tokenFile = join(dir, "token");
@@ -106,7 +108,7 @@ export async function joinCluster(options: JoinOptions): Promise<ServerNode> {
     listen: { host: options.address, port: options.port },
     tokenFile,
     stateDir: dir,
-    storage: await writeStorage(joined.storage, joined.node, options.cephDir),
+    storage,
     leaseTtlSeconds: joined.leaseTtlSeconds,
     accel: options.accel,
     shutdownMigrateSeconds: DEFAULT_SHUTDOWN_MIGRATE_SECONDS,

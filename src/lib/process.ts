@@ -38,9 +38,25 @@ export function commandLine(pid: number): string {
 
 /** The pid in `pidFile` if that process is alive and its command line contains `marker`. */
 export async function livePid(pidFile: string, marker: string): Promise<number | undefined> {
-  const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+  const pid = Number(await pidFileText(pidFile));
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
   return commandLine(pid).includes(marker) ? pid : undefined;
+}
+
+const PIDFILE_REREADS = 10;
+const PIDFILE_REREAD_MS = 10;
+
+/**
+ * A pidfile's content. Ceph daemons and QEMU truncate their pidfile before they write their pid into it, so
+ * a file that exists but is empty is read again a moment later rather than taken for a process that is gone.
+ */
+export async function pidFileText(pidFile: string): Promise<string> {
+  for (let reread = 0; ; reread++) {
+    const text = await readFile(pidFile, "utf8").catch(() => undefined);
+    if (text === undefined) return "";
+    if (text.trim() !== "" || reread === PIDFILE_REREADS) return text.trim();
+    await sleep(PIDFILE_REREAD_MS);
+  }
 }
 
 /** The state letter of /proc/PID/stat (R, S, D, T, Z, …), or undefined when there is no such process. */

@@ -6,7 +6,7 @@
 import { readFileSync, rmSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { isAlive } from "../../lib/process.js";
+import { isAlive, pidFileText } from "../../lib/process.js";
 import { rbdKeyFile, rbdSecrets } from "./cmdline.js";
 import type { GuestLaunch } from "./port.js";
 
@@ -39,11 +39,7 @@ export function guestFiles(runDir: string, vm: string): GuestFiles {
 
 /** The pid in the pidfile, or undefined if there is none (or it is garbage). */
 export async function readPid(pidFile: string): Promise<number | undefined> {
-  try {
-    return parsePid(await readFile(pidFile, "utf8"));
-  } catch {
-    return undefined;
-  }
+  return parsePid(await pidFileText(pidFile));
 }
 
 function parsePid(text: string): number | undefined {

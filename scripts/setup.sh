@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------------
-PACKAGES=(etcd-server etcd-client openssl qemu-system-x86 qemu-utils qemu-block-extra busybox-static cpio gzip xz-utils zstd
+PACKAGES=(etcd-server etcd-client openssl nftables qemu-system-x86 qemu-utils qemu-block-extra busybox-static cpio gzip xz-utils zstd
   linux-image-cloud-amd64 procps iproute2 ceph-mon ceph-osd ceph-mgr ceph-common dnsmasq-base genisoimage ovmf
   pacemaker-cli-utils # crm_simulate: the differential test against Pacemaker, bench:scheduler
   # the Debian guest image (guest/debian/build.sh, which the test command runs), its smoke test and ssh to it

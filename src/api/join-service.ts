@@ -13,7 +13,7 @@ import {
   type JoinSettings,
 } from "../core/join.js";
 import { nodeNameSchema } from "../core/model.js";
-import { isoNow, type Clock } from "../lib/clock.js";
+import type { Clock } from "../lib/clock.js";
 
 export const DEFAULT_JOIN_TTL_SECONDS = 3600;
 const MAX_JOIN_TTL_SECONDS = 7 * 24 * 3600;
@@ -111,7 +111,7 @@ export class JoinService {
     await this.store.appendEvent({
       type: "node-joined",
       node,
-      reason: `${node} joined from ${request.address} with roles ${request.roles.join("+")} at ${isoNow(this.clock)}`,
+      reason: `${node} joined from ${request.address} with roles ${request.roles.join("+")}`,
     });
     return { ...settings, node, certificate, caCertificate: authority.caCertificate };
   }

@@ -42,6 +42,11 @@ export const nodeConfigSchema = z.object({
    * (`haven node add`) and signs joining servers' certificates. Needs tlsDir.
    */
   caDir: z.string().min(1).optional(),
+  /**
+   * The address havend's connections to etcd leave from (default: the kernel's choice). A local cluster's
+   * node uses its own loopback address, as a host would, so that `haven node partition` can cut them.
+   */
+  localAddress: z.string().min(1).optional(),
   /** How havend reaches an etcd over https: the CA to trust, and the client certificate and key to present. */
   etcdTls: tlsFilesSchema.optional(),
   /** Live migration: the address incoming migrations listen on (default: the API's). */

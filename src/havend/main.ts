@@ -49,6 +49,7 @@ async function main(): Promise<void> {
   const etcd = new GatewayEtcdClient({
     endpoints: config.etcd,
     ...(config.etcdTls && { tls: readTlsFiles(config.etcdTls) }),
+    ...(config.localAddress !== undefined && { localAddress: config.localAddress }),
   });
   const store = new ClusterStore(etcd, config.prefix);
   const storage = openStorage(config.storage);

@@ -19,6 +19,22 @@ export function tlsDispatcher(identity: TlsIdentity): Dispatcher {
   return new Agent({ connect: identity });
 }
 
+/**
+ * A dispatcher whose connections leave from `localAddress` (default: the kernel's choice of source address),
+ * over TLS with `tls` when given; undefined when neither is asked for (fetch's own dispatcher then).
+ */
+export function clientDispatcher(options: {
+  tls?: TlsIdentity;
+  localAddress?: string;
+}): Dispatcher | undefined {
+  if (!options.tls && !options.localAddress) return undefined;
+  // The source address is the client's setting, not the connector's (undici passes it to each connect).
+  return new Agent({
+    ...(options.tls && { connect: options.tls }),
+    ...(options.localAddress !== undefined && { localAddress: options.localAddress }),
+  });
+}
+
 /** The files of a TLS identity, as a cluster file or havend's configuration names them. */
 export const tlsFilesSchema = z.object({
   ca: z.string().min(1),

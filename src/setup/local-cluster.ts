@@ -16,7 +16,13 @@ import { isAlive, livePid, processesMatching, terminate } from "../lib/process.j
 import { DEFAULT_GUEST_DIR, spawnHavend } from "./services.js";
 import { stopLocalCeph } from "./ceph/bootstrap.js";
 import { clusterFilePath, readClusterFile, type ClusterFile, type LocalEtcdMember } from "./cluster-file.js";
-import { ensureLabNetwork, labLeasesFile, labNetworkFor, removeLabNetwork } from "./local-network.js";
+import {
+  ensureLabNetwork,
+  labLeasesFile,
+  labNetworkFor,
+  removeAllCuts,
+  removeLabNetwork,
+} from "./local-network.js";
 import {
   ensureStorage,
   nodeAddresses,
@@ -364,6 +370,7 @@ async function ensureHavend(
     caDir: caDir(stateDir),
     ...(etcdIdentity && { etcdTls: etcdIdentity }),
     migration: { host: api.hostname },
+    localAddress: api.hostname,
     ...(cluster.network && { dhcpLeases: labLeasesFile(cluster.network) }),
   };
   await writeFile(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
@@ -401,6 +408,7 @@ export async function clusterDown(
   const guests = (await processesMatching(stateDir)).filter(({ cmdline }) => cmdline.includes("qemu-system"));
   await Promise.all(guests.map(({ pid }) => stop(pid)));
   if (guests.length > 0) progress(`stopped ${guests.length} guest(s)`);
+  await removeAllCuts(stateDir);
   if (cluster.network) await removeLabNetwork(cluster.network);
   await stopStorage(cluster.storage);
   for (const member of cluster.etcd.local?.members ?? []) {

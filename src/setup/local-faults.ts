@@ -1,5 +1,5 @@
 // Fault injection for local clusters (the demo and the HA tests use it): kill, freeze and thaw a node's
-// processes, kill and restart etcd members. Only processes that this state directory started are touched:
+// processes, cut and restore its network link, kill and restart etcd members. Only processes that this state directory started are touched:
 // pids come from pidfiles and are trusted only while their command line still names this state directory.
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -10,6 +10,7 @@ import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS } from "../havend/config.js";
 import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
 import { inputError, notFound, unavailable } from "../core/errors.js";
 import { pollUntil } from "../lib/async.js";
+import { cutAddress, cutTable, removeCut } from "./local-network.js";
 import { commandLine, isAlive, livePid, processesMatching, processState } from "../lib/process.js";
 import type { ClusterFile, LocalEtcdMember } from "./cluster-file.js";
 import {
@@ -262,4 +263,43 @@ export async function startEtcdMember(
     throw unavailable(`etcd member ${name} (pid ${pid}) did not become healthy: ${err.message}`);
   });
   return { ...result, pid, started: true, healthy: true, running: running + 1 };
+}
+
+export interface PartitionView {
+  node: string;
+  address: string;
+  /** Only what the node sends is dropped; it still receives. */
+  oneway: boolean;
+  /** The nftables table that holds the cut (`nft list table inet NAME`). */
+  table: string;
+}
+
+/**
+ * Cuts a local node's network link: every packet from its address to another (and, unless `oneway`, to it
+ * from another) is dropped, on loopback as on a wire. What runs on its address is cut off with it: its
+ * havend (whose etcd connections leave from there), its API, incoming migrations, and its Ceph monitor, OSD
+ * and etcd member. The QEMUs' own storage connections leave from 127.0.0.1 and keep going, as over a separate
+ * storage network: the node's self-fencing stops them before its lease can expire.
+ */
+export async function partitionNode(
+  stateDir: string,
+  cluster: ClusterFile,
+  name: string,
+  oneway: boolean,
+): Promise<PartitionView> {
+  const { table, address } = nodeCut(stateDir, cluster, name);
+  await removeCut(table);
+  await cutAddress(table, address, oneway);
+  return { node: name, address, oneway, table };
+}
+
+/** Restores a local node's network link; returns whether it was cut. */
+export function healNode(stateDir: string, cluster: ClusterFile, name: string): Promise<boolean> {
+  return removeCut(nodeCut(stateDir, cluster, name).table);
+}
+
+function nodeCut(stateDir: string, cluster: ClusterFile, name: string) {
+  requireLocal(stateDir, cluster);
+  const node = findNode(cluster, name);
+  return { table: cutTable(stateDir, cluster.nodes.indexOf(node)), address: new URL(node.api).hostname };
 }

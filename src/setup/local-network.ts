@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { run } from "../lib/command.js";
 import { livePid, terminate } from "../lib/process.js";
+import { unavailable } from "../core/errors.js";
 
 export const labNetworkSchema = z.object({
   bridge: z.string(),
@@ -24,9 +25,13 @@ export const labNetworkSchema = z.object({
 });
 export type LabNetwork = z.infer<typeof labNetworkSchema>;
 
+/** A short name for the local cluster in `stateDir`, for the names of what it creates on the machine. */
+export const localClusterId = (stateDir: string): string =>
+  createHash("sha256").update(stateDir).digest("hex").slice(0, 6);
+
 /** The lab network of the cluster in `stateDir`: names derived from the directory, so clusters never share. */
 export function labNetworkFor(stateDir: string): LabNetwork {
-  const id = createHash("sha256").update(stateDir).digest("hex").slice(0, 6);
+  const id = localClusterId(stateDir);
   return {
     bridge: `hv${id}lab`,
     namespace: `haven-${id}-lab`,
@@ -146,4 +151,43 @@ async function startDhcpServer(lab: LabNetwork): Promise<void> {
     "--log-dhcp",
     `--log-facility=${log}`,
   ]);
+}
+
+/** The nftables table that cuts the link of the node at `index` of the cluster in `stateDir`. */
+export const cutTable = (stateDir: string, index: number) =>
+  `haven_${localClusterId(stateDir)}_n${index + 1}`;
+
+/** Drops every packet from `address` to another address and, unless `oneway`, to it from another. */
+export async function cutAddress(table: string, address: string, oneway: boolean): Promise<void> {
+  const rules = [
+    `add table inet ${table}`,
+    `add chain inet ${table} cut { type filter hook output priority 0 ; policy accept ; }`,
+    `add rule inet ${table} cut ip saddr ${address} ip daddr != ${address} drop`,
+    ...(oneway ? [] : [`add rule inet ${table} cut ip daddr ${address} ip saddr != ${address} drop`]),
+  ];
+  await run("nft", ["-f", "-"], { input: rules.join("\n") + "\n" }).catch((err: Error) => {
+    throw unavailable(`cannot cut ${address} with nftables (Debian package nftables): ${err.message}`);
+  });
+}
+
+/** Removes a cut; returns whether there was one. */
+export async function removeCut(table: string): Promise<boolean> {
+  if (!(await cutTables()).includes(table)) return false;
+  await run("nft", ["delete", "table", "inet", table]);
+  return true;
+}
+
+/** Removes every cut of the cluster in `stateDir` (its teardown). */
+export async function removeAllCuts(stateDir: string): Promise<void> {
+  const prefix = cutTable(stateDir, 0).replace(/n1$/, "");
+  for (const table of await cutTables()) if (table.startsWith(prefix)) await removeCut(table);
+}
+
+/** The inet tables there are; none when nftables is not installed. */
+async function cutTables(): Promise<string[]> {
+  const listing = await run("nft", ["list", "tables", "inet"]).catch(() => "");
+  return listing
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/)[2] ?? "")
+    .filter(Boolean);
 }

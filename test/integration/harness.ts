@@ -8,7 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { apiClientFor } from "../../src/cli/context.js";
 import { requireClusterFile } from "../../src/setup/cluster-file.js";
-import { thawNode } from "../../src/setup/local-faults.js";
+import { healNode, thawNode } from "../../src/setup/local-faults.js";
 import type { VmView } from "../../src/core/model.js";
 import { processesMatching, terminate } from "../../src/lib/process.js";
 
@@ -128,7 +128,10 @@ export class TestCluster {
    */
   async reset(): Promise<void> {
     const file = await requireClusterFile(this.stateDir);
-    for (const node of file.nodes) await thawNode(this.stateDir, file, node.name);
+    for (const node of file.nodes) {
+      await thawNode(this.stateDir, file, node.name);
+      await healNode(this.stateDir, file, node.name);
+    }
     const up = await this.haven(["cluster", "up"]);
     if (up.code !== 0) throw new Error(`reset: cluster up failed: ${up.stderr}`);
     const api = await apiClientFor(file);

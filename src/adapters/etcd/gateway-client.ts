@@ -15,7 +15,7 @@ import {
   type WatchEvent,
   type WatchHandlers,
 } from "./port.js";
-import { tlsDispatcher, type Dispatcher, type TlsIdentity } from "../../lib/tls.js";
+import { clientDispatcher, type Dispatcher, type TlsIdentity } from "../../lib/tls.js";
 
 export interface GatewayEtcdClientOptions {
   /** Client URLs of the etcd members, e.g. ["http://127.0.0.1:2379"]. */
@@ -24,6 +24,8 @@ export interface GatewayEtcdClientOptions {
   requestTimeoutMs?: number;
   /** For https endpoints: the cluster CA to trust and the certificate etcd asks clients for. */
   tls?: TlsIdentity;
+  /** The address connections leave from (default: the kernel's choice). */
+  localAddress?: string;
 }
 
 /** etcd answered, but with an error that retrying elsewhere would not fix (bad request, etc.). */
@@ -93,7 +95,7 @@ export class GatewayEtcdClient implements EtcdClient {
     if (options.endpoints.length === 0) throw new Error("GatewayEtcdClient needs at least one endpoint");
     this.endpoints = options.endpoints.map((e) => e.replace(/\/+$/, ""));
     this.timeoutMs = options.requestTimeoutMs ?? 2000;
-    this.dispatcher = options.tls && tlsDispatcher(options.tls);
+    this.dispatcher = clientDispatcher(options);
   }
 
   async get(key: string): Promise<KeyValue | undefined> {

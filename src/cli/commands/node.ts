@@ -1,7 +1,15 @@
-// haven node list; haven node add NAME (a join token); fault commands for local clusters: haven node kill|shutdown|freeze|thaw NODE
+// haven node list; haven node add NAME (a join token); haven node partition|heal NODE and the other fault commands for local clusters: haven node kill|shutdown|freeze|thaw NODE
 import type { Command } from "commander";
 import type { NodeView } from "../../api/service.js";
-import { freezeNode, killNode, shutdownNode, thawNode, type NodeProcess } from "../../setup/local-faults.js";
+import {
+  freezeNode,
+  healNode,
+  killNode,
+  partitionNode,
+  shutdownNode,
+  thawNode,
+  type NodeProcess,
+} from "../../setup/local-faults.js";
 import { formatRoles } from "../../core/roles.js";
 import { printJson, printTable } from "../output.js";
 import { DEFAULT_JOIN_TTL_SECONDS, type JoinTokenView } from "../../api/join-service.js";
@@ -53,6 +61,30 @@ export function registerNode(program: Command, ctx: CliContext): void {
       if (options.json) return printJson(issued);
       console.log(issued.token);
       progress(`valid once, until ${issued.expiresAt}; on the new server run: haven join TOKEN --address IP`);
+    });
+
+  node
+    .command("partition <node>")
+    .description(
+      "local clusters: cut the node's network link (its havend, API, etcd member and Ceph daemons); its guests' storage traffic stays up, as on a separate storage network; 'haven node heal' restores it",
+    )
+    .option("--oneway", "drop only what the node sends; it still receives")
+    .option("--json", "machine-readable output")
+    .action(async (name: string, options: { oneway?: boolean; json?: boolean }) => {
+      const cut = await partitionNode(ctx.stateDir, await ctx.cluster(), name, options.oneway ?? false);
+      if (options.json) return printJson(cut);
+      console.log(
+        `cut ${name} (${cut.address}) off${cut.oneway ? " one way: it receives but cannot send" : ""}`,
+      );
+    });
+  node
+    .command("heal <node>")
+    .description("local clusters: restore the node's network link after 'haven node partition'")
+    .option("--json", "machine-readable output")
+    .action(async (name: string, options: { json?: boolean }) => {
+      const healed = await healNode(ctx.stateDir, await ctx.cluster(), name);
+      if (options.json) return printJson({ node: name, healed });
+      console.log(healed ? `restored ${name}'s network link` : `${name}'s network link was not cut`);
     });
 
   const faults = [

@@ -1,6 +1,7 @@
 // Fault injection for local clusters (the demo and the HA tests use it): kill, freeze and thaw a node's
-// processes, cut and restore its network link, kill and restart etcd members. Only processes that this state directory started are touched:
-// pids come from pidfiles and are trusted only while their command line still names this state directory.
+// processes, cut and restore its network link, kill and restart etcd members. Only processes that this state
+// directory started are touched: pids come from pidfiles and are trusted only while their command line still
+// names this state directory.
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { etcdHealthDispatcher, etcdHealthy } from "./etcd.js";

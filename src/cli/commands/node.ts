@@ -1,4 +1,5 @@
-// haven node list; haven node add NAME (a join token); haven node partition|heal NODE and the other fault commands for local clusters: haven node kill|shutdown|freeze|thaw NODE
+// haven node list; haven node add NAME (a join token); fault commands for local clusters:
+// haven node kill|shutdown|freeze|thaw|partition|heal NODE
 import type { Command } from "commander";
 import type { NodeView } from "../../api/service.js";
 import {

@@ -183,6 +183,10 @@ async function restart(
       ? `Ceph in ${dir}: started ${startedNow.map(([kind, id]) => `${kind}.${id}`).join(", ")}`
       : `Ceph in ${dir}: all ${record.mons.length + 1 + record.osds.length} daemons running`,
   );
+  // A Ceph whose daemons all run is left as it is: its health is `ceph status`'s to tell. Waiting here for
+  // HEALTH_OK would fail `cluster up` on a transient warning of a working cluster (slow OSD heartbeats for
+  // minutes after a network cut, PGs recovering).
+  if (startedNow.length === 0) return;
   const check = () => assertDaemonsRunning(dir, daemons);
   // Until a restarted daemon has joined, `ceph status` may still describe its dead predecessor.
   let lastProgress = Date.now();

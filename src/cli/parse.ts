@@ -1,5 +1,6 @@
 // Option parsers: turn bad values into one clear line naming the option, before anything is sent.
 import { InvalidArgumentError } from "commander";
+import { inputError } from "../core/errors.js";
 import { parseScore } from "../core/scheduler/scores.js";
 import { parseDurationSeconds, parseSizeMb } from "../core/units.js";
 
@@ -27,3 +28,16 @@ export const scoreOption = (name: string) => (value: string) => {
   if (!score.ok) throw new InvalidArgumentError(`${name}: ${score.error}`);
   return score.score;
 };
+
+/** --accel of the commands that make nodes: probe KVM (auto), or force it or TCG. */
+export function accelSetting(value: string): "auto" | "kvm" | "tcg" {
+  if (value !== "auto" && value !== "kvm" && value !== "tcg")
+    throw inputError("--accel must be auto, kvm or tcg");
+  return value;
+}
+
+/** --lease-ttl of the commands that make clusters, in seconds. */
+export function leaseTtlSetting(seconds: number): number {
+  if (seconds < 2 || seconds > 300) throw inputError("--lease-ttl must be 2-300 seconds");
+  return seconds;
+}

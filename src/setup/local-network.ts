@@ -153,9 +153,11 @@ async function startDhcpServer(lab: LabNetwork): Promise<void> {
   ]);
 }
 
+/** The nftables tables that cut the links of the nodes of the cluster in `stateDir` start so. */
+const cutTablePrefix = (stateDir: string) => `haven_${localClusterId(stateDir)}_`;
+
 /** The nftables table that cuts the link of the node at `index` of the cluster in `stateDir`. */
-export const cutTable = (stateDir: string, index: number) =>
-  `haven_${localClusterId(stateDir)}_n${index + 1}`;
+export const cutTable = (stateDir: string, index: number) => `${cutTablePrefix(stateDir)}n${index + 1}`;
 
 /** Drops every packet from `address` to another address and, unless `oneway`, to it from another. */
 export async function cutAddress(table: string, address: string, oneway: boolean): Promise<void> {
@@ -173,14 +175,16 @@ export async function cutAddress(table: string, address: string, oneway: boolean
 /** Removes a cut; returns whether there was one. */
 export async function removeCut(table: string): Promise<boolean> {
   if (!(await cutTables()).includes(table)) return false;
-  await run("nft", ["delete", "table", "inet", table]);
+  await deleteTable(table);
   return true;
 }
 
+const deleteTable = (table: string) => run("nft", ["delete", "table", "inet", table]);
+
 /** Removes every cut of the cluster in `stateDir` (its teardown). */
 export async function removeAllCuts(stateDir: string): Promise<void> {
-  const prefix = cutTable(stateDir, 0).replace(/n1$/, "");
-  for (const table of await cutTables()) if (table.startsWith(prefix)) await removeCut(table);
+  const prefix = cutTablePrefix(stateDir);
+  for (const table of await cutTables()) if (table.startsWith(prefix)) await deleteTable(table);
 }
 
 /** The inet tables there are; none when nftables is not installed. */

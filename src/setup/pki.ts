@@ -121,7 +121,7 @@ export async function issueNodeCredentials(
     return { dir, issued: false };
   }
   const { keyPem, csrPem } = await newNodeKey(node);
-  const certPem = await signNodeRequest(caDir, node, addresses, csrPem);
+  const certPem = await signPlanned({ ca, wanted }, node, csrPem);
   await writeNodeCredentials(dir, await readFile(ca.cert, "utf8"), certPem, keyPem);
   return { dir, issued: true };
 }
@@ -161,7 +161,12 @@ export async function signNodeRequest(
   addresses: string[],
   csrPem: string,
 ): Promise<string> {
-  const { ca, wanted } = await nodeCertificatePlan(caDir, node, addresses);
+  return signPlanned(await nodeCertificatePlan(caDir, node, addresses), node, csrPem);
+}
+
+type CertificatePlan = Awaited<ReturnType<typeof nodeCertificatePlan>>;
+
+async function signPlanned({ ca, wanted }: CertificatePlan, node: string, csrPem: string): Promise<string> {
   return withTempFiles({ "req.pem": csrPem, "ext.cnf": nodeExtensions(wanted) }, async ([csr, extFile]) => {
     await openssl(["req", "-in", csr!, "-noout", "-verify"]).catch(() => {
       throw new PkiError("the certificate request is not a valid PEM request signed by its own key");
@@ -201,21 +206,12 @@ export async function writeNodeCredentials(
 }
 
 /** Runs `work` with these contents in private temporary files (their paths, in order); removes them. */
-async function withTempFiles<T>(
-  files: Record<string, string>,
-  work: (paths: string[]) => Promise<T>,
-): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), "haven-pki-"));
-  try {
-    const paths = [];
-    for (const [name, content] of Object.entries(files)) {
-      await writePrivate(join(dir, name), content);
-      paths.push(join(dir, name));
-    }
-    return await work(paths);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+function withTempFiles<T>(files: Record<string, string>, work: (paths: string[]) => Promise<T>): Promise<T> {
+  return inStaging(tmpdir(), async (dir) => {
+    const paths = Object.keys(files).map((name) => join(dir, name));
+    for (const [i, content] of Object.values(files).entries()) await writePrivate(paths[i]!, content);
+    return work(paths);
+  });
 }
 
 function nodeExtensions(subjectAltNames: string[]): string {
@@ -347,11 +343,11 @@ async function writePrivate(path: string, content: string): Promise<void> {
 }
 
 /** Runs `work` in a fresh 0700 directory inside `dir` (same filesystem, so renames are atomic); removes it. */
-async function inStaging(dir: string, work: (staging: string) => Promise<void>): Promise<void> {
+async function inStaging<T>(dir: string, work: (staging: string) => Promise<T>): Promise<T> {
   const staging = await mkdtemp(join(dir, ".staging-"));
   try {
     await chmod(staging, 0o700);
-    await work(staging);
+    return await work(staging);
   } finally {
     await rm(staging, { recursive: true, force: true });
   }

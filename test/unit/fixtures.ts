@@ -1,5 +1,7 @@
 // Model records for unit tests: a node, a VM spec, a placement and a status with plain defaults, each
 // changed by the fields a test gives; a create-VM request and a whole havend on fakes.
+import assert from "node:assert/strict";
+import { HavenError } from "../../src/core/errors.js";
 import type { QemuCapabilities } from "../../src/adapters/qemu/capabilities.js";
 import type { ImportOptions } from "../../src/api/import-service.js";
 import type { SeedFiles } from "../../src/core/cloud-init.js";
@@ -148,4 +150,15 @@ export function havendOnFakes(options: {
     migration: { host: options.migrationHost ?? "127.0.0.1", tlsDir: "/tls" },
     log: silentLogger,
   });
+}
+
+/** The message of the HavenError with `code` that `promise` rejects with; fails the test otherwise. */
+export async function refusal(promise: Promise<unknown>, code: string): Promise<string> {
+  const err = await promise.then(
+    () => assert.fail(`expected a refusal (${code})`),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof HavenError, String(err));
+  assert.equal(err.code, code, err.message);
+  return err.message;
 }

@@ -10,8 +10,8 @@ import { FakeEtcd } from "../../src/adapters/etcd/fake.js";
 import { FakeStorage } from "../../src/adapters/storage/fake.js";
 import { ImportService, type ImportOptions, type ImportResult } from "../../src/api/import-service.js";
 import { importCibRequest, importCrmRequest, importLibvirtRequest } from "../../src/api/requests.js";
-import { HavenError, notFound } from "../../src/core/errors.js";
-import { fakeCapabilities, importOptions, nodeInfo } from "./fixtures.js";
+import { notFound } from "../../src/core/errors.js";
+import { fakeCapabilities, importOptions, nodeInfo, refusal } from "./fixtures.js";
 
 const KERNEL = process.execPath; // any readable file will do as a kernel for fakes
 // The test runner starts in the repository root; dist/ does not hold fixtures.
@@ -67,15 +67,6 @@ describe("import service on fakes", () => {
       importCrmRequest.parse({ crm: SEED, file: "seed.crm", domains: DOMAINS, dryRun: false, ...overrides }),
     );
   const keys = async () => (await etcd.list("/test/")).kvs.map((kv) => kv.key);
-  const refusal = async (promise: Promise<unknown>, code: string): Promise<string> => {
-    const err = await promise.then(
-      () => assert.fail("expected the import to be refused"),
-      (e: unknown) => e,
-    );
-    assert.ok(err instanceof HavenError, String(err));
-    assert.equal(err.code, code, err.message);
-    return err.message;
-  };
 
   test("a dry run returns the plan and writes nothing", async () => {
     const result = await crm({ dryRun: true });

@@ -13,7 +13,7 @@ import { HavenError } from "../../src/core/errors.js";
 import { decodeJoinToken, fingerprintOf, type JoinSettings } from "../../src/core/join.js";
 import type { Clock } from "../../src/lib/clock.js";
 import { caFiles, createClusterCa, newNodeKey, signNodeRequest } from "../../src/setup/pki.js";
-import { nodeInfo } from "./fixtures.js";
+import { nodeInfo, refusal } from "./fixtures.js";
 
 const SETTINGS: JoinSettings = {
   cluster: "haven",
@@ -55,15 +55,6 @@ describe("joining servers", () => {
     joins = new JoinService(store, clock, random, authority, "node1");
   });
 
-  const refusal = async (promise: Promise<unknown>, code: string): Promise<string> => {
-    const err = await promise.then(
-      () => assert.fail("expected a refusal"),
-      (e: unknown) => e,
-    );
-    assert.ok(err instanceof HavenError, String(err));
-    assert.equal(err.code, code, err.message);
-    return err.message;
-  };
   const requestFor = async (token: string, secret?: string) => {
     const decoded = decodeJoinToken(token);
     return {

@@ -14,7 +14,7 @@ import { clusterDown, clusterUp } from "../../setup/local-cluster.js";
 import type { ClusterFile } from "../../setup/cluster-file.js";
 import type { StorageChoice } from "../../setup/local-storage.js";
 import { formatBytes, printJson } from "../output.js";
-import { intOption } from "../parse.js";
+import { accelSetting, intOption, leaseTtlSetting } from "../parse.js";
 
 interface StatusView {
   cluster: string;
@@ -120,10 +120,8 @@ export function registerCluster(program: Command, ctx: CliContext): void {
     .option("--pool <name>", "RBD pool for guest disks with --ceph-conf", "rbd")
     .option("--json", "print the cluster description as JSON")
     .action(async (options: UpFlags) => {
-      if (!["auto", "kvm", "tcg"].includes(options.accel))
-        throw inputError("--accel must be auto, kvm or tcg");
-      if (options.leaseTtl < 2 || options.leaseTtl > 300)
-        throw inputError("--lease-ttl must be 2-300 seconds");
+      const accel = accelSetting(options.accel);
+      const leaseTtlSeconds = leaseTtlSetting(options.leaseTtl);
       const etcd = options.etcd?.split(",").map((url) => url.trim());
       for (const url of etcd ?? []) {
         if (!URL.canParse(url)) throw inputError(`--etcd: "${url}" is not a URL`);
@@ -135,8 +133,8 @@ export function registerCluster(program: Command, ctx: CliContext): void {
         etcd,
         etcdClient: await etcdClientFiles(options),
         etcdMembers: options.etcdMembers,
-        accel: options.accel as "auto" | "kvm" | "tcg",
-        leaseTtlSeconds: options.leaseTtl,
+        accel,
+        leaseTtlSeconds,
         storage: storageChoice(options),
         progress,
       });

@@ -14,7 +14,7 @@ import {
 } from "../../setup/install.js";
 import { progress, type CliContext } from "../context.js";
 import { printJson } from "../output.js";
-import { intOption } from "../parse.js";
+import { accelSetting, intOption, leaseTtlSetting } from "../parse.js";
 
 interface ServerFlags {
   address: string;
@@ -49,7 +49,7 @@ function serverCommand(command: Command, defaultRoles: string, rolesHelp: string
 }
 
 function common(flags: ServerFlags) {
-  if (!["auto", "kvm", "tcg"].includes(flags.accel)) throw inputError("--accel must be auto, kvm or tcg");
+  const accel = accelSetting(flags.accel);
   if (flags.port < 1 || flags.port > 65535) throw inputError("--port must be 1-65535");
   const run = (flags.run ?? (systemdRuns() ? "systemd" : "process")) as RunMode;
   if (!["systemd", "process"].includes(run)) throw inputError("--run must be systemd or process");
@@ -58,7 +58,7 @@ function common(flags: ServerFlags) {
     port: flags.port,
     roles: parseRoles(flags.roles),
     dir: flags.dir,
-    accel: flags.accel as "auto" | "kvm" | "tcg",
+    accel,
     run,
     progress,
   };
@@ -109,7 +109,7 @@ export function registerInstall(program: Command, ctx: CliContext): void {
           leaseTtl: number;
         },
       ) => {
-        if (flags.leaseTtl < 2 || flags.leaseTtl > 300) throw inputError("--lease-ttl must be 2-300 seconds");
+        const leaseTtlSeconds = leaseTtlSetting(flags.leaseTtl);
         if (Boolean(flags.cephConf) !== Boolean(flags.keyring))
           throw inputError("--ceph-conf and --keyring go together");
         if (Boolean(flags.cephConf) === Boolean(flags.dirStorage))
@@ -123,7 +123,7 @@ export function registerInstall(program: Command, ctx: CliContext): void {
             ? { type: "attach", conf: flags.cephConf, keyring: flags.keyring!, pool: flags.pool }
             : { type: "dir" },
           etcdPorts: { client: flags.etcdClientPort, peer: flags.etcdPeerPort },
-          leaseTtlSeconds: flags.leaseTtl,
+          leaseTtlSeconds,
           stateDir: ctx.stateDir,
         });
         report(result, "created the cluster", flags.json);

@@ -1,8 +1,11 @@
 // Joining servers to the cluster (`haven node add` and `haven join`): one-time tokens kept as hashed grants
 // in etcd, and the exchange that turns a token and a certificate request into a node certificate and the
 // settings every node shares. Only a node holding the cluster CA's key can do this; the token names it.
+// And removing them (`haven node remove`): a running node moves its guests away and stops, then the
+// cluster forgets what it kept for it.
 import { createHash, timingSafeEqual, X509Certificate } from "node:crypto";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
+import { ConstraintStore } from "../adapters/etcd/constraint-store.js";
 import { conflict, inputError, notFound } from "../core/errors.js";
 import {
   encodeJoinToken,
@@ -13,7 +16,7 @@ import {
   type JoinSettings,
 } from "../core/join.js";
 import { nodeNameSchema } from "../core/model.js";
-import type { Clock } from "../lib/clock.js";
+import { isoNow, type Clock } from "../lib/clock.js";
 
 export const DEFAULT_JOIN_TTL_SECONDS = 3600;
 const MAX_JOIN_TTL_SECONDS = 7 * 24 * 3600;
@@ -37,6 +40,14 @@ export interface JoinTokenView {
   expiresAt: string;
 }
 
+export interface NodeRemovalView {
+  node: string;
+  /** `leaving`: the node is moving its guests away and will stop; `removed`: the cluster forgot it. */
+  state: "leaving" | "removed";
+  /** The guests still placed on the node. */
+  guests: string[];
+}
+
 export class JoinService {
   constructor(
     private readonly store: ClusterStore,
@@ -45,6 +56,8 @@ export class JoinService {
     /** Absent on nodes without the CA key. */
     private readonly authority: JoinAuthority | undefined,
     private readonly thisNode: string,
+    /** Deletes a removed node's own storage user (Ceph); absent where nodes have none. */
+    private readonly removeStorageUser?: (node: string) => Promise<void>,
   ) {}
 
   caCertificate(): { certificate: string } {
@@ -108,12 +121,79 @@ export class JoinService {
     const settings = await authority.settingsFor(node);
     if (!(await this.store.takeJoinGrant(request.id, stored.modRevision)))
       throw conflict("the join token was used by another server at the same moment");
+    await this.store.setRemovedNode(node, null);
     await this.store.appendEvent({
       type: "node-joined",
       node,
       reason: `${node} joined from ${request.address} with roles ${request.roles.join("+")}`,
     });
     return { ...settings, node, certificate, caCertificate: authority.caCertificate };
+  }
+
+  /**
+   * Removes a node in two calls. While it is online: it is marked removed, and its havend moves its guests
+   * away and stops (`leaving`). Once it is offline with no guest placed on it: what the cluster kept for it
+   * (maintenance, freeze, fence agent, node attributes, its Ceph user) is deleted (`removed`); the mark stays,
+   * so its havend does not register again until the name joins anew. `force` removes a node that is offline
+   * without having been marked, a server that is gone for good. Nodes that run etcd members, Ceph monitors or
+   * OSDs are refused: their daemons cannot be moved yet.
+   */
+  async removeNode(node: string, force: boolean): Promise<NodeRemovalView> {
+    if (!nodeNameSchema.safeParse(node).success)
+      throw inputError(`invalid node name: ${JSON.stringify(node)}`);
+    const online = (await this.store.listNodes()).find((info) => info.name === node);
+    const marked = await this.store.getRemovedNode(node);
+    const guests = await this.guestsPlacedOn(node);
+    if (online) {
+      const daemons = (online.roles ?? ["compute", "storage", "monitor"]).filter(
+        (role) => role !== "compute",
+      );
+      if (daemons.length > 0)
+        throw conflict(
+          `node ${node} has the ${daemons.join("+")} role: Haven cannot yet move etcd members, Ceph monitors ` +
+            "or OSDs off a node, so it removes compute nodes only",
+        );
+      if (!marked) {
+        await this.store.setRemovedNode(node, { since: isoNow(this.clock), by: this.thisNode });
+        await this.store.appendEvent({
+          type: "node-leaving",
+          node,
+          reason: `removal asked on ${this.thisNode}: ${node} moves its guests away and stops`,
+        });
+      }
+      return { node, state: "leaving", guests };
+    }
+    if (!marked && !force)
+      throw notFound(
+        `node ${node} is not online: a node is removed while it runs (it moves its guests away and stops); ` +
+          "--force forgets a server that is gone for good",
+      );
+    if (guests.length > 0)
+      throw conflict(
+        `guests are still placed on ${node} (${guests.join(", ")}): wait until they have moved or HA has recovered them`,
+      );
+    await this.forget(node);
+    if (!marked) await this.store.setRemovedNode(node, { since: isoNow(this.clock), by: this.thisNode });
+    await this.store.appendEvent({
+      type: "node-removed",
+      node,
+      reason: `removed on ${this.thisNode}${marked ? "" : " (forced: the node was offline)"}`,
+    });
+    return { node, state: "removed", guests };
+  }
+
+  private async guestsPlacedOn(node: string): Promise<string[]> {
+    const { placements } = await this.store.snapshotVms();
+    return [...placements].filter(([, placement]) => placement.node === node).map(([vm]) => vm);
+  }
+
+  /** Deletes what the cluster keeps for a node beyond its lease. */
+  private async forget(node: string): Promise<void> {
+    await this.store.setMaintenance(node, null);
+    await this.store.setFrozen(node, null);
+    await this.store.deleteFenceAgent(node);
+    await ConstraintStore.of(this.store).deleteNodeAttributes(node);
+    await this.removeStorageUser?.(node);
   }
 
   private requireAuthority(): JoinAuthority {

@@ -175,8 +175,9 @@ function buildRoutes(service: HavenService): Route[] {
 }
 
 /**
- * `haven node add NAME` (behind the token) and what `haven join` asks (open: the CA certificate, which the
- * joining server checks against the token's fingerprint, and the join itself, authorised by the token's secret).
+ * `haven node add NAME` and `haven node remove NAME` (behind the token) and what `haven join` asks (open: the CA
+ * certificate, which the joining server checks against the token's fingerprint, and the join itself,
+ * authorised by the token's secret).
  */
 function joinRoutes(joins: JoinService): Route[] {
   return [
@@ -188,6 +189,11 @@ function joinRoutes(joins: JoinService): Route[] {
         if (!parsed.success) throw inputError(describeIssues(parsed.error));
         return joins.issueToken(node!, parsed.data.ttlSeconds);
       },
+    },
+    {
+      method: "DELETE",
+      pattern: /^\/v1\/nodes\/([^/]+)$/,
+      handler: ([node], _, query) => joins.removeNode(node!, query.get("force") === "true"),
     },
     {
       method: "GET",

@@ -178,6 +178,13 @@ export const DEFAULT_SHUTDOWN_POLICY: ShutdownPolicy = "migrate";
 export const frozenNodeSchema = z.object({ since: z.string(), reason: z.string() });
 export type FrozenNode = z.infer<typeof frozenNodeSchema>;
 
+/**
+ * A node an administrator removed (`haven node remove`): while it runs it moves its guests away and stops, and
+ * its havend does not register again until the name joins anew.
+ */
+export const removedNodeSchema = z.object({ since: z.string(), by: z.string() });
+export type RemovedNode = z.infer<typeof removedNodeSchema>;
+
 /** A user's (or a drain's) request to move a VM; the controller turns it into a placement's migration. */
 export const migrationRequestSchema = z.object({
   id: z.string().min(1),

@@ -19,8 +19,10 @@ import { NodeLease, type LeaseFile } from "../agent/node-lease.js";
 const CONDITIONS_INTERVAL_MS = 10_000;
 const MAX_REGISTER_BACKOFF_MS = 5000;
 const LEAVE_POLL_MS = 500;
+const REMOVAL_POLL_MS = 2000;
 /** The reason of the maintenance or freeze a shutdown sets; the node lifts it when it is back. */
 const SHUTDOWN_REASON = "host shutdown";
+const REMOVAL_REASON = "removed from the cluster";
 
 export interface HavendDeps {
   /** The node record it registers (name, API address, capacity, accelerator, storage health…). */
@@ -41,10 +43,21 @@ export interface HavendDeps {
   migration: { host: string; tlsDir?: string };
   consoleLogs?: ConsoleLogs;
   controllerTimings?: ControllerDeps["timings"];
+  /** Called once when an administrator removes this node (`haven node remove`) while it runs. */
+  onRemoved?: () => void;
   log: Logger;
 }
 
-export class IncompatibleVersion extends Error {}
+/** Why this havend does not join the cluster: the administrator's to act on, not a crash. */
+export class RefusedToJoin extends Error {
+  constructor(
+    message: string,
+    /** Whether a service manager should start havend again (a removed node should stay stopped). */
+    readonly retry: boolean,
+  ) {
+    super(message);
+  }
+}
 
 export class Havend {
   readonly lease: NodeLease;
@@ -100,8 +113,8 @@ export class Havend {
   /**
    * Registers the node, retrying with capped backoff until etcd answers or the signal aborts. When the first
    * attempt fails, the guests a previous havend left running are killed: no lease vouches for them. Throws
-   * IncompatibleVersion, without retrying and after killing those guests, when an online node's version is
-   * out of range of this one's.
+   * RefusedToJoin, without retrying and after killing those guests, when the node was removed or an online
+   * node's version is out of range of this one's.
    */
   async register(signal: AbortSignal): Promise<void> {
     for (
@@ -110,11 +123,11 @@ export class Havend {
       delay = Math.min(delay * 2, MAX_REGISTER_BACKOFF_MS)
     ) {
       try {
-        await this.lease.register(() => this.refuseIncompatibleVersion());
+        await this.lease.register(() => this.refuseToJoin());
         await this.liftShutdownMarks();
         return;
       } catch (err) {
-        if (err instanceof IncompatibleVersion) {
+        if (err instanceof RefusedToJoin) {
           // This havend will not run: nothing will renew a lease for the guests a previous one left here.
           await this.agent.fenceOrphans();
           throw err;
@@ -134,18 +147,24 @@ export class Havend {
    * loops end (`endLoops`), the guests still here are shut down, and the lease is given up: with `failover`
    * the controller recovers them elsewhere at once, as for a failed node.
    */
-  async leave(policy: ShutdownPolicy, endLoops: () => Promise<void>, migrateWithinMs: number): Promise<void> {
+  async leave(
+    policy: ShutdownPolicy,
+    endLoops: () => Promise<void>,
+    migrateWithinMs: number,
+    reason = SHUTDOWN_REASON,
+  ): Promise<void> {
     const { store, info, clock, log } = this.deps;
     const since = isoNow(clock);
-    log.info("node leaving", { policy });
+    log.info("node leaving", { policy, reason });
     if (policy === "migrate") {
-      await store.setMaintenance(info.name, { since, reason: SHUTDOWN_REASON });
+      await store.setMaintenance(info.name, { since, reason });
       const left = await this.awaitGuestsMoved(clock.now() + migrateWithinMs);
       if (left.length > 0) log.warn("guests did not move away in time; stopping them", { vms: left });
     }
     if (policy === "freeze") await store.setFrozen(info.name, { since, reason: SHUTDOWN_REASON });
     await endLoops();
-    await this.agent.stopAll(`node ${info.name} shut down (shutdown policy ${policy})`);
+    const why = reason === SHUTDOWN_REASON ? `shut down (shutdown policy ${policy})` : reason;
+    await this.agent.stopAll(`node ${info.name} ${why}`);
     await this.lease.revoke();
   }
 
@@ -168,12 +187,27 @@ export class Havend {
     if ((await store.listFrozen()).has(info.name)) await store.setFrozen(info.name, null);
   }
 
-  /** A node whose version is out of range of an online node's does not join (rolling upgrades). */
-  private async refuseIncompatibleVersion(): Promise<void> {
+  /**
+   * A removed node does not join until its name joins anew; a node whose version is out of range of an online
+   * node's does not join until one of them is upgraded (rolling upgrades).
+   */
+  private async refuseToJoin(): Promise<void> {
     const { info, store } = this.deps;
+    const removed = await store.getRemovedNode(info.name);
+    if (removed)
+      throw new RefusedToJoin(
+        `node ${info.name} was removed from the cluster (${removed.since}, on ${removed.by}); ` +
+          `to bring it back, make a token with 'haven node add ${info.name}' and join with it`,
+        false,
+      );
     const online = (await store.listNodes()).filter((node) => node.name !== info.name);
     const problem = versionProblem(info.version, online);
-    if (problem) throw new IncompatibleVersion(problem);
+    if (problem) throw new RefusedToJoin(problem, true);
+  }
+
+  /** Migrates the guests away and leaves, as a shutdown with the migrate policy does. */
+  leaveRemoved(endLoops: () => Promise<void>, migrateWithinMs: number): Promise<void> {
+    return this.leave("migrate", endLoops, migrateWithinMs, REMOVAL_REASON);
   }
 
   /** Keeps the lease, runs the agent and the controller candidate until the signal aborts. */
@@ -187,7 +221,22 @@ export class Havend {
       this.agent.run(signal),
       this.controller.run(signal),
       this.watchNodeConditions(signal),
+      this.watchRemoval(signal),
     ]);
+  }
+
+  /** Tells `onRemoved` once an administrator has removed this node. */
+  private async watchRemoval(signal: AbortSignal): Promise<void> {
+    const { store, info, clock, log, onRemoved } = this.deps;
+    if (!onRemoved) return;
+    while (!signal.aborted) {
+      const removed = await store.getRemovedNode(info.name).catch(() => undefined);
+      if (removed) {
+        log.info("node removed from the cluster", { ...removed });
+        return onRemoved();
+      }
+      await clock.sleep(REMOVAL_POLL_MS, signal);
+    }
   }
 
   /** Republishes the node record whenever the node's storage health or its bridges change. */

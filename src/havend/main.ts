@@ -17,7 +17,7 @@ import { writeSeedImage } from "../adapters/cloud-init/seed-image.js";
 import { qemuCapabilities } from "../adapters/qemu/capabilities.js";
 import { QemuHypervisor } from "../adapters/qemu/hypervisor.js";
 import type { Accelerator } from "../adapters/qemu/port.js";
-import { cephExtras, openStorage } from "../adapters/storage/config.js";
+import { cephExtras, nodeUserRemover, openStorage } from "../adapters/storage/config.js";
 import { createApiServer } from "../api/server.js";
 import { HavenService } from "../api/service.js";
 import { ImportService } from "../api/import-service.js";
@@ -28,7 +28,7 @@ import { systemClock } from "../lib/clock.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { VERSION } from "../lib/version.js";
 import { loadNodeConfig, type NodeConfig } from "./config.js";
-import { Havend, IncompatibleVersion, nodeConditions } from "./havend.js";
+import { Havend, nodeConditions, RefusedToJoin } from "./havend.js";
 import { leaseFileAt } from "../agent/node-lease.js";
 import { hostShuttingDown } from "../adapters/host/shutdown.js";
 import { readTlsIdentity } from "../setup/pki.js";
@@ -42,6 +42,8 @@ async function main(): Promise<void> {
   const shutdown = new AbortController();
   // Ends the process; replaced, once the node runs, by a stop that first applies the shutdown policy.
   let stop = () => shutdown.abort();
+  // Replaced, once the node runs, by its leaving: guests moved away, then the process ends.
+  let removed = () => shutdown.abort();
   for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => stop());
 
   await mkdir(config.stateDir, { recursive: true });
@@ -74,6 +76,7 @@ async function main(): Promise<void> {
     leaseFile: leaseFileAt(join(config.stateDir, "lease")),
     accel: accel.accel,
     migration: { host: config.migration?.host ?? config.listen.host, tlsDir: config.tlsDir },
+    onRemoved: () => removed(),
     log,
   });
   await havend.register(shutdown.signal);
@@ -94,6 +97,7 @@ async function main(): Promise<void> {
     randomBytes,
     config.caDir && config.tlsDir ? await joinAuthority(config, config.caDir, info.api, token) : undefined,
     config.node,
+    nodeUserRemover(config.storage),
   );
   const server = createApiServer({
     service,
@@ -121,11 +125,18 @@ async function main(): Promise<void> {
   const loops = new AbortController();
   const running = havend.run(AbortSignal.any([loops.signal, shutdown.signal]));
   let leaving: Promise<void> | undefined;
+  const endLoops = async () => {
+    loops.abort();
+    await running;
+  };
   stop = () => {
-    leaving ??= leaveIfHostStops(havend, store, config, log, async () => {
-      loops.abort();
-      await running;
-    }).finally(() => shutdown.abort());
+    leaving ??= leaveIfHostStops(havend, store, config, log, endLoops).finally(() => shutdown.abort());
+  };
+  removed = () => {
+    leaving ??= havend
+      .leaveRemoved(endLoops, config.shutdownMigrateSeconds * 1000)
+      .catch((err: unknown) => log.error("leaving the cluster failed", { err }))
+      .finally(() => shutdown.abort());
   };
   await Promise.all([
     running,
@@ -204,8 +215,9 @@ async function chooseAccelerator(
 }
 
 main().catch((err: unknown) => {
-  // A refusal to join is the administrator's to act on, not a crash: its reason alone, without a stack.
-  const text = err instanceof IncompatibleVersion ? err.message : ((err as Error).stack ?? String(err));
-  process.stderr.write(`havend: ${text}\n`);
-  process.exit(1);
+  // A refusal to join is the administrator's to act on, not a crash: its reason alone, without a stack. A
+  // removed node exits with success, so that its service manager leaves it stopped.
+  const refused = err instanceof RefusedToJoin ? err : undefined;
+  process.stderr.write(`havend: ${refused ? refused.message : ((err as Error).stack ?? String(err))}\n`);
+  process.exit(refused && !refused.retry ? 0 : 1);
 });

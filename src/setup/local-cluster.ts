@@ -385,6 +385,17 @@ function etcdTls(cluster: ClusterFile, nodeTlsDir: string): TlsFiles | undefined
   return nodeTlsFiles(nodeTlsDir, "client");
 }
 
+/**
+ * What an administrator's etcd client presents: a local member's own client credentials, or the identity the
+ * cluster file names for an etcd Haven did not start (undefined: plain HTTP).
+ */
+export function adminEtcdTls(stateDir: string, cluster: ClusterFile): TlsFiles | undefined {
+  if (!cluster.etcd.local) return cluster.etcd.client;
+  const member = cluster.etcd.local.members.find((candidate) => candidate.tls);
+  const tlsDir = member && etcdMemberFiles(stateDir, member).tlsDir;
+  return tlsDir === undefined ? undefined : nodeTlsFiles(tlsDir, "client");
+}
+
 /** Stops havends, then guests, then etcd; with purge removes the state directory. */
 export async function clusterDown(
   stateDir: string,

@@ -1,8 +1,9 @@
 // Installing on servers, as docs/install.md has it. A server joins a running cluster with `haven node add`
 // and `haven join`: it comes online with its roles, its own certificate from the cluster CA and its own Ceph
 // user, takes a live-migrated canary over TLS, and the token cannot be used twice or by a server that was
-// sent elsewhere. And a cluster made with `haven init` on one "server" (its own address and directories)
-// takes a second one with `haven join`.
+// sent elsewhere; `haven node remove` moves its guests away, stops it and deletes its Ceph user. And a
+// cluster made with `haven init` on one "server" (its own address and directories) takes a second one with
+// `haven join`.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -11,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { NodeView } from "../../src/api/service.js";
-import type { JoinTokenView } from "../../src/api/join-service.js";
+import type { JoinTokenView, NodeRemovalView } from "../../src/api/join-service.js";
 import type { CanaryReport } from "../../src/core/canary.js";
 import { highestAckInLog } from "../../src/core/canary.js";
 import { decodeJoinToken, encodeJoinToken } from "../../src/core/join.js";
@@ -19,7 +20,8 @@ import type { HavenEvent, VmView } from "../../src/core/model.js";
 import { requireClusterFile } from "../../src/setup/cluster-file.js";
 import { freePort } from "../../src/setup/etcd.js";
 import { processesMatching, terminate } from "../../src/lib/process.js";
-import { eventually, runHaven, SUITE_TIMEOUT, TestCluster } from "./harness.js";
+import { run } from "../../src/lib/command.js";
+import { eventually, REPO_ROOT, runHaven, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
 const ADDRESS = "127.0.10.3";
 
@@ -119,6 +121,52 @@ describe("joining a server to a running cluster", SUITE_TIMEOUT, () => {
     assert.notEqual(damaged.code, 0);
     assert.match(damaged.stderr, /join token is damaged/);
     assert.ok(!existsSync(elsewhere), "a refused join writes nothing");
+  });
+
+  test("node remove: node3 moves the canary away and stops, its Ceph user is deleted, and it stays out", async () => {
+    const before = (await show("canary")).node === "node3" ? await highestAck("canary") : assert.fail();
+    const removed = await cluster.haven(["node", "remove", "node3", "--json"], { timeoutMs: 900_000 });
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(JSON.parse(removed.stdout) as NodeRemovalView, {
+      node: "node3",
+      state: "removed",
+      guests: [],
+    });
+    const moved = await acking("canary", before);
+    assert.notEqual(moved.node, "node3");
+    const nodes = await cluster.json<NodeView[]>(["node", "list"]);
+    assert.deepEqual(nodes.map((n) => n.name).sort(), ["node1", "node2"]);
+    assert.deepEqual(
+      await processesMatching(`${nodeDir("node3")}/havend.json`),
+      [],
+      "node3's havend stopped",
+    );
+
+    const file = await requireClusterFile(cluster.stateDir);
+    const storage = file.storage.type === "rbd" ? file.storage : assert.fail("rbd storage");
+    const admin = ["--conf", storage.conf, "--keyring", storage.adminKeyring];
+    await assert.rejects(run("ceph", [...admin, "auth", "get", "client.haven-node3"]), /client\.haven-node3/);
+
+    // Started again (a reboot, a service manager), its havend says why it stays out and exits with success.
+    let said = "";
+    const havend = [join(REPO_ROOT, "bin", "havend.js"), "--config", join(nodeDir("node3"), "havend.json")];
+    await run(process.execPath, havend, { timeoutMs: 120_000, onStderr: (text) => void (said += text) });
+    assert.match(said, /node node3 was removed from the cluster .* 'haven node add node3'/);
+    assert.equal(
+      (await cluster.json<NodeView[]>(["node", "list"])).some((n) => n.name === "node3"),
+      false,
+    );
+
+    const acked = await highestAck("canary");
+    const report = await cluster.json<CanaryReport>(["canary", "verify", "canary"]);
+    assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
+    assert.ok(report.highestSeq >= acked, `every ack is on disk (${report.highestSeq} >= ${acked})`);
+    const events = await cluster.json<HavenEvent[]>(["events", "--limit", "10000"]);
+    for (const type of ["node-leaving", "node-removed"])
+      assert.ok(
+        events.some((e) => e.type === type && e.node === "node3"),
+        type,
+      );
   });
 });
 

@@ -82,6 +82,8 @@ describe("node roles: the guide's layout", SUITE_TIMEOUT, () => {
       "rbd create guest1 --size 1024 --pool rbd",
       "qemu-img info -f rbd rbd:rbd/guest1",
       "rbd rm guest1 --pool rbd --no-progress",
+      "etcdctl endpoint health",
+      `etcdctl get --prefix --keys-only ${file.prefix}nodes/`,
     ].join("\n");
     const output = execFileSync("sh", ["-euc", script], {
       encoding: "utf8",
@@ -89,6 +91,12 @@ describe("node roles: the guide's layout", SUITE_TIMEOUT, () => {
     });
     assert.match(output, /health: HEALTH_OK/);
     assert.match(output, /virtual size: 1 GiB/);
+    assert.equal(
+      output.match(/ is healthy: successfully committed proposal/g)?.length,
+      3,
+      "three etcd members over TLS",
+    );
+    assert.match(output, /nodes\/node4$/m);
   });
 
   test("guests run only on compute nodes, are recovered on one, and cannot be migrated to a disk server", async () => {

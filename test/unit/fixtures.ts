@@ -131,6 +131,7 @@ export function havendOnFakes(options: {
   store: ClusterStore;
   hypervisor?: FakeHypervisor;
   migrationHost?: string;
+  onRemoved?: () => void;
 }): Havend {
   let leaseId = "";
   return new Havend({
@@ -148,6 +149,7 @@ export function havendOnFakes(options: {
     },
     accel: "tcg",
     migration: { host: options.migrationHost ?? "127.0.0.1", tlsDir: "/tls" },
+    ...(options.onRemoved && { onRemoved: options.onRemoved }),
     log: silentLogger,
   });
 }

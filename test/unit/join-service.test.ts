@@ -1,5 +1,5 @@
 // Join tokens and the join exchange on a fake etcd, with a real cluster CA in a temporary directory (the
-// certificates are made by openssl, as on a server).
+// certificates are made by openssl, as on a server); and the removal of nodes.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -13,7 +13,10 @@ import { HavenError } from "../../src/core/errors.js";
 import { decodeJoinToken, fingerprintOf, type JoinSettings } from "../../src/core/join.js";
 import type { Clock } from "../../src/lib/clock.js";
 import { caFiles, createClusterCa, newNodeKey, signNodeRequest } from "../../src/setup/pki.js";
-import { nodeInfo, refusal } from "./fixtures.js";
+import { ConstraintStore } from "../../src/adapters/etcd/constraint-store.js";
+import { RefusedToJoin } from "../../src/havend/havend.js";
+import { waitFor } from "../../src/lib/async.js";
+import { havendOnFakes, nodeInfo, placementOn, refusal, vmSpec } from "./fixtures.js";
 
 const SETTINGS: JoinSettings = {
   cluster: "haven",
@@ -52,8 +55,13 @@ describe("joining servers", () => {
     now = Date.parse("2026-12-01T10:00:00Z");
     etcd = new FakeEtcd({ now: () => now });
     store = new ClusterStore(etcd, "/test/", clock);
-    joins = new JoinService(store, clock, random, authority, "node1");
+    removedUsers = [];
+    joins = new JoinService(store, clock, random, authority, "node1", (node) => {
+      removedUsers.push(node);
+      return Promise.resolve();
+    });
   });
+  let removedUsers: string[] = [];
 
   const requestFor = async (token: string, secret?: string) => {
     const decoded = decodeJoinToken(token);
@@ -146,6 +154,87 @@ describe("joining servers", () => {
     assert.match(await refusal(joins.join(storage), "INPUT"), /only have the compute role for now/);
     assert.throws(() => decodeJoinToken("hello"), /not a Haven join token/);
     assert.throws(() => decodeJoinToken(token.slice(0, -8)), /damaged/);
+  });
+
+  test("a running compute node is marked and leaves; once it is offline without guests the cluster forgets it", async () => {
+    const lease = await etcd.grantLease(10);
+    await store.putNode(nodeInfo("node4", { roles: ["compute"] }), lease);
+    await store.createSpec(vmSpec("web"));
+    assert.ok(await store.swapPlacement("web", placementOn("node4"), 0));
+    await store.setMaintenance("node4", { since: "t0", reason: "removed from the cluster" });
+    await store.putFenceAgent("node4", { command: ["fence_ipmilan"], timeoutSeconds: 30 });
+    await ConstraintStore.of(store).putNodeAttributes({
+      node: "node4",
+      attributes: { rack: "a" },
+      importedAt: "t0",
+    });
+
+    const leaving = await joins.removeNode("node4", false);
+    assert.deepEqual(leaving, { node: "node4", state: "leaving", guests: ["web"] });
+    assert.equal((await store.getRemovedNode("node4"))?.by, "node1");
+    assert.deepEqual(await joins.removeNode("node4", false), leaving, "asking again changes nothing");
+    assert.deepEqual(removedUsers, [], "nothing is forgotten while the node runs");
+
+    await etcd.revokeLease(lease);
+    assert.match(
+      await refusal(joins.removeNode("node4", false), "CONFLICT"),
+      /still placed on node4 \(web\)/,
+    );
+    assert.ok(await store.swapPlacement("web", null, 1));
+    assert.deepEqual(await joins.removeNode("node4", false), { node: "node4", state: "removed", guests: [] });
+    assert.deepEqual(removedUsers, ["node4"]);
+    assert.equal((await store.listMaintenance()).size, 0);
+    assert.equal(await store.getFenceAgent("node4"), undefined);
+    assert.equal(await ConstraintStore.of(store).getNodeAttributes("node4"), undefined);
+    const types = (await store.listEvents()).map((e) => `${e.type} ${e.node}`);
+    assert.deepEqual(types.filter((t) => t.startsWith("node-")).sort(), [
+      "node-leaving node4",
+      "node-removed node4",
+    ]);
+
+    // The mark keeps its havend out until the name joins anew.
+    const havend = havendOnFakes({ info: nodeInfo("node4"), store });
+    await assert.rejects(havend.register(new AbortController().signal), (err: Error) => {
+      assert.ok(err instanceof RefusedToJoin && !err.retry);
+      assert.match(err.message, /node4 was removed from the cluster .*'haven node add node4'/);
+      return true;
+    });
+    const { token } = await joins.issueToken("node4");
+    await joins.join(await requestFor(token));
+    assert.equal(await store.getRemovedNode("node4"), undefined, "joining again lifts the mark");
+  });
+
+  test("a running havend hears of its removal", async () => {
+    const stop = new AbortController();
+    let heard = false;
+    const havend = havendOnFakes({
+      info: nodeInfo("node4", { roles: ["compute"] }),
+      store,
+      onRemoved: () => void (heard = true),
+    });
+    await havend.register(stop.signal);
+    const running = havend.run(stop.signal);
+    await joins.removeNode("node4", false);
+    await waitFor("onRemoved", () => (heard ? true : undefined), 30_000, 50);
+    stop.abort();
+    await running;
+  });
+
+  test("removal refuses nodes with daemons, offline nodes without --force, and bad names", async () => {
+    await store.putNode(nodeInfo("node2", { roles: ["storage", "monitor"] }), await etcd.grantLease(10));
+    assert.match(
+      await refusal(joins.removeNode("node2", false), "CONFLICT"),
+      /node2 has the storage\+monitor role: .* removes compute nodes only/,
+    );
+    assert.equal(await store.getRemovedNode("node2"), undefined);
+    assert.match(
+      await refusal(joins.removeNode("gone", false), "NOT_FOUND"),
+      /gone is not online: .* --force/,
+    );
+    assert.match(await refusal(joins.removeNode("no/such", false), "INPUT"), /invalid node name/);
+    assert.deepEqual(await joins.removeNode("gone", true), { node: "gone", state: "removed", guests: [] });
+    assert.deepEqual(removedUsers, ["gone"]);
+    assert.equal((await store.getRemovedNode("gone"))?.by, "node1");
   });
 
   test("a node without the CA key cannot make tokens", async () => {

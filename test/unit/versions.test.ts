@@ -5,7 +5,7 @@ import { ClusterStore } from "../../src/adapters/etcd/cluster-store.js";
 import { FakeEtcd } from "../../src/adapters/etcd/fake.js";
 import { FakeHypervisor } from "../../src/adapters/qemu/fake-hypervisor.js";
 import { nodesByVersion, versionProblem, versionsCompatible } from "../../src/core/versions.js";
-import { IncompatibleVersion } from "../../src/havend/havend.js";
+import { RefusedToJoin } from "../../src/havend/havend.js";
 import { havendOnFakes, nodeInfo } from "./fixtures.js";
 
 describe("versions", () => {
@@ -42,7 +42,7 @@ describe("versions", () => {
     const leftRunning = new FakeHypervisor();
     await leftRunning.start({ vm: "a", generation: 1, memoryMb: 64, vcpus: 1, disks: [], accel: "tcg" });
     await assert.rejects(havend("0.3.0", leftRunning).register(signal), (err: Error) => {
-      assert.ok(err instanceof IncompatibleVersion);
+      assert.ok(err instanceof RefusedToJoin);
       assert.match(err.message, /old runs 0\.1\.0/);
       return true;
     });

@@ -29,3 +29,12 @@ export function nodeClientKeyring(
     },
   );
 }
+
+/** Deletes `node`'s user, whose key then opens nothing; a user that does not exist is not an error. */
+export async function deleteNodeClient(admin: CephIdentity, node: string, timeoutMs = 30_000): Promise<void> {
+  await cephExec("ceph", admin, ["auth", "rm", `client.${nodeCephId(node)}`], { timeoutMs }).catch(
+    (err: Error) => {
+      if (!/does not exist|ENOENT/.test(err.message)) throw err;
+    },
+  );
+}

@@ -10,6 +10,7 @@ import {
   incomingSchema,
   maintenanceSchema,
   frozenNodeSchema,
+  removedNodeSchema,
   shutdownPolicySchema,
   DEFAULT_SHUTDOWN_POLICY,
   migrationDefaultsSchema,
@@ -24,6 +25,7 @@ import {
   type Incoming,
   type Maintenance,
   type FrozenNode,
+  type RemovedNode,
   type ShutdownPolicy,
   type MigrationDefaults,
   type MigrationRequest,
@@ -110,6 +112,9 @@ export class ClusterStore {
   }
   get joinGrantsPrefix() {
     return `${this.prefix}join-grants/`;
+  }
+  get removedNodesPrefix() {
+    return `${this.prefix}removed-nodes/`;
   }
   get controllerKey() {
     return `${this.prefix}controller/leader`;
@@ -485,6 +490,17 @@ export class ClusterStore {
   /** Returns whether there was one. */
   async deleteFenceAgent(node: string): Promise<boolean> {
     return (await this.etcd.delete(`${this.fenceAgentsPrefix}${node}`)) > 0;
+  }
+
+  // --- removed nodes ---
+  async getRemovedNode(node: string): Promise<RemovedNode | undefined> {
+    return versioned(removedNodeSchema, await this.etcd.get(`${this.removedNodesPrefix}${node}`))?.value;
+  }
+
+  async setRemovedNode(node: string, removed: RemovedNode | null): Promise<void> {
+    const key = `${this.removedNodesPrefix}${node}`;
+    if (removed) await this.etcd.put(key, JSON.stringify(removed));
+    else await this.etcd.delete(key);
   }
 
   // --- join grants ---

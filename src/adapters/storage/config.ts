@@ -5,6 +5,7 @@ import type { CephIdentity } from "../ceph/exec.js";
 import { DirStorage } from "./dir.js";
 import type { StorageBackend } from "./port.js";
 import { cephStatus } from "../ceph/status.js";
+import { deleteNodeClient } from "../ceph/clients.js";
 import { openRbdStorage, RbdStorage } from "./rbd.js";
 
 export const dirStorageConfigSchema = z.object({ type: z.literal("dir"), path: z.string().min(1) });
@@ -47,6 +48,12 @@ export function openStorage(config: StorageConfig): StorageBackend {
     admin: adminIdentity(config),
     nodeIdentity: (node) => nodeIdentity(config, node),
   });
+}
+
+/** Deletes a removed node's own Ceph user (Ceph storage; dir storage has none). */
+export function nodeUserRemover(config: StorageConfig): ((node: string) => Promise<void>) | undefined {
+  if (config.type !== "rbd") return undefined;
+  return (node) => deleteNodeClient(adminIdentity(config), node);
 }
 
 /** What only Ceph storage offers: Ceph's own status, and images in other pools. */

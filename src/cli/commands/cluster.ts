@@ -10,7 +10,7 @@ import { waitFor } from "../../lib/async.js";
 import type { TlsFiles } from "../../lib/tls.js";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
-import { clusterDown, clusterUp } from "../../setup/local-cluster.js";
+import { adminEtcdTls, clusterDown, clusterUp } from "../../setup/local-cluster.js";
 import type { ClusterFile } from "../../setup/cluster-file.js";
 import type { StorageChoice } from "../../setup/local-storage.js";
 import { formatBytes, printJson } from "../output.js";
@@ -211,7 +211,7 @@ export function registerCluster(program: Command, ctx: CliContext): void {
   program
     .command("env")
     .description(
-      'print the shell exports that point haven, ceph, rbd and qemu-img at this cluster: eval "$(haven env)"',
+      'print the shell exports that point haven, etcdctl, ceph, rbd and qemu-img at this cluster: eval "$(haven env)"',
     )
     .option("--json", "the variables as a JSON object")
     .action(async (options: { json?: boolean }) => {
@@ -223,12 +223,21 @@ export function registerCluster(program: Command, ctx: CliContext): void {
 }
 
 /**
- * What a shell needs to use this cluster as an installed one: its state directory, and for Ceph storage the
- * ceph.conf (whose keyring setting finds client.admin's keyring in a local Ceph), or the attached cluster's
- * identity for ceph and rbd.
+ * What a shell needs to use this cluster as an installed one: its state directory, etcd's endpoints with the
+ * credentials etcdctl presents, and for Ceph storage the ceph.conf (whose keyring setting finds client.admin's
+ * keyring in a local Ceph), or the attached cluster's identity for ceph and rbd.
  */
 function environmentOf(stateDir: string, file: ClusterFile): Record<string, string> {
-  const variables: Record<string, string> = { HAVEN_STATE_DIR: stateDir };
+  const variables: Record<string, string> = {
+    HAVEN_STATE_DIR: stateDir,
+    ETCDCTL_ENDPOINTS: file.etcd.endpoints.join(","),
+  };
+  const etcdTls = adminEtcdTls(stateDir, file);
+  if (etcdTls) {
+    variables.ETCDCTL_CACERT = etcdTls.ca;
+    if (etcdTls.cert) variables.ETCDCTL_CERT = etcdTls.cert;
+    if (etcdTls.key) variables.ETCDCTL_KEY = etcdTls.key;
+  }
   if (file.storage.type !== "rbd") return variables;
   variables.CEPH_CONF = file.storage.conf;
   if (!file.storage.localDir)

@@ -1,4 +1,4 @@
-// haven node list; haven node add NAME (a join token); fault commands for local clusters:
+// haven node list; haven node add NAME (a join token); haven node remove NAME; fault commands for local clusters:
 // haven node kill|shutdown|freeze|thaw|partition|heal NODE
 import type { Command } from "commander";
 import type { NodeView } from "../../api/service.js";
@@ -13,9 +13,43 @@ import {
 } from "../../setup/local-faults.js";
 import { formatRoles } from "../../core/roles.js";
 import { printJson, printTable } from "../output.js";
-import { DEFAULT_JOIN_TTL_SECONDS, type JoinTokenView } from "../../api/join-service.js";
+import {
+  DEFAULT_JOIN_TTL_SECONDS,
+  type JoinTokenView,
+  type NodeRemovalView,
+} from "../../api/join-service.js";
+import type { ApiClient } from "../api-client.js";
+import { waitFor } from "../../lib/async.js";
 import { progress, type CliContext } from "../context.js";
 import { durationOption } from "../parse.js";
+
+/** The node's own bound for moving its guests (the shutdown policy's 5 minutes) and some to spare. */
+const REMOVE_WITHIN_SECONDS = 600;
+
+/** Asks for the removal, waits while the node moves its guests away and stops, then completes it. */
+async function removeNode(api: ApiClient, name: string, force: boolean, timeoutSeconds: number) {
+  const path = `/v1/nodes/${encodeURIComponent(name)}${force ? "?force=true" : ""}`;
+  const first = await api.request<NodeRemovalView>("DELETE", path);
+  if (first.state === "removed") return first;
+  progress(
+    `${name} moves its guests away and stops${first.guests.length ? `: ${first.guests.join(", ")}` : ""}`,
+  );
+  let reported = first.guests.length;
+  await waitFor(
+    `node ${name} to stop (see its havend log)`,
+    async () => {
+      const node = (await api.get<NodeView[]>("/v1/nodes")).find((n) => n.name === name);
+      if (node && node.vms.length !== reported) {
+        reported = node.vms.length;
+        progress(`${name}: ${reported} guest(s) left`);
+      }
+      return node ? undefined : true;
+    },
+    timeoutSeconds * 1000,
+    1000,
+  );
+  return api.request<NodeRemovalView>("DELETE", path);
+}
 
 export function registerNode(program: Command, ctx: CliContext): void {
   const node = program.command("node").description("cluster nodes");
@@ -62,6 +96,29 @@ export function registerNode(program: Command, ctx: CliContext): void {
       if (options.json) return printJson(issued);
       console.log(issued.token);
       progress(`valid once, until ${issued.expiresAt}; on the new server run: haven join TOKEN --address IP`);
+    });
+
+  node
+    .command("remove <name>")
+    .description(
+      "remove a compute node: it moves its guests away and stops (its havend stays stopped), then the cluster forgets it and deletes its Ceph user",
+    )
+    .option(
+      "--force",
+      "forget a node that is offline for good (its guests must have been recovered elsewhere)",
+    )
+    .option(
+      "--timeout <duration>",
+      "how long to wait for the node to move its guests and stop",
+      durationOption("--timeout"),
+      REMOVE_WITHIN_SECONDS,
+    )
+    .option("--json", "machine-readable output")
+    .action(async (name: string, options: { force?: boolean; timeout: number; json?: boolean }) => {
+      const removal = await removeNode(await ctx.api(), name, options.force ?? false, options.timeout);
+      if (options.json) return printJson(removal);
+      console.log(`removed node ${name}: it no longer takes guests, and its havend will not register again`);
+      progress(`to bring it back: haven node add ${name}, then haven join TOKEN on the server`);
     });
 
   node

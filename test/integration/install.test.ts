@@ -145,7 +145,7 @@ describe("joining a server to a running cluster", SUITE_TIMEOUT, () => {
     const file = await requireClusterFile(cluster.stateDir);
     const storage = file.storage.type === "rbd" ? file.storage : assert.fail("rbd storage");
     const admin = ["--conf", storage.conf, "--keyring", storage.adminKeyring];
-    await assert.rejects(run("ceph", [...admin, "auth", "get", "client.haven-node3"]), /client\.haven-node3/);
+    await assert.rejects(run("ceph", [...admin, "auth", "get", "client.haven-node3"]), /ENOENT/);
 
     // Started again (a reboot, a service manager), its havend says why it stays out and exits with success.
     let said = "";

@@ -82,7 +82,7 @@ describe("node roles: the guide's layout", SUITE_TIMEOUT, () => {
       "rbd create guest1 --size 1024 --pool rbd",
       "qemu-img info -f rbd rbd:rbd/guest1",
       "rbd rm guest1 --pool rbd --no-progress",
-      "etcdctl endpoint health",
+      "etcdctl endpoint health 2>&1",
       `etcdctl get --prefix --keys-only ${file.prefix}nodes/`,
     ].join("\n");
     const output = execFileSync("sh", ["-euc", script], {

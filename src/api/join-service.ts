@@ -16,6 +16,7 @@ import {
   type JoinSettings,
 } from "../core/join.js";
 import { nodeNameSchema } from "../core/model.js";
+import { rolesOf } from "../core/roles.js";
 import { isoNow, type Clock } from "../lib/clock.js";
 
 export const DEFAULT_JOIN_TTL_SECONDS = 3600;
@@ -145,9 +146,7 @@ export class JoinService {
     const marked = await this.store.getRemovedNode(node);
     const guests = await this.guestsPlacedOn(node);
     if (online) {
-      const daemons = (online.roles ?? ["compute", "storage", "monitor"]).filter(
-        (role) => role !== "compute",
-      );
+      const daemons = rolesOf(online).filter((role) => role !== "compute");
       if (daemons.length > 0)
         throw conflict(
           `node ${node} has the ${daemons.join("+")} role: Haven cannot yet move etcd members, Ceph monitors ` +

@@ -166,10 +166,16 @@ describe("fault commands on a local cluster", SUITE_TIMEOUT, () => {
     assert.equal(nodes.length, 3, "all nodes still online");
     const after = await ackAbove("canary", running.lastAck!);
     if (after.pid !== running.pid) {
-      // Says why the guest was restarted (a self-fence names the lease it could not renew in time).
+      // Says why the guest was restarted: the cluster's events, and what the node's havend logged about its
+      // lease (a self-fence cannot write an event: it happens when etcd does not answer).
       const events = await cluster.json<HavenEvent[]>(["events", "--limit", "50"]);
       const told = events.map((e) => `${e.time} ${e.type} ${e.node ?? ""} ${e.vm ?? ""}: ${e.reason}`);
-      assert.fail(`the canary's QEMU was replaced (${running.pid} -> ${after.pid}):\n${told.join("\n")}`);
+      const log = await readFile(join(cluster.stateDir, "nodes", running.node!, "havend.log"), "utf8");
+      const lease = log.split("\n").filter((line) => /lease|self-fenc/.test(line));
+      assert.fail(
+        `the canary's QEMU was replaced (${running.pid} -> ${after.pid}):\n${told.join("\n")}\n` +
+          `${running.node}'s havend:\n${lease.slice(-30).join("\n")}`,
+      );
     }
     const start = await cluster.json<{ healthy: boolean }>(["etcd", "start", "etcd1"]);
     assert.equal(start.healthy, true);

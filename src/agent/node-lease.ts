@@ -1,15 +1,15 @@
-// The node's liveness in etcd: a lease kept alive every TTL/5 and the node record written under it, so the
+// The node's liveness in etcd: a lease kept alive every TTL/10 and the node record written under it, so the
 // record vanishes when the node stops renewing. The lease id is kept in a lease file so that a restarted agent
 // continues the same lease instead of flapping the node offline.
 import { readFile, writeFile } from "node:fs/promises";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import type { NodeInfo } from "../core/model.js";
-import { keepAliveIntervalMs, selfFenceDeadline } from "../core/self-fence.js";
+import { keepAliveDue, keepAliveIntervalMs, selfFenceDeadline } from "../core/self-fence.js";
 import type { Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
 
 /** Keep-alives outstanding at once; more only pile up against an etcd that does not answer at all. */
-const MAX_KEEPALIVES_IN_FLIGHT = 4;
+const MAX_KEEPALIVES_IN_FLIGHT = 8;
 
 /** Where the lease id outlives the havend process ("" when there is none). */
 export interface LeaseFile {
@@ -90,9 +90,10 @@ export class NodeLease {
   }
 
   /**
-   * Keeps the lease alive until the signal aborts: one keep-alive every TTL/5, on a fixed cadence whether or not
-   * the previous one was answered yet, so that one lost or slow answer does not delay the next (a slow etcd
-   * must not make the node self-fence while its lease is fine). When etcd says the lease is gone, `onLost` runs
+   * Keeps the lease alive until the signal aborts: one keep-alive every TTL/10, on a fixed cadence whether or
+   * not the previous one was answered yet, so that one lost or slow answer does not delay the next (a slow etcd
+   * must not make the node self-fence while its lease is fine), and twice as often while the last one sent is
+   * unanswered (see keepAliveIntervalMs). When etcd says the lease is gone, `onLost` runs
    * first (the agent kills its guests: they ran on a lease that no longer exists), then the node registers again.
    */
   async keepAlive(
@@ -102,6 +103,8 @@ export class NodeLease {
   ): Promise<void> {
     const intervalMs = keepAliveIntervalMs(this.ttlSeconds);
     let inFlight = 0;
+    let lastSentAt = 0;
+    let ticks = 0;
     let registering = false;
     const renew = async (leaseId: string, sentAt: number) => {
       const ttl = await this.store.etcd.keepAlive(leaseId);
@@ -123,10 +126,15 @@ export class NodeLease {
       }
     };
     while (!signal.aborted) {
-      await this.clock.sleep(intervalMs, signal);
+      await this.clock.sleep(intervalMs / 2, signal);
+      ticks++;
       if (signal.aborted || registering || inFlight >= MAX_KEEPALIVES_IN_FLIGHT) continue;
+      if (!keepAliveDue(ticks, this.lastRenewSentAt >= lastSentAt)) continue;
+      const now = this.clock.now();
+      ticks = 0;
       inFlight++;
-      void renew(this.id, this.clock.now())
+      lastSentAt = now;
+      void renew(this.id, now)
         .catch((err: unknown) => this.log.warn("lease keep-alive failed", { err, leaseId: this.leaseId }))
         .finally(() => inFlight--);
     }

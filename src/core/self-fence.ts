@@ -12,9 +12,23 @@ export function selfFenceDeadline(lastRenewSentAtMs: number, ttlSeconds: number,
   return lastRenewSentAtMs + ttlSeconds * 1000 - marginMs;
 }
 
-/** Keep-alives go out often enough that several may fail before the deadline: TTL/5 (1 s for 5 s). */
+/**
+ * Keep-alives go out every TTL/10 (500 ms for 5 s), and every TTL/20 while the last one sent is unanswered:
+ * it failed, or etcd is electing a leader. The deadline leaves TTL − margin (3.5 s) after the last answered
+ * send, and an etcd leader's death takes most of it: its followers answer nothing until they notice, after
+ * an election timeout etcd randomises between one and two of its 1 s default, and have voted. What is left
+ * must cover the wait for the next keep-alive on either side of the election, so both waits are short.
+ */
 export function keepAliveIntervalMs(ttlSeconds: number): number {
-  return (ttlSeconds * 1000) / 5;
+  return (ttlSeconds * 1000) / 10;
+}
+
+/**
+ * Whether a keep-alive goes out on this tick of a clock that ticks twice per interval: every second tick, or
+ * every tick while the last one sent is unanswered (see keepAliveIntervalMs).
+ */
+export function keepAliveDue(ticksSinceLastSend: number, lastAnswered: boolean): boolean {
+  return ticksSinceLastSend >= (lastAnswered ? 2 : 1);
 }
 
 export function mayRunGuests(nowMs: number, deadlineMs: number): boolean {

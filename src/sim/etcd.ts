@@ -4,7 +4,8 @@
 // client's timeout, as GatewayEtcdClient's would. Keep-alives take the configured latency and wait for quorum;
 // watches deliver after a delay and retry with the informer's backoff while their caller is cut off. Leases
 // expire on the etcd side one TTL after the last keep-alive reached it; without quorum nothing expires, and
-// when quorum returns every lease gets a full TTL (what a new etcd leader does).
+// when quorum returns every lease gets a full TTL (what a new etcd leader does). The leader is the first live
+// member; when it dies the others answer "no leader" to every request until they have elected a new one.
 import { FakeEtcd } from "../adapters/etcd/fake.js";
 import {
   EtcdUnavailableError,
@@ -22,6 +23,11 @@ import type { Scheduler } from "./scheduler.js";
 /** A request that gets no answer fails after this long (GatewayEtcdClient's default). */
 export const REQUEST_TIMEOUT_MS = 2000;
 const MAX_WATCH_BACKOFF_MS = 5000;
+/**
+ * How long etcd is without a leader after its leader dies: the followers notice after their election timeout,
+ * which etcd randomises between one and two of its 1 s default, then vote. This is the worst case.
+ */
+export const ELECTION_MS = 2000;
 /** History kept for watches that start in the past; older revisions are compacted away. */
 const HISTORY_REVISIONS = 1000;
 
@@ -46,6 +52,8 @@ export class SimEtcd {
   private membersDown = new Set<string>();
   private quorumLost = false;
   private parkedKeepAlives: Array<() => void> = [];
+  /** Until when (simulated ms) the members have no leader. */
+  private leaderlessUntil = 0;
 
   constructor(
     private readonly options: SimEtcdOptions,
@@ -65,6 +73,11 @@ export class SimEtcd {
     return !this.quorumLost && this.membersDown.size * 2 < this.members.length;
   }
 
+  /** Whether etcd answers requests: it has quorum and is not electing a leader. */
+  get serving(): boolean {
+    return this.quorum && this.options.scheduler.now >= this.leaderlessUntil;
+  }
+
   /** `quorum-loss` / `quorum-back`: etcd as a whole stops and starts answering. */
   setQuorumLost(lost: boolean): void {
     const before = this.quorum;
@@ -75,8 +88,10 @@ export class SimEtcd {
   /** One member dies or comes back; the clients fail over to the others. */
   setMemberDown(member: string, down: boolean): void {
     const before = this.quorum;
+    const leader = this.members.find((m) => !this.membersDown.has(m));
     if (down) this.membersDown.add(member);
     else this.membersDown.delete(member);
+    if (down && member === leader) this.leaderlessUntil = this.options.scheduler.now + ELECTION_MS;
     this.quorumChanged(before);
   }
 
@@ -91,15 +106,16 @@ export class SimEtcd {
     return new SimEtcdClient(this, caller, this.options);
   }
 
-  /** A keep-alive reaching etcd: answered now, or once quorum is back. */
-  keepAliveArrives(id: string, answer: (ttl: number) => void): void {
+  /** A keep-alive reaching etcd: answered now, once quorum is back, or refused during an election. */
+  keepAliveArrives(id: string, answer: (ttl: number) => void, refuse: () => void): void {
     const arrive = () =>
       void this.data.keepAlive(id).then((ttl) => {
         if (ttl > 0) this.scheduleExpiry();
         answer(ttl);
       });
-    if (this.quorum) arrive();
-    else this.parkedKeepAlives.push(arrive);
+    if (!this.quorum) this.parkedKeepAlives.push(arrive);
+    else if (this.serving) arrive();
+    else refuse();
   }
 
   /** Leases are renewed for their full TTL; the check runs when the one just renewed could expire. */
@@ -124,11 +140,19 @@ export class SimEtcdClient implements EtcdClient {
   ) {}
 
   private request<T>(what: string, send: () => Promise<T>): Promise<T> {
-    if (this.caller.reachable() && this.server.quorum) return send();
+    if (this.caller.reachable() && this.server.serving) return send();
+    if (this.caller.reachable() && this.server.quorum) return this.noLeader(what);
     return new Promise((_, reject) =>
       this.caller.after(REQUEST_TIMEOUT_MS, () =>
         reject(new EtcdUnavailableError(`etcd ${what}: no answer within ${REQUEST_TIMEOUT_MS} ms`)),
       ),
+    );
+  }
+
+  /** etcd's answer while it elects a leader. */
+  private noLeader<T>(what: string): Promise<T> {
+    return new Promise((_, reject) =>
+      this.caller.after(0, () => reject(new EtcdUnavailableError(`etcd ${what}: no leader`))),
     );
   }
 
@@ -180,15 +204,20 @@ export class SimEtcdClient implements EtcdClient {
       });
       if (!this.caller.reachable()) return;
       const half = this.caller.keepAliveLatencyMs() / 2;
+      const answer = (settle: () => void) => {
+        if (scheduler.now + half >= givesUpAt) return;
+        this.caller.after(half, () => {
+          if (settled) return;
+          settled = true;
+          settle();
+        });
+      };
       scheduler.after(half, () =>
-        this.server.keepAliveArrives(leaseId, (ttl) => {
-          if (scheduler.now + half >= givesUpAt) return;
-          this.caller.after(half, () => {
-            if (settled) return;
-            settled = true;
-            resolve(ttl);
-          });
-        }),
+        this.server.keepAliveArrives(
+          leaseId,
+          (ttl) => answer(() => resolve(ttl)),
+          () => answer(() => reject(new EtcdUnavailableError("etcd lease keep-alive: no leader"))),
+        ),
       );
     });
   }
@@ -207,7 +236,7 @@ export class SimEtcdClient implements EtcdClient {
       const attempt = (delayMs: number) =>
         this.caller.after(delayMs, () => {
           if (signal.aborted) return;
-          if (!this.caller.reachable() || !this.server.quorum) {
+          if (!this.caller.reachable() || !this.server.serving) {
             backoffMs = Math.min(Math.max(backoffMs * 2, 100), MAX_WATCH_BACKOFF_MS);
             return attempt(backoffMs);
           }

@@ -7,7 +7,12 @@ import {
   type LocalGuest,
   type LocalOutcome,
 } from "../../src/core/agent-plan.js";
-import { keepAliveIntervalMs, mayRunGuests, selfFenceDeadline } from "../../src/core/self-fence.js";
+import {
+  keepAliveDue,
+  keepAliveIntervalMs,
+  mayRunGuests,
+  selfFenceDeadline,
+} from "../../src/core/self-fence.js";
 import { planController, type ClusterView } from "../../src/core/controller-plan.js";
 import type {
   Incoming,
@@ -428,7 +433,13 @@ describe("agent plan", () => {
     assert.equal(selfFenceDeadline(0, 5, 1500), 0, "never renewed: no right to run");
     assert.ok(mayRunGuests(13_499, 13_500));
     assert.ok(!mayRunGuests(13_500, 13_500));
-    assert.equal(keepAliveIntervalMs(5), 1000);
+    assert.equal(keepAliveIntervalMs(5), 500);
+  });
+
+  test("keep-alives go out every second tick, and every tick while the last one sent is unanswered", () => {
+    assert.ok(!keepAliveDue(1, true), "answered: half an interval is too soon");
+    assert.ok(keepAliveDue(2, true));
+    assert.ok(keepAliveDue(1, false), "unanswered: retried after half an interval");
   });
 
   test("kills a guest superseded by a newer generation", () => {

@@ -6,10 +6,13 @@
 import { createHash, timingSafeEqual, X509Certificate } from "node:crypto";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import { ConstraintStore } from "../adapters/etcd/constraint-store.js";
-import { conflict, inputError, notFound } from "../core/errors.js";
+import type { EtcdMember, EtcdMembership } from "../adapters/etcd/port.js";
+import { conflict, inputError, notFound, unavailable } from "../core/errors.js";
 import {
   encodeJoinToken,
+  etcdGrowth,
   fingerprintOf,
+  type JoinEtcdMember,
   type JoinGrant,
   type JoinRequest,
   type JoinResponse,
@@ -59,6 +62,8 @@ export class JoinService {
     private readonly thisNode: string,
     /** Deletes a removed node's own storage user (Ceph); absent where nodes have none. */
     private readonly removeStorageUser?: (node: string) => Promise<void>,
+    /** The cluster's own etcd, which grows with its monitors; absent where etcd is not Haven's to change. */
+    private readonly etcd?: EtcdMembership,
   ) {}
 
   caCertificate(): { certificate: string } {
@@ -101,11 +106,10 @@ export class JoinService {
   /** Signs the joining server's certificate and tells it the cluster's settings; the token is used up. */
   async join(request: JoinRequest): Promise<JoinResponse> {
     const authority = this.requireAuthority();
-    const unsupported = request.roles.filter((role) => role !== "compute");
-    if (unsupported.length > 0)
+    if (request.roles.includes("storage"))
       throw inputError(
-        `a joining server can only have the compute role for now (asked: ${request.roles.join("+")}): ` +
-          `OSDs and etcd members are set up by 'haven cluster up' on a local cluster`,
+        `a joining server cannot have the storage role yet (asked: ${request.roles.join("+")}): ` +
+          `OSDs are set up by 'haven cluster up' on a local cluster`,
       );
     const stored = await this.store.getJoinGrant(request.id);
     if (!stored)
@@ -116,19 +120,71 @@ export class JoinService {
     if (problem) throw inputError(problem);
     const node = stored.value.node;
     await this.refuseLiveNode(node);
+    const promoteJoiner = request.roles.includes("monitor") ? await this.prepareEtcd(request) : undefined;
     const certificate = await authority.sign(node, request.address, request.csr).catch((err: Error) => {
       throw inputError(`cannot sign the certificate request: ${err.message}`);
     });
     const settings = await authority.settingsFor(node);
     if (!(await this.store.takeJoinGrant(request.id, stored.modRevision)))
       throw conflict("the join token was used by another server at the same moment");
+    const etcdMember =
+      promoteJoiner === undefined ? undefined : await this.addEtcdLearner(node, request, promoteJoiner);
+    if (this.etcd) settings.etcd = voterUrls(await this.etcd.members());
     await this.store.setRemovedNode(node, null);
     await this.store.appendEvent({
       type: "node-joined",
       node,
       reason: `${node} joined from ${request.address} with roles ${request.roles.join("+")}`,
     });
-    return { ...settings, node, certificate, caCertificate: authority.caCertificate };
+    return {
+      ...settings,
+      node,
+      certificate,
+      caCertificate: authority.caCertificate,
+      ...(etcdMember && { etcdMember }),
+    };
+  }
+
+  /**
+   * Readies etcd for the joining monitor (see etcdGrowth): refuses when it cannot take one, and promotes the
+   * learner the previous monitor left. Before the token is taken, so a refusal leaves it usable. Returns
+   * whether the joining member is to vote.
+   */
+  private async prepareEtcd(request: JoinRequest): Promise<boolean> {
+    if (!this.etcd)
+      throw inputError("this cluster's etcd is not run by Haven: join this server without the monitor role");
+    if (!request.etcd)
+      throw inputError("a server with the monitor role must say its etcd client and peer ports");
+    const members = await this.etcd.members();
+    const plan = etcdGrowth(members);
+    if (typeof plan === "string") throw conflict(plan);
+    const learner = members.find((m) => m.learner);
+    if (plan.promoteLearner && learner)
+      await this.etcd.promote(learner.id).catch((err: Error) => {
+        throw unavailable(
+          `etcd would not promote its learner ${describeMember(learner)} (${err.message}): start its server, ` +
+            `or remove it with 'etcdctl member remove ${learner.id}'`,
+        );
+      });
+    return plan.promoteJoiner;
+  }
+
+  /** Adds the joining monitor's member as a learner; its server starts it from the member list returned. */
+  private async addEtcdLearner(
+    node: string,
+    request: JoinRequest,
+    promote: boolean,
+  ): Promise<JoinEtcdMember> {
+    const etcd = this.etcd!;
+    const members = await etcd.members();
+    const scheme = new URL(members[0]!.peerUrls[0]!).protocol;
+    const host = request.address.includes(":") ? `[${request.address}]` : request.address;
+    const added = await etcd.addLearner([`${scheme}//${host}:${request.etcd!.peerPort}`]);
+    const name = `etcd-${node}`;
+    const initialCluster = [...members, { ...added, name }]
+      .map((m) => `${m.name || describeMember(m)}=${m.peerUrls[0]}`)
+      .join(",");
+    return { id: added.id, name, initialCluster, promote };
   }
 
   /**
@@ -208,6 +264,12 @@ export class JoinService {
       throw conflict(`node ${node} is online already: a joining server needs a name of its own`);
   }
 }
+
+/** The client URLs of etcd's voting members: where a node sends its requests. */
+export const voterUrls = (members: EtcdMember[]): string[] =>
+  members.filter((m) => !m.learner).flatMap((m) => m.clientUrls);
+
+const describeMember = (m: EtcdMember) => m.name || m.peerUrls[0] || m.id;
 
 const secretHash = (secret: string): string => createHash("sha256").update(secret).digest("hex");
 

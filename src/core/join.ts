@@ -8,6 +8,9 @@ import { nodeNameSchema } from "./names.js";
 import { rolesSchema } from "./roles.js";
 
 const TOKEN_PREFIX = "haven-join-1.";
+const portSchema = z.number().int().min(1).max(65535);
+/** etcd's voters: 3 survive one failure, 5 two; more only slow every write down. */
+export const MAX_ETCD_VOTERS = 5;
 
 export const joinTokenSchema = z.object({
   /** The node the token was made for. */
@@ -61,6 +64,8 @@ export const joinRequestSchema = z.object({
   address: z.union([z.ipv4(), z.ipv6()]),
   roles: rolesSchema,
   csr: z.string().includes("BEGIN CERTIFICATE REQUEST"),
+  /** A server with the monitor role runs an etcd member on these ports of its address. */
+  etcd: z.object({ clientPort: portSchema, peerPort: portSchema }).optional(),
 });
 export type JoinRequest = z.infer<typeof joinRequestSchema>;
 
@@ -99,9 +104,37 @@ export const joinSettingsSchema = z.object({
 });
 export type JoinSettings = z.infer<typeof joinSettingsSchema>;
 
+/** The etcd member a joining monitor starts: it was added as a learner; `promote` says whether it votes. */
+export const joinEtcdMemberSchema = z.object({
+  id: z.string().min(1),
+  name: z.string().min(1),
+  /** etcd's --initial-cluster: every member, this one included, as name=peerURL. */
+  initialCluster: z.string().min(1),
+  promote: z.boolean(),
+});
+export type JoinEtcdMember = z.infer<typeof joinEtcdMemberSchema>;
+
 export const joinResponseSchema = joinSettingsSchema.extend({
   node: nodeNameSchema,
   certificate: z.string().min(1),
   caCertificate: z.string().min(1),
+  etcdMember: joinEtcdMemberSchema.optional(),
 });
+
+/**
+ * How etcd grows when a monitor joins. A new member starts as a learner, which replicates without voting, so
+ * that one whose server never starts costs no quorum; etcd 3.4 takes one learner at a time. A learner left by
+ * the previous monitor is promoted first, and the new one votes when that makes the voters an odd number up to
+ * five (an even number survives no more failures than one fewer). A string says why it cannot join as monitor.
+ */
+export function etcdGrowth(
+  members: Array<{ learner: boolean }>,
+): { promoteLearner: boolean; promoteJoiner: boolean } | string {
+  const learners = members.filter((m) => m.learner).length;
+  const voters = members.length - learners;
+  if (learners > 0 && voters >= MAX_ETCD_VOTERS)
+    return `etcd has ${voters} voting members and a learner already: join this server without the monitor role`;
+  const after = voters + (learners > 0 ? 1 : 0) + 1;
+  return { promoteLearner: learners > 0, promoteJoiner: after % 2 === 1 && after <= MAX_ETCD_VOTERS };
+}
 export type JoinResponse = z.infer<typeof joinResponseSchema>;

@@ -5,7 +5,7 @@ import { nodeClientKeyring } from "../adapters/ceph/clients.js";
 import { adminIdentity, type StorageConfig } from "../adapters/storage/config.js";
 import type { JoinAuthority } from "../api/join-service.js";
 import type { JoinSettings, JoinStorage } from "../core/join.js";
-import { caFiles, nodeTlsFiles, signNodeRequest } from "../setup/pki.js";
+import { caFiles, certificateAddresses, nodeTlsFiles, signNodeRequest } from "../setup/pki.js";
 import { join } from "node:path";
 import type { NodeConfig } from "./config.js";
 
@@ -18,7 +18,7 @@ export async function joinAuthority(
   return {
     caCertificate: await readFile(join(caDir, caFiles.cert), "utf8"),
     api,
-    sign: (node, address, csr) => signNodeRequest(caDir, node, [address], csr),
+    sign: (node, address, csr) => signNodeRequest(caDir, node, certificateAddresses(address), csr),
     settingsFor: async (node): Promise<JoinSettings> => ({
       cluster: config.cluster,
       prefix: config.prefix,
@@ -31,11 +31,19 @@ export async function joinAuthority(
   };
 }
 
+/**
+ * Whether the cluster's etcd is Haven's own (`haven init`, `haven cluster up`): it trusts the cluster CA, so
+ * this node reaches it with its own certificate. Only then may joining monitors add members to it.
+ */
+export function etcdTrustsClusterCa(config: NodeConfig): boolean {
+  return config.tlsDir !== undefined && config.etcdTls?.cert === nodeTlsFiles(config.tlsDir, "client").cert;
+}
+
 /** A node of a cluster whose etcd trusts the cluster CA presents its own certificate; otherwise it gets ours. */
 async function etcdIdentity(config: NodeConfig): Promise<JoinSettings["etcdTls"]> {
   const tls = config.etcdTls;
   if (!tls) return null;
-  if (config.tlsDir && tls.cert === nodeTlsFiles(config.tlsDir, "client").cert) return "node";
+  if (etcdTrustsClusterCa(config)) return "node";
   const read = (file: string | undefined) => (file === undefined ? undefined : readFile(file, "utf8"));
   const [ca, cert, key] = await Promise.all([read(tls.ca), read(tls.cert), read(tls.key)]);
   return { ...(ca && { ca }), ...(cert && { cert }), ...(key && { key }) };

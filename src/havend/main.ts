@@ -22,8 +22,9 @@ import { createApiServer } from "../api/server.js";
 import { HavenService } from "../api/service.js";
 import { ImportService } from "../api/import-service.js";
 import { JoinService } from "../api/join-service.js";
-import { joinAuthority } from "./join-authority.js";
+import { etcdTrustsClusterCa, joinAuthority } from "./join-authority.js";
 import { DEFAULT_SHUTDOWN_POLICY, type NodeInfo } from "../core/model.js";
+import { sleep } from "../lib/async.js";
 import { systemClock } from "../lib/clock.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { VERSION } from "../lib/version.js";
@@ -91,6 +92,8 @@ async function main(): Promise<void> {
     writeSeed: writeSeedImage,
     ...(config.dhcpLeases !== undefined && { dhcpLeases: () => readDhcpLeases(config.dhcpLeases!) }),
   });
+  // Haven's own etcd (not one the cluster was attached to) grows as monitors join, and nodes follow it.
+  const ownEtcd = etcdTrustsClusterCa(config);
   const joins = new JoinService(
     store,
     systemClock,
@@ -98,6 +101,7 @@ async function main(): Promise<void> {
     config.caDir && config.tlsDir ? await joinAuthority(config, config.caDir, info.api, token) : undefined,
     config.node,
     nodeUserRemover(config.storage),
+    ownEtcd ? etcd : undefined,
   );
   const server = createApiServer({
     service,
@@ -140,6 +144,7 @@ async function main(): Promise<void> {
   };
   await Promise.all([
     running,
+    ownEtcd && followEtcdMembers(etcd, log, AbortSignal.any([loops.signal, shutdown.signal])),
     watchdog?.run(() => havend.mayFeedWatchdog(), config.watchdog!.feedIntervalMs, shutdown.signal),
   ]);
   await leaving;
@@ -150,6 +155,30 @@ async function main(): Promise<void> {
   // Unless the host went down, guests keep running: a stopped agent is not a stopped node, and the next
   // havend re-attaches to them.
   log.info("havend stopped", { guestsLeftRunning: havend.agent.runningGuests });
+}
+
+/** How often a node reads etcd's member list. */
+const ETCD_MEMBERS_EVERY_MS = 30_000;
+
+/**
+ * Haven's own etcd grows as monitors join: the node sends its requests to the voting members etcd lists,
+ * not only to those its configuration was written with, so that it keeps etcd when those are gone.
+ */
+async function followEtcdMembers(etcd: GatewayEtcdClient, log: Logger, signal: AbortSignal): Promise<void> {
+  let failing = false;
+  while (!signal.aborted) {
+    try {
+      const before = etcd.knownEndpoints.join(" ");
+      await etcd.syncEndpoints();
+      if (etcd.knownEndpoints.join(" ") !== before)
+        log.info("following etcd's voting members", { endpoints: etcd.knownEndpoints });
+      failing = false;
+    } catch (err) {
+      if (!failing) log.warn("cannot read etcd's member list; keeping the endpoints known", { err });
+      failing = true;
+    }
+    await sleep(ETCD_MEMBERS_EVERY_MS, signal);
+  }
 }
 
 /**

@@ -20,7 +20,8 @@ import {
 import type { NodeRole } from "../core/roles.js";
 import { nodeCephId, type StorageConfig } from "../adapters/storage/config.js";
 import { pollUntil } from "../lib/async.js";
-import { uncheckedDispatcher, type TlsFiles } from "../lib/tls.js";
+import { readTlsFiles, uncheckedDispatcher, type TlsFiles } from "../lib/tls.js";
+import { GatewayEtcdClient } from "../adapters/etcd/gateway-client.js";
 import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS, type NodeConfig } from "../havend/config.js";
 import { DEFAULT_GUEST_DIR, runEtcdMember, runHavend, type RunMode } from "./services.js";
 import { clusterFilePath, readClusterFile, type ClusterFile } from "./cluster-file.js";
@@ -30,6 +31,7 @@ import type { NodeView } from "../api/service.js";
 import { nodeNameSchema } from "../core/names.js";
 import {
   caFiles,
+  certificateAddresses,
   createClusterCa,
   issueNodeCredentials,
   newNodeKey,
@@ -43,6 +45,8 @@ export const DEFAULT_CEPH_DIR = "/etc/ceph";
 export const DEFAULT_API_PORT = 7443;
 const FETCH_TIMEOUT_MS = 15_000;
 const ONLINE_WITHIN_MS = 120_000;
+/** A learner catches up with the leader in moments on a small etcd; a minute covers a slow disk. */
+const PROMOTED_WITHIN_MS = 60_000;
 
 export interface JoinOptions {
   token: string;
@@ -50,6 +54,8 @@ export interface JoinOptions {
   address: string;
   port: number;
   roles: NodeRole[];
+  /** With the monitor role: the ports of the node's etcd member. */
+  etcdPorts: { client: number; peer: number };
   /** The node's directory: its configuration, credentials and guests' state. */
   dir: string;
   /** Where the Ceph configuration and keyrings go (as a Ceph installation has them, in /etc/ceph). */
@@ -88,6 +94,9 @@ export async function joinCluster(options: JoinOptions): Promise<ServerNode> {
       address: options.address,
       roles: options.roles,
       csr: csrPem,
+      ...(options.roles.includes("monitor") && {
+        etcd: { clientPort: options.etcdPorts.client, peerPort: options.etcdPorts.peer },
+      }),
     }),
   );
   if (!reply.success) throw unavailable(`${token.api} answered the join with something unexpected`);
@@ -100,11 +109,12 @@ export async function joinCluster(options: JoinOptions): Promise<ServerNode> {
   const tokenFile = join(dir, "token");
   await writeFile(tokenFile, joined.apiToken + "\n", { mode: 0o600 });
   const etcdTls = await writeEtcdTls(joined.etcdTls, tlsDir, dir);
+  const ownEtcd = await runJoinedEtcdMember(joined, options, dir, tlsDir, etcdTls);
   const config: NodeConfig = {
     cluster: joined.cluster,
     prefix: joined.prefix,
     node: joined.node,
-    etcd: joined.etcd,
+    etcd: ownEtcd ? [ownEtcd, ...joined.etcd] : joined.etcd,
     listen: { host: options.address, port: options.port },
     tokenFile,
     stateDir: dir,
@@ -123,6 +133,57 @@ export async function joinCluster(options: JoinOptions): Promise<ServerNode> {
   const nodes = await waitOnline(new ApiClient([token.api], joined.apiToken, ca), started);
   await writeClientFile(options.stateDir, config, nodes, join(tlsDir, nodeFiles.caCert));
   return started;
+}
+
+/**
+ * A joining monitor's etcd member: the cluster added it as a learner, it starts from the cluster's member
+ * list, and it is promoted to a voter (once it has caught up) when the cluster said so. Returns its client URL
+ * when it votes: a learner serves no client.
+ */
+async function runJoinedEtcdMember(
+  joined: JoinResponse,
+  options: JoinOptions,
+  dir: string,
+  tlsDir: string,
+  etcdTls: TlsFiles | undefined,
+): Promise<string | undefined> {
+  const planned = joined.etcdMember;
+  if (!planned) return undefined;
+  const member = {
+    name: planned.name,
+    host: options.address,
+    clientPort: options.etcdPorts.client,
+    peerPort: options.etcdPorts.peer,
+    dataDir: join(dir, "etcd"),
+    tlsDir,
+    initialCluster: planned.initialCluster,
+    initialClusterState: "existing" as const,
+  };
+  const { endpoint } = etcdMember(member);
+  options.progress(`starting etcd member ${planned.name} on ${endpoint}, a learner until it has caught up`);
+  await runEtcdMember(member, dir, options.run);
+  if (!planned.promote) return undefined;
+  const etcd = new GatewayEtcdClient({
+    endpoints: joined.etcd,
+    ...(etcdTls && { tls: readTlsFiles(etcdTls) }),
+  });
+  let refusal = "";
+  const promoted = () =>
+    etcd.promote(planned.id).then(
+      () => true,
+      (err: Error) => ((refusal = err.message), false),
+    );
+  try {
+    if (!(await pollUntil(promoted, PROMOTED_WITHIN_MS, 1000)))
+      throw unavailable(
+        `etcd did not make ${planned.name} a voting member within ${PROMOTED_WITHIN_MS / 1000} s ` +
+          `(${refusal}); it runs as a learner: see ${join(dir, "etcd.log")}`,
+      );
+  } finally {
+    etcd.close();
+  }
+  options.progress(`etcd member ${planned.name} votes`);
+  return endpoint;
 }
 
 /** The cluster CA from the token's API, trusted only if its SHA-256 fingerprint is the token's. */
@@ -301,7 +362,12 @@ export async function initCluster(options: InitOptions): Promise<ServerNode> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const caDir = join(dir, "ca");
   await createClusterCa(caDir, "haven");
-  const tls = await issueNodeCredentials(caDir, options.name, [options.address], join(dir, "tls"));
+  const tls = await issueNodeCredentials(
+    caDir,
+    options.name,
+    certificateAddresses(options.address),
+    join(dir, "tls"),
+  );
   const member = {
     name: `etcd-${options.name}`,
     host: options.address,

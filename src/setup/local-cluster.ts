@@ -7,7 +7,7 @@ import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import { freePort, startLocalEtcd, waitEtcdHealthy } from "./etcd.js";
 import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel.js";
-import { caFiles, createClusterCa, issueNodeCredentials, nodeTlsFiles } from "./pki.js";
+import { caFiles, certificateAddresses, createClusterCa, issueNodeCredentials, nodeTlsFiles } from "./pki.js";
 import type { TlsFiles } from "../lib/tls.js";
 import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS, type NodeConfig } from "../havend/config.js";
 import { conflict, inputError, unavailable } from "../core/errors.js";
@@ -280,11 +280,8 @@ export async function startEtcdMembers(
   for (const member of members) {
     await mkdir(member.dataDir, { recursive: true, mode: 0o700 });
     const { pidFile, logFile, tlsDir } = etcdMemberFiles(stateDir, member);
-    // Each member's certificate names its address, so clients and peers can check whom they reach. etcd also
-    // checks a peer's source address against its certificate, and on one machine a member's connections to
-    // its peers leave from 127.0.0.1 (loopback's source address): that address is named too, so the check
-    // succeeds without etcd resolving the certificate's DNS name.
-    const addresses = [...new Set([member.host, "127.0.0.1"])];
+    // Each member's certificate names its address, so clients and peers can check whom they reach.
+    const addresses = certificateAddresses(member.host);
     if (tlsDir) await issueNodeCredentials(caDir(stateDir), member.name, addresses, tlsDir);
     const etcd = await startLocalEtcd({
       name: member.name,

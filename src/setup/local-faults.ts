@@ -5,7 +5,8 @@
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { etcdHealthDispatcher, etcdHealthy } from "./etcd.js";
-import { readTlsFiles, tlsDispatcher } from "../lib/tls.js";
+import { readTlsFiles, tlsDispatcher, type TlsIdentity } from "../lib/tls.js";
+import { GatewayEtcdClient } from "../adapters/etcd/gateway-client.js";
 import { shutdownRequestFile } from "../adapters/host/shutdown.js";
 import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS } from "../havend/config.js";
 import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
@@ -38,6 +39,8 @@ export interface EtcdMemberView {
   running: boolean;
   /** GET /health said true: the member runs, has a leader and can serve a read. */
   healthy: boolean;
+  /** false for a learner: it replicates etcd's log without voting (a monitor that joined, see docs/install.md). */
+  voter: boolean;
 }
 
 const HEALTH_TIMEOUT_MS = 2000;
@@ -176,12 +179,14 @@ export async function thawNode(stateDir: string, cluster: ClusterFile, name: str
 /** Every etcd member with its pid (local members) and health; external endpoints are listed too. */
 export async function etcdMembers(stateDir: string, cluster: ClusterFile): Promise<EtcdMemberView[]> {
   if (!cluster.etcd.local) {
+    const tls = cluster.etcd.client && readTlsFiles(cluster.etcd.client);
+    const members = await listedMembers(cluster.etcd.endpoints, tls);
     return Promise.all(
-      cluster.etcd.endpoints.map(async (endpoint) => {
-        const client = cluster.etcd.client && tlsDispatcher(readTlsFiles(cluster.etcd.client));
-        const healthy = await etcdHealthy(endpoint, HEALTH_TIMEOUT_MS, client);
+      members.map(async ({ name, endpoint, voter }) => {
+        const client = tls && tlsDispatcher(tls);
+        const healthy = endpoint !== "" && (await etcdHealthy(endpoint, HEALTH_TIMEOUT_MS, client));
         void client?.close();
-        return { name: new URL(endpoint).host, endpoint, local: false, pid: null, running: healthy, healthy };
+        return { name, endpoint, local: false, pid: null, running: healthy, healthy, voter };
       }),
     );
   }
@@ -192,9 +197,32 @@ export async function etcdMembers(stateDir: string, cluster: ClusterFile): Promi
       const self = etcdHealthDispatcher(etcdMemberFiles(stateDir, member).tlsDir);
       const healthy = pid !== null && (await etcdHealthy(endpoint, HEALTH_TIMEOUT_MS, self));
       void self?.close();
-      return { name: member.name, endpoint, local: true, pid, running: pid !== null, healthy };
+      return { name: member.name, endpoint, local: true, pid, running: pid !== null, healthy, voter: true };
     }),
   );
+}
+
+/**
+ * The members etcd lists (a cluster installed with init and join grows its etcd as monitors join), or the
+ * configured endpoints when no member answers.
+ */
+async function listedMembers(
+  endpoints: string[],
+  tls: TlsIdentity | undefined,
+): Promise<Array<{ name: string; endpoint: string; voter: boolean }>> {
+  const etcd = new GatewayEtcdClient({ endpoints, ...(tls && { tls }) });
+  try {
+    const members = await etcd.members();
+    return members.map((m) => ({
+      name: m.name || "(not started)",
+      endpoint: m.clientUrls[0] ?? "",
+      voter: !m.learner,
+    }));
+  } catch {
+    return endpoints.map((endpoint) => ({ name: new URL(endpoint).host, endpoint, voter: true }));
+  } finally {
+    etcd.close();
+  }
 }
 
 export interface EtcdKillResult {

@@ -184,6 +184,15 @@ async function signPlanned({ ca, wanted }: CertificatePlan, node: string, csrPem
   });
 }
 
+/**
+ * The addresses a node's certificate names: its own, and 127.0.0.1 when its own is another loopback address.
+ * etcd checks a peer's certificate against the address the connection comes from, and on one machine a
+ * connection to a loopback address leaves from 127.0.0.1, whichever address the member listens on.
+ */
+export function certificateAddresses(address: string): string[] {
+  return address.startsWith("127.") && address !== "127.0.0.1" ? [address, "127.0.0.1"] : [address];
+}
+
 /** Writes a node's credentials into `dir` (QEMU's tls-creds-x509 layout), replacing what was there at once. */
 export async function writeNodeCredentials(
   dir: string,

@@ -43,27 +43,32 @@ async function eventually(condition: () => boolean, what: string, timeoutMs = 30
   }
 }
 
-void describe("GatewayEtcdClient against etcd 3.4", SUITE_TIMEOUT, () => {
-  let dir = "";
-  let etcd: LocalEtcd | undefined;
-  let client: GatewayEtcdClient;
-
+/** A single-member etcd for the tests of one describe block: started before them, removed after them. */
+function singleMember(): { dir: string; etcd: LocalEtcd; client: GatewayEtcdClient } {
+  const member = {} as { dir: string; etcd: LocalEtcd; client: GatewayEtcdClient };
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), "haven-test-"));
-    etcd = await startLocalEtcd({
-      dataDir: join(dir, "etcd"),
+    member.dir = await mkdtemp(join(tmpdir(), "haven-test-"));
+    member.etcd = await startLocalEtcd({
+      dataDir: join(member.dir, "etcd"),
       clientPort: await freePort(),
       peerPort: await freePort(),
-      logFile: join(dir, "etcd.log"),
+      logFile: join(member.dir, "etcd.log"),
     });
-    client = new GatewayEtcdClient({ endpoints: [etcd.endpoint] });
+    member.client = new GatewayEtcdClient({ endpoints: [member.etcd.endpoint] });
   });
-
   after(async () => {
-    client?.close();
-    await etcd?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    member.client?.close();
+    await member.etcd?.stop();
+    if (member.dir) await rm(member.dir, { recursive: true, force: true });
   });
+  return member;
+}
+
+void describe("GatewayEtcdClient against etcd 3.4", SUITE_TIMEOUT, () => {
+  const member = singleMember();
+  let etcd: LocalEtcd | undefined;
+  let client: GatewayEtcdClient;
+  before(() => ({ etcd, client } = member));
 
   void it("gets, puts, lists and deletes keys", TEST_TIMEOUT, async () => {
     const r1 = await client.put("kv/a", "α value");
@@ -268,6 +273,74 @@ void describe("JsonLineSplitter", () => {
     assert.deepEqual(splitter.push(new TextEncoder().encode('{"d":4}\n{"e":5}\n{"f"')), [{ d: 4 }, { e: 5 }]);
     assert.deepEqual(splitter.push(new TextEncoder().encode(":6}\n")), [{ f: 6 }]);
   });
+});
+
+void describe("etcd's membership through GatewayEtcdClient", SUITE_TIMEOUT, () => {
+  const member = singleMember();
+  const client = () => member.client;
+
+  void it(
+    "grows etcd: a learner is added, starts, is promoted once in sync; clients follow the member list",
+    TEST_TIMEOUT,
+    async () => {
+      const peerPort = await freePort();
+      const peerUrl = `http://127.0.0.1:${peerPort}`;
+      const learner = await client().addLearner([peerUrl]);
+      assert.equal(learner.learner, true);
+      const before = await client().members();
+      assert.deepEqual(
+        before.map((m) => m.learner).sort(),
+        [false, true],
+        "one voter and the learner, not started yet",
+      );
+      const first = before.find((m) => !m.learner)!;
+      const second = await startLocalEtcd({
+        name: "second",
+        dataDir: join(member.dir, "second"),
+        clientPort: await freePort(),
+        peerPort,
+        logFile: join(member.dir, "second.log"),
+        initialCluster: `${first.name}=${first.peerUrls[0]},second=${peerUrl}`,
+        initialClusterState: "existing",
+        waitHealthy: false,
+      });
+      try {
+        // etcd refuses to promote a learner that has not caught up with the leader: retried until it has.
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const refused = await client()
+            .promote(learner.id)
+            .then(
+              () => undefined,
+              (err: Error) => err,
+            );
+          if (!refused) break;
+          assert.match(refused.message, /in sync|learner/);
+          if (Date.now() > deadline) assert.fail(`not promoted: ${refused.message}`);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+        const after = await client().members();
+        assert.deepEqual(after.map((m) => [m.name, m.learner]).sort(), [
+          [first.name, false],
+          ["second", false],
+        ]);
+        // Each client knew one member: it learns the other, after those it knew.
+        await client().syncEndpoints();
+        assert.deepEqual(client().knownEndpoints, [member.etcd.endpoint, second.endpoint]);
+        const follower = new GatewayEtcdClient({ endpoints: [second.endpoint] });
+        try {
+          await follower.syncEndpoints();
+          assert.deepEqual(follower.knownEndpoints, [second.endpoint, member.etcd.endpoint]);
+          await follower.put("grown/k", "v");
+          assert.equal((await client().get("grown/k"))?.value, "v");
+        } finally {
+          follower.close();
+        }
+      } finally {
+        await second.stop();
+      }
+    },
+  );
 });
 
 void describe("GatewayEtcdClient against etcd with TLS", SUITE_TIMEOUT, () => {

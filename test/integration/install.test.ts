@@ -19,7 +19,7 @@ import { decodeJoinToken, encodeJoinToken } from "../../src/core/join.js";
 import type { HavenEvent, VmView } from "../../src/core/model.js";
 import { requireClusterFile } from "../../src/setup/cluster-file.js";
 import { freePort } from "../../src/setup/etcd.js";
-import { processesMatching, terminate } from "../../src/lib/process.js";
+import { isAlive, processesMatching, terminate } from "../../src/lib/process.js";
 import { run } from "../../src/lib/command.js";
 import { eventually, REPO_ROOT, runHaven, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
@@ -175,6 +175,7 @@ describe("haven init on a first server, haven join on a second", SUITE_TIMEOUT, 
   const servers = [
     { name: "node1", address: "127.0.20.1" },
     { name: "node2", address: "127.0.20.2" },
+    { name: "node3", address: "127.0.20.3" },
   ];
   /** Each server's CLI has its own state directory, as on two machines. */
   const cli = (server: number, args: string[], timeoutMs = 240_000) =>
@@ -201,31 +202,59 @@ describe("haven init on a first server, haven join on a second", SUITE_TIMEOUT, 
     await rm(root, { recursive: true, force: true });
   });
 
-  test("init, node add, join: both nodes online, the canary migrates between them; local-cluster commands refuse", async () => {
-    const address = servers[0]!.address;
-    const etcdPorts = [await freePort(address), await freePort(address)];
+  test("init, node add, join: two more monitors grow etcd to three voters, the canary migrates and outlives the first server's etcd; local-cluster commands refuse", async () => {
+    const etcdFlags = async (i: number) => {
+      const ports = [await freePort(servers[i]!.address), await freePort(servers[i]!.address)];
+      return ["--etcd-client-port", String(ports[0]), "--etcd-peer-port", String(ports[1])];
+    };
     const init = await json<{ node: string; api: string }>(0, [
       "init",
       ...(await serverFlags(0)),
       "--dir-storage",
-      ...["--etcd-client-port", String(etcdPorts[0]), "--etcd-peer-port", String(etcdPorts[1])],
+      ...(await etcdFlags(0)),
     ]);
     assert.equal(init.node, "node1");
-    const issued = await json<JoinTokenView>(0, ["node", "add", "node2"]);
-    const joined = await json<{ node: string }>(1, ["join", issued.token, ...(await serverFlags(1))]);
-    assert.equal(joined.node, "node2");
+    const joinMonitor = async (i: number) => {
+      const issued = await json<JoinTokenView>(0, ["node", "add", servers[i]!.name]);
+      const flags = [...(await serverFlags(i)), "--roles", "compute+monitor", ...(await etcdFlags(i))];
+      const joined = await json<{ node: string }>(i, ["join", issued.token, ...flags]);
+      assert.equal(joined.node, servers[i]!.name);
+    };
+    type EtcdRow = { name: string; endpoint: string; voter: boolean; healthy: boolean };
+    const etcdMembers = async () =>
+      (await json<EtcdRow[]>(0, ["etcd", "list"]))
+        .map((m) => `${m.name}:${m.voter ? "voter" : "learner"}`)
+        .sort();
+
+    // Two monitors would survive no more failures than one: the second joins as a learner.
+    await joinMonitor(1);
+    assert.deepEqual(await etcdMembers(), ["etcd-node1:voter", "etcd-node2:learner"]);
+    // The third makes three voters: the learner is promoted, then the new member once it has caught up.
+    await joinMonitor(2);
+    assert.deepEqual(await etcdMembers(), ["etcd-node1:voter", "etcd-node2:voter", "etcd-node3:voter"]);
+    const etcd = await json<EtcdRow[]>(0, ["etcd", "list"]);
+    assert.ok(
+      etcd.every((m) => m.healthy),
+      JSON.stringify(etcd),
+    );
 
     // The second server's CLI reaches the cluster through the file join wrote.
     const nodes = await json<NodeView[]>(1, ["node", "list"]);
     assert.deepEqual(
       nodes.map((n) => `${n.name}=${n.roles.join("+")}`),
-      ["node1=compute+monitor", "node2=compute"],
+      ["node1=compute+monitor", "node2=compute+monitor", "node3=compute+monitor"],
     );
-    const etcd = await json<Array<{ endpoint: string; healthy: boolean }>>(0, ["etcd", "list"]);
-    assert.deepEqual(
-      etcd.map((m) => [m.endpoint, m.healthy]),
-      [[`https://${address}:${etcdPorts[0]}`, true]],
-    );
+    // node1 and node2 were configured with the voters there were when they started; they follow etcd's list.
+    for (const server of ["node1", "node2"])
+      await eventually(`${server}'s havend following three etcd voters`, async () => {
+        const log = await readFile(join(root, server, "havend.log"), "utf8");
+        const followed = log
+          .split("\n")
+          .filter((line) => line.includes("following etcd's voting members"))
+          .at(-1);
+        const endpoints = followed && (JSON.parse(followed) as { endpoints: string[] }).endpoints;
+        return endpoints && endpoints.length === 3 ? endpoints : undefined;
+      });
 
     await ok(0, ["vm", "create", "canary", "--canary", "--start"]);
     const serial = (node: string) => join(root, node, "guests", "canary", "serial.log");
@@ -243,6 +272,18 @@ describe("haven init on a first server, haven join on a second", SUITE_TIMEOUT, 
     const other = first.node === "node1" ? "node2" : "node1";
     await ok(1, ["vm", "migrate", "canary", "--to", other]);
     await acking(await highestAck(), other);
+
+    // The first server's etcd member dies: the other two are a majority, every node renews its lease through
+    // them, and the canary acks on from the same QEMU.
+    const before = await acking(await highestAck(), other);
+    const etcdPid = Number(await readFile(join(root, "node1", "etcd.pid"), "utf8"));
+    process.kill(etcdPid, "SIGKILL");
+    await eventually("etcd-node1 gone", () => Promise.resolve(isAlive(etcdPid) ? undefined : true));
+    await new Promise((resolve) => setTimeout(resolve, 6000)); // past a lease TTL
+    assert.equal((await json<NodeView[]>(1, ["node", "list"])).length, 3, "every node still online");
+    const after = await acking(await highestAck(), other);
+    assert.equal(after.pid, before.pid, "the same QEMU acks on");
+
     const acked = await highestAck();
     const report = await json<CanaryReport>(0, ["canary", "verify", "canary"]);
     assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);

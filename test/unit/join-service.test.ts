@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { ClusterStore } from "../../src/adapters/etcd/cluster-store.js";
+import type { EtcdMember, EtcdMembership } from "../../src/adapters/etcd/port.js";
 import { FakeEtcd } from "../../src/adapters/etcd/fake.js";
 import { JoinService, type JoinAuthority } from "../../src/api/join-service.js";
 import { HavenError } from "../../src/core/errors.js";
@@ -27,6 +28,40 @@ const SETTINGS: JoinSettings = {
   apiToken: "t0ken",
   storage: { type: "dir", path: "/srv/haven" },
 };
+
+/**
+ * etcd's membership as etcd keeps it: one voter to begin with; a learner has no name or client URL until its
+ * server starts, and is promoted only once started (in sync).
+ */
+class MembershipOnFakes implements EtcdMembership {
+  list: EtcdMember[] = [
+    {
+      id: "1",
+      name: "etcd-node1",
+      peerUrls: ["https://198.18.0.1:2380"],
+      clientUrls: ["https://198.18.0.1:2379"],
+      learner: false,
+    },
+  ];
+  members = () => Promise.resolve(this.list.map((m) => ({ ...m })));
+  addLearner(peerUrls: string[]): Promise<EtcdMember> {
+    const member = { id: String(this.list.length + 1), name: "", peerUrls, clientUrls: [], learner: true };
+    this.list.push(member);
+    return Promise.resolve({ ...member });
+  }
+  promote(id: string): Promise<void> {
+    const member = this.list.find((m) => m.id === id);
+    if (!member?.name)
+      return Promise.reject(new Error("can only promote a learner member which is in sync with leader"));
+    member.learner = false;
+    return Promise.resolve();
+  }
+  start(id: string, name: string, address: string): void {
+    const member = this.list.find((m) => m.id === id)!;
+    member.name = name;
+    member.clientUrls = [`https://${address}:2379`];
+  }
+}
 
 describe("joining servers", () => {
   let caDir: string;
@@ -151,7 +186,9 @@ describe("joining servers", () => {
     };
     assert.match(await refusal(joins.join(request), "INPUT"), /cannot sign the certificate request/);
     const storage = { ...(await requestFor(token)), roles: ["compute" as const, "storage" as const] };
-    assert.match(await refusal(joins.join(storage), "INPUT"), /only have the compute role for now/);
+    assert.match(await refusal(joins.join(storage), "INPUT"), /cannot have the storage role yet/);
+    const monitor = { ...(await requestFor(token)), roles: ["compute" as const, "monitor" as const] };
+    assert.match(await refusal(joins.join(monitor), "INPUT"), /etcd is not run by Haven/);
     assert.throws(() => decodeJoinToken("hello"), /not a Haven join token/);
     assert.throws(() => decodeJoinToken(token.slice(0, -8)), /damaged/);
   });
@@ -235,6 +272,79 @@ describe("joining servers", () => {
     assert.deepEqual(await joins.removeNode("gone", true), { node: "gone", state: "removed", guests: [] });
     assert.deepEqual(removedUsers, ["gone"]);
     assert.equal((await store.getRemovedNode("gone"))?.by, "node1");
+  });
+
+  test("monitors grow etcd: each joins as a learner, and votes when that makes the voters odd, up to five", async () => {
+    const membership = new MembershipOnFakes();
+    const growing = new JoinService(store, clock, random, authority, "node1", undefined, membership);
+    const joinMonitor = async (node: string, address: string) => {
+      const { token } = await growing.issueToken(node);
+      const request = {
+        ...(await requestFor(token)),
+        address,
+        roles: ["compute" as const, "monitor" as const],
+        etcd: { clientPort: 2379, peerPort: 2380 },
+      };
+      const joined = await growing.join(request);
+      // The joining server starts its member, and promotes it when it was told to.
+      membership.start(joined.etcdMember!.id, joined.etcdMember!.name, address);
+      if (joined.etcdMember!.promote) await membership.promote(joined.etcdMember!.id);
+      return joined;
+    };
+    const votes = () => membership.list.map((m) => `${m.name}:${m.learner ? "learner" : "voter"}`);
+
+    const second = await joinMonitor("node2", "198.18.0.2");
+    assert.deepEqual(second.etcdMember, {
+      id: "2",
+      name: "etcd-node2",
+      initialCluster: "etcd-node1=https://198.18.0.1:2380,etcd-node2=https://198.18.0.2:2380",
+      promote: false,
+    });
+    assert.deepEqual(second.etcd, ["https://198.18.0.1:2379"], "a node is told the voters' client URLs");
+    assert.deepEqual(
+      votes(),
+      ["etcd-node1:voter", "etcd-node2:learner"],
+      "two voters would survive nothing more",
+    );
+
+    const third = await joinMonitor("node3", "198.18.0.3");
+    assert.equal(third.etcdMember!.promote, true);
+    assert.deepEqual(third.etcd, ["https://198.18.0.1:2379", "https://198.18.0.2:2379"]);
+    assert.deepEqual(votes(), ["etcd-node1:voter", "etcd-node2:voter", "etcd-node3:voter"]);
+
+    await joinMonitor("node4", "198.18.0.4");
+    await joinMonitor("node5", "198.18.0.5");
+    await joinMonitor("node6", "198.18.0.6");
+    assert.deepEqual(votes().slice(3), ["etcd-node4:voter", "etcd-node5:voter", "etcd-node6:learner"]);
+    const { token } = await growing.issueToken("node7");
+    const seventh = {
+      ...(await requestFor(token)),
+      roles: ["monitor" as const],
+      etcd: { clientPort: 1, peerPort: 2 },
+    };
+    assert.match(await refusal(growing.join(seventh), "CONFLICT"), /5 voting members and a learner already/);
+    assert.equal(membership.list.length, 6, "a refused join changes nothing");
+    const compute = { ...(await requestFor(token)), roles: ["compute" as const] };
+    assert.equal((await growing.join(compute)).etcdMember, undefined, "compute servers are etcd's clients");
+  });
+
+  test("a learner that never started stops the next monitor's join, which says what to do and keeps its token", async () => {
+    const membership = new MembershipOnFakes();
+    const growing = new JoinService(store, clock, random, authority, "node1", undefined, membership);
+    const monitor = async (node: string) => ({
+      ...(await requestFor((await growing.issueToken(node)).token)),
+      roles: ["monitor" as const],
+      etcd: { clientPort: 2379, peerPort: 2380 },
+    });
+    await growing.join(await monitor("node2")); // its server never starts its member
+    const third = await monitor("node3");
+    assert.match(
+      await refusal(growing.join(third), "UNAVAILABLE"),
+      /would not promote its learner https:\/\/198\.18\.0\.4:2380 .*'etcdctl member remove 2'/,
+    );
+    assert.equal(membership.list.length, 2, "nothing was added");
+    membership.start("2", "etcd-node2", "198.18.0.4");
+    assert.equal((await growing.join(third)).etcdMember?.promote, true, "the token still works");
   });
 
   test("a node without the CA key cannot make tokens", async () => {

@@ -9,6 +9,8 @@ import {
   LeaseNotFoundError,
   type Compare,
   type EtcdClient,
+  type EtcdMember,
+  type EtcdMembership,
   type KeyValue,
   type TxnOp,
   type TxnResult,
@@ -75,6 +77,15 @@ const watchMessage = z.object({
     .optional(),
   error: streamError,
 });
+const rawMember = z.object({
+  ID: int64,
+  name: z.string().optional(),
+  peerURLs: z.array(z.string()).optional(),
+  clientURLs: z.array(z.string()).optional(),
+  isLearner: z.boolean().optional(),
+});
+const memberListResponse = z.object({ members: z.array(rawMember).optional() });
+const memberAddResponse = z.object({ member: rawMember });
 const errorBody = z.object({
   message: z.string().optional(),
   error: z.string().optional(),
@@ -83,8 +94,8 @@ const errorBody = z.object({
 
 const GRPC_NOT_FOUND = 5;
 
-export class GatewayEtcdClient implements EtcdClient {
-  private readonly endpoints: string[];
+export class GatewayEtcdClient implements EtcdClient, EtcdMembership {
+  private endpoints: string[];
   private readonly timeoutMs: number;
   /** Index of the endpoint that answered last; requests start there so a dead member costs one miss. */
   private preferred = 0;
@@ -163,6 +174,41 @@ export class GatewayEtcdClient implements EtcdClient {
       // Revoking is idempotent for Haven: a lease that is already gone is what we wanted.
       if (!(err instanceof LeaseNotFoundError)) throw err;
     }
+  }
+
+  /** The client URLs requests go to, in the order they are tried from the start. */
+  get knownEndpoints(): readonly string[] {
+    return [...this.endpoints];
+  }
+
+  async members(): Promise<EtcdMember[]> {
+    const res = await this.call("/v3/cluster/member/list", {}, memberListResponse, true);
+    return (res.members ?? []).map(toMember);
+  }
+
+  async addLearner(peerUrls: string[]): Promise<EtcdMember> {
+    const body = { peerURLs: peerUrls, isLearner: true };
+    return toMember((await this.call("/v3/cluster/member/add", body, memberAddResponse, false)).member);
+  }
+
+  async promote(id: string): Promise<void> {
+    await this.call("/v3/cluster/member/promote", { ID: id }, memberListResponse, false);
+  }
+
+  /**
+   * Follows etcd's membership: from now on requests go to the voting members' client URLs (a cluster whose
+   * etcd grew since this client was configured has members it was not told of). Known endpoints keep their
+   * order, new ones come after them, and the one that answered last stays the first one tried.
+   */
+  async syncEndpoints(): Promise<void> {
+    const voters = (await this.members())
+      .filter((m) => !m.learner)
+      .flatMap((m) => m.clientUrls.map((url) => url.replace(/\/+$/, "")));
+    if (voters.length === 0) return;
+    const current = this.endpoints[this.preferred];
+    const kept = this.endpoints.filter((e) => voters.includes(e));
+    this.endpoints = [...kept, ...voters.filter((e) => !kept.includes(e))];
+    this.preferred = Math.max(0, this.endpoints.indexOf(current ?? ""));
   }
 
   async watch(
@@ -468,6 +514,16 @@ function b64(text: string): string {
 
 function unb64(text: string): string {
   return Buffer.from(text, "base64").toString("utf8");
+}
+
+function toMember(raw: z.infer<typeof rawMember>): EtcdMember {
+  return {
+    id: String(raw.ID ?? "0"),
+    name: raw.name ?? "",
+    peerUrls: raw.peerURLs ?? [],
+    clientUrls: raw.clientURLs ?? [],
+    learner: raw.isLearner ?? false,
+  };
 }
 
 function num(value: string | number | undefined): number {

@@ -69,6 +69,27 @@ export class LeaseNotFoundError extends Error {
   }
 }
 
+/** One member of the etcd cluster, as its member list has it. */
+export interface EtcdMember {
+  id: string;
+  /** Empty until a member added at run time has started. */
+  name: string;
+  peerUrls: string[];
+  /** Empty until a member added at run time has started. */
+  clientUrls: string[];
+  /** A learner replicates the log without voting, and serves no client. */
+  learner: boolean;
+}
+
+/** etcd's membership, for a cluster whose etcd grows with its servers (GatewayEtcdClient has it). */
+export interface EtcdMembership {
+  members(): Promise<EtcdMember[]>;
+  /** Adds a member that replicates the log without voting, so that one that never starts costs no quorum. */
+  addLearner(peerUrls: string[]): Promise<EtcdMember>;
+  /** Makes a learner a voter; etcd refuses while the learner has not caught up with the leader. */
+  promote(id: string): Promise<void>;
+}
+
 export interface EtcdClient {
   get(key: string): Promise<KeyValue | undefined>;
   /** All keys under a prefix, sorted by key, with the store revision the read was served at. */

@@ -8,16 +8,17 @@ export function registerEtcd(program: Command, ctx: CliContext): void {
   const etcd = program.command("etcd").description("the cluster's etcd members");
   etcd
     .command("list")
-    .description("etcd members with endpoint, pid and health (GET /health on each)")
+    .description("etcd members with endpoint, vote, pid and health (GET /health on each)")
     .option("--json", "machine-readable output")
     .action(async (options: { json?: boolean }) => {
       const members = await etcdMembers(ctx.stateDir, await ctx.cluster());
       if (options.json) return printJson(members);
       printTable(
-        ["NAME", "ENDPOINT", "PID", "STATE"],
+        ["NAME", "ENDPOINT", "VOTES", "PID", "STATE"],
         members.map((m) => [
           m.name,
           m.endpoint,
+          m.voter ? "yes" : "learner",
           m.pid,
           m.healthy ? "healthy" : m.running ? "unhealthy" : m.local ? "down" : "unreachable",
         ]),

@@ -23,6 +23,8 @@ interface ServerFlags {
   dir: string;
   accel: string;
   run?: string;
+  etcdClientPort: number;
+  etcdPeerPort: number;
   json?: boolean;
 }
 
@@ -42,6 +44,18 @@ function serverCommand(command: Command, defaultRoles: string, rolesHelp: string
     )
     .option("--accel <mode>", "auto (probe KVM, fall back to TCG), kvm or tcg", "auto")
     .option(
+      "--etcd-client-port <port>",
+      "with the monitor role: the etcd member's client port",
+      intOption("--etcd-client-port"),
+      2379,
+    )
+    .option(
+      "--etcd-peer-port <port>",
+      "with the monitor role: the etcd member's peer port",
+      intOption("--etcd-peer-port"),
+      2380,
+    )
+    .option(
       "--run <how>",
       "systemd (install and enable the units) or process (default: systemd when it runs)",
     )
@@ -50,12 +64,18 @@ function serverCommand(command: Command, defaultRoles: string, rolesHelp: string
 
 function common(flags: ServerFlags) {
   const accel = accelSetting(flags.accel);
-  if (flags.port < 1 || flags.port > 65535) throw inputError("--port must be 1-65535");
   const run = (flags.run ?? (systemdRuns() ? "systemd" : "process")) as RunMode;
   if (!["systemd", "process"].includes(run)) throw inputError("--run must be systemd or process");
+  for (const [flag, port] of [
+    ["--port", flags.port],
+    ["--etcd-client-port", flags.etcdClientPort],
+    ["--etcd-peer-port", flags.etcdPeerPort],
+  ] as const)
+    if (port < 1 || port > 65535) throw inputError(`${flag} must be 1-65535`);
   return {
     address: flags.address,
     port: flags.port,
+    etcdPorts: { client: flags.etcdClientPort, peer: flags.etcdPeerPort },
     roles: parseRoles(flags.roles),
     dir: flags.dir,
     accel,
@@ -85,13 +105,6 @@ export function registerInstall(program: Command, ctx: CliContext): void {
       "--dir-storage",
       "keep disk images in DIR/images instead of Ceph (one server, or a filesystem all servers share)",
     )
-    .option(
-      "--etcd-client-port <port>",
-      "the etcd member's client port",
-      intOption("--etcd-client-port"),
-      2379,
-    )
-    .option("--etcd-peer-port <port>", "the etcd member's peer port", intOption("--etcd-peer-port"), 2380)
     .option("--ceph-conf <file>", "attach to this Ceph cluster's ceph.conf (with --keyring)")
     .option("--keyring <file>", "cephx keyring for --ceph-conf (client.admin or a user that may blocklist)")
     .option("--pool <name>", "RBD pool for guest disks with --ceph-conf", "rbd")
@@ -101,8 +114,6 @@ export function registerInstall(program: Command, ctx: CliContext): void {
         flags: ServerFlags & {
           name: string;
           dirStorage?: boolean;
-          etcdClientPort: number;
-          etcdPeerPort: number;
           cephConf?: string;
           keyring?: string;
           pool: string;
@@ -122,7 +133,6 @@ export function registerInstall(program: Command, ctx: CliContext): void {
           storage: flags.cephConf
             ? { type: "attach", conf: flags.cephConf, keyring: flags.keyring!, pool: flags.pool }
             : { type: "dir" },
-          etcdPorts: { client: flags.etcdClientPort, peer: flags.etcdPeerPort },
           leaseTtlSeconds,
           stateDir: ctx.stateDir,
         });
@@ -138,7 +148,8 @@ export function registerInstall(program: Command, ctx: CliContext): void {
           "writes the node's credentials and configuration and starts havend (docs/install.md)",
       ),
     "compute",
-    "this server's roles joined with + (a joining server runs guests: compute)",
+    "this server's roles joined with +: compute runs guests, monitor an etcd member (it votes once the " +
+      "cluster has an odd number of monitors, up to five)",
   )
     .option("--ceph-dir <dir>", "where Ceph's configuration and keyrings go", DEFAULT_CEPH_DIR)
     .action(async (token: string, flags: ServerFlags & { cephDir: string }) => {

@@ -333,6 +333,7 @@ export class Agent {
   private async execute(action: Exclude<AgentAction, { type: "migrate" }>): Promise<void> {
     const { log, hypervisor } = this.deps;
     this.busy.set(action.vm, action.type === "start" || action.type === "incoming" ? "starting" : "stopping");
+    let failed = false;
     try {
       // Report "starting" first; a migration target has no status to report (the VM is placed elsewhere).
       if (action.type !== "incoming") await this.reportStatuses();
@@ -354,10 +355,13 @@ export class Agent {
         this.recordEnd(action.vm);
       }
     } catch (err) {
+      failed = true;
       log.error("guest action failed", { vm: action.vm, action: action.type, err });
     } finally {
       this.busy.delete(action.vm);
-      this.reconcile();
+      // A failed action is tried again on the next tick: at once, it would spin against an etcd that refuses
+      // at once (one electing a leader answers every request "no leader").
+      if (!failed) this.reconcile();
     }
   }
 

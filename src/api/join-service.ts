@@ -25,6 +25,12 @@ import { isoNow, type Clock } from "../lib/clock.js";
 export const DEFAULT_JOIN_TTL_SECONDS = 3600;
 const MAX_JOIN_TTL_SECONDS = 7 * 24 * 3600;
 const MIN_JOIN_TTL_SECONDS = 60;
+/**
+ * etcd refuses a membership change for a while after the last one: until its leader has heard from a quorum
+ * for 5 s ("unhealthy cluster"), and a promotion until the learner has caught up. They are tried again for up
+ * to this long, once a second.
+ */
+const MEMBERSHIP_RETRY_MS = 30_000;
 
 /** What a node holding the cluster CA's key offers. */
 export interface JoinAuthority {
@@ -160,13 +166,25 @@ export class JoinService {
     if (typeof plan === "string") throw conflict(plan);
     const learner = members.find((m) => m.learner);
     if (plan.promoteLearner && learner)
-      await this.etcd.promote(learner.id).catch((err: Error) => {
+      await this.retryMembership(() => this.etcd!.promote(learner.id)).catch((err: Error) => {
         throw unavailable(
           `etcd would not promote its learner ${describeMember(learner)} (${err.message}): start its server, ` +
             `or remove it with 'etcdctl member remove ${learner.id}'`,
         );
       });
     return plan.promoteJoiner;
+  }
+
+  private async retryMembership<T>(change: () => Promise<T>): Promise<T> {
+    const deadline = this.clock.now() + MEMBERSHIP_RETRY_MS;
+    for (;;) {
+      try {
+        return await change();
+      } catch (err) {
+        if (this.clock.now() >= deadline) throw err;
+        await this.clock.sleep(1000);
+      }
+    }
   }
 
   /** Adds the joining monitor's member as a learner; its server starts it from the member list returned. */
@@ -179,9 +197,14 @@ export class JoinService {
     const members = await etcd.members();
     const scheme = new URL(members[0]!.peerUrls[0]!).protocol;
     const host = request.address.includes(":") ? `[${request.address}]` : request.address;
-    const added = await etcd.addLearner([`${scheme}//${host}:${request.etcd!.peerPort}`]);
+    const peerUrl = `${scheme}//${host}:${request.etcd!.peerPort}`;
+    // An add whose answer was lost may have happened: the member list says, and it is not added twice.
+    const added = await this.retryMembership(
+      async () =>
+        (await etcd.members()).find((m) => m.peerUrls.includes(peerUrl)) ?? etcd.addLearner([peerUrl]),
+    );
     const name = `etcd-${node}`;
-    const initialCluster = [...members, { ...added, name }]
+    const initialCluster = [...members.filter((m) => m.id !== added.id), { ...added, name }]
       .map((m) => `${m.name || describeMember(m)}=${m.peerUrls[0]}`)
       .join(",");
     return { id: added.id, name, initialCluster, promote };

@@ -43,8 +43,12 @@ class MembershipOnFakes implements EtcdMembership {
       learner: false,
     },
   ];
+  /** etcd's refusals of the next adds: it refuses changes until its leader has heard from a quorum for 5 s. */
+  unhealthyFor = 0;
   members = () => Promise.resolve(this.list.map((m) => ({ ...m })));
   addLearner(peerUrls: string[]): Promise<EtcdMember> {
+    if (this.unhealthyFor-- > 0)
+      return Promise.reject(new Error("etcd unavailable: etcdserver: unhealthy cluster"));
     const member = { id: String(this.list.length + 1), name: "", peerUrls, clientUrls: [], learner: true };
     this.list.push(member);
     return Promise.resolve({ ...member });
@@ -70,7 +74,13 @@ describe("joining servers", () => {
   let etcd: FakeEtcd;
   let store: ClusterStore;
   let joins: JoinService;
-  const clock: Clock = { now: () => now, sleep: () => Promise.resolve() };
+  const clock: Clock = {
+    now: () => now,
+    sleep: (ms) => {
+      now += ms;
+      return Promise.resolve();
+    },
+  };
   let counter = 0;
   const random = (bytes: number) => Buffer.alloc(bytes, ++counter);
 
@@ -345,6 +355,22 @@ describe("joining servers", () => {
     assert.equal(membership.list.length, 2, "nothing was added");
     membership.start("2", "etcd-node2", "198.18.0.4");
     assert.equal((await growing.join(third)).etcdMember?.promote, true, "the token still works");
+  });
+
+  test("a membership change etcd refuses for a moment is tried again", async () => {
+    const membership = new MembershipOnFakes();
+    membership.unhealthyFor = 3;
+    const growing = new JoinService(store, clock, random, authority, "node1", undefined, membership);
+    const { token } = await growing.issueToken("node2");
+    const request = {
+      ...(await requestFor(token)),
+      roles: ["monitor" as const],
+      etcd: { clientPort: 1, peerPort: 2 },
+    };
+    const started = now;
+    assert.equal((await growing.join(request)).etcdMember?.name, "etcd-node2");
+    assert.equal(now - started, 3000, "three refusals, a second apart");
+    assert.equal(membership.list.length, 2);
   });
 
   test("a node without the CA key cannot make tokens", async () => {

@@ -395,7 +395,9 @@ function httpFailureFromText(status: number, text: string, leaseId: string | und
   // 503/504 are gRPC Unavailable/DeadlineExceeded: no leader, member stopping, proposal timed out.
   if (status === 503 || status === 504) {
     const error = new EtcdUnavailableError(`etcd unavailable: ${message}`);
-    return { retryable: true, neverApplied: message.includes("no leader"), error };
+    // Refused before anything was proposed: no leader, or a membership change while the cluster is unhealthy.
+    const neverApplied = message.includes("no leader") || message.includes("unhealthy cluster");
+    return { retryable: true, neverApplied, error };
   }
   if (body.code === GRPC_NOT_FOUND && message.includes("lease not found")) {
     return { retryable: false, neverApplied: true, error: new LeaseNotFoundError(leaseId ?? "?") };

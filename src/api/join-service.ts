@@ -6,7 +6,7 @@
 import { createHash, timingSafeEqual, X509Certificate } from "node:crypto";
 import type { ClusterStore } from "../adapters/etcd/cluster-store.js";
 import { ConstraintStore } from "../adapters/etcd/constraint-store.js";
-import type { EtcdMember, EtcdMembership } from "../adapters/etcd/port.js";
+import { voterUrls, type EtcdMember, type EtcdMembership } from "../adapters/etcd/port.js";
 import { conflict, inputError, notFound, unavailable } from "../core/errors.js";
 import {
   encodeJoinToken,
@@ -287,10 +287,6 @@ export class JoinService {
       throw conflict(`node ${node} is online already: a joining server needs a name of its own`);
   }
 }
-
-/** The client URLs of etcd's voting members: where a node sends its requests. */
-export const voterUrls = (members: EtcdMember[]): string[] =>
-  members.filter((m) => !m.learner).flatMap((m) => m.clientUrls);
 
 const describeMember = (m: EtcdMember) => m.name || m.peerUrls[0] || m.id;
 

@@ -16,6 +16,7 @@ import {
   type TxnResult,
   type WatchEvent,
   type WatchHandlers,
+  voterUrls,
 } from "./port.js";
 import { clientDispatcher, type Dispatcher, type TlsIdentity } from "../../lib/tls.js";
 
@@ -104,7 +105,7 @@ export class GatewayEtcdClient implements EtcdClient, EtcdMembership {
 
   constructor(options: GatewayEtcdClientOptions) {
     if (options.endpoints.length === 0) throw new Error("GatewayEtcdClient needs at least one endpoint");
-    this.endpoints = options.endpoints.map((e) => e.replace(/\/+$/, ""));
+    this.endpoints = options.endpoints.map(withoutTrailingSlash);
     this.timeoutMs = options.requestTimeoutMs ?? 2000;
     this.dispatcher = clientDispatcher(options);
   }
@@ -201,9 +202,7 @@ export class GatewayEtcdClient implements EtcdClient, EtcdMembership {
    * order, new ones come after them, and the one that answered last stays the first one tried.
    */
   async syncEndpoints(): Promise<void> {
-    const voters = (await this.members())
-      .filter((m) => !m.learner)
-      .flatMap((m) => m.clientUrls.map((url) => url.replace(/\/+$/, "")));
+    const voters = voterUrls(await this.members()).map(withoutTrailingSlash);
     if (voters.length === 0) return;
     const current = this.endpoints[this.preferred];
     const kept = this.endpoints.filter((e) => voters.includes(e));
@@ -517,6 +516,8 @@ function b64(text: string): string {
 function unb64(text: string): string {
   return Buffer.from(text, "base64").toString("utf8");
 }
+
+const withoutTrailingSlash = (url: string) => url.replace(/\/+$/, "");
 
 function toMember(raw: z.infer<typeof rawMember>): EtcdMember {
   return {

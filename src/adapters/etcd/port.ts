@@ -81,6 +81,10 @@ export interface EtcdMember {
   learner: boolean;
 }
 
+/** The client URLs of etcd's voting members: where clients send their requests (a learner serves none). */
+export const voterUrls = (members: EtcdMember[]): string[] =>
+  members.filter((m) => !m.learner).flatMap((m) => m.clientUrls);
+
 /** etcd's membership, for a cluster whose etcd grows with its servers (GatewayEtcdClient has it). */
 export interface EtcdMembership {
   members(): Promise<EtcdMember[]>;

@@ -8,6 +8,7 @@ import type { Duplex } from "node:stream";
 import { z } from "zod";
 import { HavenError, httpStatusOf, inputError, notFound } from "../core/errors.js";
 import { fenceAgentSchema } from "../core/model.js";
+import { EtcdUnavailableError } from "../adapters/etcd/port.js";
 import type { Logger } from "../lib/log.js";
 import {
   cloneRequest,
@@ -252,6 +253,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, routes: Route[]
   } catch (err) {
     if (err instanceof HavenError)
       return send(res, httpStatusOf(err.code), { error: { code: err.code, message: err.message } });
+    // This node cannot reach etcd (a cut link, a lost quorum): another node may, so 503, not a defect.
+    if (err instanceof EtcdUnavailableError)
+      return send(res, httpStatusOf("UNAVAILABLE"), { error: { code: "UNAVAILABLE", message: err.message } });
     options.log.error("request failed", { method: req.method, path: url.pathname, err });
     send(res, 500, { error: { code: "INTERNAL", message: (err as Error).message } });
   }

@@ -9,6 +9,7 @@ import { registerConstraint } from "./commands/constraint.js";
 import { registerDisk } from "./commands/disk.js";
 import { registerEtcd } from "./commands/etcd.js";
 import { registerFence } from "./commands/fence.js";
+import { registerHost } from "./commands/host.js";
 import { registerImport } from "./commands/import.js";
 import { registerMigrate } from "./commands/migrate.js";
 import { registerSimulate } from "./commands/simulate.js";
@@ -32,6 +33,7 @@ const program = new Command("haven")
 const ctx = new CliContext(program);
 registerCluster(program, ctx);
 registerNode(program, ctx);
+registerHost(program, ctx);
 registerInstall(program, ctx);
 registerMisc(program, ctx);
 registerVm(program, ctx);

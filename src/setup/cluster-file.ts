@@ -1,6 +1,6 @@
 // A cluster's description on the admin's machine: where etcd and the nodes' APIs are, and the token.
 // `haven cluster up` writes it into the state directory; every other command reads it.
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { z } from "zod";
@@ -8,12 +8,13 @@ import { storageConfigSchema } from "../adapters/storage/config.js";
 import { inputError } from "../core/errors.js";
 import { rolesSchema } from "../core/roles.js";
 import { labNetworkSchema } from "./local-network.js";
+import { localHostsSchema } from "./local-hosts.js";
 import { tlsFilesSchema } from "../lib/tls.js";
 
 /** One member of an etcd that `haven cluster up` runs itself: `name` is also its etcd --name. */
 export const localEtcdMemberSchema = z.object({
   name: z.string(),
-  /** Loopback address of its client and peer URLs. */
+  /** The address of its client and peer URLs: a host's (local hosts) or a loopback address (before). */
   host: z.string(),
   clientPort: z.number(),
   peerPort: z.number(),
@@ -60,6 +61,11 @@ export const clusterFileSchema = z.object({
   installed: z.boolean().optional(),
   /** The guest network with its DHCP server (absent in clusters made before it existed). */
   network: labNetworkSchema.optional(),
+  /**
+   * The hosts (network namespaces) the nodes run in, by node name, and the servers' hosts made to join
+   * (`haven cluster add-host`); absent in local clusters made before, whose nodes share 127.0.10.N.
+   */
+  hosts: localHostsSchema.optional(),
 });
 export type ClusterFile = z.infer<typeof clusterFileSchema>;
 
@@ -79,6 +85,11 @@ export async function readClusterFile(stateDir: string): Promise<ClusterFile | u
   const parsed = clusterFileSchema.safeParse(JSON.parse(text));
   if (!parsed.success) throw inputError(`${clusterFilePath(stateDir)} is not a Haven cluster file`);
   return parsed.data;
+}
+
+/** Writes the cluster file (mode 0600: it names the token file and etcd's credentials). */
+export async function writeClusterFile(stateDir: string, cluster: ClusterFile): Promise<void> {
+  await writeFile(clusterFilePath(stateDir), JSON.stringify(cluster, null, 2) + "\n", { mode: 0o600 });
 }
 
 export async function requireClusterFile(stateDir: string): Promise<ClusterFile> {

@@ -1,4 +1,4 @@
-// A local etcd member on loopback for tests and local clusters (`haven cluster up`): a single-member cluster
+// A local etcd member for tests and local clusters (`haven cluster up`): a single-member cluster
 // by default, or one member of a multi-member cluster when `initialCluster` lists the others. With `tlsDir`,
 // client and peer traffic is TLS and both sides must present a certificate from the cluster CA.
 import { spawn } from "node:child_process";
@@ -6,6 +6,7 @@ import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { sleep } from "../lib/async.js";
+import { inNamespace } from "../lib/netns.js";
 import { tlsDispatcher, type Dispatcher } from "../lib/tls.js";
 import { nodeTlsFiles, readTlsIdentity } from "./pki.js";
 
@@ -24,6 +25,8 @@ export interface LocalEtcdOptions {
   tlsDir?: string;
   /** Path of the etcd binary; default "etcd" from PATH. */
   etcdBinary?: string;
+  /** The network namespace to run in (a local cluster's host); default this process's. */
+  namespace?: string;
   /** Every member as `name=peerURL,…`; default this member alone. */
   initialCluster?: string;
   /** "existing" when restarting a member of a cluster that already exists; default "new". */
@@ -50,7 +53,10 @@ const HEALTHY_WITHIN_MS = 15_000;
 const STOP_GRACE_MS = 5_000;
 
 /** What a member is and how it talks: the options its command line is made of, wherever it runs. */
-export type EtcdMemberOptions = Omit<LocalEtcdOptions, "logFile" | "detached" | "etcdBinary" | "waitHealthy">;
+export type EtcdMemberOptions = Omit<
+  LocalEtcdOptions,
+  "logFile" | "detached" | "etcdBinary" | "waitHealthy" | "namespace"
+>;
 
 /** The member's client URL and etcd's arguments for it (a local process and a systemd unit run the same). */
 export function etcdMember(opts: EtcdMemberOptions): { name: string; endpoint: string; args: string[] } {
@@ -84,7 +90,8 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
   const logFd = openSync(opts.logFile, "a");
   const child = (() => {
     try {
-      return spawn(opts.etcdBinary ?? "etcd", args, {
+      const [program, ...argv] = inNamespace(opts.namespace, [opts.etcdBinary ?? "etcd", ...args]);
+      return spawn(program!, argv, {
         stdio: ["ignore", logFd, logFd],
         detached: opts.detached ?? false,
       });

@@ -42,7 +42,6 @@ import {
 
 export const DEFAULT_NODE_DIR = "/var/lib/haven";
 export const DEFAULT_CEPH_DIR = "/etc/ceph";
-export const DEFAULT_API_PORT = 7443;
 const FETCH_TIMEOUT_MS = 15_000;
 const ONLINE_WITHIN_MS = 120_000;
 /** A learner catches up with the leader in moments on a small etcd; a minute covers a slow disk. */

@@ -1,11 +1,12 @@
-// Local clusters: N havend processes on this machine sharing a local etcd (1 or 3 members) and storage.
+// Local clusters: N nodes on this machine, each a host of its own (a network namespace, local-hosts.ts) that
+// runs its havend, its etcd member (1 or 3 members on monitor nodes) and its Ceph daemons, sharing storage.
 // `up` creates or completes one (idempotent: it starts whatever is not running); `down` stops everything.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
-import { freePort, startLocalEtcd, waitEtcdHealthy } from "./etcd.js";
+import { startLocalEtcd, waitEtcdHealthy } from "./etcd.js";
 import { probeAccelerator, type AcceleratorChoice } from "../adapters/qemu/accel.js";
 import { caFiles, certificateAddresses, createClusterCa, issueNodeCredentials, nodeTlsFiles } from "./pki.js";
 import type { TlsFiles } from "../lib/tls.js";
@@ -15,14 +16,25 @@ import { formatRoles, layoutProblem, NODE_ROLES, rolesOf, type NodeRole } from "
 import { isAlive, livePid, processesMatching, terminate } from "../lib/process.js";
 import { DEFAULT_GUEST_DIR, spawnHavend } from "./services.js";
 import { stopLocalCeph } from "./ceph/bootstrap.js";
-import { clusterFilePath, readClusterFile, type ClusterFile, type LocalEtcdMember } from "./cluster-file.js";
 import {
-  ensureLabNetwork,
-  labLeasesFile,
-  labNetworkFor,
-  removeAllCuts,
-  removeLabNetwork,
-} from "./local-network.js";
+  readClusterFile,
+  requireClusterFile,
+  writeClusterFile,
+  type ClusterFile,
+  type LocalEtcdMember,
+} from "./cluster-file.js";
+import { ensureLabNetwork, labLeasesFile, labNetworkFor, removeLabNetwork } from "./local-network.js";
+import {
+  ensureHosts,
+  namespaceAt,
+  nextHost,
+  planHosts,
+  removeHosts,
+  requireHosts,
+  type LocalHost,
+  type LocalHosts,
+} from "./local-hosts.js";
+import { PORTS } from "./ports.js";
 import {
   ensureStorage,
   nodeAddresses,
@@ -89,9 +101,9 @@ export async function clusterUp(options: UpOptions): Promise<ClusterFile> {
     );
   }
   await createClusterCa(caDir(options.stateDir), cluster.name);
+  await ensureNetworks(cluster, options.progress);
   if (cluster.etcd.local) await ensureEtcd(options.stateDir, cluster, options.progress);
-  await ensureStorage(cluster.storage, nodeAddresses(cluster.nodes), options.progress);
-  if (cluster.network) await ensureLabNetwork(cluster.network, options.progress);
+  await ensureStorage(cluster.storage, nodeAddresses(cluster.nodes, cluster.hosts), options.progress);
   for (const node of cluster.nodes) await ensureHavend(options.stateDir, cluster, node, options.progress);
   return cluster;
 }
@@ -111,28 +123,35 @@ function nodeLayout(options: UpOptions): NodeRole[][] {
   return layout;
 }
 
+/** The guest network, then the hosts (whose guest bridges are wired to it). */
+async function ensureNetworks(
+  cluster: Pick<ClusterFile, "network" | "hosts">,
+  progress: (line: string) => void,
+): Promise<void> {
+  if (cluster.network) await ensureLabNetwork(cluster.network, progress);
+  if (cluster.hosts) await ensureHosts(cluster.hosts, cluster.network, progress);
+}
+
 async function createClusterFile(options: UpOptions, layout: NodeRole[][]): Promise<ClusterFile> {
   const { stateDir, progress } = options;
   const accel = await chooseAccel(options.accel, progress);
-  const nodes = [];
-  for (const [i, roles] of layout.entries()) {
-    // Each node gets its own loopback address, as separate hosts would have.
-    const host = `127.0.10.${i + 1}`;
-    nodes.push({
-      name: `node${i + 1}`,
-      api: `https://${host}:${await freePort(host)}`,
-      dir: join(stateDir, "nodes", `node${i + 1}`),
-      roles,
-    });
-  }
-  const voters = nodes
-    .filter((node) => node.roles.includes("monitor"))
-    .map((node) => new URL(node.api).hostname);
+  const names = layout.map((_, i) => `node${i + 1}`);
+  const hosts = await planHosts(stateDir, names);
+  const nodes = layout.map((roles, i) => ({
+    name: names[i]!,
+    api: `https://${hosts.hosts[i]!.address}:${PORTS.api}`,
+    dir: join(stateDir, "nodes", names[i]!),
+    roles,
+  }));
+  const monitors = hosts.hosts.filter((_, i) => layout[i]!.includes("monitor"));
   const local = options.etcd
     ? null
-    : { members: await newEtcdMembers(stateDir, options.etcdMembers ?? 1, voters) };
-  // Storage first: when it cannot be had, no cluster file is written and nothing else is started.
-  const storage = await prepareStorage(options.storage, stateDir, nodeAddresses(nodes), progress);
+    : { members: newEtcdMembers(stateDir, options.etcdMembers ?? 1, monitors, hosts) };
+  const network = labNetworkFor(stateDir);
+  // Storage first: when it cannot be had, no cluster file is written and nothing is left running.
+  const storage = await withNetworks({ network, hosts }, progress, () =>
+    prepareStorage(options.storage, stateDir, nodeAddresses(nodes, hosts), progress),
+  );
   const tokenFile = join(stateDir, "token");
   await writeFile(tokenFile, randomBytes(32).toString("hex") + "\n", { mode: 0o600 });
   const cluster: ClusterFile = {
@@ -150,51 +169,58 @@ async function createClusterFile(options: UpOptions, layout: NodeRole[][]): Prom
     guestDir: DEFAULT_GUEST_DIR,
     leaseTtlSeconds: options.leaseTtlSeconds,
     accel,
-    network: labNetworkFor(stateDir),
+    network,
+    hosts,
   };
-  await writeFile(clusterFilePath(stateDir), JSON.stringify(cluster, null, 2) + "\n", { mode: 0o600 });
+  await writeClusterFile(stateDir, cluster);
   progress(
     `created cluster ${cluster.name} in ${stateDir} (${nodes.length} nodes, accelerator ${accel.accel}: ${accel.reason})`,
   );
   return cluster;
 }
 
-/** A single member on 127.0.0.1, or `count` members on the first `count` monitor nodes' addresses. */
-async function newEtcdMembers(
+/**
+ * `count` members, each on the host of one of the first `count` monitor nodes (the first node when none is a
+ * monitor); a single member is named "etcd" and keeps its data in STATE/etcd/data, as before there were more.
+ */
+function newEtcdMembers(
   stateDir: string,
   count: number,
-  monitorHosts: string[],
-): Promise<LocalEtcdMember[]> {
-  if (count === 1) {
-    // The single member keeps the layout of clusters made before multi-member etcd.
-    const host = "127.0.0.1";
-    const dataDir = join(stateDir, "etcd", "data");
-    return [
-      {
-        name: "etcd",
-        host,
-        clientPort: await freePort(host),
-        peerPort: await freePort(host),
-        dataDir,
-        tls: true,
-      },
-    ];
-  }
-  const members = [];
-  for (let i = 1; i <= count; i++) {
-    // Each member shares a monitor node's loopback address, as if that host ran it.
-    const host = monitorHosts[i - 1]!;
-    const name = `etcd${i}`;
-    members.push({
+  monitors: LocalHosts["hosts"],
+  hosts: LocalHosts,
+): LocalEtcdMember[] {
+  const on = monitors.length > 0 ? monitors : hosts.hosts;
+  return on.slice(0, count).map((host, i) => {
+    const name = count === 1 ? "etcd" : `etcd${i + 1}`;
+    return {
       name,
-      host,
-      clientPort: await freePort(host),
-      peerPort: await freePort(host),
-      dataDir: join(stateDir, "etcd", name),
+      host: host.address,
+      clientPort: PORTS.etcdClient,
+      peerPort: PORTS.etcdPeer,
+      dataDir: join(stateDir, "etcd", count === 1 ? "data" : name),
       tls: true,
-    });
+    };
+  });
+}
+
+/** Runs `make` with the networks up; when it fails, takes them down again. */
+async function withNetworks<T>(
+  cluster: Pick<ClusterFile, "network" | "hosts">,
+  progress: (line: string) => void,
+  make: () => Promise<T>,
+): Promise<T> {
+  try {
+    await ensureNetworks(cluster, progress);
+    return await make();
+  } catch (err) {
+    await removeNetworks(cluster);
+    throw err;
   }
-  return members;
+}
+
+async function removeNetworks(cluster: Pick<ClusterFile, "network" | "hosts">): Promise<void> {
+  if (cluster.hosts) await removeHosts(cluster.hosts);
+  if (cluster.network) await removeLabNetwork(cluster.network);
 }
 
 async function chooseAccel(
@@ -284,6 +310,7 @@ export async function startEtcdMembers(
     const addresses = certificateAddresses(member.host);
     if (tlsDir) await issueNodeCredentials(caDir(stateDir), member.name, addresses, tlsDir);
     const etcd = await startLocalEtcd({
+      namespace: namespaceAt(cluster.hosts, member.host),
       name: member.name,
       host: member.host,
       dataDir: member.dataDir,
@@ -371,7 +398,7 @@ async function ensureHavend(
     ...(cluster.network && { dhcpLeases: labLeasesFile(cluster.network) }),
   };
   await writeFile(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
-  await spawnHavend(configFile, node.dir);
+  await spawnHavend(configFile, node.dir, namespaceAt(cluster.hosts, api.hostname));
   progress(`started havend ${node.name} on ${node.api}`);
 }
 
@@ -391,6 +418,24 @@ export function adminEtcdTls(stateDir: string, cluster: ClusterFile): TlsFiles |
   const member = cluster.etcd.local.members.find((candidate) => candidate.tls);
   const tlsDir = member && etcdMemberFiles(stateDir, member).tlsDir;
   return tlsDir === undefined ? undefined : nodeTlsFiles(tlsDir, "client");
+}
+
+/**
+ * A new host in the local cluster, for a server that is to join it as `name` (`haven join` run on the host
+ * with `haven host exec`); `cluster down` removes it with the others.
+ */
+export async function addLocalHost(
+  stateDir: string,
+  name: string,
+  progress: (line: string) => void,
+): Promise<LocalHost> {
+  const cluster = await requireClusterFile(stateDir);
+  if (cluster.installed) throw installedCluster(stateDir);
+  const hosts = requireHosts(cluster.hosts);
+  const host = nextHost(stateDir, hosts, name);
+  await ensureHosts({ ...hosts, hosts: [host] }, cluster.network, progress);
+  await writeClusterFile(stateDir, { ...cluster, hosts: { ...hosts, hosts: [...hosts.hosts, host] } });
+  return host;
 }
 
 /** Stops havends, then guests, then etcd; with purge removes the state directory. */
@@ -416,13 +461,12 @@ export async function clusterDown(
   const guests = (await processesMatching(stateDir)).filter(({ cmdline }) => cmdline.includes("qemu-system"));
   await Promise.all(guests.map(({ pid }) => stop(pid)));
   if (guests.length > 0) progress(`stopped ${guests.length} guest(s)`);
-  await removeAllCuts(stateDir);
-  if (cluster.network) await removeLabNetwork(cluster.network);
   await stopStorage(cluster.storage);
   for (const member of cluster.etcd.local?.members ?? []) {
     const pid = await etcdMemberPid(stateDir, member);
     if (pid) await stop(pid);
   }
+  await removeNetworks(cluster);
   progress(`cluster in ${stateDir} is down`);
   if (purge) {
     await rm(stateDir, { recursive: true, force: true });

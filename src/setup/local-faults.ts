@@ -1,5 +1,5 @@
 // Fault injection for local clusters (the demo and the HA tests use it): kill, freeze and thaw a node's
-// processes, cut and restore its network link, kill and restart etcd members. Only processes that this state
+// processes, cut and restore its host's network link, kill and restart etcd members. Only processes that this state
 // directory started are touched: pids come from pidfiles and are trusted only while their command line still
 // names this state directory.
 import { readdir, writeFile } from "node:fs/promises";
@@ -12,7 +12,7 @@ import { DEFAULT_SHUTDOWN_MIGRATE_SECONDS } from "../havend/config.js";
 import { argAfter, guestFiles, ourQemuArgv, readPid } from "../adapters/qemu/guest-files.js";
 import { inputError, notFound, unavailable } from "../core/errors.js";
 import { pollUntil } from "../lib/async.js";
-import { cutAddress, cutTable, removeCut } from "./local-network.js";
+import { CUT_TABLE, cutHost, findHost, healHost, type LocalHost } from "./local-hosts.js";
 import { commandLine, isAlive, livePid, processesMatching, processState } from "../lib/process.js";
 import type { ClusterFile, LocalEtcdMember } from "./cluster-file.js";
 import {
@@ -299,16 +299,17 @@ export interface PartitionView {
   address: string;
   /** Only what the node sends is dropped; it still receives. */
   oneway: boolean;
-  /** The nftables table that holds the cut (`nft list table inet NAME`). */
+  /** The node's host (`ip netns exec NAMESPACE nft list table inet TABLE` shows the cut). */
+  namespace: string;
   table: string;
 }
 
 /**
- * Cuts a local node's network link: every packet from its address to another (and, unless `oneway`, to it
- * from another) is dropped, on loopback as on a wire. What runs on its address is cut off with it: its
- * havend (whose etcd connections leave from there), its API, incoming migrations, and its Ceph monitor, OSD
- * and etcd member. The QEMUs' own storage connections leave from 127.0.0.1 and keep going, as over a separate
- * storage network: the node's self-fencing stops them before its lease can expire.
+ * Cuts a local node's network link (its host's eth0): every packet it sends and, unless `oneway`, every
+ * packet it receives is dropped. Everything on the host is cut off with it: its havend, its API, incoming
+ * migrations, its etcd member and Ceph daemons, and its QEMUs' storage traffic, so its guests stall at once;
+ * the node's self-fencing stops them before its lease can expire. Its guests' own network cards are on
+ * their bridge, not on eth0, and stay up.
  */
 export async function partitionNode(
   stateDir: string,
@@ -316,19 +317,17 @@ export async function partitionNode(
   name: string,
   oneway: boolean,
 ): Promise<PartitionView> {
-  const { table, address } = nodeCut(stateDir, cluster, name);
-  await removeCut(table);
-  await cutAddress(table, address, oneway);
-  return { node: name, address, oneway, table };
+  const host = nodeHost(stateDir, cluster, name);
+  await cutHost(host, oneway);
+  return { node: name, address: host.address, oneway, namespace: host.namespace, table: CUT_TABLE };
 }
 
 /** Restores a local node's network link; returns whether it was cut. */
 export function healNode(stateDir: string, cluster: ClusterFile, name: string): Promise<boolean> {
-  return removeCut(nodeCut(stateDir, cluster, name).table);
+  return healHost(nodeHost(stateDir, cluster, name));
 }
 
-function nodeCut(stateDir: string, cluster: ClusterFile, name: string) {
+function nodeHost(stateDir: string, cluster: ClusterFile, name: string): LocalHost {
   requireLocal(stateDir, cluster);
-  const node = findNode(cluster, name);
-  return { table: cutTable(stateDir, cluster.nodes.indexOf(node)), address: new URL(node.api).hostname };
+  return findHost(cluster.hosts, findNode(cluster, name).name);
 }

@@ -1,16 +1,15 @@
-// The guest network of a local cluster, wired like hosts on one switch: a bridge the nodes plug their guests'
-// taps into, and a network namespace of its own on that bridge (through a veth pair) that runs the DHCP
-// server (Debian's dnsmasq) and from which `haven network exec` reaches the guests. Addresses come from
-// 198.19.0.0/24, inside 198.18.0.0/15 (reserved for network test labs); the bridge has no address on the
-// machine's own side and nothing is routed or NATed, so no guest packet can leave the machine.
+// The guest network of a local cluster, wired like hosts on one switch: a bridge that every host's own guest
+// bridge is wired to (local-hosts.ts), and a network namespace of its own on it (through a veth pair) that
+// runs the DHCP server (Debian's dnsmasq) and from which `haven network exec` reaches the guests. Addresses
+// come from 198.19.0.0/24, inside 198.18.0.0/15 (reserved for network test labs); the bridge has no address
+// on the machine's own side and nothing is routed or NATed, so no guest packet can leave the machine.
 import { createHash } from "node:crypto";
-import { spawn } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { run } from "../lib/command.js";
 import { livePid, terminate } from "../lib/process.js";
-import { unavailable } from "../core/errors.js";
+import { execInNamespace, linkExists, namespaces, runInNamespace } from "../lib/netns.js";
 
 export const labNetworkSchema = z.object({
   bridge: z.string(),
@@ -53,29 +52,12 @@ const files = (lab: LabNetwork) => ({
 export async function ensureLabNetwork(lab: LabNetwork, progress: (line: string) => void): Promise<void> {
   await mkdir(lab.dir, { recursive: true });
   if (!(await linkExists(lab.bridge))) {
-    // VLAN filtering on where the kernel has it, so that guests can be put on VLANs (the default VLAN 1 stays
-    // untagged); a kernel without it gets a plain bridge, and guests asking for a VLAN cannot start there.
-    const filtering = await run("ip", [
-      "link",
-      "add",
-      lab.bridge,
-      "type",
-      "bridge",
-      "vlan_filtering",
-      "1",
-    ]).then(
-      () => true,
-      () => false,
-    );
-    if (!filtering) await run("ip", ["link", "add", lab.bridge, "type", "bridge"]);
-    await run("ip", ["link", "set", lab.bridge, "up"]);
+    const filtering = await addBridge(lab.bridge);
     progress(
       `created guest bridge ${lab.bridge}${filtering ? "" : " (this kernel's bridges cannot filter VLANs)"}`,
     );
   }
-  const namespaces = await run("ip", ["netns", "list"]);
-  if (!namespaces.split("\n").some((line) => line.split(" ")[0] === lab.namespace))
-    await run("ip", ["netns", "add", lab.namespace]);
+  if (!(await namespaces()).includes(lab.namespace)) await run("ip", ["netns", "add", lab.namespace]);
   if (!(await linkExists(lab.veth))) {
     const peer = `${lab.veth.slice(0, -1)}p`;
     await run("ip", ["link", "add", lab.veth, "type", "veth", "peer", "name", peer]);
@@ -103,25 +85,29 @@ export async function removeLabNetwork(lab: LabNetwork): Promise<void> {
 }
 
 /** Runs `argv` inside the lab namespace with this process's stdio; resolves with its exit code. */
-export function execInLab(lab: LabNetwork, argv: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("ip", ["netns", "exec", lab.namespace, ...argv], { stdio: "inherit" });
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
-  });
-}
+export const execInLab = (lab: LabNetwork, argv: string[]): Promise<number> =>
+  execInNamespace(lab.namespace, argv);
 
 export const labLeasesFile = (lab: LabNetwork) => files(lab).leases;
 
-function inLab(lab: LabNetwork, argv: string[]): Promise<string> {
-  return run("ip", ["netns", "exec", lab.namespace, ...argv]);
-}
+const inLab = (lab: LabNetwork, argv: string[]): Promise<string> => runInNamespace(lab.namespace, argv);
 
-async function linkExists(name: string): Promise<boolean> {
-  return run("ip", ["link", "show", "dev", name]).then(
+/**
+ * Adds a bridge (in `namespace`, or here) and sets it up; returns whether it filters VLANs. VLAN filtering
+ * where the kernel has it, so that guests can be put on VLANs (the default VLAN 1 stays untagged); a kernel
+ * without it gets a plain bridge, and guests asking for a VLAN cannot start there.
+ */
+export async function addBridge(name: string, namespace?: string): Promise<boolean> {
+  const where = namespace === undefined ? [] : ["-n", namespace];
+  const add = (...options: string[]) =>
+    run("ip", [...where, "link", "add", name, "type", "bridge", ...options]);
+  const filtering = await add("vlan_filtering", "1").then(
     () => true,
     () => false,
   );
+  if (!filtering) await add();
+  await run("ip", [...where, "link", "set", name, "up"]);
+  return filtering;
 }
 
 function dhcpServerPid(lab: LabNetwork): Promise<number | undefined> {
@@ -151,47 +137,4 @@ async function startDhcpServer(lab: LabNetwork): Promise<void> {
     "--log-dhcp",
     `--log-facility=${log}`,
   ]);
-}
-
-/** The nftables tables that cut the links of the nodes of the cluster in `stateDir` start so. */
-const cutTablePrefix = (stateDir: string) => `haven_${localClusterId(stateDir)}_`;
-
-/** The nftables table that cuts the link of the node at `index` of the cluster in `stateDir`. */
-export const cutTable = (stateDir: string, index: number) => `${cutTablePrefix(stateDir)}n${index + 1}`;
-
-/** Drops every packet from `address` to another address and, unless `oneway`, to it from another. */
-export async function cutAddress(table: string, address: string, oneway: boolean): Promise<void> {
-  const rules = [
-    `add table inet ${table}`,
-    `add chain inet ${table} cut { type filter hook output priority 0 ; policy accept ; }`,
-    `add rule inet ${table} cut ip saddr ${address} ip daddr != ${address} drop`,
-    ...(oneway ? [] : [`add rule inet ${table} cut ip daddr ${address} ip saddr != ${address} drop`]),
-  ];
-  await run("nft", ["-f", "-"], { input: rules.join("\n") + "\n" }).catch((err: Error) => {
-    throw unavailable(`cannot cut ${address} with nftables (Debian package nftables): ${err.message}`);
-  });
-}
-
-/** Removes a cut; returns whether there was one. */
-export async function removeCut(table: string): Promise<boolean> {
-  if (!(await cutTables()).includes(table)) return false;
-  await deleteTable(table);
-  return true;
-}
-
-const deleteTable = (table: string) => run("nft", ["delete", "table", "inet", table]);
-
-/** Removes every cut of the cluster in `stateDir` (its teardown). */
-export async function removeAllCuts(stateDir: string): Promise<void> {
-  const prefix = cutTablePrefix(stateDir);
-  for (const table of await cutTables()) if (table.startsWith(prefix)) await deleteTable(table);
-}
-
-/** The inet tables there are; none when nftables is not installed. */
-async function cutTables(): Promise<string[]> {
-  const listing = await run("nft", ["list", "tables", "inet"]).catch(() => "");
-  return listing
-    .split("\n")
-    .map((line) => line.trim().split(/\s+/)[2] ?? "")
-    .filter(Boolean);
 }

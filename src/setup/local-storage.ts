@@ -1,21 +1,20 @@
-// Storage for local clusters: a directory, a Ceph that Haven bootstraps on the cluster's loopback addresses
-// (a monitor on every monitor-role node, an OSD on every storage-role node), or an existing Ceph that Haven
+// Storage for local clusters: a directory, a Ceph that Haven bootstraps on the cluster's hosts (a monitor on
+// every monitor-role node, an OSD on every storage-role node), or an existing Ceph that Haven
 // attaches to.
 import { access, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { bootstrapLocalCeph, stopLocalCeph } from "./ceph/bootstrap.js";
+import { bootstrapLocalCeph, stopLocalCeph, type CephNode } from "./ceph/bootstrap.js";
 import { cephStatus } from "../adapters/ceph/status.js";
 import { type StorageConfig } from "../adapters/storage/config.js";
 import { inputError, unavailable } from "../core/errors.js";
 import { rolesOf, type NodeRole } from "../core/roles.js";
 import type { ClusterFile } from "./cluster-file.js";
+import { namespaceAt, type LocalHosts } from "./local-hosts.js";
 
 export type StorageChoice =
   { type: "dir" } | { type: "rbd" } | { type: "attach"; conf: string; keyring: string; pool: string };
 
-interface NodeAddress {
-  name: string;
-  host: string;
+interface NodeAddress extends CephNode {
   roles: readonly NodeRole[];
 }
 
@@ -75,14 +74,19 @@ async function bootstrap(
   };
 }
 
-/** The nodes of a cluster file as the storage sees them: name, address, roles. */
+/** The nodes of a cluster file as the storage sees them: name, address, host, roles. */
 export const nodeAddresses = (
   nodes: ReadonlyArray<Pick<ClusterFile["nodes"][number], "name" | "api" | "roles">>,
+  hosts: LocalHosts | undefined,
 ): NodeAddress[] =>
-  nodes.map((node) => ({ name: node.name, host: new URL(node.api).hostname, roles: rolesOf(node) }));
+  nodes.map((node) => {
+    const host = new URL(node.api).hostname;
+    const namespace = namespaceAt(hosts, host);
+    return { name: node.name, host, ...(namespace && { namespace }), roles: rolesOf(node) };
+  });
 
-const withRole = (nodes: NodeAddress[], role: NodeRole) =>
-  nodes.filter((node) => node.roles.includes(role)).map(({ name, host }) => ({ name, host }));
+const withRole = (nodes: NodeAddress[], role: NodeRole): CephNode[] =>
+  nodes.filter((node) => node.roles.includes(role)).map(({ roles: _, ...node }) => node);
 
 async function attachCeph(choice: { conf: string; keyring: string; pool: string }): Promise<StorageConfig> {
   const conf = resolve(choice.conf);

@@ -6,6 +6,7 @@ import { writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { run } from "../lib/command.js";
+import { inNamespace } from "../lib/netns.js";
 import { startLocalEtcd, type EtcdMemberOptions } from "./etcd.js";
 import { etcdUnit, havendUnit, UNITS } from "./systemd.js";
 
@@ -22,11 +23,15 @@ export type RunMode = "systemd" | "process";
 /** Whether this host runs systemd as its service manager (sd_booted's test). */
 export const systemdRuns = (): boolean => existsSync("/run/systemd/system");
 
-/** Starts havend on `configFile` as a detached process logging to DIR/havend.log; its pid goes to DIR/havend.pid. */
-export async function spawnHavend(configFile: string, dir: string): Promise<number> {
+/**
+ * Starts havend on `configFile` as a detached process (in `namespace`, a local cluster's host, when given)
+ * logging to DIR/havend.log; its pid goes to DIR/havend.pid.
+ */
+export async function spawnHavend(configFile: string, dir: string, namespace?: string): Promise<number> {
   const log = openSync(join(dir, "havend.log"), "a");
   try {
-    const child = spawn(process.execPath, [HAVEND, "--config", configFile], {
+    const [program, ...argv] = inNamespace(namespace, [process.execPath, HAVEND, "--config", configFile]);
+    const child = spawn(program!, argv, {
       detached: true,
       stdio: ["ignore", log, log],
     });

@@ -230,11 +230,11 @@ describe("local Ceph", () => {
     assert.equal(status.mons.inQuorum.length, 3);
   });
 
-  it("refuses addresses outside loopback and a ceph.conf it did not write, before touching anything", async () => {
+  it("refuses addresses outside loopback and the lab range, and a ceph.conf it did not write, before touching anything", async () => {
     const elsewhere = join(root, "elsewhere");
     await assert.rejects(
       bootstrapLocalCeph({ ...options, dir: elsewhere, mons: [{ name: "node1", host: "10.0.0.1" }] }),
-      /loopback addresses only/,
+      /loopback or 198\.18\.0\.0\/15 addresses only/,
     );
     await assert.rejects(stat(elsewhere), { code: "ENOENT" });
     const foreign = join(root, "foreign");

@@ -92,9 +92,11 @@ describe("fault commands on a local cluster", SUITE_TIMEOUT, () => {
       ["etcd2", true, true],
       ["etcd3", true, true],
     ]);
+    // Each member on its node's host.
+    const { hosts } = await requireClusterFile(cluster.stateDir);
     assert.deepEqual(
       list.map((m) => new URL(m.endpoint).hostname),
-      ["127.0.10.1", "127.0.10.2", "127.0.10.3"],
+      hosts!.hosts.map((host) => host.address),
     );
     for (const node of ["node1", "node2", "node3"]) {
       const config = JSON.parse(

@@ -11,6 +11,8 @@ import { requireClusterFile } from "../../src/setup/cluster-file.js";
 import { healNode, thawNode } from "../../src/setup/local-faults.js";
 import type { VmView } from "../../src/core/model.js";
 import { processesMatching, terminate } from "../../src/lib/process.js";
+import { namespaces } from "../../src/lib/netns.js";
+import { localClusterId } from "../../src/setup/local-network.js";
 
 /**
  * The bound of a whole describe(): a guard against a hang, not against slowness. Each test has its own bound
@@ -186,13 +188,16 @@ export class TestCluster {
     }
   }
 
-  /** Tears the cluster down and throws if any of its processes survived. */
+  /** Tears the cluster down and throws if any of its processes or hosts survived. */
   async stop(): Promise<void> {
     await this.haven(["cluster", "down", "--purge"]);
     const leaked = await processesMatching(this.stateDir);
     await Promise.all(leaked.map(({ pid }) => terminate(pid, 1000)));
     if (leaked.length > 0)
       throw new Error(`processes left behind: ${leaked.map((p) => p.cmdline).join("; ")}`);
+    const ours = `haven-${localClusterId(this.stateDir)}-`;
+    const hosts = (await namespaces()).filter((name) => name.startsWith(ours));
+    if (hosts.length > 0) throw new Error(`network namespaces left behind: ${hosts.join(", ")}`);
   }
 }
 

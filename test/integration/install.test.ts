@@ -1,5 +1,5 @@
-// Installing on servers, as docs/install.md has it. A server joins a running cluster with `haven node add`
-// and `haven join`: it comes online with its roles, its own certificate from the cluster CA and its own Ceph
+// Installing on servers, as docs/install.md has it. A server (a host of the local cluster, made with `haven
+// host add`) joins a running cluster with `haven node add` and `haven join`: it comes online with its roles, its own certificate from the cluster CA and its own Ceph
 // user, takes a live-migrated canary over TLS, and the token cannot be used twice or by a server that was
 // sent elsewhere; `haven node remove` moves its guests away, stops it and deletes its Ceph user. And a
 // cluster made with `haven init` on one "server" (its own address and directories) takes a second one with
@@ -21,29 +21,37 @@ import { requireClusterFile } from "../../src/setup/cluster-file.js";
 import { freePort } from "../../src/setup/etcd.js";
 import { isAlive, processesMatching, terminate } from "../../src/lib/process.js";
 import { run } from "../../src/lib/command.js";
+import { inNamespace } from "../../src/lib/netns.js";
+import type { LocalHost } from "../../src/setup/local-hosts.js";
+import { PORTS } from "../../src/setup/ports.js";
 import { eventually, REPO_ROOT, runHaven, SUITE_TIMEOUT, TestCluster } from "./harness.js";
 
-const ADDRESS = "127.0.10.3";
-
-describe("joining a server to a running cluster", SUITE_TIMEOUT, () => {
+describe("joining a server, a host of its own, to a running cluster", SUITE_TIMEOUT, () => {
   let cluster: TestCluster;
+  /** The host node3 joins from. */
+  let host: LocalHost;
   /** The token node3 joined with. */
   let usedToken = "";
   before(async () => {
     cluster = await TestCluster.start({ nodes: 2, storage: "rbd" });
+    host = await cluster.json<LocalHost>(["host", "add", "node3"]);
   });
   after(async () => {
     await cluster?.stop();
   });
 
   const nodeDir = (node: string) => join(cluster.stateDir, "nodes", node);
-  const joinArgs = async (token: string, dir: string) => [
-    "join",
-    token,
-    ...["--address", ADDRESS, "--port", String(await freePort(ADDRESS))],
-    ...["--dir", dir, "--ceph-dir", join(dir, "ceph")],
-    ...["--run", "process", "--accel", "tcg", "--roles", "compute"],
-  ];
+  /** `haven join` run on node3's host, as an administrator runs it on the new server. */
+  const joinOnHost = (token: string, dir: string, options: { timeoutMs?: number } = {}) =>
+    cluster.haven(
+      [
+        ...["host", "exec", "node3", "--", process.execPath, join(REPO_ROOT, "bin", "haven.js")],
+        ...["join", token, "--address", host.address],
+        ...["--dir", dir, "--ceph-dir", join(dir, "ceph")],
+        ...["--run", "process", "--accel", "tcg", "--roles", "compute"],
+      ],
+      options,
+    );
   const show = (vm: string) => cluster.json<VmView>(["vm", "show", vm]);
   const highestAck = async (vm: string) => {
     const logs = ["node1", "node2", "node3"].map((node) =>
@@ -63,15 +71,18 @@ describe("joining a server to a running cluster", SUITE_TIMEOUT, () => {
     assert.equal(issued.node, "node3");
     usedToken = issued.token;
     const dir = nodeDir("node3");
-    const joined = await cluster.haven(await joinArgs(issued.token, dir), { timeoutMs: 240_000 });
+    const joined = await joinOnHost(issued.token, dir, { timeoutMs: 240_000 });
     assert.equal(joined.code, 0, joined.stderr);
-    assert.match(joined.stdout, /node3 joined the cluster; its API is https:\/\/127\.0\.10\.3:\d+/);
+    assert.ok(
+      joined.stdout.includes(`node3 joined the cluster; its API is https://${host.address}:${PORTS.api}`),
+      joined.stdout,
+    );
 
     const nodes = await cluster.json<NodeView[]>(["node", "list"]);
     const node3 = nodes.find((n) => n.name === "node3");
     assert.ok(node3, `node3 online: ${nodes.map((n) => n.name).join(", ")}`);
     assert.deepEqual(node3.roles, ["compute"]);
-    assert.match(node3.api, /^https:\/\/127\.0\.10\.3:/);
+    assert.equal(node3.api, `https://${host.address}:${PORTS.api}`);
     assert.ok(node3.storage.ok, "node3 reaches Ceph with its own user");
 
     // Its key never left it; its certificate comes from the cluster CA and names its address.
@@ -79,7 +90,7 @@ describe("joining a server to a running cluster", SUITE_TIMEOUT, () => {
     const ca = new X509Certificate(await readFile(file.caFile!, "utf8"));
     const cert = new X509Certificate(await readFile(join(dir, "tls", "server-cert.pem"), "utf8"));
     assert.ok(cert.verify(ca.publicKey));
-    assert.match(cert.subjectAltName ?? "", /IP Address:127\.0\.10\.3/);
+    assert.ok((cert.subjectAltName ?? "").includes(`IP Address:${host.address}`), cert.subjectAltName);
     for (const secret of ["tls/server-key.pem", "token", "ceph/ceph.client.admin.keyring", "havend.json"])
       assert.equal((await stat(join(dir, secret))).mode & 0o077, 0, `${secret} is private`);
     assert.match(
@@ -109,15 +120,15 @@ describe("joining a server to a running cluster", SUITE_TIMEOUT, () => {
     const issued = await cluster.json<JoinTokenView>(["node", "add", "node5"]);
     const forged = encodeJoinToken({ ...decodeJoinToken(issued.token), ca: "0".repeat(64) });
     const elsewhere = join(cluster.stateDir, "elsewhere");
-    const refused = await cluster.haven(await joinArgs(forged, elsewhere));
+    const refused = await joinOnHost(forged, elsewhere);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /fingerprint .* is not the token's/);
     assert.ok(!existsSync(elsewhere), "a refused join writes nothing");
 
-    const reused = await cluster.haven(await joinArgs(usedToken, elsewhere));
+    const reused = await joinOnHost(usedToken, elsewhere);
     assert.notEqual(reused.code, 0);
     assert.match(reused.stderr, /unknown join token: it was used, replaced or expired/);
-    const damaged = await cluster.haven(await joinArgs(issued.token.slice(0, -6), elsewhere));
+    const damaged = await joinOnHost(issued.token.slice(0, -6), elsewhere);
     assert.notEqual(damaged.code, 0);
     assert.match(damaged.stderr, /join token is damaged/);
     assert.ok(!existsSync(elsewhere), "a refused join writes nothing");
@@ -149,8 +160,12 @@ describe("joining a server to a running cluster", SUITE_TIMEOUT, () => {
 
     // Started again (a reboot, a service manager), its havend says why it stays out and exits with success.
     let said = "";
-    const havend = [join(REPO_ROOT, "bin", "havend.js"), "--config", join(nodeDir("node3"), "havend.json")];
-    await run(process.execPath, havend, { timeoutMs: 120_000, onStderr: (text) => void (said += text) });
+    const [ip, ...havend] = inNamespace(host.namespace, [
+      process.execPath,
+      join(REPO_ROOT, "bin", "havend.js"),
+      ...["--config", join(nodeDir("node3"), "havend.json")],
+    ]);
+    await run(ip!, havend, { timeoutMs: 120_000, onStderr: (text) => void (said += text) });
     assert.match(said, /node node3 was removed from the cluster .* 'haven node add node3'/);
     assert.equal(
       (await cluster.json<NodeView[]>(["node", "list"])).some((n) => n.name === "node3"),

@@ -65,11 +65,13 @@ describe("node roles: the guide's layout", SUITE_TIMEOUT, () => {
       ),
     ) as Array<{ id: number; front_addr: string }>;
     const osdHosts = metadata.map((osd) => /v2:([\d.]+):/.exec(osd.front_addr)?.[1]).sort();
-    assert.deepEqual(osdHosts, ["127.0.10.1", "127.0.10.2"], "one OSD on each storage node");
+    const address = (...names: string[]) =>
+      names.map((name) => file.hosts!.hosts.find((host) => host.name === name)!.address);
+    assert.deepEqual(osdHosts, address("node1", "node2"), "one OSD on each storage node's host");
     assert.deepEqual(
       file.etcd.local!.members.map((m) => m.host),
-      ["127.0.10.1", "127.0.10.2", "127.0.10.3"],
-      "etcd voters on the monitor nodes",
+      address("node1", "node2", "node3"),
+      "etcd voters on the monitor nodes' hosts",
     );
   });
 

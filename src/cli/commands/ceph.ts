@@ -30,6 +30,7 @@ export function registerCeph(program: Command, ctx: CliContext): void {
             name: `node${i + 1}`,
             api: `http://127.0.10.${i + 1}`,
           })),
+        cluster?.hosts,
       );
       if (cluster) await ensureStorage(cluster.storage, nodes, progress);
       else await prepareStorage({ type: "rbd" }, ctx.stateDir, nodes, progress);

@@ -4,8 +4,8 @@ import type { Command } from "commander";
 import { inputError } from "../../core/errors.js";
 import { parseRoles } from "../../core/roles.js";
 import { systemdRuns, type RunMode } from "../../setup/services.js";
+import { PORTS } from "../../setup/ports.js";
 import {
-  DEFAULT_API_PORT,
   DEFAULT_CEPH_DIR,
   DEFAULT_NODE_DIR,
   initCluster,
@@ -35,7 +35,7 @@ function serverCommand(command: Command, defaultRoles: string, rolesHelp: string
       "--address <ip>",
       "this server's address on the cluster network (API, etcd, live migrations)",
     )
-    .option("--port <port>", "the API's port", intOption("--port"), DEFAULT_API_PORT)
+    .option("--port <port>", "the API's port", intOption("--port"), PORTS.api)
     .option("--roles <roles>", rolesHelp, defaultRoles)
     .option(
       "--dir <dir>",
@@ -47,13 +47,13 @@ function serverCommand(command: Command, defaultRoles: string, rolesHelp: string
       "--etcd-client-port <port>",
       "with the monitor role: the etcd member's client port",
       intOption("--etcd-client-port"),
-      2379,
+      PORTS.etcdClient,
     )
     .option(
       "--etcd-peer-port <port>",
       "with the monitor role: the etcd member's peer port",
       intOption("--etcd-peer-port"),
-      2380,
+      PORTS.etcdPeer,
     )
     .option(
       "--run <how>",

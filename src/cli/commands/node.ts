@@ -124,7 +124,7 @@ export function registerNode(program: Command, ctx: CliContext): void {
   node
     .command("partition <node>")
     .description(
-      "local clusters: cut the node's network link (its havend, API, etcd member and Ceph daemons); its guests' storage traffic stays up, as on a separate storage network; 'haven node heal' restores it",
+      "local clusters: cut the link of the node's host (its havend, API, etcd member, Ceph daemons and its guests' storage traffic; the guests' own network cards stay up); 'haven node heal' restores it",
     )
     .option("--oneway", "drop only what the node sends; it still receives")
     .option("--json", "machine-readable output")

@@ -17,7 +17,14 @@ import type { CephIdentity } from "../../adapters/ceph/exec.js";
 import { nodeClientKeyring } from "../../adapters/ceph/clients.js";
 import { waitForCephHealth } from "./health-wait.js";
 import { createLocalCeph, POOL, remaining } from "./local-create.js";
-import { cephPaths, type DaemonKind, type LocalCephRecord, monAddrs, readRecord } from "./local-layout.js";
+import {
+  cephPaths,
+  type CephNode,
+  type DaemonKind,
+  type LocalCephRecord,
+  monAddrs,
+  readRecord,
+} from "./local-layout.js";
 
 export {
   localCephDaemonPid,
@@ -27,15 +34,18 @@ export {
   stopLocalCephDaemon,
 } from "./daemons.js";
 export { waitForCephHealth } from "./health-wait.js";
-export type { DaemonKind } from "./local-layout.js";
+export type { CephNode, DaemonKind } from "./local-layout.js";
 
 export interface LocalCephOptions {
   /** Everything lives under it (e.g. STATE/ceph); made absolute. */
   dir: string;
-  /** One monitor per entry (the monitor-role nodes); `host` is the node's loopback address. */
-  mons: Array<{ name: string; host: string }>;
+  /**
+   * One monitor per entry (the monitor-role nodes): `host` is the node's address, `namespace` its host's
+   * network namespace in a local cluster of hosts.
+   */
+  mons: CephNode[];
   /** One OSD per entry (the storage-role nodes); default: one on every monitor's node. */
-  osds?: Array<{ name: string; host: string }>;
+  osds?: CephNode[];
   /** Size of each OSD's sparse BlueStore file; default 10. */
   osdSizeGb?: number;
   /** Node names: each gets the cephx user client.haven-<node>. */
@@ -144,9 +154,10 @@ function validate(opts: LocalCephOptions): void {
   for (const node of [...opts.mons, ...(opts.osds ?? [])]) {
     if (!name.test(node.name))
       throw new Error(`bad node name for a Ceph daemon: ${JSON.stringify(node.name)}`);
-    // Haven's local clusters use loopback only (design brief); a real multi-host Ceph is attached, not built.
-    if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(node.host))
-      throw new Error(`a local Ceph listens on loopback addresses only, not ${node.host}`);
+    // Haven's local clusters stay on the machine (design brief): loopback, or the test-lab addresses of
+    // its hosts (198.18.0.0/15); a real multi-host Ceph is attached, not built.
+    if (!/^(127\.\d{1,3}|198\.1[89])\.\d{1,3}\.\d{1,3}$/.test(node.host))
+      throw new Error(`a local Ceph listens on loopback or 198.18.0.0/15 addresses only, not ${node.host}`);
   }
   if (new Set(opts.mons.map((m) => m.name)).size !== opts.mons.length)
     throw new Error("monitor names must differ");

@@ -10,7 +10,8 @@ import { z } from "zod";
 import { sleep } from "../../lib/async.js";
 import { isAlive, livePid, processesMatching, terminate } from "../../lib/process.js";
 import { run } from "../../lib/command.js";
-import { cephPaths, type DaemonKind } from "./local-layout.js";
+import { inNamespace } from "../../lib/netns.js";
+import { cephPaths, daemonNamespace, readRecord, type DaemonKind } from "./local-layout.js";
 
 const BINARY: Record<DaemonKind, string> = { mon: "ceph-mon", mgr: "ceph-mgr", osd: "ceph-osd" };
 const STOP_GRACE_MS = 10_000;
@@ -32,7 +33,10 @@ export async function localCephDaemonPid(
   return argv0.endsWith(BINARY[kind]) ? pid : undefined;
 }
 
-/** Starts the daemon unless it already runs; resolves with its pid (it may still be booting). */
+/**
+ * Starts the daemon unless it already runs, in the namespace its record names; resolves with its pid (it
+ * may still be booting).
+ */
 export async function startLocalCephDaemon(dir: string, kind: DaemonKind, id: string): Promise<number> {
   const running = await localCephDaemonPid(dir, kind, id);
   if (running !== undefined) return running;
@@ -41,7 +45,10 @@ export async function startLocalCephDaemon(dir: string, kind: DaemonKind, id: st
   await mkdir(paths.log, { recursive: true });
   const out = openSync(paths.outFile(kind, id), "a");
   try {
-    const child = spawn(BINARY[kind], daemonArgv(dir, id), { detached: true, stdio: ["ignore", out, out] });
+    const record = await readRecord(dir);
+    const namespace = record && daemonNamespace(record, kind, id);
+    const [program, ...argv] = inNamespace(namespace, [BINARY[kind], ...daemonArgv(dir, id)]);
+    const child = spawn(program!, argv, { detached: true, stdio: ["ignore", out, out] });
     const pid = await new Promise<number>((resolve, reject) => {
       child.once("spawn", () => resolve(child.pid!));
       child.once("error", (err) => reject(new Error(`cannot run ${BINARY[kind]}: ${err.message}`)));

@@ -14,6 +14,7 @@ import { cephExec, type CephIdentity } from "../../adapters/ceph/exec.js";
 import { waitForCephHealth } from "./health-wait.js";
 import {
   cephPaths,
+  type CephNode,
   type LocalCephRecord,
   type LocalMon,
   monAddrs,
@@ -27,8 +28,8 @@ export const POOL = "rbd";
 const POOL_PGS = 32;
 
 export interface CreateOptions {
-  mons: Array<{ name: string; host: string }>;
-  osds: Array<{ name: string; host: string }>;
+  mons: CephNode[];
+  osds: CephNode[];
   osdSizeGb: number;
   progress: (line: string) => void;
 }
@@ -51,13 +52,21 @@ export async function createLocalCeph(
   await mkdir(p.crash, { recursive: true });
   const mons: LocalMon[] = [];
   for (const mon of opts.mons) {
-    mons.push({ ...mon, v2Port: await portOn(mon.host, 3300), v1Port: await portOn(mon.host, 6789) });
+    // A host of its own has every port free; a shared loopback address may not.
+    const port = (preferred: number) => (mon.namespace ? preferred : portOn(mon.host, preferred));
+    mons.push({ ...mon, v2Port: await port(3300), v1Port: await port(6789) });
   }
   const record: LocalCephRecord = {
     fsid: randomUUID(),
     mons,
-    mgr: { id: opts.mons[0]!.name, host: opts.mons[0]!.host },
-    osds: opts.osds.map((node, id) => ({ id, node: node.name, host: node.host, uuid: randomUUID() })),
+    mgr: { id: opts.mons[0]!.name, host: opts.mons[0]!.host, namespace: opts.mons[0]!.namespace },
+    osds: opts.osds.map((node, id) => ({
+      id,
+      node: node.name,
+      host: node.host,
+      namespace: node.namespace,
+      uuid: randomUUID(),
+    })),
     osdSizeGb: opts.osdSizeGb,
     pool: POOL,
     complete: false,

@@ -25,11 +25,20 @@ export function cephPaths(dir: string) {
   };
 }
 
-const monSchema = z.object({ name: z.string(), host: z.string(), v2Port: z.number(), v1Port: z.number() });
+/** The network namespace a daemon runs in: its node's host in a local cluster of hosts. */
+const namespace = z.string().optional();
+const monSchema = z.object({
+  name: z.string(),
+  host: z.string(),
+  namespace,
+  v2Port: z.number(),
+  v1Port: z.number(),
+});
 const osdSchema = z.object({
   id: z.number().int().min(0),
   node: z.string(),
   host: z.string(),
+  namespace,
   uuid: z.string(),
 });
 
@@ -37,7 +46,7 @@ const osdSchema = z.object({
 export const localCephRecordSchema = z.object({
   fsid: z.string(),
   mons: z.array(monSchema).min(1),
-  mgr: z.object({ id: z.string(), host: z.string() }),
+  mgr: z.object({ id: z.string(), host: z.string(), namespace }),
   osds: z.array(osdSchema).min(1),
   osdSizeGb: z.number().positive(),
   pool: z.literal("rbd"),
@@ -46,6 +55,20 @@ export const localCephRecordSchema = z.object({
 });
 export type LocalCephRecord = z.infer<typeof localCephRecordSchema>;
 export type LocalMon = z.infer<typeof monSchema>;
+
+/** A node that runs a daemon: its name, its address, and its host's namespace in a local cluster of hosts. */
+export interface CephNode {
+  name: string;
+  host: string;
+  namespace?: string;
+}
+
+/** The namespace the daemon `kind`.`id` of this record runs in (undefined: this process's). */
+export function daemonNamespace(record: LocalCephRecord, kind: DaemonKind, id: string): string | undefined {
+  if (kind === "mon") return record.mons.find((mon) => mon.name === id)?.namespace;
+  if (kind === "mgr") return record.mgr.namespace;
+  return record.osds.find((osd) => String(osd.id) === id)?.namespace;
+}
 
 export async function readRecord(dir: string): Promise<LocalCephRecord | undefined> {
   const text = await readFile(cephPaths(dir).record, "utf8").catch(() => undefined);

@@ -11,6 +11,7 @@ import { conflict, inputError, notFound, unavailable } from "../core/errors.js";
 import {
   encodeJoinToken,
   etcdGrowth,
+  etcdShrink,
   fingerprintOf,
   type JoinEtcdMember,
   type JoinGrant,
@@ -19,7 +20,7 @@ import {
   type JoinSettings,
 } from "../core/join.js";
 import { nodeNameSchema } from "../core/model.js";
-import { rolesOf } from "../core/roles.js";
+import { rolesOf, type NodeRole } from "../core/roles.js";
 import { isoNow, type Clock } from "../lib/clock.js";
 
 export const DEFAULT_JOIN_TTL_SECONDS = 3600;
@@ -58,7 +59,21 @@ export interface NodeRemovalView {
   guests: string[];
 }
 
+export interface JoinServiceOptions {
+  /** Deletes a removed node's own storage user (Ceph); absent where nodes have none. */
+  removeStorageUser?: (node: string) => Promise<void>;
+  /** The cluster's own etcd, which grows and shrinks with its monitors; absent where it is not Haven's. */
+  etcd?: EtcdMembership;
+  /**
+   * Whether monitor and storage nodes run Ceph daemons that Haven set up (a local cluster's Ceph), which it
+   * cannot move off a node yet.
+   */
+  cephFollowsRoles?: boolean;
+}
+
 export class JoinService {
+  private readonly etcd: EtcdMembership | undefined;
+
   constructor(
     private readonly store: ClusterStore,
     private readonly clock: Clock,
@@ -66,11 +81,10 @@ export class JoinService {
     /** Absent on nodes without the CA key. */
     private readonly authority: JoinAuthority | undefined,
     private readonly thisNode: string,
-    /** Deletes a removed node's own storage user (Ceph); absent where nodes have none. */
-    private readonly removeStorageUser?: (node: string) => Promise<void>,
-    /** The cluster's own etcd, which grows with its monitors; absent where etcd is not Haven's to change. */
-    private readonly etcd?: EtcdMembership,
-  ) {}
+    private readonly options: JoinServiceOptions = {},
+  ) {
+    this.etcd = options.etcd;
+  }
 
   caCertificate(): { certificate: string } {
     return { certificate: this.requireAuthority().caCertificate };
@@ -214,9 +228,9 @@ export class JoinService {
    * Removes a node in two calls. While it is online: it is marked removed, and its havend moves its guests
    * away and stops (`leaving`). Once it is offline with no guest placed on it: what the cluster kept for it
    * (maintenance, freeze, fence agent, node attributes, its Ceph user) is deleted (`removed`); the mark stays,
-   * so its havend does not register again until the name joins anew. `force` removes a node that is offline
-   * without having been marked, a server that is gone for good. Nodes that run etcd members, Ceph monitors or
-   * OSDs are refused: their daemons cannot be moved yet.
+   * so its havend does not register again until the name joins anew, and its etcd member is removed (see
+   * etcdShrink). `force` removes a node that is offline without having been marked, a server that is gone for
+   * good. Nodes that run Ceph monitors or OSDs are refused: their daemons cannot be moved yet.
    */
   async removeNode(node: string, force: boolean): Promise<NodeRemovalView> {
     if (!nodeNameSchema.safeParse(node).success)
@@ -225,12 +239,8 @@ export class JoinService {
     const marked = await this.store.getRemovedNode(node);
     const guests = await this.guestsPlacedOn(node);
     if (online) {
-      const daemons = rolesOf(online).filter((role) => role !== "compute");
-      if (daemons.length > 0)
-        throw conflict(
-          `node ${node} has the ${daemons.join("+")} role: Haven cannot yet move etcd members, Ceph monitors ` +
-            "or OSDs off a node, so it removes compute nodes only",
-        );
+      const refusal = this.daemonsThatStay(rolesOf(online)) ?? (await this.etcdShrink(node));
+      if (typeof refusal === "string") throw conflict(`node ${node} cannot be removed: ${refusal}`);
       if (!marked) {
         await this.store.setRemovedNode(node, { since: isoNow(this.clock), by: this.thisNode });
         await this.store.appendEvent({
@@ -250,7 +260,10 @@ export class JoinService {
       throw conflict(
         `guests are still placed on ${node} (${guests.join(", ")}): wait until they have moved or HA has recovered them`,
       );
+    const shrink = await this.etcdShrink(node);
+    if (typeof shrink === "string") throw conflict(`node ${node} cannot be removed: ${shrink}`);
     await this.forget(node);
+    if (shrink) await this.removeEtcdMember(shrink);
     if (!marked) await this.store.setRemovedNode(node, { since: isoNow(this.clock), by: this.thisNode });
     await this.store.appendEvent({
       type: "node-removed",
@@ -271,7 +284,47 @@ export class JoinService {
     await this.store.setFrozen(node, null);
     await this.store.deleteFenceAgent(node);
     await ConstraintStore.of(this.store).deleteNodeAttributes(node);
-    await this.removeStorageUser?.(node);
+    await this.options.removeStorageUser?.(node);
+  }
+
+  /** Why a node with these roles runs daemons that cannot leave it, or undefined when there are none. */
+  private daemonsThatStay(roles: readonly NodeRole[]): string | undefined {
+    if (roles.includes("storage")) return "Haven cannot yet move OSDs (the storage role) off a node";
+    if (!roles.includes("monitor")) return undefined;
+    if (this.options.cephFollowsRoles)
+      return "Haven cannot yet move Ceph monitors (the monitor role) off a node";
+    if (!this.etcd) return "this cluster's etcd is not Haven's, so Haven does not remove its members";
+    return undefined;
+  }
+
+  /**
+   * The node's etcd member (Haven names it etcd-NODE) and the learner that takes its vote, or undefined when
+   * it has none; a string says why it cannot go.
+   */
+  private async etcdShrink(
+    node: string,
+  ): Promise<{ member: EtcdMember; promoteLearner: string | undefined } | string | undefined> {
+    if (!this.etcd) return undefined;
+    const members = await this.etcd.members();
+    const member = members.find((m) => m.name === `etcd-${node}`);
+    if (!member) return undefined;
+    const plan = etcdShrink(members, member.id);
+    return typeof plan === "string" ? plan : { member, promoteLearner: plan.promoteLearner };
+  }
+
+  private async removeEtcdMember(plan: { member: EtcdMember; promoteLearner: string | undefined }) {
+    const etcd = this.etcd!;
+    const { member, promoteLearner } = plan;
+    if (promoteLearner) await this.retryMembership(() => etcd.promote(promoteLearner));
+    // A remove whose answer was lost may have happened: the member list says.
+    await this.retryMembership(async () => {
+      if ((await etcd.members()).some((m) => m.id === member.id)) await etcd.remove(member.id);
+    });
+    await this.store.appendEvent({
+      type: "etcd-member-removed",
+      node: member.name.replace(/^etcd-/, ""),
+      reason: `etcd member ${describeMember(member)} removed${promoteLearner ? ` (learner ${promoteLearner} votes in its place)` : ""}`,
+    });
   }
 
   private requireAuthority(): JoinAuthority {

@@ -138,3 +138,22 @@ export function etcdGrowth(
   return { promoteLearner: learners > 0, promoteJoiner: after % 2 === 1 && after <= MAX_ETCD_VOTERS };
 }
 export type JoinResponse = z.infer<typeof joinResponseSchema>;
+
+/**
+ * How etcd shrinks when a monitor's server is removed: its member goes. A voter's place is first taken by the
+ * learner a previous monitor left, if there is one, so that as many members vote as before. The last voter
+ * cannot go. A string says why the member cannot be removed.
+ */
+export function etcdShrink(
+  members: Array<{ id: string; learner: boolean }>,
+  leaving: string,
+): { promoteLearner: string | undefined } | string {
+  const member = members.find((m) => m.id === leaving);
+  if (!member) return { promoteLearner: undefined };
+  if (member.learner) return { promoteLearner: undefined };
+  const voters = members.filter((m) => !m.learner).length;
+  const learner = members.find((m) => m.learner);
+  if (voters === 1 && !learner)
+    return "its etcd member is the cluster's last voting member: the cluster would have no etcd left";
+  return { promoteLearner: learner?.id };
+}

@@ -100,8 +100,11 @@ async function main(): Promise<void> {
     randomBytes,
     config.caDir && config.tlsDir ? await joinAuthority(config, config.caDir, info.api, token) : undefined,
     config.node,
-    nodeUserRemover(config.storage),
-    ownEtcd ? etcd : undefined,
+    {
+      removeStorageUser: nodeUserRemover(config.storage),
+      ...(ownEtcd && { etcd }),
+      cephFollowsRoles: config.storage.type === "rbd" && config.storage.localDir !== null,
+    },
   );
   const server = createApiServer({
     service,

@@ -217,7 +217,7 @@ describe("haven init on a first server, haven join on a second", SUITE_TIMEOUT, 
     await rm(root, { recursive: true, force: true });
   });
 
-  test("init, node add, join: two more monitors grow etcd to three voters, the canary migrates and outlives the first server's etcd; local-cluster commands refuse", async () => {
+  test("init, node add, join: two more monitors grow etcd to three voters, the canary migrates and outlives the first server's etcd; removing the first server removes its member; local-cluster commands refuse", async () => {
     const etcdFlags = async (i: number) => {
       const ports = [await freePort(servers[i]!.address), await freePort(servers[i]!.address)];
       return ["--etcd-client-port", String(ports[0]), "--etcd-peer-port", String(ports[1])];
@@ -236,8 +236,8 @@ describe("haven init on a first server, haven join on a second", SUITE_TIMEOUT, 
       assert.equal(joined.node, servers[i]!.name);
     };
     type EtcdRow = { name: string; endpoint: string; voter: boolean; healthy: boolean };
-    const etcdMembers = async () =>
-      (await json<EtcdRow[]>(0, ["etcd", "list"]))
+    const etcdMembers = async (server = 0) =>
+      (await json<EtcdRow[]>(server, ["etcd", "list"]))
         .map((m) => `${m.name}:${m.voter ? "voter" : "learner"}`)
         .sort();
 
@@ -304,6 +304,22 @@ describe("haven init on a first server, haven join on a second", SUITE_TIMEOUT, 
     assert.deepEqual([report.gaps, report.corrupt, report.forks], [[], [], []]);
     assert.ok(report.highestSeq >= acked, `every ack is on disk (${report.highestSeq} >= ${acked})`);
     await ok(0, ["vm", "stop", "canary"]);
+
+    // The first server is taken out of service: it leaves, and its etcd member (dead since above) is removed,
+    // so the two others are all the voters there are and a majority again without it.
+    const removed = await cli(2, ["node", "remove", "node1", "--json"], 600_000);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal((JSON.parse(removed.stdout) as NodeRemovalView).state, "removed");
+    assert.deepEqual(await etcdMembers(2), ["etcd-node2:voter", "etcd-node3:voter"]);
+    const events = await json<HavenEvent[]>(2, ["events", "--limit", "1000"]);
+    assert.ok(
+      events.some((e) => e.type === "etcd-member-removed" && e.node === "node1"),
+      "the member's removal is an event",
+    );
+    assert.deepEqual(
+      (await json<NodeView[]>(2, ["node", "list"])).map((n) => n.name),
+      ["node2", "node3"],
+    );
 
     for (const command of [
       ["cluster", "up"],

@@ -60,6 +60,10 @@ class MembershipOnFakes implements EtcdMembership {
     member.learner = false;
     return Promise.resolve();
   }
+  remove(id: string): Promise<void> {
+    this.list = this.list.filter((m) => m.id !== id);
+    return Promise.resolve();
+  }
   start(id: string, name: string, address: string): void {
     const member = this.list.find((m) => m.id === id)!;
     member.name = name;
@@ -101,9 +105,11 @@ describe("joining servers", () => {
     etcd = new FakeEtcd({ now: () => now });
     store = new ClusterStore(etcd, "/test/", clock);
     removedUsers = [];
-    joins = new JoinService(store, clock, random, authority, "node1", (node) => {
-      removedUsers.push(node);
-      return Promise.resolve();
+    joins = new JoinService(store, clock, random, authority, "node1", {
+      removeStorageUser: (node) => {
+        removedUsers.push(node);
+        return Promise.resolve();
+      },
     });
   });
   let removedUsers: string[] = [];
@@ -271,9 +277,22 @@ describe("joining servers", () => {
     await store.putNode(nodeInfo("node2", { roles: ["storage", "monitor"] }), await etcd.grantLease(10));
     assert.match(
       await refusal(joins.removeNode("node2", false), "CONFLICT"),
-      /node2 has the storage\+monitor role: .* removes compute nodes only/,
+      /node2 cannot be removed: Haven cannot yet move OSDs \(the storage role\) off a node/,
     );
     assert.equal(await store.getRemovedNode("node2"), undefined);
+    await store.putNode(nodeInfo("node3", { roles: ["monitor"] }), await etcd.grantLease(10));
+    assert.match(
+      await refusal(joins.removeNode("node3", false), "CONFLICT"),
+      /node3 cannot be removed: this cluster's etcd is not Haven's/,
+    );
+    const localCeph = new JoinService(store, clock, random, authority, "node1", {
+      etcd: new MembershipOnFakes(),
+      cephFollowsRoles: true,
+    });
+    assert.match(
+      await refusal(localCeph.removeNode("node3", false), "CONFLICT"),
+      /cannot yet move Ceph monitors \(the monitor role\)/,
+    );
     assert.match(
       await refusal(joins.removeNode("gone", false), "NOT_FOUND"),
       /gone is not online: .* --force/,
@@ -284,9 +303,46 @@ describe("joining servers", () => {
     assert.equal((await store.getRemovedNode("gone"))?.by, "node1");
   });
 
+  test("a monitor's removal removes its etcd member once it is offline; a learner takes its vote; the last voter stays", async () => {
+    const membership = new MembershipOnFakes();
+    const member = (id: string, learner: boolean) => ({
+      id,
+      name: `etcd-node${id}`,
+      peerUrls: [`https://198.18.0.${id}:2380`],
+      clientUrls: [`https://198.18.0.${id}:2379`],
+      learner,
+    });
+    membership.list = [member("1", false), member("2", false), member("3", false), member("4", true)];
+    const shrinking = new JoinService(store, clock, random, authority, "node1", { etcd: membership });
+    const votes = () => membership.list.map((m) => `${m.name}:${m.learner ? "learner" : "voter"}`);
+    const lease = await etcd.grantLease(10);
+    await store.putNode(nodeInfo("node2", { roles: ["compute", "monitor"] }), lease);
+
+    assert.equal((await shrinking.removeNode("node2", false)).state, "leaving");
+    assert.equal(membership.list.length, 4, "the member stays while its node runs");
+    await etcd.revokeLease(lease);
+    assert.equal((await shrinking.removeNode("node2", false)).state, "removed");
+    assert.deepEqual(votes(), ["etcd-node1:voter", "etcd-node3:voter", "etcd-node4:voter"]);
+    const events = await store.listEvents();
+    assert.match(
+      events.find((e) => e.type === "etcd-member-removed")?.reason ?? "",
+      /etcd member etcd-node2 removed \(learner 4 votes in its place\)/,
+    );
+
+    // A server gone for good (--force) loses its member too; the last voter does not go.
+    assert.equal((await shrinking.removeNode("node3", true)).state, "removed");
+    assert.equal((await shrinking.removeNode("node4", true)).state, "removed");
+    assert.deepEqual(votes(), ["etcd-node1:voter"]);
+    assert.match(
+      await refusal(shrinking.removeNode("node1", true), "CONFLICT"),
+      /node1 cannot be removed: its etcd member is the cluster's last voting member/,
+    );
+    assert.equal(await store.getRemovedNode("node1"), undefined, "a refused removal marks nothing");
+  });
+
   test("monitors grow etcd: each joins as a learner, and votes when that makes the voters odd, up to five", async () => {
     const membership = new MembershipOnFakes();
-    const growing = new JoinService(store, clock, random, authority, "node1", undefined, membership);
+    const growing = new JoinService(store, clock, random, authority, "node1", { etcd: membership });
     const joinMonitor = async (node: string, address: string) => {
       const { token } = await growing.issueToken(node);
       const request = {
@@ -340,7 +396,7 @@ describe("joining servers", () => {
 
   test("a learner that never started stops the next monitor's join, which says what to do and keeps its token", async () => {
     const membership = new MembershipOnFakes();
-    const growing = new JoinService(store, clock, random, authority, "node1", undefined, membership);
+    const growing = new JoinService(store, clock, random, authority, "node1", { etcd: membership });
     const monitor = async (node: string) => ({
       ...(await requestFor((await growing.issueToken(node)).token)),
       roles: ["monitor" as const],
@@ -360,7 +416,7 @@ describe("joining servers", () => {
   test("a membership change etcd refuses for a moment is tried again", async () => {
     const membership = new MembershipOnFakes();
     membership.unhealthyFor = 3;
-    const growing = new JoinService(store, clock, random, authority, "node1", undefined, membership);
+    const growing = new JoinService(store, clock, random, authority, "node1", { etcd: membership });
     const { token } = await growing.issueToken("node2");
     const request = {
       ...(await requestFor(token)),

@@ -196,6 +196,10 @@ export class GatewayEtcdClient implements EtcdClient, EtcdMembership {
     await this.call("/v3/cluster/member/promote", { ID: id }, memberListResponse, false);
   }
 
+  async remove(id: string): Promise<void> {
+    await this.call("/v3/cluster/member/remove", { ID: id }, memberListResponse, false);
+  }
+
   /**
    * Follows etcd's membership: from now on requests go to the voting members' client URLs (a cluster whose
    * etcd grew since this client was configured has members it was not told of). Known endpoints keep their

@@ -92,6 +92,8 @@ export interface EtcdMembership {
   addLearner(peerUrls: string[]): Promise<EtcdMember>;
   /** Makes a learner a voter; etcd refuses while the learner has not caught up with the leader. */
   promote(id: string): Promise<void>;
+  /** Removes a member; its server stops by itself once it learns so. */
+  remove(id: string): Promise<void>;
 }
 
 export interface EtcdClient {

@@ -101,7 +101,7 @@ export function registerNode(program: Command, ctx: CliContext): void {
   node
     .command("remove <name>")
     .description(
-      "remove a compute node: it moves its guests away and stops (its havend stays stopped), then the cluster forgets it and deletes its Ceph user",
+      "remove a compute or monitor node: it moves its guests away and stops (its havend stays stopped), then the cluster forgets it, deletes its Ceph user and removes its etcd member",
     )
     .option(
       "--force",

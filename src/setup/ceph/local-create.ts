@@ -54,17 +54,23 @@ export async function createLocalCeph(
   for (const mon of opts.mons) {
     // A host of its own has every port free; a shared loopback address may not.
     const port = (preferred: number) => (mon.namespace ? preferred : portOn(mon.host, preferred));
-    mons.push({ ...mon, v2Port: await port(3300), v1Port: await port(6789) });
+    mons.push({
+      name: mon.name,
+      host: mon.host,
+      ...inHost(mon),
+      v2Port: await port(3300),
+      v1Port: await port(6789),
+    });
   }
   const record: LocalCephRecord = {
     fsid: randomUUID(),
     mons,
-    mgr: { id: opts.mons[0]!.name, host: opts.mons[0]!.host, namespace: opts.mons[0]!.namespace },
+    mgr: { id: mons[0]!.name, host: mons[0]!.host, ...inHost(mons[0]!) },
     osds: opts.osds.map((node, id) => ({
       id,
       node: node.name,
       host: node.host,
-      namespace: node.namespace,
+      ...inHost(node),
       uuid: randomUUID(),
     })),
     osdSizeGb: opts.osdSizeGb,
@@ -264,5 +270,8 @@ async function portOn(host: string, preferred: number): Promise<number> {
   if (port === undefined) throw new Error(`no free TCP port on ${host}`);
   return port;
 }
+
+/** The namespace field of a daemon on `node` (none when it runs where Haven runs). */
+const inHost = (node: CephNode) => (node.namespace === undefined ? {} : { namespace: node.namespace });
 
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;

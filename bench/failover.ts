@@ -7,7 +7,7 @@
 //   first ack  started → first `ack` line in the new node's serial log
 // and what a network client sees: the canary has a card on the lab network and answers with its last ack;
 //   client outage  the longest silence a client asking every 20 ms saw, from the kill to the first answer
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { findDoubleRuns } from "../src/core/history-check.js";
 import type { HavenEvent, VmView } from "../src/core/model.js";
@@ -34,15 +34,14 @@ async function oneFailover(cluster: TestCluster, probe: NetProbe): Promise<Recor
   });
   const nodeDir = (node: string) => join(cluster.stateDir, "nodes", node);
   const havend = Number(await readFile(join(nodeDir(before.node!), "havend.pid"), "utf8"));
-  // Where each node's canary console log ends now: the new guest's output comes after that.
+  // Each node's canary console log as it is now. A QEMU that starts puts the log of its predecessor aside
+  // (serial.log.1) and begins a new file: the new guest's output is that new file, or what comes after the
+  // end of this one while it has not been replaced yet.
   const logOf = (node: string) => join(nodeDir(node), "guests", "canary", "serial.log");
+  const logNow = (node: string) => stat(logOf(node)).catch(() => undefined);
   const nodes = ["node1", "node2", "node3"];
-  const offsets = new Map(
-    await Promise.all(
-      nodes.map(
-        async (node) => [node, (await readFile(logOf(node)).catch(() => Buffer.alloc(0))).length] as const,
-      ),
-    ),
+  const logsBefore = new Map(
+    await Promise.all(nodes.map(async (node) => [node, await logNow(node)] as const)),
   );
   const killedAt = Date.now();
   process.kill(havend, "SIGKILL");
@@ -59,9 +58,9 @@ async function oneFailover(cluster: TestCluster, probe: NetProbe): Promise<Recor
   const firstAckAt = await eventually(
     "first ack on the new node",
     async () => {
-      const text = (await readFile(logOf(after.node!)).catch(() => Buffer.alloc(0))).subarray(
-        offsets.get(after.node!) ?? 0,
-      );
+      const [was, now] = [logsBefore.get(after.node!), await logNow(after.node!)];
+      const from = was && now?.ino === was.ino ? was.size : 0;
+      const text = (await readFile(logOf(after.node!)).catch(() => Buffer.alloc(0))).subarray(from);
       return /ack \d+/.test(text.toString("latin1")) ? Date.now() : undefined;
     },
     60_000,

@@ -24,6 +24,7 @@ import { createClusterCa, issueNodeCredentials } from "../src/setup/pki.js";
 import { highestAckInLog } from "../src/core/canary.js";
 import { sleep, waitFor } from "../src/lib/async.js";
 import { isAlive } from "../src/lib/process.js";
+import { inNamespace } from "../src/lib/netns.js";
 
 export interface RawMigrationOptions {
   transport: "tls" | "tcp";
@@ -33,6 +34,8 @@ export interface RawMigrationOptions {
   tlsDirs?: { source: string; target: string };
   /** Migration addresses of side A and side B. Default 127.0.10.201 and 127.0.10.202. */
   addresses?: { source: string; target: string };
+  /** The network namespaces (a local cluster's hosts) side A's and side B's QEMUs run in; default this one. */
+  namespaces?: { source: string; target: string };
   /** Default 300 ms, Haven's default. */
   downtimeLimitMs?: number;
   /** Bytes per second; default QEMU's (128 MiB/s), as Haven without a limit. */
@@ -64,6 +67,7 @@ export interface RawMigrationSample {
 interface Side {
   name: "A" | "B";
   address: string;
+  namespace: string | undefined;
   dir: string;
   tlsDir: string | undefined;
   qmp?: QmpClient;
@@ -81,8 +85,20 @@ export async function rawMigration(options: RawMigrationOptions): Promise<RawMig
       options.transport === "tls" ? (options.tlsDirs ?? (await throwawayPki(work, options))) : undefined;
     const addresses = options.addresses ?? { source: "127.0.10.201", target: "127.0.10.202" };
     sides.push(
-      { name: "A", address: addresses.source, dir: join(work, "a"), tlsDir: tlsDirs?.source },
-      { name: "B", address: addresses.target, dir: join(work, "b"), tlsDir: tlsDirs?.target },
+      {
+        name: "A",
+        address: addresses.source,
+        namespace: options.namespaces?.source,
+        dir: join(work, "a"),
+        tlsDir: tlsDirs?.source,
+      },
+      {
+        name: "B",
+        address: addresses.target,
+        namespace: options.namespaces?.target,
+        dir: join(work, "b"),
+        tlsDir: tlsDirs?.target,
+      },
     );
     const disk = join(work, "disk.img");
     await run("truncate", ["-s", "64M", disk]);
@@ -195,7 +211,11 @@ async function startQemu(side: Side, launch: GuestLaunch, options: RawMigrationO
     guestAgentSocket: join(side.dir, "qga.sock"),
   };
   const mode = incoming ? { incoming: { tlsDir: side.tlsDir } } : {};
-  await run(options.qemuBinary ?? "qemu-system-x86_64", buildQemuArgs(launch, paths, mode));
+  const [program, ...args] = inNamespace(side.namespace, [
+    options.qemuBinary ?? "qemu-system-x86_64",
+    ...buildQemuArgs(launch, paths, mode),
+  ]);
+  await run(program!, args);
   side.pid = Number((await readFile(paths.pidFile, "utf8")).trim());
   side.qmp = await QmpClient.connect(paths.qmpSocket);
   // A booting QEMU waits paused (-S) until it is told to run.

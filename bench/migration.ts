@@ -3,7 +3,8 @@
 // with TCP, in one run. Both sides measure a whole move, from the request to the guest handed over:
 //   Haven  POST /v1/vms/canary/migrate → the placement names the target (the guest runs there)
 //   raw    target QEMU spawned with -incoming defer → query-migrate says completed
-// Both use file-backed disks (Haven's `dir` storage), so only Haven's control plane differs. The ratio
+// Both use file-backed disks (Haven's `dir` storage) and move between the hosts of node1 and node2 (the raw
+// QEMUs run in those network namespaces), so only Haven's control plane differs. The ratio
 // Haven/raw of the median totals is the overhead; the target is at most 1.1. BENCH_RUNS=0 skips this part.
 // Then what a network client sees: a canary with a card on the lab network, moved live 5 times
 // (BENCH_NET_RUNS) while a client asks it for its last ack every 20 ms; the outage of a move is the longest
@@ -154,8 +155,17 @@ async function main(): Promise<void> {
     if (created.code !== 0) throw new Error(`vm create failed: ${created.stderr}`);
     for (const transport of RUNS > 0 ? (["tls", "tcp"] as const) : []) {
       const haven = await havenMigrations(cluster, api, transport);
+      // The raw QEMUs run on the hosts of node1 and node2, so both sides cross the same links.
+      const [a, b] = file.hosts!.hosts;
       const raw = (
-        await rawMigration({ transport, runs: RUNS, memoryMb: MEMORY_MB, log: (line) => console.error(line) })
+        await rawMigration({
+          transport,
+          runs: RUNS,
+          memoryMb: MEMORY_MB,
+          addresses: { source: a!.address, target: b!.address },
+          namespaces: { source: a!.namespace, target: b!.namespace },
+          log: (line) => console.error(line),
+        })
       ).map((s) => ({ totalMs: s.moveMs, downtimeMs: s.downtimeMs }));
       rows.push({ transport, haven, raw });
     }

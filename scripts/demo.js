@@ -1,5 +1,5 @@
-// The demo: a local 3-node cluster with a running canary guest on the cluster's guest network, then what to
-// try next.
+// The demo: a local 3-node cluster (each node a host of its own) with a running canary guest on the cluster's
+// guest network, then what to try next.
 // Runs after scripts/setup.sh (see `npm run demo`); safe to run again: it reuses what already runs.
 import { spawnSync } from "node:child_process";
 import { homedir } from "node:os";
@@ -67,6 +67,8 @@ console.log("\n== haven status");
 show(["status"]);
 console.log("\n== haven node list");
 show(["node", "list"]);
+console.log("\n== haven host list");
+show(["host", "list"]);
 console.log("\n== haven network list");
 show(["network", "list"]);
 console.log("\n== haven vm show canary");

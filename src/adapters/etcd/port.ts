@@ -92,7 +92,7 @@ export interface EtcdMembership {
   addLearner(peerUrls: string[]): Promise<EtcdMember>;
   /** Makes a learner a voter; etcd refuses while the learner has not caught up with the leader. */
   promote(id: string): Promise<void>;
-  /** Removes a member; its server stops by itself once it learns so. */
+  /** Removes a member from the cluster: the others stop replicating to it and its vote no longer counts. */
   remove(id: string): Promise<void>;
 }
 

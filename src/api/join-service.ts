@@ -239,7 +239,7 @@ export class JoinService {
     const marked = await this.store.getRemovedNode(node);
     const guests = await this.guestsPlacedOn(node);
     if (online) {
-      const refusal = this.daemonsThatStay(rolesOf(online)) ?? (await this.etcdShrink(node));
+      const refusal = this.daemonsThatStay(rolesOf(online)) ?? (await this.leavingEtcdMember(node));
       if (typeof refusal === "string") throw conflict(`node ${node} cannot be removed: ${refusal}`);
       if (!marked) {
         await this.store.setRemovedNode(node, { since: isoNow(this.clock), by: this.thisNode });
@@ -260,7 +260,7 @@ export class JoinService {
       throw conflict(
         `guests are still placed on ${node} (${guests.join(", ")}): wait until they have moved or HA has recovered them`,
       );
-    const shrink = await this.etcdShrink(node);
+    const shrink = await this.leavingEtcdMember(node);
     if (typeof shrink === "string") throw conflict(`node ${node} cannot be removed: ${shrink}`);
     await this.forget(node);
     if (shrink) await this.removeEtcdMember(shrink);
@@ -301,7 +301,7 @@ export class JoinService {
    * The node's etcd member (Haven names it etcd-NODE) and the learner that takes its vote, or undefined when
    * it has none; a string says why it cannot go.
    */
-  private async etcdShrink(
+  private async leavingEtcdMember(
     node: string,
   ): Promise<{ member: EtcdMember; promoteLearner: string | undefined } | string | undefined> {
     if (!this.etcd) return undefined;

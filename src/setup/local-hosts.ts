@@ -1,6 +1,6 @@
 // The hosts of a local cluster: each node is a network namespace of its own, a host with one network card
 // (eth0) on the hosts network, a bridge shared by every local cluster of this machine as servers share a
-// switch. The machine itself is on that bridge too (HOSTS_GATEWAY), so the CLI reaches every node's API.
+// switch. The machine itself is on that bridge too (MACHINE_ADDRESS), so the CLI reaches every node's API.
 // Each host also has its own guest bridge (named as the lab's, as servers name their guest bridge alike),
 // wired by a veth pair to the cluster's guest network. Addresses come from 198.18.0.0/16, inside
 // 198.18.0.0/15 (reserved for network test labs); no namespace has a default route and the machine forwards
@@ -11,14 +11,14 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { run } from "../lib/command.js";
-import { execInNamespace, linkExists, namespaces, runInNamespace } from "../lib/netns.js";
+import { linkExists, namespaces, runInNamespace } from "../lib/netns.js";
 import { conflict, inputError, notFound, unavailable } from "../core/errors.js";
 import { addBridge, localClusterId, type LabNetwork } from "./local-network.js";
 
 /** The bridge of the hosts network, shared by the local clusters of this machine. */
-export const HOSTS_BRIDGE = "haven-hosts";
+const HOSTS_BRIDGE = "haven-hosts";
 /** This machine's address on the hosts network. */
-export const HOSTS_GATEWAY = "198.18.0.1";
+const MACHINE_ADDRESS = "198.18.0.1";
 const HOSTS_PREFIX_LENGTH = 16;
 /** A host's card on the hosts network, and its port on its own guest bridge, inside its namespace. */
 const HOST_CARD = "eth0";
@@ -110,7 +110,7 @@ async function ensureHostsBridge(): Promise<void> {
   await run("ip", ["link", "add", HOSTS_BRIDGE, "type", "bridge"]).catch(async (err: Error) => {
     if (!(await linkExists(HOSTS_BRIDGE))) throw err;
   });
-  await run("ip", ["addr", "replace", `${HOSTS_GATEWAY}/${HOSTS_PREFIX_LENGTH}`, "dev", HOSTS_BRIDGE]);
+  await run("ip", ["addr", "replace", `${MACHINE_ADDRESS}/${HOSTS_PREFIX_LENGTH}`, "dev", HOSTS_BRIDGE]);
   await run("ip", ["link", "set", HOSTS_BRIDGE, "up"]);
 }
 
@@ -124,18 +124,7 @@ async function ensureHost(host: LocalHost, lab: LabNetwork | undefined): Promise
     made = true;
   }
   if (!(await linkExists(host.link))) {
-    await run("ip", [
-      "link",
-      "add",
-      host.link,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      HOST_CARD,
-      "netns",
-      host.namespace,
-    ]);
+    await addVeth(host.link, HOST_CARD, host.namespace);
     await inHost(["ip", "addr", "add", `${host.address}/${HOSTS_PREFIX_LENGTH}`, "dev", HOST_CARD]);
     await inHost(["ip", "link", "set", HOST_CARD, "up"]);
     await run("ip", ["link", "set", host.link, "master", HOSTS_BRIDGE, "up"]);
@@ -143,18 +132,7 @@ async function ensureHost(host: LocalHost, lab: LabNetwork | undefined): Promise
   }
   if (lab && !(await linkExists(host.guestLink))) {
     if (!(await linkExists(lab.bridge, host.namespace))) await addBridge(lab.bridge, host.namespace);
-    await run("ip", [
-      "link",
-      "add",
-      host.guestLink,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      GUEST_UPLINK,
-      "netns",
-      host.namespace,
-    ]);
+    await addVeth(host.guestLink, GUEST_UPLINK, host.namespace);
     await inHost(["ip", "link", "set", GUEST_UPLINK, "master", lab.bridge, "up"]);
     await run("ip", ["link", "set", host.guestLink, "master", lab.bridge, "up"]);
     // The uplink carries every VLAN (tagged) besides the untagged default, as a trunk between switches.
@@ -164,6 +142,10 @@ async function ensureHost(host: LocalHost, lab: LabNetwork | undefined): Promise
   }
   return made;
 }
+
+/** A veth pair: `outside` here, its peer `inside` in `namespace`. */
+const addVeth = (outside: string, inside: string, namespace: string) =>
+  run("ip", ["link", "add", outside, "type", "veth", "peer", "name", inside, "netns", namespace]);
 
 /**
  * Removes these hosts (their namespaces, and with them everything inside: links, cuts) and the hosts
@@ -201,10 +183,6 @@ export function findHost(hosts: LocalHosts | undefined, name: string): LocalHost
 /** The namespace of the host with this address, if it is one of these hosts. */
 export const namespaceAt = (hosts: LocalHosts | undefined, address: string): string | undefined =>
   hosts?.hosts.find((host) => host.address === address)?.namespace;
-
-/** Runs `argv` on the host with this process's stdio; resolves with its exit code. */
-export const execOnHost = (host: LocalHost, argv: string[]): Promise<number> =>
-  execInNamespace(host.namespace, argv);
 
 /**
  * Cuts the host's link: everything it sends, and unless `oneway` everything it receives, on eth0 is dropped

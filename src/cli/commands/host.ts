@@ -4,7 +4,8 @@ import type { Command } from "commander";
 import type { CliContext } from "../context.js";
 import { progress } from "../context.js";
 import { addLocalHost } from "../../setup/local-cluster.js";
-import { execOnHost, findHost, linkState, requireHosts } from "../../setup/local-hosts.js";
+import { findHost, linkState, requireHosts } from "../../setup/local-hosts.js";
+import { execInNamespace } from "../../lib/netns.js";
 import { printJson, printTable } from "../output.js";
 
 export function registerHost(program: Command, ctx: CliContext): void {
@@ -50,6 +51,7 @@ export function registerHost(program: Command, ctx: CliContext): void {
     .description("run a command on a host (e.g. -- haven join TOKEN --address ADDRESS), with this terminal")
     .argument("<command...>", "the command and its arguments (put -- before it)")
     .action(async (name: string, command: string[]) => {
-      process.exitCode = await execOnHost(findHost((await ctx.cluster()).hosts, name), command);
+      const host = findHost((await ctx.cluster()).hosts, name);
+      process.exitCode = await execInNamespace(host.namespace, command);
     });
 }

@@ -85,7 +85,7 @@ export function registerCluster(program: Command, ctx: CliContext): void {
   cluster
     .command("up")
     .description(
-      "start a local cluster (etcd and N havend nodes on loopback); starts what is missing if it exists",
+      "start a local cluster (N nodes, each a host of its own on 198.18.0.0/16 running its havend, etcd member and Ceph daemons); starts what is missing if it exists",
     )
     .option("--nodes <n>", "number of nodes of a new cluster (default 3)", intOption("--nodes"))
     .option(

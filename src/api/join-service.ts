@@ -72,8 +72,6 @@ export interface JoinServiceOptions {
 }
 
 export class JoinService {
-  private readonly etcd: EtcdMembership | undefined;
-
   constructor(
     private readonly store: ClusterStore,
     private readonly clock: Clock,
@@ -82,8 +80,10 @@ export class JoinService {
     private readonly authority: JoinAuthority | undefined,
     private readonly thisNode: string,
     private readonly options: JoinServiceOptions = {},
-  ) {
-    this.etcd = options.etcd;
+  ) {}
+
+  private get etcd(): EtcdMembership | undefined {
+    return this.options.etcd;
   }
 
   caCertificate(): { certificate: string } {

@@ -1,18 +1,27 @@
 // Running programs inside a network namespace: `ip netns exec NS …` sets the namespace (and remounts /sys so
 // the program sees that namespace's interfaces), then executes the program in place, so its pid is the one
 // spawned. A program given no namespace runs where the caller runs.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { run } from "./command.js";
 
 /** The argv that runs `argv` inside `namespace` (unchanged when there is none). */
 export const inNamespace = (namespace: string | undefined, argv: string[]): string[] =>
   namespace === undefined ? argv : ["ip", "netns", "exec", namespace, ...argv];
 
+/** Spawns `argv` inside `namespace` (where the caller runs when there is none). */
+export function spawnInNamespace(
+  namespace: string | undefined,
+  argv: string[],
+  options: SpawnOptions = {},
+): ChildProcess {
+  const [program, ...args] = inNamespace(namespace, argv);
+  return spawn(program!, args, options);
+}
+
 /** Runs `argv` inside `namespace` with this process's stdio; resolves with its exit code. */
 export function execInNamespace(namespace: string, argv: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const [program, ...args] = inNamespace(namespace, argv);
-    const child = spawn(program!, args, { stdio: "inherit" });
+    const child = spawnInNamespace(namespace, argv, { stdio: "inherit" });
     child.on("error", reject);
     child.on("close", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
   });

@@ -63,7 +63,7 @@ export const clusterFileSchema = z.object({
   network: labNetworkSchema.optional(),
   /**
    * The hosts (network namespaces) the nodes run in, by node name, and the servers' hosts made to join
-   * (`haven cluster add-host`); absent in local clusters made before, whose nodes share 127.0.10.N.
+   * (`haven host add`); absent in local clusters made before, whose nodes share 127.0.10.N.
    */
   hosts: localHostsSchema.optional(),
 });

@@ -1,12 +1,11 @@
 // A local etcd member for tests and local clusters (`haven cluster up`): a single-member cluster
 // by default, or one member of a multi-member cluster when `initialCluster` lists the others. With `tlsDir`,
 // client and peer traffic is TLS and both sides must present a certificate from the cluster CA.
-import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { sleep } from "../lib/async.js";
-import { inNamespace } from "../lib/netns.js";
+import { spawnInNamespace } from "../lib/netns.js";
 import { tlsDispatcher, type Dispatcher } from "../lib/tls.js";
 import { nodeTlsFiles, readTlsIdentity } from "./pki.js";
 
@@ -90,8 +89,7 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
   const logFd = openSync(opts.logFile, "a");
   const child = (() => {
     try {
-      const [program, ...argv] = inNamespace(opts.namespace, [opts.etcdBinary ?? "etcd", ...args]);
-      return spawn(program!, argv, {
+      return spawnInNamespace(opts.namespace, [opts.etcdBinary ?? "etcd", ...args], {
         stdio: ["ignore", logFd, logFd],
         detached: opts.detached ?? false,
       });

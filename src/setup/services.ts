@@ -1,12 +1,11 @@
 // How an installed server's daemons are kept running: systemd units (havend, its etcd member), or detached
 // processes with pidfiles beside their configuration (local clusters, and hosts without systemd).
-import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { run } from "../lib/command.js";
-import { inNamespace } from "../lib/netns.js";
+import { spawnInNamespace } from "../lib/netns.js";
 import { startLocalEtcd, type EtcdMemberOptions } from "./etcd.js";
 import { etcdUnit, havendUnit, UNITS } from "./systemd.js";
 
@@ -30,8 +29,7 @@ export const systemdRuns = (): boolean => existsSync("/run/systemd/system");
 export async function spawnHavend(configFile: string, dir: string, namespace?: string): Promise<number> {
   const log = openSync(join(dir, "havend.log"), "a");
   try {
-    const [program, ...argv] = inNamespace(namespace, [process.execPath, HAVEND, "--config", configFile]);
-    const child = spawn(program!, argv, {
+    const child = spawnInNamespace(namespace, [process.execPath, HAVEND, "--config", configFile], {
       detached: true,
       stdio: ["ignore", log, log],
     });

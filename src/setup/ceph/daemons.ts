@@ -2,7 +2,6 @@
 // started in their own session, output appended to <dir>/log/<kind>.<id>.out, pid in <dir>/run/<kind>.<id>.pid.
 // A pid counts only while its command line still holds that exact conf path and id (livePid), so a recycled
 // pid is never signalled; the conf path also puts <dir> in every daemon's argv for leak checks.
-import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -10,7 +9,7 @@ import { z } from "zod";
 import { sleep } from "../../lib/async.js";
 import { isAlive, livePid, processesMatching, terminate } from "../../lib/process.js";
 import { run } from "../../lib/command.js";
-import { inNamespace } from "../../lib/netns.js";
+import { spawnInNamespace } from "../../lib/netns.js";
 import { cephPaths, daemonNamespace, readRecord, type DaemonKind } from "./local-layout.js";
 
 const BINARY: Record<DaemonKind, string> = { mon: "ceph-mon", mgr: "ceph-mgr", osd: "ceph-osd" };
@@ -47,8 +46,10 @@ export async function startLocalCephDaemon(dir: string, kind: DaemonKind, id: st
   try {
     const record = await readRecord(dir);
     const namespace = record && daemonNamespace(record, kind, id);
-    const [program, ...argv] = inNamespace(namespace, [BINARY[kind], ...daemonArgv(dir, id)]);
-    const child = spawn(program!, argv, { detached: true, stdio: ["ignore", out, out] });
+    const child = spawnInNamespace(namespace, [BINARY[kind], ...daemonArgv(dir, id)], {
+      detached: true,
+      stdio: ["ignore", out, out],
+    });
     const pid = await new Promise<number>((resolve, reject) => {
       child.once("spawn", () => resolve(child.pid!));
       child.once("error", (err) => reject(new Error(`cannot run ${BINARY[kind]}: ${err.message}`)));
